@@ -1,0 +1,678 @@
+//! Zero-copy decoding that never trusts a size it has not checked.
+
+use super::composite::ListReader;
+use super::format_code as fc;
+use super::value::{
+    Array, Described, Descriptor, ElementType, Str, Symbol, Timestamp, Uuid, Value,
+};
+use bytes::Bytes;
+use std::fmt;
+
+/// How deeply compound and described values may nest before decoding gives up.
+pub const MAX_DEPTH: u32 = 32;
+
+/// What was wrong with the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeErrorKind {
+    /// The input ended inside a value.
+    UnexpectedEnd {
+        /// Bytes the value still needed.
+        needed: usize,
+        /// Bytes that were left.
+        remaining: usize,
+    },
+    /// A constructor byte that AMQP does not define.
+    InvalidFormatCode(u8),
+    /// A string or symbol that is not UTF-8.
+    InvalidUtf8,
+    /// A char that is not a Unicode scalar value.
+    InvalidChar(u32),
+    /// A boolean byte other than 0 or 1.
+    InvalidBool(u8),
+    /// Compounds or descriptors nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// A compound's element count cannot fit in its declared size.
+    CountExceedsSize {
+        /// Declared element count.
+        count: usize,
+        /// Bytes available for the elements.
+        size: usize,
+    },
+    /// A compound's declared size is too small for its own count field.
+    SizeTooSmall(usize),
+    /// A map with an odd number of elements.
+    OddMapCount(usize),
+    /// A compound's elements did not use exactly its declared size.
+    TrailingBytes(usize),
+    /// A value of a different type than the field or context requires.
+    UnexpectedType {
+        /// What was expected.
+        expected: &'static str,
+        /// The format code found.
+        found: u8,
+    },
+    /// A descriptor that is neither a ulong nor a symbol.
+    InvalidDescriptor,
+    /// A described type other than the one expected here.
+    UnexpectedDescriptor {
+        /// The composite that was expected.
+        expected: &'static str,
+        /// What was found, printed.
+        found: String,
+    },
+    /// A mandatory field of a composite was absent or null.
+    MissingField {
+        /// The composite.
+        composite: &'static str,
+        /// The field.
+        field: &'static str,
+    },
+    /// A field value outside what the type allows.
+    InvalidField {
+        /// The composite.
+        composite: &'static str,
+        /// The field.
+        field: &'static str,
+    },
+    /// An array whose element constructor cannot carry elements.
+    InvalidArrayElement(u8),
+}
+
+impl fmt::Display for DecodeErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use DecodeErrorKind::*;
+        match self {
+            UnexpectedEnd { needed, remaining } => {
+                write!(f, "input ended: needed {needed} bytes, {remaining} left")
+            }
+            InvalidFormatCode(c) => write!(f, "invalid format code 0x{c:02x}"),
+            InvalidUtf8 => f.write_str("string or symbol is not valid UTF-8"),
+            InvalidChar(c) => write!(f, "char 0x{c:x} is not a Unicode scalar value"),
+            InvalidBool(b) => write!(f, "boolean byte 0x{b:02x} is neither 0 nor 1"),
+            TooDeep => write!(f, "values nested deeper than {MAX_DEPTH}"),
+            CountExceedsSize { count, size } => {
+                write!(f, "count {count} cannot fit in {size} bytes")
+            }
+            SizeTooSmall(s) => write!(f, "compound size {s} is smaller than its count field"),
+            OddMapCount(c) => write!(f, "map has an odd element count {c}"),
+            TrailingBytes(n) => write!(f, "{n} bytes left over inside a compound"),
+            UnexpectedType { expected, found } => {
+                write!(f, "expected {expected}, found format code 0x{found:02x}")
+            }
+            InvalidDescriptor => f.write_str("descriptor is neither a ulong nor a symbol"),
+            UnexpectedDescriptor { expected, found } => {
+                write!(f, "expected described type {expected}, found descriptor {found}")
+            }
+            MissingField { composite, field } => {
+                write!(f, "mandatory field {field} of {composite} is missing")
+            }
+            InvalidField { composite, field } => {
+                write!(f, "field {field} of {composite} has an invalid value")
+            }
+            InvalidArrayElement(c) => {
+                write!(f, "array element constructor 0x{c:02x} is not allowed")
+            }
+        }
+    }
+}
+
+/// A decoding failure: what went wrong and at which byte offset of the input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("AMQP decode error at offset {offset}: {kind}")]
+pub struct DecodeError {
+    /// Offset from the start of the decoded buffer.
+    pub offset: usize,
+    /// What went wrong.
+    pub kind: DecodeErrorKind,
+}
+
+/// A cursor over shared bytes that decodes AMQP values.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    buf: Bytes,
+    pos: usize,
+    base: usize,
+    depth: u32,
+}
+
+impl Decoder {
+    /// A decoder over `buf`, reporting offsets from its start.
+    pub fn new(buf: Bytes) -> Self {
+        Decoder {
+            buf,
+            pos: 0,
+            base: 0,
+            depth: 0,
+        }
+    }
+
+    /// A decoder over `buf` that reports offsets as `base + position`.
+    pub fn with_base(buf: Bytes, base: usize) -> Self {
+        Decoder {
+            buf,
+            pos: 0,
+            base,
+            depth: 0,
+        }
+    }
+
+    /// Bytes not yet consumed.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// True when everything has been consumed.
+    pub fn is_empty(&self) -> bool {
+        self.remaining() == 0
+    }
+
+    /// Offset of the next byte, from the start of the original input.
+    pub fn offset(&self) -> usize {
+        self.base + self.pos
+    }
+
+    /// The unconsumed bytes, shared (no copy); consumes them.
+    pub fn take_rest(&mut self) -> Bytes {
+        let rest = self.buf.slice(self.pos..);
+        self.pos = self.buf.len();
+        rest
+    }
+
+    /// Fails unless the input has been consumed entirely.
+    pub fn expect_end(&self) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(self.error(DecodeErrorKind::TrailingBytes(n))),
+        }
+    }
+
+    /// An error at the current offset.
+    pub fn error(&self, kind: DecodeErrorKind) -> DecodeError {
+        DecodeError {
+            offset: self.offset(),
+            kind,
+        }
+    }
+
+    fn need(&self, n: usize) -> Result<(), DecodeError> {
+        if self.remaining() < n {
+            Err(self.error(DecodeErrorKind::UnexpectedEnd {
+                needed: n,
+                remaining: self.remaining(),
+            }))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Takes `n` bytes as a shared slice.
+    pub fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
+        self.need(n)?;
+        let b = self.buf.slice(self.pos..self.pos + n);
+        self.pos += n;
+        Ok(b)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        self.need(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.buf[self.pos..self.pos + N]);
+        self.pos += N;
+        Ok(out)
+    }
+
+    /// The next byte, without consuming it.
+    pub fn peek_u8(&self) -> Result<u8, DecodeError> {
+        self.need(1)?;
+        Ok(self.buf[self.pos])
+    }
+
+    /// Consumes one byte.
+    pub fn read_u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn read_u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    fn read_u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn read_u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    /// Consumes a null if one is next; says whether it did.
+    pub fn skip_null(&mut self) -> Result<bool, DecodeError> {
+        if self.peek_u8()? == fc::NULL {
+            self.pos += 1;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), DecodeError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error(DecodeErrorKind::TooDeep));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
+    /// A decoder over the next `n` bytes (consumed here) that inherits offset and depth.
+    pub fn sub(&mut self, n: usize) -> Result<Decoder, DecodeError> {
+        let base = self.offset();
+        let buf = self.take(n)?;
+        Ok(Decoder {
+            buf,
+            pos: 0,
+            base,
+            depth: self.depth,
+        })
+    }
+
+    /// Decodes any value.
+    pub fn read_value(&mut self) -> Result<Value, DecodeError> {
+        let code = self.read_u8()?;
+        if code == fc::DESCRIBED {
+            self.enter()?;
+            let descriptor = self.read_descriptor_value();
+            let value = descriptor.and_then(|d| Ok((d, self.read_value()?)));
+            self.leave();
+            let (descriptor, value) = value?;
+            return Ok(Value::Described(Box::new(Described { descriptor, value })));
+        }
+        self.read_bare(code)
+    }
+
+    /// Reads the descriptor of a described value whose `0x00` was already consumed.
+    fn read_descriptor_value(&mut self) -> Result<Descriptor, DecodeError> {
+        let at = self.offset();
+        match self.read_value()? {
+            Value::Ulong(c) => Ok(Descriptor::Code(c)),
+            Value::Symbol(s) => Ok(Descriptor::Symbol(s)),
+            _ => Err(DecodeError {
+                offset: at,
+                kind: DecodeErrorKind::InvalidDescriptor,
+            }),
+        }
+    }
+
+    /// Reads `0x00 <descriptor>` and returns the descriptor; the described value follows.
+    pub fn read_descriptor(&mut self) -> Result<Descriptor, DecodeError> {
+        let code = self.peek_u8()?;
+        if code != fc::DESCRIBED {
+            return Err(self.error(DecodeErrorKind::UnexpectedType {
+                expected: "described type",
+                found: code,
+            }));
+        }
+        self.pos += 1;
+        self.read_descriptor_value()
+    }
+
+    /// Reads a described list with the given descriptor and returns a reader over its fields.
+    pub fn read_composite(
+        &mut self,
+        code: u64,
+        name: &'static str,
+    ) -> Result<ListReader, DecodeError> {
+        let at = self.offset();
+        let d = self.read_descriptor()?;
+        if !d.matches(code, name) {
+            return Err(DecodeError {
+                offset: at,
+                kind: DecodeErrorKind::UnexpectedDescriptor {
+                    expected: name,
+                    found: format!("{d:?}"),
+                },
+            });
+        }
+        self.read_list(name)
+    }
+
+    /// Reads a list header (any list encoding) and returns a reader over its elements.
+    pub fn read_list(&mut self, name: &'static str) -> Result<ListReader, DecodeError> {
+        let code = self.read_u8()?;
+        let (count, body) = match code {
+            fc::LIST0 => (0, Decoder::with_base(Bytes::new(), self.offset())),
+            fc::LIST8 | fc::LIST32 => self.compound_body(code)?,
+            other => {
+                self.pos -= 1;
+                return Err(self.error(DecodeErrorKind::UnexpectedType {
+                    expected: "list",
+                    found: other,
+                }));
+            }
+        };
+        let mut body = body;
+        body.depth = self.depth + 1;
+        if body.depth > MAX_DEPTH {
+            return Err(self.error(DecodeErrorKind::TooDeep));
+        }
+        Ok(ListReader::new(body, count, name))
+    }
+
+    /// Reads the size and count of a compound and returns the count and a decoder over the
+    /// elements, checking the count against the bytes really there.
+    fn compound_body(&mut self, code: u8) -> Result<(usize, Decoder), DecodeError> {
+        let wide = matches!(code, fc::LIST32 | fc::MAP32 | fc::ARRAY32);
+        let size = if wide {
+            self.read_u32()? as usize
+        } else {
+            self.read_u8()? as usize
+        };
+        let width = if wide { 4 } else { 1 };
+        if size < width {
+            return Err(self.error(DecodeErrorKind::SizeTooSmall(size)));
+        }
+        self.need(size)?;
+        let count = if wide {
+            self.read_u32()? as usize
+        } else {
+            self.read_u8()? as usize
+        };
+        let body = self.sub(size - width)?;
+        Ok((count, body))
+    }
+
+    fn read_bare(&mut self, code: u8) -> Result<Value, DecodeError> {
+        Ok(match code {
+            fc::NULL => Value::Null,
+            fc::BOOL_TRUE => Value::Bool(true),
+            fc::BOOL_FALSE => Value::Bool(false),
+            fc::BOOL => match self.read_u8()? {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                b => {
+                    self.pos -= 1;
+                    return Err(self.error(DecodeErrorKind::InvalidBool(b)));
+                }
+            },
+            fc::UBYTE => Value::Ubyte(self.read_u8()?),
+            fc::USHORT => Value::Ushort(self.read_u16()?),
+            fc::UINT0 => Value::Uint(0),
+            fc::SMALLUINT => Value::Uint(self.read_u8()?.into()),
+            fc::UINT => Value::Uint(self.read_u32()?),
+            fc::ULONG0 => Value::Ulong(0),
+            fc::SMALLULONG => Value::Ulong(self.read_u8()?.into()),
+            fc::ULONG => Value::Ulong(self.read_u64()?),
+            fc::BYTE => Value::Byte(self.read_u8()? as i8),
+            fc::SHORT => Value::Short(self.read_u16()? as i16),
+            fc::SMALLINT => Value::Int((self.read_u8()? as i8).into()),
+            fc::INT => Value::Int(self.read_u32()? as i32),
+            fc::SMALLLONG => Value::Long((self.read_u8()? as i8).into()),
+            fc::LONG => Value::Long(self.read_u64()? as i64),
+            fc::FLOAT => Value::Float(f32::from_bits(self.read_u32()?)),
+            fc::DOUBLE => Value::Double(f64::from_bits(self.read_u64()?)),
+            fc::DECIMAL32 => Value::Decimal32(self.array()?),
+            fc::DECIMAL64 => Value::Decimal64(self.array()?),
+            fc::DECIMAL128 => Value::Decimal128(self.array()?),
+            fc::CHAR => {
+                let c = self.read_u32()?;
+                match char::from_u32(c) {
+                    Some(ch) => Value::Char(ch),
+                    None => {
+                        self.pos -= 4;
+                        return Err(self.error(DecodeErrorKind::InvalidChar(c)));
+                    }
+                }
+            }
+            fc::TIMESTAMP => Value::Timestamp(Timestamp(self.read_u64()? as i64)),
+            fc::UUID => Value::Uuid(Uuid(self.array()?)),
+            fc::VBIN8 | fc::VBIN32 => Value::Binary(self.variable(code)?),
+            fc::STR8 | fc::STR32 => Value::String(self.utf8(code)?),
+            fc::SYM8 | fc::SYM32 => Value::Symbol(Symbol::from(self.utf8(code)?)),
+            fc::LIST0 => Value::List(Vec::new()),
+            fc::LIST8 | fc::LIST32 => {
+                let (count, mut body) = self.compound_body(code)?;
+                self.check_count(count, body.remaining())?;
+                body.enter()?;
+                let mut items = Vec::with_capacity(count);
+                for _ in 0..count {
+                    items.push(body.read_value()?);
+                }
+                body.expect_end()?;
+                Value::List(items)
+            }
+            fc::MAP8 | fc::MAP32 => {
+                let (count, mut body) = self.compound_body(code)?;
+                self.check_count(count, body.remaining())?;
+                if count % 2 != 0 {
+                    return Err(self.error(DecodeErrorKind::OddMapCount(count)));
+                }
+                body.enter()?;
+                let mut pairs = Vec::with_capacity(count / 2);
+                for _ in 0..count / 2 {
+                    let k = body.read_value()?;
+                    let v = body.read_value()?;
+                    pairs.push((k, v));
+                }
+                body.expect_end()?;
+                Value::Map(pairs)
+            }
+            fc::ARRAY8 | fc::ARRAY32 => {
+                let (count, mut body) = self.compound_body(code)?;
+                body.enter()?;
+                let array = body.read_array_body(count)?;
+                body.expect_end()?;
+                Value::Array(array)
+            }
+            other => {
+                self.pos -= 1;
+                return Err(self.error(DecodeErrorKind::InvalidFormatCode(other)));
+            }
+        })
+    }
+
+    fn check_count(&self, count: usize, size: usize) -> Result<(), DecodeError> {
+        if count > size {
+            Err(self.error(DecodeErrorKind::CountExceedsSize { count, size }))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn read_array_body(&mut self, count: usize) -> Result<Array, DecodeError> {
+        let mut descriptor = None;
+        let mut code = self.read_u8()?;
+        if code == fc::DESCRIBED {
+            descriptor = Some(self.read_descriptor_value()?);
+            code = self.read_u8()?;
+        }
+        let element = match element_type(code) {
+            Some(e) => e,
+            None => {
+                self.pos -= 1;
+                return Err(self.error(DecodeErrorKind::InvalidArrayElement(code)));
+            }
+        };
+        // Zero-width elements cost no input, so the count is bounded by the bytes left for
+        // every element type: a tiny frame must not be able to ask for a huge allocation.
+        self.check_count(count, self.remaining())?;
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
+            items.push(self.read_bare(code)?);
+        }
+        Array::described(descriptor, element, items).map_err(|_| {
+            self.error(DecodeErrorKind::InvalidArrayElement(code))
+        })
+    }
+
+    fn variable(&mut self, code: u8) -> Result<Bytes, DecodeError> {
+        let len = match code {
+            fc::VBIN8 | fc::STR8 | fc::SYM8 => self.read_u8()? as usize,
+            _ => self.read_u32()? as usize,
+        };
+        self.take(len)
+    }
+
+    fn utf8(&mut self, code: u8) -> Result<Str, DecodeError> {
+        let at = self.offset();
+        let bytes = self.variable(code)?;
+        Str::from_utf8(bytes).map_err(|_| DecodeError {
+            offset: at,
+            kind: DecodeErrorKind::InvalidUtf8,
+        })
+    }
+}
+
+fn element_type(code: u8) -> Option<ElementType> {
+    Some(match code {
+        fc::NULL => ElementType::Null,
+        fc::BOOL | fc::BOOL_TRUE | fc::BOOL_FALSE => ElementType::Bool,
+        fc::UBYTE => ElementType::Ubyte,
+        fc::USHORT => ElementType::Ushort,
+        fc::UINT0 | fc::SMALLUINT | fc::UINT => ElementType::Uint,
+        fc::ULONG0 | fc::SMALLULONG | fc::ULONG => ElementType::Ulong,
+        fc::BYTE => ElementType::Byte,
+        fc::SHORT => ElementType::Short,
+        fc::SMALLINT | fc::INT => ElementType::Int,
+        fc::SMALLLONG | fc::LONG => ElementType::Long,
+        fc::FLOAT => ElementType::Float,
+        fc::DOUBLE => ElementType::Double,
+        fc::DECIMAL32 => ElementType::Decimal32,
+        fc::DECIMAL64 => ElementType::Decimal64,
+        fc::DECIMAL128 => ElementType::Decimal128,
+        fc::CHAR => ElementType::Char,
+        fc::TIMESTAMP => ElementType::Timestamp,
+        fc::UUID => ElementType::Uuid,
+        fc::VBIN8 | fc::VBIN32 => ElementType::Binary,
+        fc::STR8 | fc::STR32 => ElementType::String,
+        fc::SYM8 | fc::SYM32 => ElementType::Symbol,
+        fc::LIST0 | fc::LIST8 | fc::LIST32 => ElementType::List,
+        fc::MAP8 | fc::MAP32 => ElementType::Map,
+        fc::ARRAY8 | fc::ARRAY32 => ElementType::Array,
+        _ => return None,
+    })
+}
+
+/// A value that can be read from AMQP encoding.
+pub trait Decode: Sized {
+    /// Reads one value of this type.
+    fn decode(d: &mut Decoder) -> Result<Self, DecodeError>;
+}
+
+impl Decode for Value {
+    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
+        d.read_value()
+    }
+}
+
+impl<T: Decode> Decode for Option<T> {
+    /// Null reads as `None`.
+    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
+        if d.skip_null()? {
+            Ok(None)
+        } else {
+            T::decode(d).map(Some)
+        }
+    }
+}
+
+impl<T: Decode> Decode for Box<T> {
+    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
+        T::decode(d).map(Box::new)
+    }
+}
+
+/// Reads a value and converts it, reporting the expected type on mismatch.
+fn typed<T>(
+    d: &mut Decoder,
+    expected: &'static str,
+    f: impl FnOnce(Value) -> Option<T>,
+) -> Result<T, DecodeError> {
+    let at = d.offset();
+    let found = d.peek_u8()?;
+    let v = d.read_value()?;
+    f(v).ok_or(DecodeError {
+        offset: at,
+        kind: DecodeErrorKind::UnexpectedType { expected, found },
+    })
+}
+
+macro_rules! decode_primitive {
+    ($($t:ty => $name:literal, $variant:ident);* $(;)?) => {
+        $(impl Decode for $t {
+            fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
+                typed(d, $name, |v| match v {
+                    Value::$variant(x) => Some(x),
+                    _ => None,
+                })
+            }
+        })*
+    };
+}
+
+decode_primitive! {
+    bool => "boolean", Bool;
+    u8 => "ubyte", Ubyte;
+    u16 => "ushort", Ushort;
+    u32 => "uint", Uint;
+    u64 => "ulong", Ulong;
+    i8 => "byte", Byte;
+    i16 => "short", Short;
+    i32 => "int", Int;
+    i64 => "long", Long;
+    f32 => "float", Float;
+    f64 => "double", Double;
+    char => "char", Char;
+    Timestamp => "timestamp", Timestamp;
+    Uuid => "uuid", Uuid;
+    Bytes => "binary", Binary;
+    Str => "string", String;
+    Symbol => "symbol", Symbol;
+}
+
+/// A `multiple` symbol field: one symbol or an array of symbols.
+impl Decode for Vec<Symbol> {
+    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
+        typed(d, "symbol or array of symbols", |v| match v {
+            Value::Symbol(s) => Some(vec![s]),
+            Value::Array(a) if a.element_type() == ElementType::Symbol => a
+                .into_items()
+                .into_iter()
+                .map(|v| match v {
+                    Value::Symbol(s) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        })
+    }
+}
+
+/// A map with typed keys and values, in wire order.
+impl<K: Decode, V: Decode> Decode for Vec<(K, V)> {
+    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
+        let code = d.read_u8()?;
+        if !matches!(code, fc::MAP8 | fc::MAP32) {
+            d.pos -= 1;
+            return Err(d.error(DecodeErrorKind::UnexpectedType {
+                expected: "map",
+                found: code,
+            }));
+        }
+        let (count, mut body) = d.compound_body(code)?;
+        d.check_count(count, body.remaining())?;
+        if count % 2 != 0 {
+            return Err(d.error(DecodeErrorKind::OddMapCount(count)));
+        }
+        body.enter()?;
+        let mut pairs = Vec::with_capacity(count / 2);
+        for _ in 0..count / 2 {
+            let k = K::decode(&mut body)?;
+            let v = V::decode(&mut body)?;
+            pairs.push((k, v));
+        }
+        body.expect_end()?;
+        Ok(pairs)
+    }
+}
