@@ -15,9 +15,10 @@ pub type DeliveryNumber = u32;
 pub type Milliseconds = u32;
 
 /// Which end of a link a frame's sender is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Role {
     /// The sending end (encoded `false`).
+    #[default]
     Sender,
     /// The receiving end (encoded `true`).
     Receiver,

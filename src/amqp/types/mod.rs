@@ -5,3 +5,4 @@ pub mod error;
 pub mod message;
 pub mod messaging;
 pub mod sasl;
+pub mod transport;

@@ -1,0 +1,192 @@
+//! Settings for connections, sessions and links.
+
+use crate::amqp::codec::Symbol;
+use crate::amqp::types::definitions::{Fields, ReceiverSettleMode, Role, SenderSettleMode};
+use crate::amqp::types::messaging::{Source, Target};
+use bytes::Bytes;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a client authenticates in the SASL layer.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SaslClientMechanism {
+    /// `ANONYMOUS` (Event Hubs: authorization then happens through CBS).
+    Anonymous,
+    /// `PLAIN` with a user name and password.
+    Plain {
+        /// Authentication identity.
+        username: String,
+        /// Password; never printed.
+        password: String,
+    },
+    /// `EXTERNAL`: identity from the transport (a TLS client certificate).
+    External,
+}
+
+impl SaslClientMechanism {
+    /// The mechanism's SASL name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SaslClientMechanism::Anonymous => "ANONYMOUS",
+            SaslClientMechanism::Plain { .. } => "PLAIN",
+            SaslClientMechanism::External => "EXTERNAL",
+        }
+    }
+
+    /// The initial response sent with `sasl-init`.
+    pub(crate) fn initial_response(&self) -> Bytes {
+        match self {
+            SaslClientMechanism::Anonymous | SaslClientMechanism::External => Bytes::new(),
+            SaslClientMechanism::Plain { username, password } => {
+                let mut v = Vec::with_capacity(username.len() + password.len() + 2);
+                v.push(0);
+                v.extend_from_slice(username.as_bytes());
+                v.push(0);
+                v.extend_from_slice(password.as_bytes());
+                Bytes::from(v)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SaslClientMechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SaslClientMechanism::Plain { username, .. } => f
+                .debug_struct("Plain")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// A server's answer to a client's SASL credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaslDecision {
+    /// Authenticated.
+    Accept,
+    /// Bad credentials (sasl-code `auth`).
+    Reject,
+}
+
+/// Decides SASL authentication on the server side.
+pub trait SaslAuthenticator: Send + Sync {
+    /// Mechanisms to offer, e.g. `["ANONYMOUS", "PLAIN"]`.
+    fn mechanisms(&self) -> Vec<Symbol>;
+    /// Judges the client's `sasl-init`.
+    fn authenticate(
+        &self,
+        mechanism: &str,
+        initial_response: &[u8],
+        hostname: Option<&str>,
+    ) -> SaslDecision;
+}
+
+/// Settings of one connection end.
+#[derive(Clone)]
+pub struct ConnectionConfig {
+    /// Our container id.
+    pub container_id: String,
+    /// The virtual host we are connecting to (clients) — Event Hubs wants the namespace host.
+    pub hostname: Option<String>,
+    /// The largest frame we accept (announced in `open`).
+    pub max_frame_size: u32,
+    /// The highest channel number we accept.
+    pub channel_max: u16,
+    /// How long we tolerate silence from the peer; `None` disables the check.
+    pub idle_timeout: Option<Duration>,
+    /// Connection properties sent in `open`.
+    pub properties: Option<Fields>,
+    /// Capabilities we offer.
+    pub offered_capabilities: Option<Vec<Symbol>>,
+    /// Capabilities we want.
+    pub desired_capabilities: Option<Vec<Symbol>>,
+    /// Client: the SASL mechanism to use; `None` skips the SASL layer.
+    pub sasl: Option<SaslClientMechanism>,
+    /// Server: the SASL authenticator; `None` serves plain AMQP without SASL.
+    pub sasl_server: Option<Arc<dyn SaslAuthenticator>>,
+    /// Server: also accept clients that skip SASL when an authenticator is set.
+    pub allow_no_sasl: bool,
+}
+
+impl fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionConfig")
+            .field("container_id", &self.container_id)
+            .field("hostname", &self.hostname)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("channel_max", &self.channel_max)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("sasl", &self.sasl)
+            .field("sasl_server", &self.sasl_server.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            container_id: String::from("eventhubs"),
+            hostname: None,
+            max_frame_size: 65536,
+            channel_max: 255,
+            idle_timeout: Some(Duration::from_secs(60)),
+            properties: None,
+            offered_capabilities: None,
+            desired_capabilities: None,
+            sasl: None,
+            sasl_server: None,
+            allow_no_sasl: true,
+        }
+    }
+}
+
+/// Settings of one session.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Transfer frames we can take before the peer must wait for a flow.
+    pub incoming_window: u32,
+    /// Transfer frames we announce we may send.
+    pub outgoing_window: u32,
+    /// Highest link handle we accept.
+    pub handle_max: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            incoming_window: 5000,
+            outgoing_window: 5000,
+            handle_max: 1023,
+        }
+    }
+}
+
+/// Settings of a link we attach.
+#[derive(Clone, Debug, Default)]
+pub struct LinkConfig {
+    /// Link name (unique per direction between the two containers).
+    pub name: String,
+    /// Our role on the link.
+    pub role: Role,
+    /// Where messages come from (a receiver names the node here).
+    pub source: Option<Source>,
+    /// Where messages go (a sender names the node here).
+    pub target: Option<Target>,
+    /// Sender settle mode we ask for.
+    pub snd_settle_mode: SenderSettleMode,
+    /// Receiver settle mode we ask for.
+    pub rcv_settle_mode: ReceiverSettleMode,
+    /// Largest message we accept (receivers); `None` means no limit of ours beyond memory
+    /// sanity (see [`crate::amqp::engine::Connection`]).
+    pub max_message_size: Option<u64>,
+    /// Link properties.
+    pub properties: Option<Fields>,
+    /// Capabilities we offer.
+    pub offered_capabilities: Option<Vec<Symbol>>,
+    /// Capabilities we want.
+    pub desired_capabilities: Option<Vec<Symbol>>,
+}

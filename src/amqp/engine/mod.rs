@@ -1,0 +1,33 @@
+//! The sans-IO AMQP 1.0 engine: connection, sessions, links and deliveries as state machines.
+//!
+//! No sockets, no tasks, no clock reads. The caller feeds received bytes and the current time
+//! and pulls bytes to write, events, and the next deadline:
+//!
+//! * [`Connection::handle_bytes`] — bytes that arrived from the peer;
+//! * [`Connection::poll_transmit`] — bytes to write to the peer;
+//! * [`Connection::poll_event`] — what happened (a link attached, a delivery arrived, ...);
+//! * [`Connection::poll_timeout`] / [`Connection::handle_timeout`] — idle-timeout handling;
+//! * commands such as [`Connection::begin_session`], [`Connection::attach`],
+//!   [`Connection::send`], [`Connection::add_credit`], [`Connection::settle`],
+//!   [`Connection::detach`], [`Connection::end_session`], [`Connection::close`].
+//!
+//! One engine serves both roles: a client connects ([`Connection::client`]) and a server
+//! accepts ([`Connection::server`]).
+
+mod config;
+mod connection;
+mod event;
+mod link;
+mod sasl;
+mod session;
+
+pub use config::{
+    ConnectionConfig, LinkConfig, SaslAuthenticator, SaslClientMechanism, SaslDecision,
+    SessionConfig,
+};
+pub use connection::{Connection, ConnectionState, Role as EndpointRole};
+pub use event::{Delivery, Event, LinkId, SessionId};
+pub use link::LinkAcceptance;
+
+/// The tracing target under which every frame in and out is logged.
+pub const FRAME_TRACE_TARGET: &str = "eventhubs::amqp::frames";
