@@ -962,31 +962,56 @@ impl Message {
     }
 }
 
-impl Encode for Message {
-    fn encoded_len(&self) -> usize {
+impl Message {
+    /// Size of the sections that precede the body (header through application properties).
+    pub fn before_body_len(&self) -> usize {
         self.header.encoded_len_if_some()
             + self.delivery_annotations.encoded_len_if_some()
             + self.message_annotations.encoded_len_if_some()
             + self.properties.encoded_len_if_some()
             + self.application_properties.encoded_len_if_some()
-            + self.body.encoded_len()
-            + self.footer.encoded_len_if_some()
+    }
+
+    /// Writes the sections that precede the body.
+    ///
+    /// With [`Message::encode_after_body`] this lets a batch writer put its own body sections
+    /// (one [`write_data_section_header`] plus encoded event per event) between the envelope's
+    /// sections; the footer, if any, must come after them.
+    pub fn encode_before_body<B: BufMut>(&self, buf: &mut B) {
+        put_section(&self.header, buf);
+        put_section(&self.delivery_annotations, buf);
+        put_section(&self.message_annotations, buf);
+        put_section(&self.properties, buf);
+        put_section(&self.application_properties, buf);
+    }
+
+    /// Size of the sections that follow the body (the footer).
+    pub fn after_body_len(&self) -> usize {
+        self.footer.encoded_len_if_some()
+    }
+
+    /// Writes the sections that follow the body (the footer).
+    pub fn encode_after_body<B: BufMut>(&self, buf: &mut B) {
+        put_section(&self.footer, buf);
+    }
+}
+
+/// Absent sections are left out entirely (not written as null).
+fn put_section<T: Encode, B: BufMut>(section: &Option<T>, buf: &mut B) {
+    if let Some(s) = section {
+        s.encode(buf);
+    }
+}
+
+impl Encode for Message {
+    fn encoded_len(&self) -> usize {
+        self.before_body_len() + self.body.encoded_len() + self.after_body_len()
     }
 
     fn encode<B: BufMut>(&self, buf: &mut B) {
-        // Absent sections are left out entirely (not written as null).
-        fn put<T: Encode, B: BufMut>(section: &Option<T>, buf: &mut B) {
-            if let Some(s) = section {
-                s.encode(buf);
-            }
-        }
-        put(&self.header, buf);
-        put(&self.delivery_annotations, buf);
-        put(&self.message_annotations, buf);
-        put(&self.properties, buf);
-        put(&self.application_properties, buf);
+        self.encode_before_body(buf);
         self.body.encode(buf);
-        put(&self.footer, buf);
+        self.encode_after_body(buf);
     }
 }
 
