@@ -72,7 +72,8 @@ impl TerminusExpiryPolicy {
         })
     }
 
-    fn from_symbol(s: &Symbol) -> Option<Self> {
+    /// The policy named by `s`, `None` for a symbol the spec does not define.
+    pub fn from_symbol(s: &Symbol) -> Option<Self> {
         Some(match s.as_str() {
             "link-detach" => TerminusExpiryPolicy::LinkDetach,
             "session-end" => TerminusExpiryPolicy::SessionEnd,
