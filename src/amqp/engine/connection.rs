@@ -1654,6 +1654,11 @@ impl Connection {
         }
     }
 
+    /// Our role on a link.
+    pub fn link_role(&self, link: LinkId) -> Option<LinkRole> {
+        self.links.get(&link).map(|l| l.role)
+    }
+
     /// The receiver settle mode agreed for a link.
     pub fn rcv_settle_mode(&self, link: LinkId) -> Option<ReceiverSettleMode> {
         self.links.get(&link).map(|l| l.rcv_settle_mode)

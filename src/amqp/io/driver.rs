@@ -1,0 +1,633 @@
+//! The task that owns one connection's engine and socket, and routes its events to the
+//! handles (sessions, senders, receivers) that wait for them.
+
+use super::BoxedTransport;
+use crate::amqp::engine::{
+    Connection as Engine, Delivery, Event, LinkAcceptance, LinkConfig, LinkId, SessionConfig,
+    SessionId,
+};
+use crate::amqp::error::Error;
+use crate::amqp::types::definitions::Role;
+use crate::amqp::types::error::AmqpError;
+use crate::amqp::types::messaging::DeliveryState;
+use crate::amqp::types::transport::{Attach, Open};
+use bytes::{Buf, Bytes};
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The outcome of a send: the peer's delivery state, or `None` when it was settled without one
+/// (pre-settled sends, or a peer that settles silently).
+pub(crate) type SendResult = Result<Option<DeliveryState>, Error>;
+
+/// Requests from handles to the driver.
+pub(crate) enum Command {
+    BeginSession {
+        config: SessionConfig,
+        reply: oneshot::Sender<Result<SessionId, Error>>,
+    },
+    EndSession {
+        session: SessionId,
+        error: Option<AmqpError>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Attach {
+        session: SessionId,
+        config: LinkConfig,
+        credit: u32,
+        reply: oneshot::Sender<Result<Attached, Error>>,
+    },
+    Accept {
+        link: LinkId,
+        acceptance: LinkAcceptance,
+        credit: u32,
+        reply: oneshot::Sender<Result<Attached, Error>>,
+    },
+    Refuse {
+        link: LinkId,
+        error: AmqpError,
+    },
+    Detach {
+        link: LinkId,
+        closed: bool,
+        error: Option<AmqpError>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Send {
+        link: LinkId,
+        payload: Bytes,
+        format: u32,
+        settled: bool,
+        reply: oneshot::Sender<SendResult>,
+    },
+    AddCredit {
+        link: LinkId,
+        credit: u32,
+    },
+    Drain {
+        link: LinkId,
+    },
+    Settle {
+        link: LinkId,
+        delivery_id: u32,
+        state: Option<DeliveryState>,
+    },
+    Close {
+        error: Option<AmqpError>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+}
+
+/// What a receiving link's handle hears.
+#[derive(Debug)]
+pub(crate) enum LinkMsg {
+    Delivery(Delivery),
+    Detached(Error),
+}
+
+/// State a sending link's handle can watch.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LinkStatus {
+    /// Deliveries the link may start without queueing behind missing credit.
+    pub credit: u32,
+    /// Set once the link is gone, with the reason.
+    pub detached: Option<Error>,
+}
+
+/// A link both sides have attached.
+pub(crate) struct Attached {
+    pub link: LinkId,
+    pub remote: Option<Box<Attach>>,
+    pub deliveries: Option<mpsc::UnboundedReceiver<LinkMsg>>,
+    pub status: watch::Receiver<LinkStatus>,
+}
+
+/// A link the peer attached, waiting for the application's decision (server role mostly).
+pub(crate) struct IncomingAttach {
+    pub link: LinkId,
+    pub session: SessionId,
+    pub attach: Box<Attach>,
+}
+
+#[derive(Default)]
+struct Route {
+    attach_reply: Option<oneshot::Sender<Result<Attached, Error>>>,
+    detach_reply: Option<oneshot::Sender<Result<(), Error>>>,
+    deliveries: Option<mpsc::UnboundedSender<LinkMsg>>,
+    outcomes: HashMap<u64, oneshot::Sender<SendResult>>,
+    status: Option<watch::Sender<LinkStatus>>,
+}
+
+/// A cloneable way to talk to a driver.
+#[derive(Clone, Debug)]
+pub(crate) struct DriverHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl DriverHandle {
+    /// Sends a command; fails when the driver is gone (connection finished).
+    pub(crate) fn send(&self, cmd: Command) -> Result<(), Error> {
+        self.tx.send(cmd).map_err(|_| Error::ConnectionClosed(None))
+    }
+
+    /// Sends a command and waits for its reply.
+    pub(crate) async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
+    ) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.unwrap_or(Err(Error::ConnectionClosed(None)))
+    }
+
+    /// True once the driver has stopped.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// What the driver reports once at start-up, and where it sends peer-initiated links.
+pub(crate) struct DriverSetup {
+    pub opened: oneshot::Sender<Result<Open, Error>>,
+    pub incoming: Option<mpsc::UnboundedSender<IncomingAttach>>,
+}
+
+/// Starts the driver task for `engine` over `io`.
+pub(crate) fn spawn(engine: Engine, io: BoxedTransport, setup: DriverSetup) -> DriverHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let driver = Driver {
+        engine,
+        cmds: rx,
+        routes: HashMap::new(),
+        begin_replies: HashMap::new(),
+        end_replies: HashMap::new(),
+        close_replies: Vec::new(),
+        opened: Some(setup.opened),
+        incoming: setup.incoming,
+        failure: None,
+    };
+    tokio::spawn(driver.run(io));
+    DriverHandle { tx }
+}
+
+struct Driver {
+    engine: Engine,
+    cmds: mpsc::UnboundedReceiver<Command>,
+    routes: HashMap<LinkId, Route>,
+    begin_replies: HashMap<SessionId, oneshot::Sender<Result<SessionId, Error>>>,
+    end_replies: HashMap<SessionId, oneshot::Sender<Result<(), Error>>>,
+    close_replies: Vec<oneshot::Sender<Result<(), Error>>>,
+    opened: Option<oneshot::Sender<Result<Open, Error>>>,
+    incoming: Option<mpsc::UnboundedSender<IncomingAttach>>,
+    /// Why the connection ended, once it has.
+    failure: Option<Error>,
+}
+
+/// Commands handled per wake-up before output is written, so bursts go out in few writes.
+const COMMAND_BATCH: usize = 256;
+
+impl Driver {
+    async fn run(mut self, io: BoxedTransport) {
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let mut rbuf = vec![0u8; 64 * 1024];
+        let mut pending: VecDeque<Bytes> = VecDeque::new();
+        let mut needs_flush = false;
+        let mut commands_open = true;
+        loop {
+            self.route_events();
+            while let Some(b) = self.engine.poll_transmit() {
+                pending.push_back(b);
+            }
+            if self.failure.is_some() && pending.is_empty() {
+                break;
+            }
+            let deadline = self.engine.poll_timeout();
+            let reading = self.failure.is_none();
+            tokio::select! {
+                r = rd.read(&mut rbuf), if reading => match r {
+                    Ok(0) => self.lost(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "peer closed the socket",
+                    )),
+                    Ok(n) => self.engine.handle_bytes(&rbuf[..n], Instant::now()),
+                    Err(e) => self.lost(e),
+                },
+                w = write_or_flush(&mut wr, pending.front()), if !pending.is_empty() || needs_flush => match w {
+                    Ok(Some(n)) => {
+                        needs_flush = true;
+                        if let Some(front) = pending.front_mut() {
+                            front.advance(n);
+                            if front.is_empty() {
+                                pending.pop_front();
+                            }
+                        }
+                    }
+                    Ok(None) => needs_flush = false,
+                    Err(e) => {
+                        self.lost(e);
+                        pending.clear();
+                        needs_flush = false;
+                    }
+                },
+                cmd = self.cmds.recv(), if commands_open => match cmd {
+                    Some(cmd) => {
+                        self.command(cmd);
+                        for _ in 0..COMMAND_BATCH {
+                            match self.cmds.try_recv() {
+                                Ok(cmd) => self.command(cmd),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    // Every handle is gone: nobody can use the connection any more.
+                    None => {
+                        commands_open = false;
+                        self.engine.close(None);
+                    }
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    self.engine.handle_timeout(Instant::now());
+                }
+            }
+        }
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+    }
+
+    /// The socket failed: the engine cannot say goodbye, so fail everything now.
+    fn lost(&mut self, e: std::io::Error) {
+        if self.failure.is_none() {
+            tracing::debug!(target: crate::amqp::engine::FRAME_TRACE_TARGET, error = %e, "connection lost");
+            self.fail_all(Error::from(e));
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        if let Some(f) = &self.failure {
+            reject(cmd, f.clone());
+            return;
+        }
+        match cmd {
+            Command::BeginSession { config, reply } => match self.engine.begin_session(config) {
+                Ok(id) => {
+                    self.begin_replies.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(Error::Amqp(e)));
+                }
+            },
+            Command::EndSession {
+                session,
+                error,
+                reply,
+            } => {
+                self.end_replies.insert(session, reply);
+                self.engine.end_session(session, error);
+            }
+            Command::Attach {
+                session,
+                config,
+                credit,
+                reply,
+            } => {
+                let role = config.role;
+                match self.engine.attach(session, config) {
+                    Ok(link) => {
+                        let route = self.routes.entry(link).or_default();
+                        route.attach_reply = Some(reply);
+                        if role == Role::Receiver && credit > 0 {
+                            self.engine.add_credit(link, credit);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(Error::Amqp(e)));
+                    }
+                }
+            }
+            Command::Accept {
+                link,
+                acceptance,
+                credit,
+                reply,
+            } => match self.engine.accept_link(link, acceptance) {
+                Ok(()) => {
+                    let attached = self.attached(link, None);
+                    // Credit may have arrived while the link waited for acceptance.
+                    self.publish_credit(link);
+                    if credit > 0 {
+                        self.engine.add_credit(link, credit);
+                    }
+                    let _ = reply.send(Ok(attached));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(Error::Amqp(e)));
+                }
+            },
+            Command::Refuse { link, error } => {
+                let _ = self.engine.refuse_link(link, error);
+            }
+            Command::Detach {
+                link,
+                closed,
+                error,
+                reply,
+            } => match self.routes.get_mut(&link) {
+                Some(route) => {
+                    route.detach_reply = Some(reply);
+                    self.engine.detach(link, closed, error);
+                }
+                None => {
+                    let _ = reply.send(Ok(()));
+                }
+            },
+            Command::Send {
+                link,
+                payload,
+                format,
+                settled,
+                reply,
+            } => match self.engine.send(link, payload, format, settled) {
+                Ok(token) => {
+                    if settled {
+                        let _ = reply.send(Ok(None));
+                    } else if let Some(route) = self.routes.get_mut(&link) {
+                        route.outcomes.insert(token, reply);
+                    }
+                    self.publish_credit(link);
+                }
+                Err(e) => {
+                    let err = self
+                        .routes
+                        .get(&link)
+                        .and_then(|r| r.status.as_ref())
+                        .and_then(|s| s.borrow().detached.clone())
+                        .unwrap_or(Error::Amqp(e));
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Command::AddCredit { link, credit } => self.engine.add_credit(link, credit),
+            Command::Drain { link } => self.engine.drain(link),
+            Command::Settle {
+                link,
+                delivery_id,
+                state,
+            } => self.engine.settle(link, delivery_id, state),
+            Command::Close { error, reply } => {
+                self.close_replies.push(reply);
+                self.engine.close(error);
+            }
+        }
+    }
+
+    /// Creates the handle-side plumbing for a link that is now attached.
+    fn attached(&mut self, link: LinkId, remote: Option<Box<Attach>>) -> Attached {
+        let route = self.routes.entry(link).or_default();
+        let (status_tx, status_rx) = watch::channel(LinkStatus::default());
+        route.status = Some(status_tx);
+        let deliveries = if self.engine.link_role(link) == Some(Role::Receiver) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            route.deliveries = Some(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        Attached {
+            link,
+            remote,
+            deliveries,
+            status: status_rx,
+        }
+    }
+
+    fn publish_credit(&mut self, link: LinkId) {
+        let credit = self
+            .engine
+            .link_credit(link)
+            .unwrap_or(0)
+            .saturating_sub(self.engine.queued(link) as u32);
+        if let Some(status) = self.routes.get(&link).and_then(|r| r.status.as_ref()) {
+            status.send_if_modified(|s| {
+                let changed = s.credit != credit;
+                s.credit = credit;
+                changed
+            });
+        }
+    }
+
+    fn route_events(&mut self) {
+        while let Some(event) = self.engine.poll_event() {
+            match event {
+                Event::Opened { remote } => {
+                    if let Some(tx) = self.opened.take() {
+                        let _ = tx.send(Ok(*remote));
+                    }
+                }
+                Event::Closed { error, by_peer } => {
+                    let graceful = !by_peer && error.is_none();
+                    for r in self.close_replies.drain(..) {
+                        let _ = r.send(if graceful {
+                            Ok(())
+                        } else {
+                            Err(Error::ConnectionClosed(error.clone()))
+                        });
+                    }
+                    self.fail_all(Error::ConnectionClosed(error));
+                }
+                Event::SessionBegun { session, .. } => {
+                    if let Some(tx) = self.begin_replies.remove(&session) {
+                        let _ = tx.send(Ok(session));
+                    }
+                }
+                Event::SessionEnded { session, error, .. } => {
+                    if let Some(tx) = self.begin_replies.remove(&session) {
+                        let _ = tx.send(Err(Error::SessionEnded(error.clone())));
+                    }
+                    if let Some(tx) = self.end_replies.remove(&session) {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+                Event::LinkAttachRequested {
+                    link,
+                    session,
+                    attach,
+                } => match &self.incoming {
+                    Some(tx) => {
+                        if tx
+                            .send(IncomingAttach {
+                                link,
+                                session,
+                                attach,
+                            })
+                            .is_err()
+                        {
+                            let _ = self.engine.refuse_link(
+                                link,
+                                AmqpError::with_description(
+                                    crate::amqp::types::error::condition::NOT_ALLOWED,
+                                    "this endpoint does not accept links",
+                                ),
+                            );
+                        }
+                    }
+                    None => {
+                        let _ = self.engine.refuse_link(
+                            link,
+                            AmqpError::with_description(
+                                crate::amqp::types::error::condition::NOT_ALLOWED,
+                                "this endpoint does not accept links",
+                            ),
+                        );
+                    }
+                },
+                Event::LinkAttached { link, remote } => {
+                    let null_terminus = match remote.role {
+                        Role::Sender => remote.source.is_none(),
+                        Role::Receiver => remote.target.is_none(),
+                    };
+                    if null_terminus {
+                        // A refusal: the detach with the reason follows and fails the attach.
+                        continue;
+                    }
+                    let reply = self
+                        .routes
+                        .get_mut(&link)
+                        .and_then(|r| r.attach_reply.take());
+                    let attached = self.attached(link, Some(remote));
+                    self.publish_credit(link);
+                    if let Some(reply) = reply {
+                        if reply.send(Ok(attached)).is_err() {
+                            // The caller gave up waiting: don't leave the link dangling.
+                            self.engine.detach(link, true, None);
+                        }
+                    }
+                }
+                Event::LinkDetached { link, error, .. } => {
+                    let Some(mut route) = self.routes.remove(&link) else {
+                        continue;
+                    };
+                    let err = Error::LinkDetached(error);
+                    if let Some(reply) = route.attach_reply.take() {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                    if let Some(reply) = route.detach_reply.take() {
+                        let _ = reply.send(Ok(()));
+                    }
+                    for (_, reply) in route.outcomes.drain() {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                    if let Some(tx) = route.deliveries.take() {
+                        let _ = tx.send(LinkMsg::Detached(err.clone()));
+                    }
+                    if let Some(status) = route.status.take() {
+                        status.send_modify(|s| {
+                            s.credit = 0;
+                            s.detached = Some(err.clone());
+                        });
+                    }
+                }
+                Event::Credit { link, .. } => self.publish_credit(link),
+                Event::Delivery { link, delivery } => {
+                    match self.routes.get(&link).and_then(|r| r.deliveries.as_ref()) {
+                        Some(tx) => {
+                            if tx.send(LinkMsg::Delivery(delivery)).is_err() {
+                                // The receiver handle is gone; release what it can't take.
+                                self.engine.detach(link, true, None);
+                            }
+                        }
+                        None => tracing::debug!("delivery for a link with no receiver handle"),
+                    }
+                }
+                Event::Outcome {
+                    link,
+                    delivery,
+                    state,
+                    settled,
+                } => {
+                    if settled {
+                        if let Some(reply) = self
+                            .routes
+                            .get_mut(&link)
+                            .and_then(|r| r.outcomes.remove(&delivery))
+                        {
+                            let _ = reply.send(Ok(state));
+                        }
+                    }
+                }
+                Event::ReceiverFlow { .. } => {}
+            }
+        }
+    }
+
+    /// The connection is over: every waiter learns why.
+    fn fail_all(&mut self, err: Error) {
+        self.failure = Some(err.clone());
+        if let Some(tx) = self.opened.take() {
+            let _ = tx.send(Err(err.clone()));
+        }
+        for (_, tx) in self.begin_replies.drain() {
+            let _ = tx.send(Err(err.clone()));
+        }
+        for (_, tx) in self.end_replies.drain() {
+            let _ = tx.send(Ok(()));
+        }
+        for tx in self.close_replies.drain(..) {
+            let _ = tx.send(Err(err.clone()));
+        }
+        for (_, mut route) in self.routes.drain() {
+            if let Some(reply) = route.attach_reply.take() {
+                let _ = reply.send(Err(err.clone()));
+            }
+            if let Some(reply) = route.detach_reply.take() {
+                let _ = reply.send(Ok(()));
+            }
+            for (_, reply) in route.outcomes.drain() {
+                let _ = reply.send(Err(err.clone()));
+            }
+            if let Some(tx) = route.deliveries.take() {
+                let _ = tx.send(LinkMsg::Detached(err.clone()));
+            }
+            if let Some(status) = route.status.take() {
+                status.send_modify(|s| {
+                    s.credit = 0;
+                    s.detached = Some(err.clone());
+                });
+            }
+        }
+        self.incoming = None;
+    }
+}
+
+/// Answers a command that arrived after the connection ended.
+fn reject(cmd: Command, err: Error) {
+    match cmd {
+        Command::BeginSession { reply, .. } => drop(reply.send(Err(err))),
+        Command::EndSession { reply, .. } => drop(reply.send(Ok(()))),
+        Command::Attach { reply, .. } | Command::Accept { reply, .. } => drop(reply.send(Err(err))),
+        Command::Detach { reply, .. } => drop(reply.send(Ok(()))),
+        Command::Send { reply, .. } => drop(reply.send(Err(err))),
+        Command::Close { reply, .. } => drop(reply.send(Ok(()))),
+        Command::Refuse { .. }
+        | Command::AddCredit { .. }
+        | Command::Drain { .. }
+        | Command::Settle { .. } => {}
+    }
+}
+
+/// Writes some of `data`, or flushes when there is nothing left to write (TLS buffers).
+async fn write_or_flush<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    data: Option<&Bytes>,
+) -> std::io::Result<Option<usize>> {
+    match data {
+        Some(b) => wr.write(b).await.map(Some),
+        None => wr.flush().await.map(|()| None),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,120 @@
+//! TLS with rustls (ring provider). Certificate verification is always on: extra roots can be
+//! added for a self-signed emulator certificate, but there is no switch to skip verification.
+
+use super::BoxedTransport;
+use crate::amqp::error::Error;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+/// Client TLS settings.
+#[derive(Clone, Debug, Default)]
+pub struct TlsClientOptions {
+    /// Name to verify the server certificate against and send as SNI; defaults to the host.
+    pub server_name: Option<String>,
+    /// Root certificates trusted in addition to the webpki roots (e.g. a self-signed emulator).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Trust only `extra_roots`, not the public webpki roots.
+    pub only_extra_roots: bool,
+}
+
+impl TlsClientOptions {
+    /// Adds the certificates of a PEM file to the trusted roots.
+    pub fn add_roots_from_pem_file(&mut self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let certs = CertificateDer::pem_file_iter(path.as_ref())
+            .map_err(|e| Error::Tls(format!("reading {}: {e}", path.as_ref().display())))?;
+        for c in certs {
+            self.extra_roots
+                .push(c.map_err(|e| Error::Tls(format!("bad certificate in PEM: {e}")))?);
+        }
+        Ok(())
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Wraps a TCP stream in TLS as a client, verifying the server's certificate.
+pub async fn connect(
+    tcp: TcpStream,
+    host: &str,
+    options: &TlsClientOptions,
+) -> Result<BoxedTransport, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    if !options.only_extra_roots {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    for c in &options.extra_roots {
+        roots
+            .add(c.clone())
+            .map_err(|e| Error::Tls(format!("bad root certificate: {e}")))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = options.server_name.as_deref().unwrap_or(host).to_owned();
+    let server_name = ServerName::try_from(name.clone())
+        .map_err(|e| Error::Tls(format!("server name {name:?}: {e}")))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let stream = connector
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| Error::Tls(format!("handshake with {name}: {e}")))?;
+    Ok(Box::new(stream))
+}
+
+/// Server TLS settings: a certificate chain and its private key.
+#[derive(Clone)]
+pub struct TlsServerOptions {
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsServerOptions { .. }")
+    }
+}
+
+impl TlsServerOptions {
+    /// From DER certificates (leaf first) and a private key.
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Self, Error> {
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| Error::Tls(format!("certificate/key: {e}")))?;
+        Ok(TlsServerOptions {
+            config: Arc::new(config),
+        })
+    }
+
+    /// From PEM files holding the certificate chain and the private key.
+    pub fn from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, Error> {
+        let chain = CertificateDer::pem_file_iter(cert.as_ref())
+            .map_err(|e| Error::Tls(format!("reading {}: {e}", cert.as_ref().display())))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Tls(format!("bad certificate PEM: {e}")))?;
+        let key = PrivateKeyDer::from_pem_file(key.as_ref())
+            .map_err(|e| Error::Tls(format!("reading key {}: {e}", key.as_ref().display())))?;
+        Self::new(chain, key)
+    }
+
+    /// Runs the server side of the TLS handshake.
+    pub async fn accept(&self, tcp: TcpStream) -> Result<BoxedTransport, Error> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.config.clone());
+        let stream = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| Error::Tls(format!("handshake: {e}")))?;
+        Ok(Box::new(stream))
+    }
+}
