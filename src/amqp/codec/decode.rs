@@ -101,7 +101,10 @@ impl fmt::Display for DecodeErrorKind {
             }
             InvalidDescriptor => f.write_str("descriptor is neither a ulong nor a symbol"),
             UnexpectedDescriptor { expected, found } => {
-                write!(f, "expected described type {expected}, found descriptor {found}")
+                write!(
+                    f,
+                    "expected described type {expected}, found descriptor {found}"
+                )
             }
             MissingField { composite, field } => {
                 write!(f, "mandatory field {field} of {composite} is missing")
@@ -504,9 +507,8 @@ impl Decoder {
         for _ in 0..count {
             items.push(self.read_bare(code)?);
         }
-        Array::described(descriptor, element, items).map_err(|_| {
-            self.error(DecodeErrorKind::InvalidArrayElement(code))
-        })
+        Array::described(descriptor, element, items)
+            .map_err(|_| self.error(DecodeErrorKind::InvalidArrayElement(code)))
     }
 
     fn variable(&mut self, code: u8) -> Result<Bytes, DecodeError> {

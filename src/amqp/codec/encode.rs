@@ -47,14 +47,20 @@ fn layout(v: &Value) -> (u8, usize) {
         Value::String(s) => variable(fc::STR8, fc::STR32, s.len()),
         Value::Symbol(s) => variable(fc::SYM8, fc::SYM32, s.len()),
         Value::List(items) if items.is_empty() => (fc::LIST0, 0),
-        Value::List(items) => {
-            compound(fc::LIST8, fc::LIST32, items.len(), items.iter().map(Encode::encoded_len).sum())
-        }
+        Value::List(items) => compound(
+            fc::LIST8,
+            fc::LIST32,
+            items.len(),
+            items.iter().map(Encode::encoded_len).sum(),
+        ),
         Value::Map(pairs) => compound(
             fc::MAP8,
             fc::MAP32,
             pairs.len() * 2,
-            pairs.iter().map(|(k, v)| k.encoded_len() + v.encoded_len()).sum(),
+            pairs
+                .iter()
+                .map(|(k, v)| k.encoded_len() + v.encoded_len())
+                .sum(),
         ),
         Value::Array(a) => {
             let (ctor_len, _, elems) = array_layout(a);
@@ -93,12 +99,28 @@ fn array_layout(a: &Array) -> (usize, u8, usize) {
         ElementType::Bool => fc::BOOL,
         ElementType::Ubyte => fc::UBYTE,
         ElementType::Ushort => fc::USHORT,
-        ElementType::Uint => pick(all(&|v| matches!(v, Value::Uint(n) if *n <= 0xff)), fc::SMALLUINT, fc::UINT),
-        ElementType::Ulong => pick(all(&|v| matches!(v, Value::Ulong(n) if *n <= 0xff)), fc::SMALLULONG, fc::ULONG),
+        ElementType::Uint => pick(
+            all(&|v| matches!(v, Value::Uint(n) if *n <= 0xff)),
+            fc::SMALLUINT,
+            fc::UINT,
+        ),
+        ElementType::Ulong => pick(
+            all(&|v| matches!(v, Value::Ulong(n) if *n <= 0xff)),
+            fc::SMALLULONG,
+            fc::ULONG,
+        ),
         ElementType::Byte => fc::BYTE,
         ElementType::Short => fc::SHORT,
-        ElementType::Int => pick(all(&|v| matches!(v, Value::Int(n) if i8::try_from(*n).is_ok())), fc::SMALLINT, fc::INT),
-        ElementType::Long => pick(all(&|v| matches!(v, Value::Long(n) if i8::try_from(*n).is_ok())), fc::SMALLLONG, fc::LONG),
+        ElementType::Int => pick(
+            all(&|v| matches!(v, Value::Int(n) if i8::try_from(*n).is_ok())),
+            fc::SMALLINT,
+            fc::INT,
+        ),
+        ElementType::Long => pick(
+            all(&|v| matches!(v, Value::Long(n) if i8::try_from(*n).is_ok())),
+            fc::SMALLLONG,
+            fc::LONG,
+        ),
         ElementType::Float => fc::FLOAT,
         ElementType::Double => fc::DOUBLE,
         ElementType::Decimal32 => fc::DECIMAL32,
@@ -117,7 +139,11 @@ fn array_layout(a: &Array) -> (usize, u8, usize) {
         }
         ElementType::List => pick(all(&|v| layout(v).0 != fc::LIST32), fc::LIST8, fc::LIST32),
         ElementType::Map => pick(all(&|v| layout(v).0 != fc::MAP32), fc::MAP8, fc::MAP32),
-        ElementType::Array => pick(all(&|v| layout(v).0 != fc::ARRAY32), fc::ARRAY8, fc::ARRAY32),
+        ElementType::Array => pick(
+            all(&|v| layout(v).0 != fc::ARRAY32),
+            fc::ARRAY8,
+            fc::ARRAY32,
+        ),
     };
     let ctor_len = 1 + a.descriptor().map_or(0, |d| 1 + d.encoded_len());
     let elems = items.iter().map(|v| bare_len(v, code)).sum();
@@ -491,7 +517,11 @@ impl Encode for Bytes {
         variable_len(self.len())
     }
     fn encode<B: BufMut>(&self, buf: &mut B) {
-        let code = if self.len() <= 0xff { fc::VBIN8 } else { fc::VBIN32 };
+        let code = if self.len() <= 0xff {
+            fc::VBIN8
+        } else {
+            fc::VBIN32
+        };
         buf.put_u8(code);
         write_variable(self, code, buf);
     }
@@ -502,7 +532,11 @@ impl Encode for Str {
         variable_len(self.len())
     }
     fn encode<B: BufMut>(&self, buf: &mut B) {
-        let code = if self.len() <= 0xff { fc::STR8 } else { fc::STR32 };
+        let code = if self.len() <= 0xff {
+            fc::STR8
+        } else {
+            fc::STR32
+        };
         buf.put_u8(code);
         write_variable(self.as_bytes(), code, buf);
     }
@@ -513,7 +547,11 @@ impl Encode for str {
         variable_len(self.len())
     }
     fn encode<B: BufMut>(&self, buf: &mut B) {
-        let code = if self.len() <= 0xff { fc::STR8 } else { fc::STR32 };
+        let code = if self.len() <= 0xff {
+            fc::STR8
+        } else {
+            fc::STR32
+        };
         buf.put_u8(code);
         write_variable(self.as_bytes(), code, buf);
     }
@@ -524,7 +562,11 @@ impl Encode for Symbol {
         variable_len(self.len())
     }
     fn encode<B: BufMut>(&self, buf: &mut B) {
-        let code = if self.len() <= 0xff { fc::SYM8 } else { fc::SYM32 };
+        let code = if self.len() <= 0xff {
+            fc::SYM8
+        } else {
+            fc::SYM32
+        };
         buf.put_u8(code);
         write_variable(self.as_bytes(), code, buf);
     }

@@ -15,8 +15,7 @@ pub use composite::{composite_len, write_composite_header, ListReader};
 pub use decode::{Decode, DecodeError, DecodeErrorKind, Decoder, MAX_DEPTH};
 pub use encode::Encode;
 pub use value::{
-    Array, ArrayTypeError, Described, Descriptor, ElementType, Str, Symbol, Timestamp, Uuid,
-    Value,
+    Array, ArrayTypeError, Described, Descriptor, ElementType, Str, Symbol, Timestamp, Uuid, Value,
 };
 
 /// Encodes a value into a fresh buffer of exactly its encoded length.
