@@ -29,14 +29,63 @@ fn rejects(input: &str, offset: usize, kind: K) {
 
 #[test]
 fn truncated_input() {
-    rejects("", 0, K::UnexpectedEnd { needed: 1, remaining: 0 });
-    rejects("70 00 00", 1, K::UnexpectedEnd { needed: 4, remaining: 2 });
-    rejects("98 00", 1, K::UnexpectedEnd { needed: 16, remaining: 1 });
-    rejects("a1 05 61 62", 2, K::UnexpectedEnd { needed: 5, remaining: 2 });
-    rejects("c0", 1, K::UnexpectedEnd { needed: 1, remaining: 0 });
-    rejects("00 53", 2, K::UnexpectedEnd { needed: 1, remaining: 0 });
+    rejects(
+        "",
+        0,
+        K::UnexpectedEnd {
+            needed: 1,
+            remaining: 0,
+        },
+    );
+    rejects(
+        "70 00 00",
+        1,
+        K::UnexpectedEnd {
+            needed: 4,
+            remaining: 2,
+        },
+    );
+    rejects(
+        "98 00",
+        1,
+        K::UnexpectedEnd {
+            needed: 16,
+            remaining: 1,
+        },
+    );
+    rejects(
+        "a1 05 61 62",
+        2,
+        K::UnexpectedEnd {
+            needed: 5,
+            remaining: 2,
+        },
+    );
+    rejects(
+        "c0",
+        1,
+        K::UnexpectedEnd {
+            needed: 1,
+            remaining: 0,
+        },
+    );
+    rejects(
+        "00 53",
+        2,
+        K::UnexpectedEnd {
+            needed: 1,
+            remaining: 0,
+        },
+    );
     // a list whose size claims more than is there
-    rejects("c0 05 01 40", 2, K::UnexpectedEnd { needed: 5, remaining: 2 });
+    rejects(
+        "c0 05 01 40",
+        2,
+        K::UnexpectedEnd {
+            needed: 5,
+            remaining: 2,
+        },
+    );
 }
 
 #[test]
@@ -55,33 +104,51 @@ fn huge_declared_lengths_fail_fast_without_allocating() {
     rejects(
         "b0 ff ff ff ff",
         5,
-        K::UnexpectedEnd { needed: 0xffff_ffff, remaining: 0 },
+        K::UnexpectedEnd {
+            needed: 0xffff_ffff,
+            remaining: 0,
+        },
     );
     rejects(
         "b1 ff ff ff ff 61",
         5,
-        K::UnexpectedEnd { needed: 0xffff_ffff, remaining: 1 },
+        K::UnexpectedEnd {
+            needed: 0xffff_ffff,
+            remaining: 1,
+        },
     );
     rejects(
         "b3 7f ff ff ff",
         5,
-        K::UnexpectedEnd { needed: 0x7fff_ffff, remaining: 0 },
+        K::UnexpectedEnd {
+            needed: 0x7fff_ffff,
+            remaining: 0,
+        },
     );
     // compounds whose size field claims 4 GiB
     rejects(
         "d0 ff ff ff ff 00 00 00 01",
         5,
-        K::UnexpectedEnd { needed: 0xffff_ffff, remaining: 4 },
+        K::UnexpectedEnd {
+            needed: 0xffff_ffff,
+            remaining: 4,
+        },
     );
     rejects(
         "d1 ff ff ff fe 00 00 00 02",
         5,
-        K::UnexpectedEnd { needed: 0xffff_fffe, remaining: 4 },
+        K::UnexpectedEnd {
+            needed: 0xffff_fffe,
+            remaining: 4,
+        },
     );
     rejects(
         "f0 ff ff ff ff 00 00 00 01 50",
         5,
-        K::UnexpectedEnd { needed: 0xffff_ffff, remaining: 5 },
+        K::UnexpectedEnd {
+            needed: 0xffff_ffff,
+            remaining: 5,
+        },
     );
 }
 
@@ -91,30 +158,60 @@ fn huge_declared_counts_fail_fast_without_allocating() {
     rejects(
         "d0 00 00 00 04 ff ff ff ff",
         5,
-        K::CountExceedsSize { count: 0xffff_ffff, size: 0 },
+        K::CountExceedsSize {
+            count: 0xffff_ffff,
+            size: 0,
+        },
     );
     rejects("c0 01 05", 2, K::CountExceedsSize { count: 5, size: 0 });
     rejects(
         "d1 00 00 00 05 ff ff ff fe 40",
         5,
-        K::CountExceedsSize { count: 0xffff_fffe, size: 1 },
+        K::CountExceedsSize {
+            count: 0xffff_fffe,
+            size: 1,
+        },
     );
     // (for arrays `size` is the bytes after the count field, constructor included)
     rejects(
         "f0 00 00 00 05 ff ff ff ff 50",
         5,
-        K::CountExceedsSize { count: 0xffff_ffff, size: 1 },
+        K::CountExceedsSize {
+            count: 0xffff_ffff,
+            size: 1,
+        },
     );
     // zero-width element constructors must not make a count "free"
     rejects(
         "f0 00 00 00 05 ff ff ff ff 40",
         5,
-        K::CountExceedsSize { count: 0xffff_ffff, size: 1 },
+        K::CountExceedsSize {
+            count: 0xffff_ffff,
+            size: 1,
+        },
     );
-    rejects("e0 02 ff 41", 2, K::CountExceedsSize { count: 255, size: 1 });
-    rejects("e0 05 ff 00 53 01 45", 2, K::CountExceedsSize { count: 255, size: 4 });
+    rejects(
+        "e0 02 ff 41",
+        2,
+        K::CountExceedsSize {
+            count: 255,
+            size: 1,
+        },
+    );
+    rejects(
+        "e0 05 ff 00 53 01 45",
+        2,
+        K::CountExceedsSize {
+            count: 255,
+            size: 4,
+        },
+    );
     // ... nor can a count that fits the size but not the elements after the constructor
-    rejects("e0 03 02 40 40", 2, K::CountExceedsSize { count: 2, size: 1 });
+    rejects(
+        "e0 03 02 40 40",
+        2,
+        K::CountExceedsSize { count: 2, size: 1 },
+    );
 }
 
 #[test]
@@ -128,7 +225,14 @@ fn compound_framing_errors() {
     rejects("c0 03 01 40 40", 4, K::TrailingBytes(1));
     rejects("e0 04 01 50 07 08", 5, K::TrailingBytes(1));
     // elements that need more than the declared size
-    rejects("c0 02 01 a1 01 61", 4, K::UnexpectedEnd { needed: 1, remaining: 0 });
+    rejects(
+        "c0 02 01 a1 01 61",
+        4,
+        K::UnexpectedEnd {
+            needed: 1,
+            remaining: 0,
+        },
+    );
     // and after a complete top-level value
     rejects("40 40", 1, K::TrailingBytes(1));
 }
@@ -193,7 +297,10 @@ fn nesting_deeper_than_max_depth_is_refused() {
         "offset {} for the list at {deepest_list}",
         err.offset
     );
-    assert_eq!(decode(&nested_lists32(depth + 1)).unwrap_err().kind, K::TooDeep);
+    assert_eq!(
+        decode(&nested_lists32(depth + 1)).unwrap_err().kind,
+        K::TooDeep
+    );
     assert!(err.to_string().contains("nested deeper than 32"), "{err}");
 
     // a chain of described-value constructors: 00 00 00 ... never reaches a value
@@ -233,7 +340,13 @@ fn typed_decoding_names_the_expected_type() {
     let err = <u32 as eventhubs::amqp::codec::Decode>::decode(&mut d).unwrap_err();
     assert_eq!(
         (err.offset, err.kind),
-        (0, K::UnexpectedType { expected: "uint", found: 0xa1 })
+        (
+            0,
+            K::UnexpectedType {
+                expected: "uint",
+                found: 0xa1
+            }
+        )
     );
 
     // a `multiple` symbol field: a single symbol or an array of them
@@ -244,16 +357,32 @@ fn typed_decoding_names_the_expected_type() {
     let err = decode_exact::<Vec<Symbol>>(Bytes::from(unhex("e0 03 01 54 01"))).unwrap_err();
     assert_eq!(
         err.kind,
-        K::UnexpectedType { expected: "symbol or array of symbols", found: 0xe0 }
+        K::UnexpectedType {
+            expected: "symbol or array of symbols",
+            found: 0xe0
+        }
     );
 
     // typed maps check framing like `Value` maps do
     let err = decode_exact::<Vec<(Symbol, Value)>>(Bytes::from(unhex("c1 01 03"))).unwrap_err();
-    assert_eq!((err.offset, err.kind), (2, K::CountExceedsSize { count: 3, size: 0 }));
-    let err = decode_exact::<Vec<(Symbol, Value)>>(Bytes::from(unhex("c1 04 03 40 40 40"))).unwrap_err();
+    assert_eq!(
+        (err.offset, err.kind),
+        (2, K::CountExceedsSize { count: 3, size: 0 })
+    );
+    let err =
+        decode_exact::<Vec<(Symbol, Value)>>(Bytes::from(unhex("c1 04 03 40 40 40"))).unwrap_err();
     assert_eq!((err.offset, err.kind), (2, K::OddMapCount(3)));
     let err = decode_exact::<Vec<(Symbol, Value)>>(Bytes::from(unhex("45"))).unwrap_err();
-    assert_eq!((err.offset, err.kind), (0, K::UnexpectedType { expected: "map", found: 0x45 }));
+    assert_eq!(
+        (err.offset, err.kind),
+        (
+            0,
+            K::UnexpectedType {
+                expected: "map",
+                found: 0x45
+            }
+        )
+    );
 }
 
 #[test]
@@ -263,17 +392,41 @@ fn composite_reader_errors() {
     let err = d.read_composite(0x24, "accepted").unwrap_err();
     assert_eq!(
         (err.offset, err.kind),
-        (0, K::UnexpectedType { expected: "described type", found: 0x45 })
+        (
+            0,
+            K::UnexpectedType {
+                expected: "described type",
+                found: 0x45
+            }
+        )
     );
     // the wrong composite
     let mut d = Decoder::new(Bytes::from(unhex("00 53 25 45")));
     let err = d.read_composite(0x24, "accepted").unwrap_err();
     assert_eq!(err.offset, 0);
-    assert!(matches!(err.kind, K::UnexpectedDescriptor { expected: "accepted", .. }), "{err}");
+    assert!(
+        matches!(
+            err.kind,
+            K::UnexpectedDescriptor {
+                expected: "accepted",
+                ..
+            }
+        ),
+        "{err}"
+    );
     // a described non-list
     let mut d = Decoder::new(Bytes::from(unhex("00 53 24 40")));
     let err = d.read_composite(0x24, "accepted").unwrap_err();
-    assert_eq!((err.offset, err.kind), (3, K::UnexpectedType { expected: "list", found: 0x40 }));
+    assert_eq!(
+        (err.offset, err.kind),
+        (
+            3,
+            K::UnexpectedType {
+                expected: "list",
+                found: 0x40
+            }
+        )
+    );
     // symbolic descriptors are accepted; a null mandatory field is reported with its name
     let mut d = Decoder::new(Bytes::from(unhex(
         "00 a3 0f 616d71703a6572726f723a6c697374 c0 03 02 40 40",
@@ -282,10 +435,19 @@ fn composite_reader_errors() {
     let err = fields.required::<Symbol>("condition").unwrap_err();
     assert_eq!(
         (err.offset, err.kind),
-        (21, K::MissingField { composite: "amqp:error:list", field: "condition" })
+        (
+            21,
+            K::MissingField {
+                composite: "amqp:error:list",
+                field: "condition"
+            }
+        )
     );
     // a list claiming more fields than it has bytes
     let mut d = Decoder::new(Bytes::from(unhex("00 53 1d c0 01 0e")));
     let err = d.read_composite(0x1d, "error").unwrap_err();
-    assert_eq!((err.offset, err.kind), (5, K::CountExceedsSize { count: 14, size: 0 }));
+    assert_eq!(
+        (err.offset, err.kind),
+        (5, K::CountExceedsSize { count: 14, size: 0 })
+    );
 }

@@ -126,7 +126,10 @@ fn floating_point() {
     canon(Value::Float(f32::MIN_POSITIVE), "72 00 80 00 00");
     canon(Value::Float(f32::from_bits(0x7fc0_0001)), "72 7f c0 00 01"); // NaN payload kept
     canon(Value::Double(1.5), "82 3f f8 00 00 00 00 00 00");
-    canon(Value::Double(f64::NEG_INFINITY), "82 ff f0 00 00 00 00 00 00");
+    canon(
+        Value::Double(f64::NEG_INFINITY),
+        "82 ff f0 00 00 00 00 00 00",
+    );
     canon(Value::Double(f64::MAX), "82 7f ef ff ff ff ff ff ff");
     canon(
         Value::Double(f64::from_bits(0x7ff8_0000_0000_0001)),
@@ -152,7 +155,10 @@ fn char_timestamp_uuid() {
     canon(Value::Char('\u{1F600}'), "73 00 01 f6 00");
     canon(Value::Char(char::MAX), "73 00 10 ff ff");
     canon(Value::Timestamp(Timestamp(0)), "83 00 00 00 00 00 00 00 00");
-    canon(Value::Timestamp(Timestamp(-1)), "83 ff ff ff ff ff ff ff ff");
+    canon(
+        Value::Timestamp(Timestamp(-1)),
+        "83 ff ff ff ff ff ff ff ff",
+    );
     canon(
         Value::Timestamp(Timestamp(1_700_000_000_000)),
         "83 00 00 01 8b cf e5 68 00",
@@ -162,7 +168,10 @@ fn char_timestamp_uuid() {
         0xef,
     ]);
     assert_eq!(u.to_string(), "12345678-9abc-def0-0123-456789abcdef");
-    canon(Value::Uuid(u), "98 12 34 56 78 9a bc de f0 01 23 45 67 89 ab cd ef");
+    canon(
+        Value::Uuid(u),
+        "98 12 34 56 78 9a bc de f0 01 23 45 67 89 ab cd ef",
+    );
 }
 
 #[test]
@@ -180,7 +189,10 @@ fn binary_string_symbol_boundaries() {
 
     canon(Value::from(""), "a1 00");
     canon(Value::from("héllo"), "a1 06 68 c3 a9 6c 6c 6f");
-    canon(Value::from("x".repeat(255)), &format!("a1 ff {}", rep("78", 255)));
+    canon(
+        Value::from("x".repeat(255)),
+        &format!("a1 ff {}", rep("78", 255)),
+    );
     canon(
         Value::from("x".repeat(256)),
         &format!("b1 00 00 01 00 {}", rep("78", 256)),
@@ -192,14 +204,20 @@ fn binary_string_symbol_boundaries() {
     );
 
     canon(sym(""), "a3 00");
-    canon(sym("amqp:accepted:list"), "a3 12 616d71703a61636365707465643a6c697374");
+    canon(
+        sym("amqp:accepted:list"),
+        "a3 12 616d71703a61636365707465643a6c697374",
+    );
     canon(sym(&"s".repeat(255)), &format!("a3 ff {}", rep("73", 255)));
     canon(
         sym(&"s".repeat(256)),
         &format!("b3 00 00 01 00 {}", rep("73", 256)),
     );
 
-    accepts("b0 00 00 00 02 01 02", Value::Binary(Bytes::from_static(&[1, 2])));
+    accepts(
+        "b0 00 00 00 02 01 02",
+        Value::Binary(Bytes::from_static(&[1, 2])),
+    );
     accepts("b0 00 00 00 00", Value::Binary(Bytes::new()));
     accepts("b1 00 00 00 02 68 69", Value::from("hi"));
     accepts("b3 00 00 00 02 68 69", sym("hi"));
@@ -239,7 +257,10 @@ fn lists() {
 
     accepts("c0 01 00", Value::List(vec![]));
     accepts("d0 00 00 00 04 00 00 00 00", Value::List(vec![]));
-    accepts("d0 00 00 00 06 00 00 00 01 52 01", Value::List(vec![Value::Uint(1)]));
+    accepts(
+        "d0 00 00 00 06 00 00 00 01 52 01",
+        Value::List(vec![Value::Uint(1)]),
+    );
     accepts(
         "d0 00 00 00 0a 00 00 00 02 70 00 00 00 01 40",
         Value::List(vec![Value::Uint(1), Value::Null]),
@@ -253,7 +274,9 @@ fn maps() {
         Value::Map(vec![(sym("a"), Value::Uint(1))]),
         "c1 06 02 a3 01 61 52 01",
     );
-    let big: Vec<(Value, Value)> = (0..128u32).map(|i| (Value::Uint(i + 1), Value::Null)).collect();
+    let big: Vec<(Value, Value)> = (0..128u32)
+        .map(|i| (Value::Uint(i + 1), Value::Null))
+        .collect();
     // 128 pairs = 256 elements: map32 even though the content is small
     let mut want = String::from("d1 00 00 01 84 00 00 01 00");
     for i in 0..128u32 {
@@ -270,10 +293,22 @@ fn maps() {
 
 #[test]
 fn arrays_of_every_primitive_element_type() {
-    canon(arr(ElementType::Bool, vec![true.into(), false.into()]), "e0 04 02 56 01 00");
-    canon(arr(ElementType::Ubyte, vec![1u8.into(), 255u8.into()]), "e0 04 02 50 01 ff");
-    canon(arr(ElementType::Ushort, vec![1u16.into()]), "e0 04 01 60 00 01");
-    canon(arr(ElementType::Uint, vec![0u32.into(), 7u32.into()]), "e0 04 02 52 00 07");
+    canon(
+        arr(ElementType::Bool, vec![true.into(), false.into()]),
+        "e0 04 02 56 01 00",
+    );
+    canon(
+        arr(ElementType::Ubyte, vec![1u8.into(), 255u8.into()]),
+        "e0 04 02 50 01 ff",
+    );
+    canon(
+        arr(ElementType::Ushort, vec![1u16.into()]),
+        "e0 04 01 60 00 01",
+    );
+    canon(
+        arr(ElementType::Uint, vec![0u32.into(), 7u32.into()]),
+        "e0 04 02 52 00 07",
+    );
     canon(
         arr(ElementType::Uint, vec![1u32.into(), 256u32.into()]),
         "e0 0a 02 70 00 00 00 01 00 00 01 00",
@@ -283,9 +318,18 @@ fn arrays_of_every_primitive_element_type() {
         arr(ElementType::Ulong, vec![256u64.into()]),
         "e0 0a 01 80 00 00 00 00 00 00 01 00",
     );
-    canon(arr(ElementType::Byte, vec![(-1i8).into()]), "e0 03 01 51 ff");
-    canon(arr(ElementType::Short, vec![(-2i16).into()]), "e0 04 01 61 ff fe");
-    canon(arr(ElementType::Int, vec![1i32.into(), (-2i32).into()]), "e0 04 02 54 01 fe");
+    canon(
+        arr(ElementType::Byte, vec![(-1i8).into()]),
+        "e0 03 01 51 ff",
+    );
+    canon(
+        arr(ElementType::Short, vec![(-2i16).into()]),
+        "e0 04 01 61 ff fe",
+    );
+    canon(
+        arr(ElementType::Int, vec![1i32.into(), (-2i32).into()]),
+        "e0 04 02 54 01 fe",
+    );
     canon(
         arr(ElementType::Int, vec![1i32.into(), 1000i32.into()]),
         "e0 0a 02 71 00 00 00 01 00 00 03 e8",
@@ -295,7 +339,10 @@ fn arrays_of_every_primitive_element_type() {
         arr(ElementType::Long, vec![(-129i64).into()]),
         "e0 0a 01 81 ff ff ff ff ff ff ff 7f",
     );
-    canon(arr(ElementType::Float, vec![1.5f32.into()]), "e0 06 01 72 3f c0 00 00");
+    canon(
+        arr(ElementType::Float, vec![1.5f32.into()]),
+        "e0 06 01 72 3f c0 00 00",
+    );
     canon(
         arr(ElementType::Double, vec![1.5f64.into()]),
         "e0 0a 01 82 3f f8 00 00 00 00 00 00",
@@ -312,7 +359,10 @@ fn arrays_of_every_primitive_element_type() {
         arr(ElementType::Decimal128, vec![Value::Decimal128([7; 16])]),
         &format!("e0 12 01 94 {}", rep("07", 16)),
     );
-    canon(arr(ElementType::Char, vec!['a'.into()]), "e0 06 01 73 00 00 00 61");
+    canon(
+        arr(ElementType::Char, vec!['a'.into()]),
+        "e0 06 01 73 00 00 00 61",
+    );
     canon(
         arr(ElementType::Timestamp, vec![Value::Timestamp(Timestamp(1))]),
         "e0 0a 01 83 00 00 00 00 00 00 00 01",
@@ -322,7 +372,10 @@ fn arrays_of_every_primitive_element_type() {
         &format!("e0 12 01 98 {}", rep("11", 16)),
     );
     canon(
-        arr(ElementType::Binary, vec![Value::Binary(Bytes::from_static(&[1]))]),
+        arr(
+            ElementType::Binary,
+            vec![Value::Binary(Bytes::from_static(&[1]))],
+        ),
         "e0 04 01 a0 01 01",
     );
     canon(
@@ -336,7 +389,10 @@ fn arrays_of_every_primitive_element_type() {
     // one long element widens every element to the 32-bit form
     canon(
         arr(ElementType::Symbol, vec![sym("a"), sym(&"b".repeat(256))]),
-        &format!("f0 00 00 01 0e 00 00 00 02 b3 00 00 00 01 61 00 00 01 00 {}", rep("62", 256)),
+        &format!(
+            "f0 00 00 01 0e 00 00 00 02 b3 00 00 00 01 61 00 00 01 00 {}",
+            rep("62", 256)
+        ),
     );
     // empty arrays keep their element constructor
     canon(arr(ElementType::Ulong, vec![]), "e0 02 00 53");
@@ -344,10 +400,15 @@ fn arrays_of_every_primitive_element_type() {
     canon(arr(ElementType::Null, vec![]), "e0 02 00 40");
     // array32 by count
     canon(
-        arr(ElementType::Ubyte, (0..300).map(|i| Value::Ubyte(i as u8)).collect()),
+        arr(
+            ElementType::Ubyte,
+            (0..300).map(|i| Value::Ubyte(i as u8)).collect(),
+        ),
         &format!(
             "f0 00 00 01 31 00 00 01 2c 50 {}",
-            (0..300).map(|i| format!("{:02x}", i as u8)).collect::<String>()
+            (0..300)
+                .map(|i| format!("{:02x}", i as u8))
+                .collect::<String>()
         ),
     );
 }
@@ -356,11 +417,17 @@ fn arrays_of_every_primitive_element_type() {
 fn arrays_of_compounds_and_described_elements() {
     // array of lists: every element is a bare list8 (no list0 element constructor)
     canon(
-        arr(ElementType::List, vec![Value::List(vec![]), Value::List(vec![Value::Uint(1)])]),
+        arr(
+            ElementType::List,
+            vec![Value::List(vec![]), Value::List(vec![Value::Uint(1)])],
+        ),
         "e0 08 02 c0 01 00 03 01 52 01",
     );
     canon(
-        arr(ElementType::Map, vec![Value::Map(vec![(sym("k"), Value::Null)])]),
+        arr(
+            ElementType::Map,
+            vec![Value::Map(vec![(sym("k"), Value::Null)])],
+        ),
         "e0 08 01 c1 05 02 a3 01 6b 40",
     );
     // nested arrays: each inner array carries its own element constructor
@@ -384,11 +451,19 @@ fn arrays_of_compounds_and_described_elements() {
         "e0 09 02 00 53 24 c0 01 00 01 00",
     );
     canon(
-        darr(Descriptor::Symbol(Symbol::from("x:y")), ElementType::Uint, vec![5u32.into()]),
+        darr(
+            Descriptor::Symbol(Symbol::from("x:y")),
+            ElementType::Uint,
+            vec![5u32.into()],
+        ),
         "e0 09 01 00 a3 03 78 3a 79 52 05",
     );
     canon(
-        darr(Descriptor::Code(0x0000_468C_0000_0004), ElementType::String, vec![]),
+        darr(
+            Descriptor::Code(0x0000_468C_0000_0004),
+            ElementType::String,
+            vec![],
+        ),
         "e0 0c 00 00 80 00 00 46 8c 00 00 00 04 a1",
     );
 }
@@ -400,13 +475,25 @@ fn decoder_accepts_every_legal_array_form() {
         "f0 00 00 00 0d 00 00 00 02 71 00 00 00 01 ff ff ff fe",
         arr(ElementType::Int, vec![1i32.into(), (-2i32).into()]),
     );
-    accepts("e0 06 01 70 00 00 00 07", arr(ElementType::Uint, vec![7u32.into()]));
+    accepts(
+        "e0 06 01 70 00 00 00 07",
+        arr(ElementType::Uint, vec![7u32.into()]),
+    );
     accepts(
         "e0 0a 01 80 00 00 00 00 00 00 00 07",
         arr(ElementType::Ulong, vec![7u64.into()]),
     );
-    accepts("e0 07 01 b3 00 00 00 01 61", arr(ElementType::Symbol, vec![sym("a")]));
-    accepts("e0 07 01 b0 00 00 00 01 61", arr(ElementType::Binary, vec![Value::Binary(Bytes::from_static(b"a"))]));
+    accepts(
+        "e0 07 01 b3 00 00 00 01 61",
+        arr(ElementType::Symbol, vec![sym("a")]),
+    );
+    accepts(
+        "e0 07 01 b0 00 00 00 01 61",
+        arr(
+            ElementType::Binary,
+            vec![Value::Binary(Bytes::from_static(b"a"))],
+        ),
+    );
     accepts(
         "e0 0c 01 d0 00 00 00 06 00 00 00 01 52 01",
         arr(ElementType::List, vec![Value::List(vec![Value::Uint(1)])]),
@@ -426,14 +513,20 @@ fn decoder_accepts_every_legal_array_form() {
     // a described value with a symbolic descriptor
     accepts(
         "00 a3 12 616d71703a61636365707465643a6c697374 45",
-        Value::described(Descriptor::Symbol(Symbol::from("amqp:accepted:list")), Value::List(vec![])),
+        Value::described(
+            Descriptor::Symbol(Symbol::from("amqp:accepted:list")),
+            Value::List(vec![]),
+        ),
     );
     // ... and with a non-minimal numeric one
     accepts(
         "00 80 00 00 00 00 00 00 00 24 45",
         Value::described(Descriptor::Code(0x24), Value::List(vec![])),
     );
-    accepts("00 44 40", Value::described(Descriptor::Code(0), Value::Null));
+    accepts(
+        "00 44 40",
+        Value::described(Descriptor::Code(0), Value::Null),
+    );
 }
 
 #[test]
@@ -443,7 +536,10 @@ fn described_values() {
         "00 53 24 45",
     );
     canon(
-        Value::described(Descriptor::Symbol(Symbol::from("amqp:accepted:list")), Value::List(vec![])),
+        Value::described(
+            Descriptor::Symbol(Symbol::from("amqp:accepted:list")),
+            Value::List(vec![]),
+        ),
         "00 a3 12 616d71703a61636365707465643a6c697374 45",
     );
     canon(
@@ -515,7 +611,10 @@ fn typed_encoders_match_value_encoding() {
         same(Str::from(s.as_str()), Value::from(s.as_str()));
         same(Symbol::from(s.as_str()), sym(&s));
         same(Descriptor::Symbol(Symbol::from(s.as_str())), sym(&s));
-        same(Bytes::from(s.clone().into_bytes()), Value::Binary(Bytes::from(s.into_bytes())));
+        same(
+            Bytes::from(s.clone().into_bytes()),
+            Value::Binary(Bytes::from(s.into_bytes())),
+        );
     }
     same(None::<u32>, Value::Null);
     same(Some(5u32), Value::Uint(5));
@@ -526,7 +625,13 @@ fn typed_encoders_match_value_encoding() {
     same(long.clone(), Value::Array(Array::symbols(long)));
     let fields = vec![(Symbol::from("k"), Value::Int(1))];
     same(fields, Value::Map(vec![(sym("k"), Value::Int(1))]));
-    let wide: Vec<(Symbol, Value)> = (0..200).map(|i| (Symbol::from(format!("k{i}")), Value::Null)).collect();
-    let wide_v = Value::Map(wide.iter().map(|(k, v)| (Value::Symbol(k.clone()), v.clone())).collect());
+    let wide: Vec<(Symbol, Value)> = (0..200)
+        .map(|i| (Symbol::from(format!("k{i}")), Value::Null))
+        .collect();
+    let wide_v = Value::Map(
+        wide.iter()
+            .map(|(k, v)| (Value::Symbol(k.clone()), v.clone()))
+            .collect(),
+    );
     same(wide, wide_v);
 }

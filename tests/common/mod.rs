@@ -10,9 +10,7 @@ pub mod oracle;
 pub mod strategy;
 
 use bytes::Bytes;
-use eventhubs::amqp::codec::{
-    Array, Descriptor, ElementType, Str, Symbol, Timestamp, Uuid, Value,
-};
+use eventhubs::amqp::codec::{Array, Descriptor, ElementType, Str, Symbol, Timestamp, Uuid, Value};
 use serde_json::{json, Value as Json};
 
 /// Parses hex, ignoring whitespace.
@@ -116,14 +114,19 @@ fn float(p: &Json, what: &str) -> Result<f64, String> {
             "NaN" => Ok(f64::NAN),
             "Infinity" => Ok(f64::INFINITY),
             "-Infinity" => Ok(f64::NEG_INFINITY),
-            other => other.parse().map_err(|_| format!("{what}: bad number {other:?}")),
+            other => other
+                .parse()
+                .map_err(|_| format!("{what}: bad number {other:?}")),
         },
-        _ => p.as_f64().ok_or_else(|| format!("{what}: not a number: {p}")),
+        _ => p
+            .as_f64()
+            .ok_or_else(|| format!("{what}: not a number: {p}")),
     }
 }
 
 fn text<'a>(p: &'a Json, what: &str) -> Result<&'a str, String> {
-    p.as_str().ok_or_else(|| format!("{what}: not a string: {p}"))
+    p.as_str()
+        .ok_or_else(|| format!("{what}: not a string: {p}"))
 }
 
 fn fixed_hex<const N: usize>(p: &Json, what: &str) -> Result<[u8; N], String> {
@@ -273,7 +276,9 @@ pub fn value_to_json(v: &Value) -> Json {
         Value::Binary(b) => json!({ "binary": hex(b) }),
         Value::String(s) => json!({ "string": s.as_str() }),
         Value::Symbol(s) => json!({ "symbol": s.as_str() }),
-        Value::List(items) => json!({ "list": items.iter().map(value_to_json).collect::<Vec<_>>() }),
+        Value::List(items) => {
+            json!({ "list": items.iter().map(value_to_json).collect::<Vec<_>>() })
+        }
         Value::Map(pairs) => json!({
             "map": pairs.iter().map(|(k, v)| json!([value_to_json(k), value_to_json(v)])).collect::<Vec<_>>()
         }),
@@ -339,7 +344,10 @@ pub fn is_compound(v: &Value) -> bool {
 pub fn node_count(v: &Value) -> usize {
     1 + match v {
         Value::List(items) => items.iter().map(node_count).sum(),
-        Value::Map(pairs) => pairs.iter().map(|(k, v)| node_count(k) + node_count(v)).sum(),
+        Value::Map(pairs) => pairs
+            .iter()
+            .map(|(k, v)| node_count(k) + node_count(v))
+            .sum(),
         Value::Array(a) => a.items().iter().map(node_count).sum(),
         Value::Described(d) => node_count(&d.value),
         _ => 0,
@@ -462,7 +470,10 @@ pub mod shapes {
                 Value::Map(vec![
                     (sym("x-opt-sequence-number"), Value::Long(4_294_967_296)),
                     (sym("x-opt-offset"), Value::from("8589934592")),
-                    (sym("x-opt-enqueued-time"), Value::Timestamp(Timestamp(1_700_000_000_123))),
+                    (
+                        sym("x-opt-enqueued-time"),
+                        Value::Timestamp(Timestamp(1_700_000_000_123)),
+                    ),
                     (sym("x-opt-partition-key"), Value::from("device-42")),
                 ]),
             ),

@@ -3,9 +3,7 @@
 //! element type, with and without a shared descriptor, nested to a bounded depth.
 
 use bytes::Bytes;
-use eventhubs::amqp::codec::{
-    Array, Descriptor, ElementType, Str, Symbol, Timestamp, Uuid, Value,
-};
+use eventhubs::amqp::codec::{Array, Descriptor, ElementType, Str, Symbol, Timestamp, Uuid, Value};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -29,11 +27,7 @@ fn text() -> BoxedStrategy<String> {
 }
 
 fn ascii() -> BoxedStrategy<String> {
-    prop_oneof![
-        "[ -~]{0,40}",
-        len_strategy().prop_map(|n| "a".repeat(n)),
-    ]
-    .boxed()
+    prop_oneof!["[ -~]{0,40}", len_strategy().prop_map(|n| "a".repeat(n)),].boxed()
 }
 
 fn binary() -> BoxedStrategy<Bytes> {
@@ -87,10 +81,10 @@ fn primitive_of(e: ElementType) -> BoxedStrategy<Value> {
         ElementType::Bool => any::<bool>().prop_map(Value::Bool).boxed(),
         ElementType::Ubyte => any::<u8>().prop_map(Value::Ubyte).boxed(),
         ElementType::Ushort => any::<u16>().prop_map(Value::Ushort).boxed(),
-        ElementType::Uint => prop_oneof![0u32..=256, any::<u32>()]
+        ElementType::Uint => prop_oneof![Just(0u32), 0u32..=256, any::<u32>()]
             .prop_map(Value::Uint)
             .boxed(),
-        ElementType::Ulong => prop_oneof![0u64..=256, any::<u64>()]
+        ElementType::Ulong => prop_oneof![Just(0u64), 0u64..=256, any::<u64>()]
             .prop_map(Value::Ulong)
             .boxed(),
         ElementType::Byte => any::<i8>().prop_map(Value::Byte).boxed(),
@@ -110,14 +104,10 @@ fn primitive_of(e: ElementType) -> BoxedStrategy<Value> {
         ElementType::Timestamp => any::<i64>()
             .prop_map(|t| Value::Timestamp(Timestamp(t)))
             .boxed(),
-        ElementType::Uuid => any::<[u8; 16]>()
-            .prop_map(|u| Value::Uuid(Uuid(u)))
-            .boxed(),
+        ElementType::Uuid => any::<[u8; 16]>().prop_map(|u| Value::Uuid(Uuid(u))).boxed(),
         ElementType::Binary => binary().prop_map(Value::Binary).boxed(),
         ElementType::String => text().prop_map(|s| Value::String(Str::from(s))).boxed(),
-        ElementType::Symbol => ascii()
-            .prop_map(|s| Value::Symbol(Symbol::from(s)))
-            .boxed(),
+        ElementType::Symbol => ascii().prop_map(|s| Value::Symbol(Symbol::from(s))).boxed(),
         ElementType::List | ElementType::Map | ElementType::Array => {
             unreachable!("compound element types are built from the recursive strategy")
         }
@@ -150,8 +140,10 @@ const PRIMITIVE_ELEMENTS: [ElementType; 20] = [
 
 /// A leaf (primitive) value of any type.
 pub fn primitive() -> BoxedStrategy<Value> {
-    let mut s: Vec<BoxedStrategy<Value>> =
-        PRIMITIVE_ELEMENTS.iter().map(|e| primitive_of(*e)).collect();
+    let mut s: Vec<BoxedStrategy<Value>> = PRIMITIVE_ELEMENTS
+        .iter()
+        .map(|e| primitive_of(*e))
+        .collect();
     s.push(Just(Value::Null).boxed());
     proptest::strategy::Union::new(s).boxed()
 }
@@ -179,10 +171,18 @@ fn primitive_array() -> BoxedStrategy<Value> {
 fn compound_array(inner: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
     let d = proptest::option::weighted(0.3, descriptor());
     let lists = (d.clone(), vec(vec(inner.clone(), 0..4), 0..4)).prop_map(|(d, ls)| {
-        build_array(d, ElementType::List, ls.into_iter().map(Value::List).collect())
+        build_array(
+            d,
+            ElementType::List,
+            ls.into_iter().map(Value::List).collect(),
+        )
     });
     let maps = (d.clone(), vec(vec((inner.clone(), inner), 0..3), 0..4)).prop_map(|(d, ms)| {
-        build_array(d, ElementType::Map, ms.into_iter().map(Value::Map).collect())
+        build_array(
+            d,
+            ElementType::Map,
+            ms.into_iter().map(Value::Map).collect(),
+        )
     });
     let arrays = (d, vec(primitive_array(), 0..4))
         .prop_map(|(d, arrs)| build_array(d, ElementType::Array, arrs));
