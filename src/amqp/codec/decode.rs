@@ -346,7 +346,10 @@ impl Decoder {
         let code = self.read_u8()?;
         let (count, body) = match code {
             fc::LIST0 => (0, Decoder::with_base(Bytes::new(), self.offset())),
-            fc::LIST8 | fc::LIST32 => self.compound_body(code)?,
+            fc::LIST8 | fc::LIST32 => {
+                let (count, _, body) = self.compound_body(code)?;
+                (count, body)
+            }
             other => {
                 self.pos -= 1;
                 return Err(self.error(DecodeErrorKind::UnexpectedType {
@@ -363,10 +366,12 @@ impl Decoder {
         Ok(ListReader::new(body, count, name))
     }
 
-    /// Reads the size and count of a compound and returns the count and a decoder over the
-    /// elements, checking the count against the bytes really there.
-    fn compound_body(&mut self, code: u8) -> Result<(usize, Decoder), DecodeError> {
+    /// Reads the size and count of a compound and returns the count, the count field's offset
+    /// and a decoder over the elements. Every element takes at least one byte, so a count larger
+    /// than the bytes really there is refused (at the count field) before anything is allocated.
+    fn compound_body(&mut self, code: u8) -> Result<(usize, usize, Decoder), DecodeError> {
         let wide = matches!(code, fc::LIST32 | fc::MAP32 | fc::ARRAY32);
+        let size_at = self.offset();
         let size = if wide {
             self.read_u32()? as usize
         } else {
@@ -374,16 +379,21 @@ impl Decoder {
         };
         let width = if wide { 4 } else { 1 };
         if size < width {
-            return Err(self.error(DecodeErrorKind::SizeTooSmall(size)));
+            return Err(DecodeError {
+                offset: size_at,
+                kind: DecodeErrorKind::SizeTooSmall(size),
+            });
         }
         self.need(size)?;
+        let count_at = self.offset();
         let count = if wide {
             self.read_u32()? as usize
         } else {
             self.read_u8()? as usize
         };
         let body = self.sub(size - width)?;
-        Ok((count, body))
+        check_count(count, body.remaining(), count_at)?;
+        Ok((count, count_at, body))
     }
 
     fn read_bare(&mut self, code: u8) -> Result<Value, DecodeError> {
@@ -435,8 +445,7 @@ impl Decoder {
             fc::SYM8 | fc::SYM32 => Value::Symbol(Symbol::from(self.utf8(code)?)),
             fc::LIST0 => Value::List(Vec::new()),
             fc::LIST8 | fc::LIST32 => {
-                let (count, mut body) = self.compound_body(code)?;
-                self.check_count(count, body.remaining())?;
+                let (count, _, mut body) = self.compound_body(code)?;
                 body.enter()?;
                 let mut items = Vec::with_capacity(count);
                 for _ in 0..count {
@@ -446,10 +455,12 @@ impl Decoder {
                 Value::List(items)
             }
             fc::MAP8 | fc::MAP32 => {
-                let (count, mut body) = self.compound_body(code)?;
-                self.check_count(count, body.remaining())?;
+                let (count, count_at, mut body) = self.compound_body(code)?;
                 if count % 2 != 0 {
-                    return Err(self.error(DecodeErrorKind::OddMapCount(count)));
+                    return Err(DecodeError {
+                        offset: count_at,
+                        kind: DecodeErrorKind::OddMapCount(count),
+                    });
                 }
                 body.enter()?;
                 let mut pairs = Vec::with_capacity(count / 2);
@@ -462,9 +473,9 @@ impl Decoder {
                 Value::Map(pairs)
             }
             fc::ARRAY8 | fc::ARRAY32 => {
-                let (count, mut body) = self.compound_body(code)?;
+                let (count, count_at, mut body) = self.compound_body(code)?;
                 body.enter()?;
-                let array = body.read_array_body(count)?;
+                let array = body.read_array_body(count, count_at)?;
                 body.expect_end()?;
                 Value::Array(array)
             }
@@ -475,15 +486,7 @@ impl Decoder {
         })
     }
 
-    fn check_count(&self, count: usize, size: usize) -> Result<(), DecodeError> {
-        if count > size {
-            Err(self.error(DecodeErrorKind::CountExceedsSize { count, size }))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn read_array_body(&mut self, count: usize) -> Result<Array, DecodeError> {
+    fn read_array_body(&mut self, count: usize, count_at: usize) -> Result<Array, DecodeError> {
         let mut descriptor = None;
         let mut code = self.read_u8()?;
         if code == fc::DESCRIBED {
@@ -499,7 +502,7 @@ impl Decoder {
         };
         // Zero-width elements cost no input, so the count is bounded by the bytes left for
         // every element type: a tiny frame must not be able to ask for a huge allocation.
-        self.check_count(count, self.remaining())?;
+        check_count(count, self.remaining(), count_at)?;
         let mut items = Vec::with_capacity(count);
         for _ in 0..count {
             items.push(self.read_bare(code)?);
@@ -523,6 +526,18 @@ impl Decoder {
             offset: at,
             kind: DecodeErrorKind::InvalidUtf8,
         })
+    }
+}
+
+/// Refuses a compound count larger than the bytes left for its elements, naming the count field.
+fn check_count(count: usize, size: usize, count_at: usize) -> Result<(), DecodeError> {
+    if count > size {
+        Err(DecodeError {
+            offset: count_at,
+            kind: DecodeErrorKind::CountExceedsSize { count, size },
+        })
+    } else {
+        Ok(())
     }
 }
 
@@ -662,10 +677,12 @@ impl<K: Decode, V: Decode> Decode for Vec<(K, V)> {
                 found: code,
             }));
         }
-        let (count, mut body) = d.compound_body(code)?;
-        d.check_count(count, body.remaining())?;
+        let (count, count_at, mut body) = d.compound_body(code)?;
         if count % 2 != 0 {
-            return Err(d.error(DecodeErrorKind::OddMapCount(count)));
+            return Err(DecodeError {
+                offset: count_at,
+                kind: DecodeErrorKind::OddMapCount(count),
+            });
         }
         body.enter()?;
         let mut pairs = Vec::with_capacity(count / 2);

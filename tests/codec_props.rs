@@ -1,0 +1,153 @@
+//! Property tests over arbitrary values and arbitrary bytes.
+
+mod common;
+
+use bytes::Bytes;
+use common::{for_each_payload, node_count, strategy};
+use eventhubs::amqp::codec::{
+    decode_exact, encode_to_vec, DecodeErrorKind, Decoder, Encode, Value,
+};
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+/// Decodes `input` and checks the invariants every outcome must keep: errors point inside the
+/// input, and a decoded value has no more nodes than there were input bytes (so the memory
+/// it holds is O(input)).
+fn decode_checked(input: &[u8]) -> Result<Value, DecodeErrorKind> {
+    match decode_exact::<Value>(Bytes::copy_from_slice(input)) {
+        Ok(v) => {
+            assert!(
+                node_count(&v) <= input.len(),
+                "{} nodes from {} bytes",
+                node_count(&v),
+                input.len()
+            );
+            Ok(v)
+        }
+        Err(e) => {
+            assert!(
+                e.offset <= input.len(),
+                "offset {} past {} bytes",
+                e.offset,
+                input.len()
+            );
+            Err(e.kind)
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(768))]
+
+    /// `encoded_len` is exact and decoding gives back the value (floats bit for bit, NaN
+    /// payloads included).
+    #[test]
+    fn roundtrip(v in strategy::value()) {
+        let bytes = encode_to_vec(&v);
+        prop_assert_eq!(v.encoded_len(), bytes.len());
+        let back: Value = decode_exact(Bytes::from(bytes)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(back, v);
+    }
+
+    /// Encoding into a buffer that already holds data appends exactly `encoded_len` bytes.
+    #[test]
+    fn encode_appends(prefix in vec(any::<u8>(), 0..16), v in strategy::value()) {
+        let mut buf = prefix.clone();
+        v.encode(&mut buf);
+        prop_assert_eq!(&buf[..prefix.len()], &prefix[..]);
+        prop_assert_eq!(buf.len() - prefix.len(), v.encoded_len());
+    }
+
+    /// Values written back to back are read back in order, each ending where the next starts.
+    #[test]
+    fn sequences_decode_in_order(vs in vec(strategy::value(), 1..6)) {
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
+        for v in &vs {
+            v.encode(&mut buf);
+            ends.push(buf.len());
+        }
+        let mut d = Decoder::new(Bytes::from(buf));
+        for (v, end) in vs.iter().zip(ends) {
+            let got = d.read_value().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&got, v);
+            prop_assert_eq!(d.offset(), end);
+        }
+        prop_assert!(d.is_empty());
+    }
+
+    /// Decoded binaries, strings and symbols are slices of the input buffer, not copies.
+    #[test]
+    fn decoding_is_zero_copy(v in strategy::value()) {
+        let input = Bytes::from(encode_to_vec(&v));
+        let range = input.as_ptr() as usize..input.as_ptr() as usize + input.len();
+        let back: Value = decode_exact(input.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut outside = 0usize;
+        let mut seen = 0usize;
+        for_each_payload(&back, &mut |b: &Bytes| {
+            if b.is_empty() {
+                return;
+            }
+            seen += 1;
+            let start = b.as_ptr() as usize;
+            if !(range.contains(&start) && range.contains(&(start + b.len() - 1))) {
+                outside += 1;
+            }
+        });
+        prop_assert_eq!(outside, 0, "{} of {} payloads were copied", outside, seen);
+    }
+
+    /// Arbitrary bytes never panic the decoder.
+    #[test]
+    fn random_bytes_never_panic(input in vec(any::<u8>(), 0..512)) {
+        let _ = decode_checked(&input);
+    }
+
+    /// Bytes that start like a compound (so the decoder gets past the first byte) never panic.
+    #[test]
+    fn random_compounds_never_panic(
+        code in prop::sample::select(vec![0x00u8, 0xc0, 0xc1, 0xd0, 0xd1, 0xe0, 0xf0]),
+        rest in vec(any::<u8>(), 0..256),
+    ) {
+        let mut input = vec![code];
+        input.extend(rest);
+        let _ = decode_checked(&input);
+    }
+
+    /// Valid encodings with one byte changed, or cut short, are rejected or decoded, never
+    /// a panic, and never a value bigger than the input.
+    #[test]
+    fn mutated_encodings_never_panic(
+        v in strategy::value(),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let good = encode_to_vec(&v);
+        let mut bad = good.clone();
+        let i = at.index(bad.len());
+        bad[i] = byte;
+        let _ = decode_checked(&bad);
+        let short = &good[..cut.index(good.len())];
+        prop_assert!(decode_checked(short).is_err(), "a strict prefix decoded");
+    }
+
+    /// A compound that declares more elements than it has bytes is refused with
+    /// `CountExceedsSize`, however large the count, before any allocation.
+    #[test]
+    fn declared_counts_are_checked_before_allocating(
+        code in prop::sample::select(vec![0xd0u8, 0xd1, 0xf0]),
+        body in vec(any::<u8>(), 1..64),
+        extra in 1u32..=u32::MAX - 64,
+    ) {
+        let count = (body.len() as u32).saturating_add(extra);
+        let mut input = vec![code];
+        input.extend_from_slice(&(4 + body.len() as u32).to_be_bytes());
+        input.extend_from_slice(&count.to_be_bytes());
+        input.extend_from_slice(&body);
+        let err = decode_exact::<Value>(Bytes::from(input)).unwrap_err();
+        prop_assert_eq!(err.offset, 5);
+        let is_count_error = matches!(err.kind, DecodeErrorKind::CountExceedsSize { .. });
+        prop_assert!(is_count_error, "{}", err);
+    }
+}
