@@ -1,0 +1,3 @@
+//! `ehub`: the Event Hubs command-line tool.
+
+fn main() {}
