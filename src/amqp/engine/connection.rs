@@ -169,6 +169,12 @@ impl Connection {
         self.remote_max_frame_size
     }
 
+    /// Bytes received but not yet processed: at most one partial frame, so never more than our
+    /// max-frame-size (or a partial protocol header).
+    pub fn buffered_input(&self) -> usize {
+        self.inbuf.len()
+    }
+
     /// Feeds bytes received from the peer.
     pub fn handle_bytes(&mut self, data: &[u8], now: Instant) {
         self.now = now;
