@@ -618,10 +618,9 @@ impl Connection {
                 }
             },
             None => {
-                // Peer-initiated: answer on our lowest free channel.
-                let Some(ours) =
-                    (0..=self.config.channel_max).find(|c| !self.sessions.contains_key(c))
-                else {
+                // Peer-initiated: answer on our lowest free channel that the peer accepts.
+                let max = self.config.channel_max.min(self.remote_channel_max);
+                let Some(ours) = (0..=max).find(|c| !self.sessions.contains_key(c)) else {
                     self.fail(err(condition::RESOURCE_LIMIT_EXCEEDED, "no free channel"));
                     return;
                 };
