@@ -8,8 +8,8 @@ use super::session::{PendingDisposition, Session, SessionState};
 use super::FRAME_TRACE_TARGET;
 use crate::amqp::codec::{Encode, Str, Symbol};
 use crate::amqp::frame::{
-    self, parse_frame, AmqpFrame, FrameError, ProtocolHeader, ProtocolId, RawFrame,
-    FRAME_TYPE_AMQP, MIN_MAX_FRAME_SIZE,
+    self, parse_frame, AmqpFrame, ProtocolHeader, ProtocolId, RawFrame, FRAME_TYPE_AMQP,
+    MIN_MAX_FRAME_SIZE,
 };
 use crate::amqp::types::definitions::{ReceiverSettleMode, Role as LinkRole, SenderSettleMode};
 use crate::amqp::types::error::{condition, AmqpError};
@@ -207,11 +207,9 @@ impl Connection {
                         Ok(Some(raw)) => self.handle_raw_frame(raw),
                         Ok(None) => return,
                         Err(e) => {
-                            let cond = match e {
-                                FrameError::FrameTooLarge { .. } => condition::FRAME_SIZE_TOO_SMALL,
-                                _ => condition::CONNECTION_FRAMING_ERROR,
-                            };
-                            self.fail(err(cond, e.to_string()));
+                            // An oversized frame is a framing error of the peer's;
+                            // frame-size-too-small is for a sender that cannot fit a frame.
+                            self.fail(err(condition::CONNECTION_FRAMING_ERROR, e.to_string()));
                         }
                     }
                 }
