@@ -1204,6 +1204,13 @@ impl Connection {
                             credit
                         };
                         l.drain = flow.drain;
+                        // Drained with nothing to send: give the credit back at once and say
+                        // so (with messages queued, the pump does it when the queue empties).
+                        let drained = l.drain && l.pending.is_empty();
+                        if drained {
+                            l.delivery_count = l.delivery_count.wrapping_add(l.link_credit);
+                            l.link_credit = 0;
+                        }
                         let credit = l.link_credit;
                         if !l.pending.is_empty() {
                             if let Some(s) = self.sessions.get_mut(&local) {
@@ -1213,7 +1220,7 @@ impl Connection {
                             }
                         }
                         self.events.push_back(Event::Credit { link: id, credit });
-                        if flow.echo {
+                        if flow.echo || drained {
                             self.send_link_flow(id, false);
                         }
                     }
