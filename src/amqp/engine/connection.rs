@@ -700,6 +700,9 @@ impl Connection {
                 by_peer,
             });
         }
+        if s.end_reported {
+            return;
+        }
         self.events.push_back(Event::SessionEnded {
             session: SessionId(local),
             error,
@@ -745,6 +748,7 @@ impl Connection {
             });
         }
         if let Some(s) = self.sessions.get_mut(&local) {
+            s.end_reported = true;
             s.remote_handles.clear();
             s.local_handles.clear();
             s.outgoing_unsettled.clear();
