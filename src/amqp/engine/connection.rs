@@ -606,7 +606,13 @@ impl Connection {
         }
         let local = match begin.remote_channel {
             Some(ours) => match self.sessions.get(&ours) {
-                Some(s) if s.state == SessionState::BeginSent && s.remote_channel.is_none() => ours,
+                // EndSent too: the application may end a session before the answer arrives.
+                Some(s)
+                    if s.remote_channel.is_none()
+                        && matches!(s.state, SessionState::BeginSent | SessionState::EndSent) =>
+                {
+                    ours
+                }
                 _ => {
                     self.fail(err(
                         condition::NOT_ALLOWED,
@@ -642,12 +648,19 @@ impl Connection {
             return;
         };
         s.remote_channel = Some(channel);
-        s.state = SessionState::Mapped;
+        // Ended before the answer: map the channel so the peer's end finds it, report nothing.
+        let ending = s.state == SessionState::EndSent;
+        if !ending {
+            s.state = SessionState::Mapped;
+        }
         s.next_incoming_id = begin.next_outgoing_id;
         s.remote_incoming_window = begin.incoming_window;
         s.remote_outgoing_window = begin.outgoing_window;
         s.remote_handle_max = begin.handle_max;
         self.remote_channels.insert(channel, local);
+        if ending {
+            return;
+        }
         self.events.push_back(Event::SessionBegun {
             session: SessionId(local),
             remote: Box::new(begin),
