@@ -1462,6 +1462,12 @@ impl Connection {
             return;
         }
         if t.aborted {
+            // An abort on a delivery's first frame still started a delivery on the sender's
+            // side: count it, or our delivery-count falls behind the sender's.
+            if l.partial.is_none() && !l.discarding && t.delivery_id.is_some() {
+                l.link_credit = l.link_credit.saturating_sub(1);
+                l.delivery_count = l.delivery_count.wrapping_add(1);
+            }
             l.partial = None;
             l.discarding = false;
             return;
