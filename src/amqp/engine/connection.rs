@@ -1093,7 +1093,27 @@ impl Connection {
     /// Detaches a link because the peer broke a link rule.
     fn fail_link(&mut self, id: LinkId, error: AmqpError) {
         tracing::debug!(target: FRAME_TRACE_TARGET, %error, link = id.0, "detaching link on error");
-        self.detach(id, true, Some(error.clone()));
+        let unanswered = self
+            .links
+            .get(&id)
+            .is_some_and(|l| l.state == LinkState::AttachReceived);
+        if unanswered {
+            // The application has not answered the peer's attach yet: refuse the link on its
+            // behalf (null terminus, then a closing detach), so the peer hears why and
+            // LinkDetached follows its answer. Without a free handle, drop it and say so now.
+            if self.refuse_link(id, error.clone()).is_err() {
+                self.forget_link(id);
+                self.events.push_back(Event::LinkDetached {
+                    link: id,
+                    error: Some(error),
+                    closed: true,
+                    by_peer: false,
+                });
+                return;
+            }
+        } else {
+            self.detach(id, true, Some(error.clone()));
+        }
         if let Some(l) = self.links.get_mut(&id) {
             l.partial = None;
             l.discarding = true;
