@@ -810,3 +810,40 @@ fn a_transfer_without_credit_detaches_with_transfer_limit_exceeded() {
     );
     assert!(!c.conn.is_closed());
 }
+
+#[test]
+fn a_transfer_before_we_answered_the_attach_refuses_the_link() {
+    // The peer attaches a sender and transfers at once, before we granted (or could grant)
+    // credit. The link must be refused on the wire and reported, not silently forgotten.
+    let mut s = server();
+    s.feed_perf(0, begin(None, 100));
+    s.frames();
+    s.events();
+    s.feed_perf(0, attach("eager", 0, Role::Sender));
+    let link = match &s.events()[..] {
+        [Event::LinkAttachRequested { link, .. }] => *link,
+        e => panic!("{e:?}"),
+    };
+    s.feed_transfer(0, transfer(0, 0, false), b"too soon");
+    let p = s.perfs();
+    let [(_, Performative::Attach(a)), (_, Performative::Detach(d))] = &p[..] else {
+        panic!("{p:?}")
+    };
+    assert!(a.target.is_none(), "refused with a null target");
+    assert!(d.closed);
+    assert_eq!(
+        d.error.as_ref().unwrap().condition.as_str(),
+        "amqp:link:transfer-limit-exceeded"
+    );
+    assert!(s.conn.accept_link(link, LinkAcceptance::default()).is_err());
+    // More transfers on the handle are dropped, not a session error.
+    s.feed_transfer(0, transfer(0, 1, false), b"more");
+    assert!(s.frames().is_empty());
+    s.feed_perf(0, detach(0, true, None));
+    let ev = s.events();
+    assert!(
+        matches!(&ev[..], [Event::LinkDetached { link: l, error: Some(e), closed: true, by_peer: false }] if *l == link && e.condition.as_str() == "amqp:link:transfer-limit-exceeded"),
+        "{ev:?}"
+    );
+    assert!(!s.conn.is_closed());
+}
