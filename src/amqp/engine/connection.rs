@@ -8,8 +8,8 @@ use super::session::{PendingDisposition, Session, SessionState};
 use super::FRAME_TRACE_TARGET;
 use crate::amqp::codec::{Encode, Str, Symbol};
 use crate::amqp::frame::{
-    self, parse_frame, AmqpFrame, FrameError, ProtocolHeader, ProtocolId, RawFrame,
-    FRAME_TYPE_AMQP, MIN_MAX_FRAME_SIZE,
+    self, parse_frame, AmqpFrame, ProtocolHeader, ProtocolId, RawFrame, FRAME_TYPE_AMQP,
+    MIN_MAX_FRAME_SIZE,
 };
 use crate::amqp::types::definitions::{ReceiverSettleMode, Role as LinkRole, SenderSettleMode};
 use crate::amqp::types::error::{condition, AmqpError};
@@ -169,6 +169,12 @@ impl Connection {
         self.remote_max_frame_size
     }
 
+    /// Bytes received but not yet processed: at most one partial frame, so never more than our
+    /// max-frame-size (or a partial protocol header).
+    pub fn buffered_input(&self) -> usize {
+        self.inbuf.len()
+    }
+
     /// Feeds bytes received from the peer.
     pub fn handle_bytes(&mut self, data: &[u8], now: Instant) {
         self.now = now;
@@ -201,11 +207,9 @@ impl Connection {
                         Ok(Some(raw)) => self.handle_raw_frame(raw),
                         Ok(None) => return,
                         Err(e) => {
-                            let cond = match e {
-                                FrameError::FrameTooLarge { .. } => condition::FRAME_SIZE_TOO_SMALL,
-                                _ => condition::CONNECTION_FRAMING_ERROR,
-                            };
-                            self.fail(err(cond, e.to_string()));
+                            // An oversized frame is a framing error of the peer's;
+                            // frame-size-too-small is for a sender that cannot fit a frame.
+                            self.fail(err(condition::CONNECTION_FRAMING_ERROR, e.to_string()));
                         }
                     }
                 }
@@ -602,7 +606,13 @@ impl Connection {
         }
         let local = match begin.remote_channel {
             Some(ours) => match self.sessions.get(&ours) {
-                Some(s) if s.state == SessionState::BeginSent && s.remote_channel.is_none() => ours,
+                // EndSent too: the application may end a session before the answer arrives.
+                Some(s)
+                    if s.remote_channel.is_none()
+                        && matches!(s.state, SessionState::BeginSent | SessionState::EndSent) =>
+                {
+                    ours
+                }
                 _ => {
                     self.fail(err(
                         condition::NOT_ALLOWED,
@@ -612,10 +622,9 @@ impl Connection {
                 }
             },
             None => {
-                // Peer-initiated: answer on our lowest free channel.
-                let Some(ours) =
-                    (0..=self.config.channel_max).find(|c| !self.sessions.contains_key(c))
-                else {
+                // Peer-initiated: answer on our lowest free channel that the peer accepts.
+                let max = self.config.channel_max.min(self.remote_channel_max);
+                let Some(ours) = (0..=max).find(|c| !self.sessions.contains_key(c)) else {
                     self.fail(err(condition::RESOURCE_LIMIT_EXCEEDED, "no free channel"));
                     return;
                 };
@@ -639,12 +648,19 @@ impl Connection {
             return;
         };
         s.remote_channel = Some(channel);
-        s.state = SessionState::Mapped;
+        // Ended before the answer: map the channel so the peer's end finds it, report nothing.
+        let ending = s.state == SessionState::EndSent;
+        if !ending {
+            s.state = SessionState::Mapped;
+        }
         s.next_incoming_id = begin.next_outgoing_id;
         s.remote_incoming_window = begin.incoming_window;
         s.remote_outgoing_window = begin.outgoing_window;
         s.remote_handle_max = begin.handle_max;
         self.remote_channels.insert(channel, local);
+        if ending {
+            return;
+        }
         self.events.push_back(Event::SessionBegun {
             session: SessionId(local),
             remote: Box::new(begin),
@@ -697,6 +713,9 @@ impl Connection {
                 by_peer,
             });
         }
+        if s.end_reported {
+            return;
+        }
         self.events.push_back(Event::SessionEnded {
             session: SessionId(local),
             error,
@@ -742,6 +761,7 @@ impl Connection {
             });
         }
         if let Some(s) = self.sessions.get_mut(&local) {
+            s.end_reported = true;
             s.remote_handles.clear();
             s.local_handles.clear();
             s.outgoing_unsettled.clear();
@@ -1073,7 +1093,27 @@ impl Connection {
     /// Detaches a link because the peer broke a link rule.
     fn fail_link(&mut self, id: LinkId, error: AmqpError) {
         tracing::debug!(target: FRAME_TRACE_TARGET, %error, link = id.0, "detaching link on error");
-        self.detach(id, true, Some(error.clone()));
+        let unanswered = self
+            .links
+            .get(&id)
+            .is_some_and(|l| l.state == LinkState::AttachReceived);
+        if unanswered {
+            // The application has not answered the peer's attach yet: refuse the link on its
+            // behalf (null terminus, then a closing detach), so the peer hears why and
+            // LinkDetached follows its answer. Without a free handle, drop it and say so now.
+            if self.refuse_link(id, error.clone()).is_err() {
+                self.forget_link(id);
+                self.events.push_back(Event::LinkDetached {
+                    link: id,
+                    error: Some(error),
+                    closed: true,
+                    by_peer: false,
+                });
+                return;
+            }
+        } else {
+            self.detach(id, true, Some(error.clone()));
+        }
         if let Some(l) = self.links.get_mut(&id) {
             l.partial = None;
             l.discarding = true;
@@ -1201,6 +1241,13 @@ impl Connection {
                             credit
                         };
                         l.drain = flow.drain;
+                        // Drained with nothing to send: give the credit back at once and say
+                        // so (with messages queued, the pump does it when the queue empties).
+                        let drained = l.drain && l.pending.is_empty();
+                        if drained {
+                            l.delivery_count = l.delivery_count.wrapping_add(l.link_credit);
+                            l.link_credit = 0;
+                        }
                         let credit = l.link_credit;
                         if !l.pending.is_empty() {
                             if let Some(s) = self.sessions.get_mut(&local) {
@@ -1210,7 +1257,7 @@ impl Connection {
                             }
                         }
                         self.events.push_back(Event::Credit { link: id, credit });
-                        if flow.echo {
+                        if flow.echo || drained {
                             self.send_link_flow(id, false);
                         }
                     }
@@ -1435,6 +1482,12 @@ impl Connection {
             return;
         }
         if t.aborted {
+            // An abort on a delivery's first frame still started a delivery on the sender's
+            // side: count it, or our delivery-count falls behind the sender's.
+            if l.partial.is_none() && !l.discarding && t.delivery_id.is_some() {
+                l.link_credit = l.link_credit.saturating_sub(1);
+                l.delivery_count = l.delivery_count.wrapping_add(1);
+            }
             l.partial = None;
             l.discarding = false;
             return;

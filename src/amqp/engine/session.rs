@@ -53,6 +53,9 @@ pub(crate) struct Session {
     /// Sending links with queued messages, in round-robin order.
     pub send_queue: VecDeque<LinkId>,
     pub dispositions: Vec<PendingDisposition>,
+    /// SessionEnded was reported already (we ended it on a protocol error and wait for the
+    /// peer's end).
+    pub end_reported: bool,
 }
 
 impl Session {
@@ -75,6 +78,7 @@ impl Session {
             incoming_unsettled: HashMap::new(),
             send_queue: VecDeque::new(),
             dispositions: Vec::new(),
+            end_reported: false,
         }
     }
 
