@@ -7,3 +7,5 @@
 
 pub mod amqp;
 pub mod auth;
+#[cfg(feature = "emulator")]
+pub mod emulator;
