@@ -9,3 +9,4 @@ pub mod amqp;
 pub mod auth;
 #[cfg(feature = "emulator")]
 pub mod emulator;
+pub mod processor;
