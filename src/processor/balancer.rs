@@ -85,7 +85,7 @@ pub fn balance(input: &BalanceInput<'_>, pick: &mut dyn FnMut(usize) -> usize) -
     let partitions = input.partition_ids.len();
     let owners = by_owner.len();
     let max = partitions.div_ceil(owners);
-    let extra_possible = partitions % owners != 0;
+    let extra_possible = !partitions.is_multiple_of(owners);
     let mine: Vec<&Ownership> = by_owner.get(input.owner_id).cloned().unwrap_or_default();
     // Records of owners holding more than their share: candidates to steal.
     let mut above_max: Vec<&Ownership> = by_owner
