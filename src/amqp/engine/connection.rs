@@ -365,6 +365,14 @@ impl Connection {
     }
 
     fn write(&mut self, channel: u16, p: Performative, payload: &[u8]) {
+        // Our close is the last frame we send (commands reacting to events queued before the
+        // close, such as accepting a link, must not put frames after it).
+        if (self.close_sent || self.state == ConnectionState::Closed)
+            && !matches!(p, Performative::Close(_))
+        {
+            tracing::trace!(target: FRAME_TRACE_TARGET, performative = p.name(), "dropped after close");
+            return;
+        }
         tracing::debug!(
             target: FRAME_TRACE_TARGET,
             dir = "out",
@@ -534,7 +542,7 @@ impl Connection {
                 return;
             }
         }
-        if let Some(peer) = self.remote_idle_timeout {
+        if let Some(peer) = self.remote_idle_timeout.filter(|_| !self.close_sent) {
             if now.saturating_duration_since(self.last_sent) >= peer / 2 {
                 tracing::trace!(target: FRAME_TRACE_TARGET, dir = "out", "heartbeat");
                 frame::write_empty_frame(&mut self.out);
