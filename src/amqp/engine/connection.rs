@@ -95,8 +95,22 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// Longest description we put in an error we make. Descriptions may quote peer bytes (a
+/// descriptor it sent); capped, the close, end or detach carrying one still fits the smallest
+/// max-frame-size a peer may announce (512).
+const MAX_DESCRIPTION_LEN: usize = 256;
+
 pub(super) fn err(cond: Symbol, description: impl Into<String>) -> AmqpError {
-    AmqpError::with_description(cond, description.into())
+    let mut description = description.into();
+    if description.len() > MAX_DESCRIPTION_LEN {
+        let mut cut = MAX_DESCRIPTION_LEN;
+        while !description.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        description.truncate(cut);
+        description.push_str("...");
+    }
+    AmqpError::with_description(cond, description)
 }
 
 impl Connection {
