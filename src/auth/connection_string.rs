@@ -71,7 +71,9 @@ pub enum ConnectionStringError {
     #[error("connection string UseDevelopmentEmulator must be true or false, not {0:?}")]
     BadEmulatorFlag(String),
     /// The event hub given explicitly differs from `EntityPath`.
-    #[error("event hub name {given:?} differs from the connection string's EntityPath {entity_path:?}")]
+    #[error(
+        "event hub name {given:?} differs from the connection string's EntityPath {entity_path:?}"
+    )]
     HubMismatch {
         /// The explicitly given name.
         given: String,
@@ -179,8 +181,11 @@ impl ConnectionString {
 
     /// The AMQP port: the endpoint's, else 5672 for the emulator and 5671 (TLS) otherwise.
     pub fn amqp_port(&self) -> u16 {
-        self.port
-            .unwrap_or(if self.use_development_emulator { 5672 } else { 5671 })
+        self.port.unwrap_or(if self.use_development_emulator {
+            5672
+        } else {
+            5671
+        })
     }
 }
 
@@ -241,16 +246,54 @@ mod tests {
     fn errors_name_the_key() {
         use ConnectionStringError::*;
         let p = ConnectionString::parse;
-        assert_eq!(p("SharedAccessKeyName=a;SharedAccessKey=b"), Err(Missing("Endpoint")));
-        assert_eq!(p("Endpoint=sb://h/;SharedAccessKeyName=a"), Err(Unpaired { present: "SharedAccessKeyName", missing: "SharedAccessKey" }));
-        assert_eq!(p("Endpoint=sb://h/;SharedAccessKey=b"), Err(Unpaired { present: "SharedAccessKey", missing: "SharedAccessKeyName" }));
-        assert_eq!(p("Endpoint=sb://h/;Garbage"), Err(MissingEquals { index: 1 }));
-        assert_eq!(p("Endpoint=;SharedAccessKeyName=a;SharedAccessKey=b"), Err(EmptyValue("Endpoint")));
-        assert_eq!(p("Endpoint=nonsense;SharedAccessKeyName=a;SharedAccessKey=b"), Err(BadEndpoint("nonsense".into())));
-        assert_eq!(p("Endpoint=sb://h:99999/;SharedAccessKeyName=a;SharedAccessKey=b"), Err(BadEndpoint("sb://h:99999/".into())));
-        assert_eq!(p("Endpoint=sb://h/"), Err(Missing("SharedAccessKeyName and SharedAccessKey, or SharedAccessSignature")));
-        assert_eq!(p("Endpoint=sb://h/;SharedAccessKeyName=a;SharedAccessKey=b;SharedAccessSignature=x"), Err(KeyAndSignature));
-        assert_eq!(p("Endpoint=sb://h/;SharedAccessSignature=x;UseDevelopmentEmulator=yes"), Err(BadEmulatorFlag("yes".into())));
+        assert_eq!(
+            p("SharedAccessKeyName=a;SharedAccessKey=b"),
+            Err(Missing("Endpoint"))
+        );
+        assert_eq!(
+            p("Endpoint=sb://h/;SharedAccessKeyName=a"),
+            Err(Unpaired {
+                present: "SharedAccessKeyName",
+                missing: "SharedAccessKey"
+            })
+        );
+        assert_eq!(
+            p("Endpoint=sb://h/;SharedAccessKey=b"),
+            Err(Unpaired {
+                present: "SharedAccessKey",
+                missing: "SharedAccessKeyName"
+            })
+        );
+        assert_eq!(
+            p("Endpoint=sb://h/;Garbage"),
+            Err(MissingEquals { index: 1 })
+        );
+        assert_eq!(
+            p("Endpoint=;SharedAccessKeyName=a;SharedAccessKey=b"),
+            Err(EmptyValue("Endpoint"))
+        );
+        assert_eq!(
+            p("Endpoint=nonsense;SharedAccessKeyName=a;SharedAccessKey=b"),
+            Err(BadEndpoint("nonsense".into()))
+        );
+        assert_eq!(
+            p("Endpoint=sb://h:99999/;SharedAccessKeyName=a;SharedAccessKey=b"),
+            Err(BadEndpoint("sb://h:99999/".into()))
+        );
+        assert_eq!(
+            p("Endpoint=sb://h/"),
+            Err(Missing(
+                "SharedAccessKeyName and SharedAccessKey, or SharedAccessSignature"
+            ))
+        );
+        assert_eq!(
+            p("Endpoint=sb://h/;SharedAccessKeyName=a;SharedAccessKey=b;SharedAccessSignature=x"),
+            Err(KeyAndSignature)
+        );
+        assert_eq!(
+            p("Endpoint=sb://h/;SharedAccessSignature=x;UseDevelopmentEmulator=yes"),
+            Err(BadEmulatorFlag("yes".into()))
+        );
         let cs = p("Endpoint=sb://h/;SharedAccessSignature=x;EntityPath=a").unwrap();
         assert!(matches!(cs.hub_name(Some("b")), Err(HubMismatch { .. })));
         assert_eq!(cs.hub_name(Some("a")).unwrap(), "a");

@@ -26,7 +26,11 @@ impl fmt::Debug for AccessToken {
 
 /// The future a [`TokenCredential`] returns.
 pub type TokenFuture<'a> = Pin<
-    Box<dyn Future<Output = Result<AccessToken, Box<dyn std::error::Error + Send + Sync>>> + Send + 'a>,
+    Box<
+        dyn Future<Output = Result<AccessToken, Box<dyn std::error::Error + Send + Sync>>>
+            + Send
+            + 'a,
+    >,
 >;
 
 /// A source of tokens for claims-based security (Azure AD, SAS, or your own).

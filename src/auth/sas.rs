@@ -112,10 +112,13 @@ pub enum SasVerifyError {
 
 /// Splits a token into its fields (any order).
 pub fn parse_sas_token(token: &str) -> Result<SasToken, SasVerifyError> {
-    let body = token
-        .trim()
-        .strip_prefix("SharedAccessSignature ")
-        .ok_or(SasVerifyError::Malformed("missing 'SharedAccessSignature ' prefix"))?;
+    let body =
+        token
+            .trim()
+            .strip_prefix("SharedAccessSignature ")
+            .ok_or(SasVerifyError::Malformed(
+                "missing 'SharedAccessSignature ' prefix",
+            ))?;
     let (mut sr, mut sig, mut se, mut skn) = (None, None, None, None);
     for part in body.split('&') {
         let (k, v) = part
@@ -157,8 +160,8 @@ pub fn verify_sas_token<'k>(
 ) -> Result<SasToken, SasVerifyError> {
     let t = parse_sas_token(token)?;
     let key = key_for(&t.key_name).ok_or_else(|| SasVerifyError::UnknownKey(t.key_name.clone()))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
-        .map_err(|_| SasVerifyError::BadSignature)?;
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.as_bytes()).map_err(|_| SasVerifyError::BadSignature)?;
     mac.update(format!("{}\n{}", t.sr, t.se_text).as_bytes());
     // Constant-time comparison.
     mac.verify_slice(&t.signature)
@@ -186,17 +189,35 @@ mod tests {
         assert_eq!(ok.key_name, "Root");
         assert_eq!(
             verify_sas_token(&t, keys, 2_000_000_000),
-            Err(SasVerifyError::Expired { expiry: 2_000_000_000, now: 2_000_000_000 })
+            Err(SasVerifyError::Expired {
+                expiry: 2_000_000_000,
+                now: 2_000_000_000
+            })
         );
         let wrong_key = |_: &str| Some("other");
-        assert_eq!(verify_sas_token(&t, wrong_key, 0), Err(SasVerifyError::BadSignature));
+        assert_eq!(
+            verify_sas_token(&t, wrong_key, 0),
+            Err(SasVerifyError::BadSignature)
+        );
         let tampered = t.replace("eh1", "eh2");
-        assert_eq!(verify_sas_token(&tampered, keys, 0), Err(SasVerifyError::BadSignature));
+        assert_eq!(
+            verify_sas_token(&tampered, keys, 0),
+            Err(SasVerifyError::BadSignature)
+        );
         let later = t.replace("se=2000000000", "se=2100000000");
-        assert_eq!(verify_sas_token(&later, keys, 0), Err(SasVerifyError::BadSignature));
-        assert!(matches!(verify_sas_token("Bearer x", keys, 0), Err(SasVerifyError::Malformed(_))));
+        assert_eq!(
+            verify_sas_token(&later, keys, 0),
+            Err(SasVerifyError::BadSignature)
+        );
+        assert!(matches!(
+            verify_sas_token("Bearer x", keys, 0),
+            Err(SasVerifyError::Malformed(_))
+        ));
         let none = |_: &str| None;
-        assert_eq!(verify_sas_token(&t, none, 0), Err(SasVerifyError::UnknownKey("Root".into())));
+        assert_eq!(
+            verify_sas_token(&t, none, 0),
+            Err(SasVerifyError::UnknownKey("Root".into()))
+        );
     }
 
     #[test]
