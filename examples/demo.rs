@@ -62,12 +62,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let mut entities = EntityConfig::default();
-    entities.hubs = vec![HubConfig {
-        name: HUB.into(),
-        partition_count: PARTITIONS,
-        consumer_groups: vec!["$default".into()],
-    }];
+    let entities = EntityConfig {
+        hubs: vec![HubConfig {
+            name: HUB.into(),
+            partition_count: PARTITIONS,
+            consumer_groups: vec!["$default".into()],
+        }],
+        ..EntityConfig::default()
+    };
     let emulator = Emulator::start(EmulatorOptions {
         entities,
         ..EmulatorOptions::ephemeral()
