@@ -308,6 +308,31 @@ where
     }
 }
 
+impl<F> Drop for EventProcessor<F> {
+    /// Dropping without [`EventProcessor::stop`] is an abrupt end, as if the process died: tasks
+    /// are aborted, processors are not closed and ownership is not released (others take the
+    /// partitions over once it expires).
+    fn drop(&mut self) {
+        if let Some((_, task)) = self
+            .balancer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+        for (_, r) in self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            r.task.abort();
+        }
+    }
+}
+
 impl<F, P> Shared<F>
 where
     F: Fn() -> P + Send + Sync + 'static,
