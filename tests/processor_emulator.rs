@@ -246,7 +246,7 @@ async fn a_crashed_processor_is_taken_over_with_duplicates_only_after_checkpoint
         crashed.elapsed() >= Duration::from_millis(1000),
         "partitions are taken over only once the crashed owner's ownership expires"
     );
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     for ((p, seq), n) in seen.iter() {
         if *n > 1 {
             let cp = checkpoints_at_crash.get(p).copied().unwrap_or(-1);
