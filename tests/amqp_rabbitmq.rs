@@ -70,7 +70,7 @@ fn message_id(i: u32, salt: u32) -> MessageId {
 fn simple_values(i: u32) -> Vec<(&'static str, Value)> {
     vec![
         ("null", Value::Null),
-        ("bool", Value::Bool(i % 2 == 0)),
+        ("bool", Value::Bool(i.is_multiple_of(2))),
         ("ubyte", Value::Ubyte(i as u8)),
         ("ushort", Value::Ushort(i as u16)),
         ("uint", Value::Uint(i.wrapping_mul(2_654_435_761))),
@@ -173,9 +173,9 @@ fn rich_message(i: u32) -> Message {
     }
     Message {
         header: Some(Header {
-            durable: i % 3 == 0,
+            durable: i.is_multiple_of(3),
             priority: (i % 10) as u8,
-            ttl: (i % 2 == 0).then_some(3_600_000 + i),
+            ttl: i.is_multiple_of(2).then_some(3_600_000 + i),
             first_acquirer: i % 4 == 1,
             delivery_count: i % 3,
         }),
@@ -408,7 +408,7 @@ async fn one_mebibyte_messages_span_many_frames() {
         let bytes: Vec<u8> = (0..MIB)
             .map(|n| (n as u32 ^ i.wrapping_mul(97)) as u8)
             .collect();
-        let mut m = if i % 2 == 0 {
+        let mut m = if i.is_multiple_of(2) {
             Message::with_data(Bytes::from(bytes))
         } else {
             Message::with_value(Value::Binary(Bytes::from(bytes)))

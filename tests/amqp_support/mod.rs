@@ -58,6 +58,7 @@ struct State {
 pub struct QueueBroker {
     addr: SocketAddr,
     state: Arc<State>,
+    prefetch: u32,
 }
 
 fn outcome_name(s: &Option<DeliveryState>) -> &'static str {
@@ -72,14 +73,21 @@ fn outcome_name(s: &Option<DeliveryState>) -> &'static str {
 }
 
 impl QueueBroker {
-    /// Binds to an ephemeral loopback port and serves connections until the runtime ends.
+    /// Binds to an ephemeral loopback port and serves connections until the runtime ends;
+    /// links that send to it get 100 credit, topped up as messages are stored.
     pub async fn start(options: ListenerOptions) -> QueueBroker {
+        Self::start_with_prefetch(options, 100).await
+    }
+
+    /// As [`Self::start`], granting `prefetch` credit to links that send to it.
+    pub async fn start_with_prefetch(options: ListenerOptions, prefetch: u32) -> QueueBroker {
         let listener = Listener::bind("127.0.0.1:0", options).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(State::default());
         let broker = QueueBroker {
             addr,
             state: state.clone(),
+            prefetch,
         };
         let b = broker.clone();
         tokio::spawn(async move {
@@ -128,6 +136,17 @@ impl QueueBroker {
             .unwrap()
             .get(address)
             .map_or(0, VecDeque::len)
+    }
+
+    /// A copy of the messages queued at `address`, head first.
+    pub fn snapshot(&self, address: &str) -> Vec<Stored> {
+        self.state
+            .queues
+            .lock()
+            .unwrap()
+            .get(address)
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Puts a message at the tail of `address`'s queue (to preload receivers).
@@ -206,7 +225,7 @@ impl QueueBroker {
                         target,
                         ..Default::default()
                     },
-                    100,
+                    self.prefetch,
                 )
                 .await
             else {
