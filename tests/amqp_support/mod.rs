@@ -438,3 +438,79 @@ pub async fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A TCP proxy between a client and `upstream` that a test can cut (both sockets closed at
+/// once, as when the server process dies) or black-hole (bytes read and dropped in both
+/// directions, as when the peer hangs without closing).
+pub struct Proxy {
+    /// The port clients connect to.
+    pub port: u16,
+    cut: Arc<Notify>,
+    black_hole: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    /// Starts a proxy for one client connection.
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let cut = Arc::new(Notify::new());
+        let black_hole = Arc::new(AtomicBool::new(false));
+        let (c, bh) = (cut.clone(), black_hole.clone());
+        tokio::spawn(async move {
+            let (down, _) = l.accept().await.unwrap();
+            let up = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let (mut dr, mut dw) = down.into_split();
+            let (mut ur, mut uw) = up.into_split();
+            let bh2 = bh.clone();
+            let a = async move {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let n = match dr.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if !bh.load(Ordering::SeqCst) && uw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let b = async move {
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let n = match ur.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if !bh2.load(Ordering::SeqCst) && dw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            // Either direction ending, or a cut, drops all four halves.
+            tokio::select! {
+                _ = a => {}
+                _ = b => {}
+                _ = c.notified() => {}
+            }
+        });
+        Proxy {
+            port,
+            cut,
+            black_hole,
+        }
+    }
+
+    /// Closes both connections now.
+    pub fn cut(&self) {
+        self.cut.notify_one();
+    }
+
+    /// From now on, drops every byte in both directions (the sockets stay open).
+    pub fn black_hole(&self) {
+        self.black_hole
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
