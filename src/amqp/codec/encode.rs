@@ -99,28 +99,15 @@ fn array_layout(a: &Array) -> (usize, u8, usize) {
         ElementType::Bool => fc::BOOL,
         ElementType::Ubyte => fc::UBYTE,
         ElementType::Ushort => fc::USHORT,
-        ElementType::Uint => pick(
-            all(&|v| matches!(v, Value::Uint(n) if *n <= 0xff)),
-            fc::SMALLUINT,
-            fc::UINT,
-        ),
-        ElementType::Ulong => pick(
-            all(&|v| matches!(v, Value::Ulong(n) if *n <= 0xff)),
-            fc::SMALLULONG,
-            fc::ULONG,
-        ),
+        // Integer elements always use their full width: compact element constructors are
+        // legal, but some brokers (RabbitMQ 3.x) drop the connection on them, and Proton never
+        // writes them. The decoder still accepts every form.
+        ElementType::Uint => fc::UINT,
+        ElementType::Ulong => fc::ULONG,
         ElementType::Byte => fc::BYTE,
         ElementType::Short => fc::SHORT,
-        ElementType::Int => pick(
-            all(&|v| matches!(v, Value::Int(n) if i8::try_from(*n).is_ok())),
-            fc::SMALLINT,
-            fc::INT,
-        ),
-        ElementType::Long => pick(
-            all(&|v| matches!(v, Value::Long(n) if i8::try_from(*n).is_ok())),
-            fc::SMALLLONG,
-            fc::LONG,
-        ),
+        ElementType::Int => fc::INT,
+        ElementType::Long => fc::LONG,
         ElementType::Float => fc::FLOAT,
         ElementType::Double => fc::DOUBLE,
         ElementType::Decimal32 => fc::DECIMAL32,
