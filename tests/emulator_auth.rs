@@ -282,3 +282,59 @@ async fn links_end_when_their_token_expires_and_a_fresh_token_reopens() {
     send_event(&sender, &event(&b"refreshed"[..])).await;
     assert_eq!(em.partition_info("eh1", 0).unwrap().last_sequence_number, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_given_certificate() {
+    use eventhubs::amqp::io::tls::{TlsClientOptions, TlsServerOptions};
+    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = generated.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        generated.signing_key.serialize_der(),
+    ));
+    let em = start_with(EmulatorOptions {
+        tls: Some(TlsServerOptions::new(vec![cert.clone()], key).unwrap()),
+        ..EmulatorOptions::ephemeral()
+    })
+    .await;
+    let port = em.local_addr().port();
+    let tls = TlsClientOptions {
+        server_name: Some("localhost".into()),
+        extra_roots: vec![cert],
+        only_extra_roots: true,
+    };
+    let conn = eventhubs::amqp::Connection::connect(
+        ConnectOptions::new("127.0.0.1", port)
+            .sasl_anonymous()
+            .tls(tls),
+    )
+    .await
+    .expect("TLS connection with the emulator's certificate trusted");
+    let session = conn.open_session().await.unwrap();
+    let mut cbs = Rpc::attach(&session, "$cbs", None).await;
+    assert_eq!(cbs.put_token("amqps://localhost/eh1").await.0, 200);
+    let sender = attach_sender(&session, "eh1/Partitions/0").await;
+    send_event(&sender, &event(&b"over tls"[..])).await;
+    let mut rx = open_consumer(
+        &session,
+        "eh1/ConsumerGroups/$default/Partitions/0",
+        Some(EARLIEST),
+    )
+    .await;
+    assert_eq!(&body(&recv_n(&mut rx, 1).await[0])[..], b"over tls");
+
+    // Plain AMQP to the TLS port, and TLS without trusting the certificate, both fail.
+    let plain = ConnectOptions::new("127.0.0.1", port).sasl_anonymous();
+    let mut plain = plain;
+    plain.connect_timeout = std::time::Duration::from_secs(3);
+    assert!(eventhubs::amqp::Connection::connect(plain).await.is_err());
+    let untrusted = ConnectOptions::new("127.0.0.1", port)
+        .sasl_anonymous()
+        .tls(TlsClientOptions {
+            server_name: Some("localhost".into()),
+            ..TlsClientOptions::default()
+        });
+    assert!(eventhubs::amqp::Connection::connect(untrusted)
+        .await
+        .is_err());
+}

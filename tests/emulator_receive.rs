@@ -383,6 +383,59 @@ async fn readers_of_a_closed_connection_give_their_places_back() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_the_oldest_and_positions_follow() {
+    let em = start_with(eventhubs::emulator::EmulatorOptions {
+        retention: eventhubs::emulator::Retention {
+            max_events: 5,
+            max_bytes: usize::MAX,
+        },
+        ..eventhubs::emulator::EmulatorOptions::ephemeral()
+    })
+    .await;
+    let (_c, session) = authorized(&em).await;
+    let sender = attach_sender(&session, "eh1/Partitions/0").await;
+    let mut first_offsets = Vec::new();
+    let mut watcher = open_consumer(&session, P0, Some(EARLIEST)).await;
+    for i in 0..12 {
+        send_event(&sender, &numbered(i)).await;
+        first_offsets.push(offset(&recv_n(&mut watcher, 1).await[0]));
+    }
+    watcher.close().await.unwrap();
+    let info = em.partition_info("eh1", 0).unwrap();
+    assert_eq!(info.begin_sequence_number, 7);
+    assert_eq!(info.last_sequence_number, 11);
+    let mut mgmt = Rpc::attach(&session, "$management", None).await;
+    let reply = mgmt.read("eh1", "com.microsoft:partition", Some("0")).await;
+    let eventhubs::amqp::types::message::Body::Value(map) = &reply.body else {
+        panic!("{:?}", reply.body);
+    };
+    assert_eq!(map.map_get("begin_sequence_number"), Some(&Value::Long(7)));
+
+    // Earliest is the first retained; positions inside the dropped range start there too;
+    // positions inside the retained range are exact.
+    assert_eq!(first_from(&session, EARLIEST).await, 7);
+    let s = "amqp.annotation.x-opt-sequence-number";
+    assert_eq!(first_from(&session, &format!("{s} >= '2'")).await, 7);
+    assert_eq!(first_from(&session, &format!("{s} > '8'")).await, 9);
+    let x = "amqp.annotation.x-opt-offset";
+    assert_eq!(
+        first_from(&session, &format!("{x} > '{}'", first_offsets[1])).await,
+        7
+    );
+    assert_eq!(
+        first_from(&session, &format!("{x} >= '{}'", first_offsets[10])).await,
+        10
+    );
+    let mut all = open_consumer(&session, P0, Some(EARLIEST)).await;
+    let kept = recv_n(&mut all, 5).await;
+    assert_eq!(
+        kept.iter().map(number).collect::<Vec<_>>(),
+        [7, 8, 9, 10, 11]
+    );
+    nothing_arrives(&mut all).await;
+}
+
 /// True when the link is still attached after a quiet moment (no event, no detach).
 async fn recv_within_or_end(rx: &mut Receiver) -> bool {
     tokio::time::timeout(QUIET, rx.recv()).await.is_err()
