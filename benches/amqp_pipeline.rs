@@ -194,7 +194,7 @@ async fn run_case(
 }
 
 fn size_name(n: usize) -> String {
-    if n >= 1024 && n % 1024 == 0 {
+    if n >= 1024 && n.is_multiple_of(1024) {
         format!("{}KiB", n / 1024)
     } else {
         format!("{n}B")
