@@ -12,10 +12,13 @@ pub mod blocking;
 mod cbs;
 pub mod client;
 pub mod consumer;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod error;
 pub mod event;
 pub mod management;
 pub mod position;
+pub mod processor;
 pub mod producer;
 pub mod retry;
 

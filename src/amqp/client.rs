@@ -492,6 +492,20 @@ impl Sender {
         }
     }
 
+    /// Resolves once the link is gone (detached by either side, or the connection lost), with
+    /// the reason.
+    pub async fn detached(&self) -> Error {
+        let mut status = self.status.clone();
+        loop {
+            if let Some(e) = status.borrow_and_update().detached.clone() {
+                return e;
+            }
+            if status.changed().await.is_err() {
+                return Error::ConnectionClosed(None);
+            }
+        }
+    }
+
     /// Sends a message and waits for the peer's outcome.
     pub async fn send(&self, message: &Message) -> Result<Option<DeliveryState>, Error> {
         self.start_send(message).await?.await
@@ -544,16 +558,25 @@ impl Sender {
 
     /// Detaches the link (closing it) and waits for the peer's detach.
     pub async fn close(self) -> Result<(), Error> {
-        close_link(&self.handle, self.link).await
+        close_link(&self.handle, self.link, None).await
+    }
+
+    /// Detaches the link (closing it) with an error, e.g. `amqp:link:stolen`.
+    pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
+        close_link(&self.handle, self.link, Some(error)).await
     }
 }
 
-async fn close_link(handle: &DriverHandle, link: LinkId) -> Result<(), Error> {
+async fn close_link(
+    handle: &DriverHandle,
+    link: LinkId,
+    error: Option<AmqpError>,
+) -> Result<(), Error> {
     let r = handle
         .call(|reply| Command::Detach {
             link,
             closed: true,
-            error: None,
+            error,
             reply,
         })
         .await;
@@ -632,38 +655,35 @@ impl Receiver {
         if let Some(e) = &self.detached {
             return Err(e.clone());
         }
-        {
-            match self.rx.recv().await {
-                Some(LinkMsg::Delivery(delivery)) => {
-                    self.consumed_one();
-                    return Ok(ReceivedMessage { delivery });
-                }
-                Some(LinkMsg::Detached(e)) => {
-                    self.detached = Some(e.clone());
-                    return Err(e);
-                }
-                None => {
-                    let e = Error::ConnectionClosed(None);
-                    self.detached = Some(e.clone());
-                    return Err(e);
-                }
-            }
-        }
+        let msg = self.rx.recv().await;
+        self.take(msg).unwrap_or_else(|| {
+            Err(self
+                .detached
+                .clone()
+                .unwrap_or(Error::ConnectionClosed(None)))
+        })
     }
 
     /// The next message if one is buffered, without waiting.
     pub fn try_recv(&mut self) -> Option<ReceivedMessage> {
-        {
-            match self.rx.try_recv() {
-                Ok(LinkMsg::Delivery(delivery)) => {
-                    self.consumed_one();
-                    return Some(ReceivedMessage { delivery });
-                }
-                Ok(LinkMsg::Detached(e)) => {
-                    self.detached = Some(e);
-                    return None;
-                }
-                Err(_) => return None,
+        let msg = self.rx.try_recv().ok()?;
+        self.take(Some(msg)).and_then(Result::ok)
+    }
+
+    /// Turns what the driver sent into a message or the link's end (remembered).
+    fn take(&mut self, msg: Option<LinkMsg>) -> Option<Result<ReceivedMessage, Error>> {
+        match msg {
+            Some(LinkMsg::Delivery(delivery)) => {
+                self.consumed_one();
+                Some(Ok(ReceivedMessage { delivery }))
+            }
+            Some(LinkMsg::Detached(e)) => {
+                self.detached = Some(e.clone());
+                Some(Err(e))
+            }
+            None => {
+                self.detached = Some(Error::ConnectionClosed(None));
+                None
             }
         }
     }
@@ -734,6 +754,11 @@ impl Receiver {
 
     /// Detaches the link (closing it) and waits for the peer's detach.
     pub async fn close(self) -> Result<(), Error> {
-        close_link(&self.handle, self.link).await
+        close_link(&self.handle, self.link, None).await
+    }
+
+    /// Detaches the link (closing it) with an error.
+    pub async fn close_with_error(self, error: AmqpError) -> Result<(), Error> {
+        close_link(&self.handle, self.link, Some(error)).await
     }
 }

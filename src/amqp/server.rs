@@ -196,12 +196,26 @@ impl IncomingLink {
         self.attach.role == Role::Sender
     }
 
+    /// Fills a terminus the acceptance leaves out with the peer's: some clients (the official
+    /// Python one) treat an attach answer without source or target as a refusal.
+    fn echo_termini(&self, mut acceptance: LinkAcceptance) -> LinkAcceptance {
+        if acceptance.source.is_none() {
+            acceptance.source = self.attach.source.as_deref().cloned();
+        }
+        if acceptance.target.is_none() {
+            acceptance.target = self.attach.target.as_deref().cloned();
+        }
+        acceptance
+    }
+
     /// Accepts a link the peer sends on, granting `prefetch` credit (0: manual credit).
+    /// A terminus left out of `acceptance` is echoed from the peer's attach.
     pub async fn accept_receiver(
         self,
         acceptance: LinkAcceptance,
         prefetch: u32,
     ) -> Result<Receiver, Error> {
+        let acceptance = self.echo_termini(acceptance);
         let link = self.link;
         let attached = self
             .handle
@@ -216,11 +230,13 @@ impl IncomingLink {
     }
 
     /// Accepts a link the peer receives on; we send with at most `max_in_flight` unsettled.
+    /// A terminus left out of `acceptance` is echoed from the peer's attach.
     pub async fn accept_sender(
         self,
         acceptance: LinkAcceptance,
         max_in_flight: usize,
     ) -> Result<Sender, Error> {
+        let acceptance = self.echo_termini(acceptance);
         let link = self.link;
         let attached = self
             .handle
