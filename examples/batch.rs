@@ -11,7 +11,10 @@ const EMULATOR: &str = "Endpoint=sb://localhost;SharedAccessKeyName=RootManageSh
 fn main() -> Result<(), eventhubs::Error> {
     let conn = std::env::var("EVENTHUB_CONNECTION_STRING").unwrap_or_else(|_| EMULATOR.to_owned());
     let hub = std::env::var("EVENTHUB_NAME").unwrap_or_else(|_| "eh1".to_owned());
-    let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let client = EventHubClient::from_connection_string(&conn, Some(&hub))?;
     let producer = client.create_producer(ProducerOptions::partition("0"))?;
     let mut batch = producer.create_batch(BatchOptions::default())?;
@@ -20,8 +23,13 @@ fn main() -> Result<(), eventhubs::Error> {
         let event = EventData::from(format!("Batch event {i}"));
         if let Err(event) = batch.try_add(event) {
             // Full: send it and start a new one with the event that did not fit.
-            let full = std::mem::replace(&mut batch, producer.create_batch(BatchOptions::default())?);
-            println!("sending a batch of {} events ({} bytes)", full.len(), full.size());
+            let full =
+                std::mem::replace(&mut batch, producer.create_batch(BatchOptions::default())?);
+            println!(
+                "sending a batch of {} events ({} bytes)",
+                full.len(),
+                full.size()
+            );
             producer.send(full)?;
             batches += 1;
             if batch.try_add(event).is_err() {
@@ -30,7 +38,11 @@ fn main() -> Result<(), eventhubs::Error> {
         }
     }
     if !batch.is_empty() {
-        println!("sending a batch of {} events ({} bytes)", batch.len(), batch.size());
+        println!(
+            "sending a batch of {} events ({} bytes)",
+            batch.len(),
+            batch.size()
+        );
         producer.send(batch)?;
         batches += 1;
     }

@@ -12,14 +12,24 @@ const EMULATOR: &str = "Endpoint=sb://localhost;SharedAccessKeyName=RootManageSh
 async fn main() -> Result<(), eventhubs::Error> {
     let conn = std::env::var("EVENTHUB_CONNECTION_STRING").unwrap_or_else(|_| EMULATOR.to_owned());
     let hub = std::env::var("EVENTHUB_NAME").unwrap_or_else(|_| "eh1".to_owned());
-    let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let client = EventHubClient::from_connection_string(&conn, Some(&hub))?;
     let mut consumer = client
-        .create_consumer("$default", "0", EventPosition::earliest(), ConsumerOptions::default())
+        .create_consumer(
+            "$default",
+            "0",
+            EventPosition::earliest(),
+            ConsumerOptions::default(),
+        )
         .await?;
     let mut received = 0;
     while received < n {
-        let events = consumer.receive(n - received, Duration::from_secs(10)).await?;
+        let events = consumer
+            .receive(n - received, Duration::from_secs(10))
+            .await?;
         if events.is_empty() {
             break;
         }

@@ -10,7 +10,10 @@ const EMULATOR: &str = "Endpoint=sb://localhost;SharedAccessKeyName=RootManageSh
 fn main() -> Result<(), eventhubs::Error> {
     let conn = std::env::var("EVENTHUB_CONNECTION_STRING").unwrap_or_else(|_| EMULATOR.to_owned());
     let hub = std::env::var("EVENTHUB_NAME").unwrap_or_else(|_| "eh1".to_owned());
-    let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let client = EventHubClient::from_connection_string(&conn, Some(&hub))?;
     let producer = client.create_producer(ProducerOptions::partition("0"))?;
     for i in 0..n {

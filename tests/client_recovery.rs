@@ -21,18 +21,33 @@ async fn five_second_tokens_are_refreshed_while_sending() {
         .retry(eventhubs::RetryOptions::none())
         .build()
         .unwrap();
-    let producer = client.create_producer(ProducerOptions::partition("1")).await.unwrap();
+    let producer = client
+        .create_producer(ProducerOptions::partition("1"))
+        .await
+        .unwrap();
     let mut consumer = client
-        .create_consumer("$default", "1", EventPosition::earliest(), ConsumerOptions::default())
+        .create_consumer(
+            "$default",
+            "1",
+            EventPosition::earliest(),
+            ConsumerOptions::default(),
+        )
         .await
         .unwrap();
     let start = Instant::now();
     let mut sent = 0i64;
     let mut received = 0i64;
     while start.elapsed() < Duration::from_secs(13) {
-        producer.send(EventData::from(format!("t{sent}"))).await.unwrap();
+        producer
+            .send(EventData::from(format!("t{sent}")))
+            .await
+            .unwrap();
         sent += 1;
-        for e in consumer.receive(100, Duration::from_millis(50)).await.unwrap() {
+        for e in consumer
+            .receive(100, Duration::from_millis(50))
+            .await
+            .unwrap()
+        {
             assert_eq!(e.sequence_number(), Some(received));
             received += 1;
         }
@@ -55,8 +70,14 @@ async fn five_second_tokens_are_refreshed_while_sending() {
 async fn cut_connections_mid_send_lose_no_acknowledged_event() {
     let emu = emulator().await;
     let proxy = Proxy::start(emu.local_addr()).await;
-    let client = builder(&emu).custom_endpoint("127.0.0.1", proxy.port).build().unwrap();
-    let producer = client.create_producer(ProducerOptions::partition("0")).await.unwrap();
+    let client = builder(&emu)
+        .custom_endpoint("127.0.0.1", proxy.port)
+        .build()
+        .unwrap();
+    let producer = client
+        .create_producer(ProducerOptions::partition("0"))
+        .await
+        .unwrap();
     let total = 2000usize;
     let sender = {
         let producer = producer.clone();
@@ -93,7 +114,12 @@ async fn cut_connections_mid_send_lose_no_acknowledged_event() {
     let n = (info.last_enqueued_sequence_number + 1) as usize;
     assert!(n >= total);
     let mut c = direct
-        .create_consumer("$default", "0", EventPosition::earliest(), ConsumerOptions::default())
+        .create_consumer(
+            "$default",
+            "0",
+            EventPosition::earliest(),
+            ConsumerOptions::default(),
+        )
         .await
         .unwrap();
     let mut seen = HashSet::new();
@@ -114,18 +140,27 @@ async fn cut_connections_mid_send_lose_no_acknowledged_event() {
 async fn consumer_resumes_after_a_cut_without_gap_or_duplicate() {
     let emu = emulator().await;
     let direct = client_common::client(&emu);
-    let producer = direct.create_producer(ProducerOptions::partition("3")).await.unwrap();
+    let producer = direct
+        .create_producer(ProducerOptions::partition("3"))
+        .await
+        .unwrap();
     let batch: Vec<_> = (0..300).map(|i| EventData::from(format!("r{i}"))).collect();
     producer.send(batch).await.unwrap();
 
     let proxy = Proxy::start(emu.local_addr()).await;
-    let client = builder(&emu).custom_endpoint("127.0.0.1", proxy.port).build().unwrap();
+    let client = builder(&emu)
+        .custom_endpoint("127.0.0.1", proxy.port)
+        .build()
+        .unwrap();
     let mut c = client
         .create_consumer(
             "$default",
             "3",
             EventPosition::earliest(),
-            ConsumerOptions { prefetch: Some(20), ..Default::default() },
+            ConsumerOptions {
+                prefetch: Some(20),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
@@ -141,7 +176,9 @@ async fn consumer_resumes_after_a_cut_without_gap_or_duplicate() {
         if next >= 250 && !sent_more {
             sent_more = true;
             // More events arrive while the consumer is reading.
-            let more: Vec<_> = (300..400).map(|i| EventData::from(format!("r{i}"))).collect();
+            let more: Vec<_> = (300..400)
+                .map(|i| EventData::from(format!("r{i}")))
+                .collect();
             producer.send(more).await.unwrap();
         }
         let got = c.receive(7, Duration::from_secs(5)).await.unwrap();
@@ -153,5 +190,9 @@ async fn consumer_resumes_after_a_cut_without_gap_or_duplicate() {
         }
     }
     assert!(cuts >= 3, "cuts {cuts}");
-    assert!(c.receive(10, Duration::from_millis(300)).await.unwrap().is_empty());
+    assert!(c
+        .receive(10, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -68,7 +68,11 @@ impl Proxy {
                 c.lock().unwrap().push(task);
             }
         });
-        Proxy { port, conns, accept }
+        Proxy {
+            port,
+            conns,
+            accept,
+        }
     }
 
     /// Cuts every connection made so far (both sockets close).
