@@ -79,16 +79,20 @@ async fn cut_connections_mid_send_lose_no_acknowledged_event() {
         .await
         .unwrap();
     let total = 2000usize;
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sender = {
         let producer = producer.clone();
+        let progress = progress.clone();
         tokio::spawn(async move {
             let mut set = tokio::task::JoinSet::new();
             let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(50));
             for i in 0..total {
                 let permit = sem.clone().acquire_owned().await.unwrap();
                 let p = producer.clone();
+                let progress = progress.clone();
                 set.spawn(async move {
                     let r = p.send(EventData::from(format!("m{i}"))).await;
+                    progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     drop(permit);
                     r.map(|_| i)
                 });
@@ -100,14 +104,17 @@ async fn cut_connections_mid_send_lose_no_acknowledged_event() {
             acked
         })
     };
+    // Cut the connection each time another fifth of the sends have completed.
     let mut cuts = 0;
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(60)).await;
+    for fifth in 1..5 {
+        while progress.load(std::sync::atomic::Ordering::Relaxed) < fifth * total / 5 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         cuts += proxy.kill_all();
     }
     let acked = sender.await.unwrap();
     assert_eq!(acked.len(), total);
-    assert!(cuts >= 2, "only {cuts} connections cut");
+    assert_eq!(cuts, 4, "connections cut");
     // Read everything back directly (not through the proxy).
     let direct = client_common::client(&emu);
     let info = direct.get_partition_properties("0").await.unwrap();

@@ -6,7 +6,9 @@ mod client_common;
 
 use eventhubs::amqp::io::tls::{TlsClientOptions, TlsServerOptions};
 use eventhubs::emulator::{Emulator, EmulatorOptions};
-use eventhubs::{ConsumerOptions, ErrorKind, EventData, EventHubClientBuilder, EventPosition, ProducerOptions};
+use eventhubs::{
+    ConsumerOptions, ErrorKind, EventData, EventHubClientBuilder, EventPosition, ProducerOptions,
+};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::time::Duration;
 
@@ -16,9 +18,12 @@ async fn tls_with_a_self_signed_emulator_certificate() {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
     let server = TlsServerOptions::new(vec![ck.cert.der().clone()], key).unwrap();
-    let emu = Emulator::start(EmulatorOptions { tls: Some(server), ..EmulatorOptions::ephemeral() })
-        .await
-        .unwrap();
+    let emu = Emulator::start(EmulatorOptions {
+        tls: Some(server),
+        ..EmulatorOptions::ephemeral()
+    })
+    .await
+    .unwrap();
     let cs = format!(
         "Endpoint=sb://localhost:{}/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;EntityPath=eh1",
         emu.local_addr().port()
@@ -35,10 +40,18 @@ async fn tls_with_a_self_signed_emulator_certificate() {
         .build()
         .unwrap();
     assert!(client.options().use_tls);
-    let producer = client.create_producer(ProducerOptions::partition("0")).await.unwrap();
+    let producer = client
+        .create_producer(ProducerOptions::partition("0"))
+        .await
+        .unwrap();
     producer.send(EventData::from("over tls")).await.unwrap();
     let mut c = client
-        .create_consumer("$default", "0", EventPosition::earliest(), ConsumerOptions::default())
+        .create_consumer(
+            "$default",
+            "0",
+            EventPosition::earliest(),
+            ConsumerOptions::default(),
+        )
         .await
         .unwrap();
     let got = c.receive(1, Duration::from_secs(5)).await.unwrap();
