@@ -307,13 +307,16 @@ fn arrays_of_every_primitive_element_type() {
     );
     canon(
         arr(ElementType::Uint, vec![0u32.into(), 7u32.into()]),
-        "e0 04 02 52 00 07",
+        "e0 0a 02 70 00 00 00 00 00 00 00 07",
     );
     canon(
         arr(ElementType::Uint, vec![1u32.into(), 256u32.into()]),
         "e0 0a 02 70 00 00 00 01 00 00 01 00",
     );
-    canon(arr(ElementType::Ulong, vec![0u64.into()]), "e0 03 01 53 00");
+    canon(
+        arr(ElementType::Ulong, vec![0u64.into()]),
+        "e0 0a 01 80 00 00 00 00 00 00 00 00",
+    );
     canon(
         arr(ElementType::Ulong, vec![256u64.into()]),
         "e0 0a 01 80 00 00 00 00 00 00 01 00",
@@ -328,13 +331,16 @@ fn arrays_of_every_primitive_element_type() {
     );
     canon(
         arr(ElementType::Int, vec![1i32.into(), (-2i32).into()]),
-        "e0 04 02 54 01 fe",
+        "e0 0a 02 71 00 00 00 01 ff ff ff fe",
     );
     canon(
         arr(ElementType::Int, vec![1i32.into(), 1000i32.into()]),
         "e0 0a 02 71 00 00 00 01 00 00 03 e8",
     );
-    canon(arr(ElementType::Long, vec![5i64.into()]), "e0 03 01 55 05");
+    canon(
+        arr(ElementType::Long, vec![5i64.into()]),
+        "e0 0a 01 81 00 00 00 00 00 00 00 05",
+    );
     canon(
         arr(ElementType::Long, vec![(-129i64).into()]),
         "e0 0a 01 81 ff ff ff ff ff ff ff 7f",
@@ -395,7 +401,7 @@ fn arrays_of_every_primitive_element_type() {
         ),
     );
     // empty arrays keep their element constructor
-    canon(arr(ElementType::Ulong, vec![]), "e0 02 00 53");
+    canon(arr(ElementType::Ulong, vec![]), "e0 02 00 80");
     canon(arr(ElementType::String, vec![]), "e0 02 00 a1");
     canon(arr(ElementType::Null, vec![]), "e0 02 00 40");
     // array32 by count
@@ -439,7 +445,7 @@ fn arrays_of_compounds_and_described_elements() {
                 arr(ElementType::Symbol, vec![sym("a")]),
             ],
         ),
-        "e0 0b 02 e0 03 01 54 01 04 01 a3 01 61",
+        "e0 0e 02 e0 06 01 71 00 00 00 01 04 01 a3 01 61",
     );
     // described elements: the descriptor is written once, in the constructor
     canon(
@@ -456,7 +462,7 @@ fn arrays_of_compounds_and_described_elements() {
             ElementType::Uint,
             vec![5u32.into()],
         ),
-        "e0 09 01 00 a3 03 78 3a 79 52 05",
+        "e0 0c 01 00 a3 03 78 3a 79 70 00 00 00 05",
     );
     canon(
         darr(

@@ -491,7 +491,7 @@ pub fn run(role: EndpointRole, data: &[u8]) -> Summary {
         pos += n;
         // Time mostly moves a little between reads, and now and then a lot.
         let r = chunker.rand();
-        if r % 32 == 0 {
+        if r.is_multiple_of(32) {
             now += Duration::from_millis(u64::from(r >> 5) % 500);
             d.tick(now);
         } else if r % 1024 == 1 {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 /// How to reach and open a connection.
 #[derive(Clone, Debug)]
@@ -427,7 +427,6 @@ pub struct Sender {
 #[derive(Debug)]
 pub struct PendingSend {
     rx: oneshot::Receiver<SendResult>,
-    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Future for PendingSend {
@@ -549,11 +548,9 @@ impl Sender {
             format: message_format,
             settled,
             reply: tx,
+            permit,
         })?;
-        Ok(PendingSend {
-            rx,
-            _permit: permit,
-        })
+        Ok(PendingSend { rx })
     }
 
     /// Detaches the link (closing it) and waits for the peer's detach.

@@ -2,7 +2,6 @@
 //! `UserConfig.NamespaceConfig[].Entities[]` with `Name`, `PartitionCount`,
 //! `ConsumerGroups[].Name`.
 
-use serde::Deserialize;
 use std::path::Path;
 
 /// One event hub.
@@ -73,41 +72,40 @@ impl Default for EntityConfig {
 #[error("emulator config: {0}")]
 pub struct ConfigError(pub String);
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct File {
-    user_config: UserConfig,
+/// The JSON value at `at`, walked by hand so that every error names its field's full path
+/// (serde's own errors only give a line and column).
+type Json = serde_json::Value;
+
+fn object<'a>(v: &'a Json, at: &str) -> Result<&'a serde_json::Map<String, Json>, ConfigError> {
+    v.as_object()
+        .ok_or_else(|| ConfigError(format!("{at} must be an object, not {v}")))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct UserConfig {
-    namespace_config: Vec<Namespace>,
+fn array<'a>(v: &'a Json, at: &str) -> Result<&'a Vec<Json>, ConfigError> {
+    v.as_array()
+        .ok_or_else(|| ConfigError(format!("{at} must be an array, not {v}")))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Namespace {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    r#type: Option<String>,
-    entities: Vec<Entity>,
+/// A field that must be present (and not null).
+fn required<'a>(
+    o: &'a serde_json::Map<String, Json>,
+    key: &str,
+    at: &str,
+) -> Result<&'a Json, ConfigError> {
+    match o.get(key) {
+        None | Some(Json::Null) => Err(ConfigError(format!("{at}.{key} is missing"))),
+        Some(v) => Ok(v),
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Entity {
-    name: String,
-    partition_count: serde_json::Value,
-    #[serde(default)]
-    consumer_groups: Vec<Group>,
+/// A field that may be absent or null.
+fn optional<'a>(o: &'a serde_json::Map<String, Json>, key: &str) -> Option<&'a Json> {
+    o.get(key).filter(|v| !v.is_null())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Group {
-    name: String,
+fn string<'a>(v: &'a Json, at: &str) -> Result<&'a str, ConfigError> {
+    v.as_str()
+        .ok_or_else(|| ConfigError(format!("{at} must be a string, not {v}")))
 }
 
 /// Largest partition count accepted (the service's maximum on dedicated tiers).
@@ -123,60 +121,77 @@ impl EntityConfig {
 
     /// Parses config JSON; errors name the offending field.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let file: File = serde_json::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        let root: Json =
+            serde_json::from_str(text).map_err(|e| ConfigError(format!("not valid JSON: {e}")))?;
+        let root = object(&root, "the top level")?;
+        let user = object(required(root, "UserConfig", "the file")?, "UserConfig")?;
+        let namespaces = array(
+            required(user, "NamespaceConfig", "UserConfig")?,
+            "UserConfig.NamespaceConfig",
+        )?;
         let mut hubs: Vec<HubConfig> = Vec::new();
         let mut namespace = String::from("emulatorns1");
-        for (ni, ns) in file.user_config.namespace_config.iter().enumerate() {
-            if let Some(t) = &ns.r#type {
+        for (ni, ns) in namespaces.iter().enumerate() {
+            let at_ns = format!("UserConfig.NamespaceConfig[{ni}]");
+            let ns = object(ns, &at_ns)?;
+            if let Some(t) = optional(ns, "Type") {
+                let t = string(t, &format!("{at_ns}.Type"))?;
                 if !t.eq_ignore_ascii_case("eventhub") {
                     return Err(ConfigError(format!(
-                        "UserConfig.NamespaceConfig[{ni}].Type is {t:?}; only \"EventHub\" is served"
+                        "{at_ns}.Type is {t:?}; only \"EventHub\" is served"
                     )));
                 }
             }
-            if let Some(n) = &ns.name {
-                namespace = n.clone();
+            if let Some(n) = optional(ns, "Name") {
+                namespace = string(n, &format!("{at_ns}.Name"))?.to_owned();
             }
-            for (ei, e) in ns.entities.iter().enumerate() {
-                let at = format!("UserConfig.NamespaceConfig[{ni}].Entities[{ei}]");
-                if e.name.is_empty() || e.name.contains('/') {
+            let entities = array(
+                required(ns, "Entities", &at_ns)?,
+                &format!("{at_ns}.Entities"),
+            )?;
+            for (ei, e) in entities.iter().enumerate() {
+                let at = format!("{at_ns}.Entities[{ei}]");
+                let e = object(e, &at)?;
+                let name = string(required(e, "Name", &at)?, &format!("{at}.Name"))?;
+                if name.is_empty() || name.contains('/') {
                     return Err(ConfigError(format!(
-                        "{at}.Name {:?} must be non-empty and contain no '/'",
-                        e.name
+                        "{at}.Name {name:?} must be non-empty and contain no '/'"
                     )));
                 }
-                let count = match &e.partition_count {
-                    serde_json::Value::Number(n) => n.as_u64(),
-                    serde_json::Value::String(s) => s.parse().ok(),
+                let partition_count = required(e, "PartitionCount", &at)?;
+                let count = match partition_count {
+                    Json::Number(n) => n.as_u64(),
+                    Json::String(s) => s.parse().ok(),
                     _ => None,
                 }
                 .filter(|&n| (1..=u64::from(MAX_PARTITIONS)).contains(&n))
                 .ok_or_else(|| {
                     ConfigError(format!(
-                        "{at}.PartitionCount must be a whole number from 1 to {MAX_PARTITIONS}, not {}",
-                        e.partition_count
+                        "{at}.PartitionCount must be a whole number from 1 to {MAX_PARTITIONS}, not {partition_count}"
                     ))
                 })?;
-                if hubs.iter().any(|h| h.name.eq_ignore_ascii_case(&e.name)) {
-                    return Err(ConfigError(format!(
-                        "{at}.Name {:?} is defined twice",
-                        e.name
-                    )));
+                if hubs.iter().any(|h| h.name.eq_ignore_ascii_case(name)) {
+                    return Err(ConfigError(format!("{at}.Name {name:?} is defined twice")));
                 }
                 let mut groups = vec!["$default".to_owned()];
-                for (gi, g) in e.consumer_groups.iter().enumerate() {
-                    if g.name.is_empty() || g.name.contains('/') {
-                        return Err(ConfigError(format!(
-                            "{at}.ConsumerGroups[{gi}].Name {:?} must be non-empty and contain no '/'",
-                            g.name
-                        )));
-                    }
-                    if !groups.iter().any(|x| x.eq_ignore_ascii_case(&g.name)) {
-                        groups.push(g.name.clone());
+                if let Some(list) = optional(e, "ConsumerGroups") {
+                    let list = array(list, &format!("{at}.ConsumerGroups"))?;
+                    for (gi, g) in list.iter().enumerate() {
+                        let at_g = format!("{at}.ConsumerGroups[{gi}]");
+                        let g = object(g, &at_g)?;
+                        let g = string(required(g, "Name", &at_g)?, &format!("{at_g}.Name"))?;
+                        if g.is_empty() || g.contains('/') {
+                            return Err(ConfigError(format!(
+                                "{at_g}.Name {g:?} must be non-empty and contain no '/'"
+                            )));
+                        }
+                        if !groups.iter().any(|x| x.eq_ignore_ascii_case(g)) {
+                            groups.push(g.to_owned());
+                        }
                     }
                 }
                 hubs.push(HubConfig {
-                    name: e.name.clone(),
+                    name: name.to_owned(),
                     partition_count: count as u32,
                     consumer_groups: groups,
                 });

@@ -12,7 +12,7 @@ use crate::amqp::types::definitions::{ReceiverSettleMode, SenderSettleMode};
 use crate::amqp::types::error::{condition, AmqpError};
 use crate::amqp::types::message::{ApplicationProperties, Body, Message, Properties, PropertyMap};
 use crate::amqp::{ReceivedMessage, Receiver, Sender};
-use crate::auth::{verify_sas_token, SAS_TOKEN_TYPE};
+use crate::auth::{verify_sas_token, SasVerifyError, SAS_TOKEN_TYPE};
 use bytes::{Bytes, BytesMut};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -324,6 +324,9 @@ fn put_token(conn: &Conn, props: &PropertyMap, request: &Message) -> (i32, Strin
             conn.grant(audience_path(&t.audience), t.expiry);
             (200, "OK".into(), Body::Empty)
         }
+        // A token that is not a SAS token at all is a bad request; one that is well formed but
+        // does not verify (signature, key name, expiry) is unauthorized.
+        Err(e @ SasVerifyError::Malformed(_)) => (400, e.to_string(), Body::Empty),
         Err(e) => (401, e.to_string(), Body::Empty),
     }
 }

@@ -8,5 +8,9 @@ mod memory;
 
 pub use balancer::{balance, BalanceInput, Strategy};
 pub use file::FilePartitionManager;
+mod event_processor;
+pub use event_processor::{
+    CloseReason, EventProcessor, EventProcessorOptions, PartitionContext, PartitionProcessor,
+};
 pub use manager::{Checkpoint, Ownership, PartitionManager, PartitionManagerError, StoreFuture};
 pub use memory::InMemoryPartitionManager;

@@ -160,16 +160,19 @@ impl Decoder {
     }
 
     /// Bytes not yet consumed.
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
     /// True when everything has been consumed.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.remaining() == 0
     }
 
     /// Offset of the next byte, from the start of the original input.
+    #[inline]
     pub fn offset(&self) -> usize {
         self.base + self.pos
     }
@@ -197,18 +200,26 @@ impl Decoder {
         }
     }
 
+    #[inline]
     fn need(&self, n: usize) -> Result<(), DecodeError> {
         if self.remaining() < n {
-            Err(self.error(DecodeErrorKind::UnexpectedEnd {
-                needed: n,
-                remaining: self.remaining(),
-            }))
+            Err(self.unexpected_end(n))
         } else {
             Ok(())
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn unexpected_end(&self, n: usize) -> DecodeError {
+        self.error(DecodeErrorKind::UnexpectedEnd {
+            needed: n,
+            remaining: self.remaining(),
+        })
+    }
+
     /// Takes `n` bytes as a shared slice.
+    #[inline]
     pub fn take(&mut self, n: usize) -> Result<Bytes, DecodeError> {
         self.need(n)?;
         let b = self.buf.slice(self.pos..self.pos + n);
@@ -216,6 +227,7 @@ impl Decoder {
         Ok(b)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         self.need(N)?;
         let mut out = [0u8; N];
@@ -225,29 +237,35 @@ impl Decoder {
     }
 
     /// The next byte, without consuming it.
+    #[inline]
     pub fn peek_u8(&self) -> Result<u8, DecodeError> {
         self.need(1)?;
         Ok(self.buf[self.pos])
     }
 
     /// Consumes one byte.
+    #[inline]
     pub fn read_u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
     }
 
+    #[inline]
     fn read_u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.array()?))
     }
 
+    #[inline]
     fn read_u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
 
+    #[inline]
     fn read_u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
     /// Consumes a null if one is next; says whether it did.
+    #[inline]
     pub fn skip_null(&mut self) -> Result<bool, DecodeError> {
         if self.peek_u8()? == fc::NULL {
             self.pos += 1;
@@ -297,6 +315,11 @@ impl Decoder {
 
     /// Reads the descriptor of a described value whose `0x00` was already consumed.
     fn read_descriptor_value(&mut self) -> Result<Descriptor, DecodeError> {
+        // Fast path: the one-byte numeric codes of every performative, section and outcome.
+        if let Some(&[fc::SMALLULONG, code, ..]) = self.buf.get(self.pos..) {
+            self.pos += 2;
+            return Ok(Descriptor::Code(code.into()));
+        }
         let at = self.offset();
         match self.read_value()? {
             Value::Ulong(c) => Ok(Descriptor::Code(c)),
@@ -305,6 +328,23 @@ impl Decoder {
                 offset: at,
                 kind: DecodeErrorKind::InvalidDescriptor,
             }),
+        }
+    }
+
+    /// The numeric descriptor of the described value that comes next, without consuming
+    /// anything; `None` when the next value is not described by a ulong (or is incomplete).
+    ///
+    /// A cheap way to choose how to decode a value (a message section, a delivery state)
+    /// before reading it; the full read still checks everything.
+    #[inline]
+    pub fn peek_descriptor_code(&self) -> Option<u64> {
+        match *self.buf.get(self.pos..)? {
+            [fc::DESCRIBED, fc::SMALLULONG, code, ..] => Some(code.into()),
+            [fc::DESCRIBED, fc::ULONG0, ..] => Some(0),
+            [fc::DESCRIBED, fc::ULONG, a, b, c, d, e, f, g, h, ..] => {
+                Some(u64::from_be_bytes([a, b, c, d, e, f, g, h]))
+            }
+            _ => None,
         }
     }
 
@@ -511,6 +551,7 @@ impl Decoder {
             .map_err(|_| self.error(DecodeErrorKind::InvalidArrayElement(code)))
     }
 
+    #[inline]
     fn variable(&mut self, code: u8) -> Result<Bytes, DecodeError> {
         let len = match code {
             fc::VBIN8 | fc::STR8 | fc::SYM8 => self.read_u8()? as usize,
@@ -519,6 +560,7 @@ impl Decoder {
         self.take(len)
     }
 
+    #[inline]
     fn utf8(&mut self, code: u8) -> Result<Str, DecodeError> {
         let at = self.offset();
         let bytes = self.variable(code)?;
@@ -629,23 +671,92 @@ macro_rules! decode_primitive {
 }
 
 decode_primitive! {
-    bool => "boolean", Bool;
-    u8 => "ubyte", Ubyte;
-    u16 => "ushort", Ushort;
-    u32 => "uint", Uint;
-    u64 => "ulong", Ulong;
     i8 => "byte", Byte;
     i16 => "short", Short;
-    i32 => "int", Int;
-    i64 => "long", Long;
     f32 => "float", Float;
     f64 => "double", Double;
     char => "char", Char;
-    Timestamp => "timestamp", Timestamp;
     Uuid => "uuid", Uuid;
-    Bytes => "binary", Binary;
-    Str => "string", String;
-    Symbol => "symbol", Symbol;
+}
+
+/// Decodes a performative field type: its usual constructors are read directly (exactly as
+/// `read_bare` reads them); anything else takes the general path (and its error).
+macro_rules! decode_fixed {
+    ($($t:ty => $name:literal, $variant:ident, |$d:ident| { $($code:pat => $read:expr),* $(,)? });* $(;)?) => {
+        $(impl Decode for $t {
+            #[inline]
+            fn decode($d: &mut Decoder) -> Result<Self, DecodeError> {
+                match $d.peek_u8()? {
+                    $($code => {
+                        $d.pos += 1;
+                        $read
+                    })*
+                    _ => typed($d, $name, |v| match v {
+                        Value::$variant(x) => Some(x),
+                        _ => None,
+                    }),
+                }
+            }
+        })*
+    };
+}
+
+decode_fixed! {
+    bool => "boolean", Bool, |d| {
+        fc::BOOL_TRUE => Ok(true),
+        fc::BOOL_FALSE => Ok(false),
+    };
+    u8 => "ubyte", Ubyte, |d| { fc::UBYTE => d.read_u8() };
+    u16 => "ushort", Ushort, |d| { fc::USHORT => d.read_u16() };
+    u32 => "uint", Uint, |d| {
+        fc::UINT0 => Ok(0),
+        fc::SMALLUINT => d.read_u8().map(u32::from),
+        fc::UINT => d.read_u32(),
+    };
+    u64 => "ulong", Ulong, |d| {
+        fc::ULONG0 => Ok(0),
+        fc::SMALLULONG => d.read_u8().map(u64::from),
+        fc::ULONG => d.read_u64(),
+    };
+    i32 => "int", Int, |d| {
+        fc::SMALLINT => d.read_u8().map(|b| i32::from(b as i8)),
+        fc::INT => d.read_u32().map(|n| n as i32),
+    };
+    i64 => "long", Long, |d| {
+        fc::SMALLLONG => d.read_u8().map(|b| i64::from(b as i8)),
+        fc::LONG => d.read_u64().map(|n| n as i64),
+    };
+    Timestamp => "timestamp", Timestamp, |d| {
+        fc::TIMESTAMP => d.read_u64().map(|n| Timestamp(n as i64)),
+    };
+}
+
+/// Decodes a variable-width type: its own constructors are read directly; anything else takes
+/// the general path (and its error).
+macro_rules! decode_variable {
+    ($($t:ty => $name:literal, $variant:ident, [$small:path, $large:path], |$d:ident, $code:ident| $read:expr);* $(;)?) => {
+        $(impl Decode for $t {
+            #[inline]
+            fn decode($d: &mut Decoder) -> Result<Self, DecodeError> {
+                match $d.peek_u8()? {
+                    $code @ ($small | $large) => {
+                        $d.pos += 1;
+                        $read
+                    }
+                    _ => typed($d, $name, |v| match v {
+                        Value::$variant(x) => Some(x),
+                        _ => None,
+                    }),
+                }
+            }
+        })*
+    };
+}
+
+decode_variable! {
+    Bytes => "binary", Binary, [fc::VBIN8, fc::VBIN32], |d, code| d.variable(code);
+    Str => "string", String, [fc::STR8, fc::STR32], |d, code| d.utf8(code);
+    Symbol => "symbol", Symbol, [fc::SYM8, fc::SYM32], |d, code| d.utf8(code).map(Symbol::from);
 }
 
 /// A `multiple` symbol field: one symbol or an array of symbols.

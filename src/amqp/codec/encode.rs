@@ -73,6 +73,7 @@ fn layout(v: &Value) -> (u8, usize) {
     }
 }
 
+#[inline]
 fn variable(small: u8, large: u8, len: usize) -> (u8, usize) {
     if len <= 0xff {
         (small, 1 + len)
@@ -82,6 +83,7 @@ fn variable(small: u8, large: u8, len: usize) -> (u8, usize) {
 }
 
 /// The 8-bit form when both the size (count byte + content) and count fit a byte.
+#[inline]
 fn compound(small: u8, large: u8, count: usize, content: usize) -> (u8, usize) {
     if count <= 0xff && content < 0xff {
         (small, 2 + content)
@@ -99,28 +101,15 @@ fn array_layout(a: &Array) -> (usize, u8, usize) {
         ElementType::Bool => fc::BOOL,
         ElementType::Ubyte => fc::UBYTE,
         ElementType::Ushort => fc::USHORT,
-        ElementType::Uint => pick(
-            all(&|v| matches!(v, Value::Uint(n) if *n <= 0xff)),
-            fc::SMALLUINT,
-            fc::UINT,
-        ),
-        ElementType::Ulong => pick(
-            all(&|v| matches!(v, Value::Ulong(n) if *n <= 0xff)),
-            fc::SMALLULONG,
-            fc::ULONG,
-        ),
+        // Integer elements always use their full width: compact element constructors are
+        // legal, but some brokers (RabbitMQ 3.x) drop the connection on them, and Proton never
+        // writes them. The decoder still accepts every form.
+        ElementType::Uint => fc::UINT,
+        ElementType::Ulong => fc::ULONG,
         ElementType::Byte => fc::BYTE,
         ElementType::Short => fc::SHORT,
-        ElementType::Int => pick(
-            all(&|v| matches!(v, Value::Int(n) if i8::try_from(*n).is_ok())),
-            fc::SMALLINT,
-            fc::INT,
-        ),
-        ElementType::Long => pick(
-            all(&|v| matches!(v, Value::Long(n) if i8::try_from(*n).is_ok())),
-            fc::SMALLLONG,
-            fc::LONG,
-        ),
+        ElementType::Int => fc::INT,
+        ElementType::Long => fc::LONG,
         ElementType::Float => fc::FLOAT,
         ElementType::Double => fc::DOUBLE,
         ElementType::Decimal32 => fc::DECIMAL32,
@@ -284,18 +273,44 @@ fn write_compound_header<B: BufMut>(code: u8, len: usize, count: usize, buf: &mu
 }
 
 impl Encode for Value {
+    #[inline]
     fn encoded_len(&self) -> usize {
-        1 + layout(self).1
+        // The common scalars size themselves (same forms as `layout`), skipping the general
+        // constructor choice.
+        match self {
+            Value::Uint(n) => n.encoded_len(),
+            Value::Ulong(n) => n.encoded_len(),
+            Value::Int(n) => n.encoded_len(),
+            Value::Long(n) => n.encoded_len(),
+            Value::Timestamp(t) => t.encoded_len(),
+            Value::Binary(b) => b.encoded_len(),
+            Value::String(s) => s.encoded_len(),
+            Value::Symbol(s) => s.encoded_len(),
+            _ => 1 + layout(self).1,
+        }
     }
 
     fn encode<B: BufMut>(&self, buf: &mut B) {
-        let (code, len) = layout(self);
-        buf.put_u8(code);
-        write_bare(self, code, len, buf);
+        match self {
+            Value::Uint(n) => n.encode(buf),
+            Value::Ulong(n) => n.encode(buf),
+            Value::Int(n) => n.encode(buf),
+            Value::Long(n) => n.encode(buf),
+            Value::Timestamp(t) => t.encode(buf),
+            Value::Binary(b) => b.encode(buf),
+            Value::String(s) => s.encode(buf),
+            Value::Symbol(s) => s.encode(buf),
+            _ => {
+                let (code, len) = layout(self);
+                buf.put_u8(code);
+                write_bare(self, code, len, buf);
+            }
+        }
     }
 }
 
 impl Encode for Descriptor {
+    #[inline]
     fn encoded_len(&self) -> usize {
         match self {
             Descriptor::Code(c) => ulong_len(*c),
@@ -311,6 +326,7 @@ impl Encode for Descriptor {
     }
 }
 
+#[inline]
 fn ulong_len(n: u64) -> usize {
     match n {
         0 => 1,
@@ -320,6 +336,7 @@ fn ulong_len(n: u64) -> usize {
 }
 
 impl<T: Encode + ?Sized> Encode for &T {
+    #[inline]
     fn encoded_len(&self) -> usize {
         (**self).encoded_len()
     }
@@ -329,6 +346,7 @@ impl<T: Encode + ?Sized> Encode for &T {
 }
 
 impl<T: Encode> Encode for Option<T> {
+    #[inline]
     fn encoded_len(&self) -> usize {
         self.as_ref().map_or(1, Encode::encoded_len)
     }
@@ -341,6 +359,7 @@ impl<T: Encode> Encode for Option<T> {
 }
 
 impl<T: Encode> Encode for Box<T> {
+    #[inline]
     fn encoded_len(&self) -> usize {
         (**self).encoded_len()
     }
@@ -350,6 +369,7 @@ impl<T: Encode> Encode for Box<T> {
 }
 
 impl Encode for bool {
+    #[inline]
     fn encoded_len(&self) -> usize {
         1
     }
@@ -359,6 +379,7 @@ impl Encode for bool {
 }
 
 impl Encode for u8 {
+    #[inline]
     fn encoded_len(&self) -> usize {
         2
     }
@@ -369,6 +390,7 @@ impl Encode for u8 {
 }
 
 impl Encode for u16 {
+    #[inline]
     fn encoded_len(&self) -> usize {
         3
     }
@@ -379,6 +401,7 @@ impl Encode for u16 {
 }
 
 impl Encode for u32 {
+    #[inline]
     fn encoded_len(&self) -> usize {
         match *self {
             0 => 1,
@@ -402,6 +425,7 @@ impl Encode for u32 {
 }
 
 impl Encode for u64 {
+    #[inline]
     fn encoded_len(&self) -> usize {
         ulong_len(*self)
     }
@@ -421,6 +445,7 @@ impl Encode for u64 {
 }
 
 impl Encode for i8 {
+    #[inline]
     fn encoded_len(&self) -> usize {
         2
     }
@@ -431,6 +456,7 @@ impl Encode for i8 {
 }
 
 impl Encode for i16 {
+    #[inline]
     fn encoded_len(&self) -> usize {
         3
     }
@@ -441,6 +467,7 @@ impl Encode for i16 {
 }
 
 impl Encode for i32 {
+    #[inline]
     fn encoded_len(&self) -> usize {
         if i8::try_from(*self).is_ok() {
             2
@@ -463,6 +490,7 @@ impl Encode for i32 {
 }
 
 impl Encode for i64 {
+    #[inline]
     fn encoded_len(&self) -> usize {
         if i8::try_from(*self).is_ok() {
             2
@@ -485,6 +513,7 @@ impl Encode for i64 {
 }
 
 impl Encode for Timestamp {
+    #[inline]
     fn encoded_len(&self) -> usize {
         9
     }
@@ -495,6 +524,7 @@ impl Encode for Timestamp {
 }
 
 impl Encode for Uuid {
+    #[inline]
     fn encoded_len(&self) -> usize {
         17
     }
@@ -504,6 +534,7 @@ impl Encode for Uuid {
     }
 }
 
+#[inline]
 fn variable_len(len: usize) -> usize {
     if len <= 0xff {
         2 + len
@@ -513,6 +544,7 @@ fn variable_len(len: usize) -> usize {
 }
 
 impl Encode for Bytes {
+    #[inline]
     fn encoded_len(&self) -> usize {
         variable_len(self.len())
     }
@@ -528,6 +560,7 @@ impl Encode for Bytes {
 }
 
 impl Encode for Str {
+    #[inline]
     fn encoded_len(&self) -> usize {
         variable_len(self.len())
     }
@@ -543,6 +576,7 @@ impl Encode for Str {
 }
 
 impl Encode for str {
+    #[inline]
     fn encoded_len(&self) -> usize {
         variable_len(self.len())
     }
@@ -558,6 +592,7 @@ impl Encode for str {
 }
 
 impl Encode for Symbol {
+    #[inline]
     fn encoded_len(&self) -> usize {
         variable_len(self.len())
     }
@@ -574,6 +609,7 @@ impl Encode for Symbol {
 
 /// A `multiple` symbol field: written as an array of symbols.
 impl Encode for Vec<Symbol> {
+    #[inline]
     fn encoded_len(&self) -> usize {
         let small = self.iter().all(|s| s.len() <= 0xff);
         let per = if small { 1 } else { 4 };
@@ -597,6 +633,7 @@ impl Encode for Vec<Symbol> {
 
 /// A map with typed keys and values, in order.
 impl<K: Encode, V: Encode> Encode for Vec<(K, V)> {
+    #[inline]
     fn encoded_len(&self) -> usize {
         let content = self
             .iter()

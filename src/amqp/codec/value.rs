@@ -15,7 +15,10 @@ impl Str {
 
     /// Wraps bytes after checking that they are UTF-8.
     pub fn from_utf8(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
-        std::str::from_utf8(&bytes)?;
+        // ASCII (nearly every AMQP string and symbol) is checked a word at a time.
+        if !bytes.is_ascii() {
+            std::str::from_utf8(&bytes)?;
+        }
         Ok(Str(bytes))
     }
 

@@ -479,6 +479,9 @@ impl Connection {
             self.finish(error, false);
             return;
         }
+        // Outcomes the application already gave must reach the peer before the close does
+        // (frames after a close are discarded).
+        self.flush_dispositions();
         self.close_sent = true;
         self.write(0, Close { error }.into(), &[]);
         self.state = ConnectionState::Closing;
@@ -698,6 +701,8 @@ impl Connection {
             return;
         }
         s.state = SessionState::EndSent;
+        // Settle first: the end must not overtake the session's queued dispositions.
+        self.flush_dispositions();
         self.write(session.0, End { error }.into(), &[]);
     }
 
@@ -1026,6 +1031,9 @@ impl Connection {
         l.pending.clear();
         l.local_error = error.clone();
         let channel = l.channel;
+        // Settle first: a detach that overtakes the link's queued dispositions makes the peer
+        // treat those deliveries as unsettled (and redeliver them).
+        self.flush_dispositions();
         self.write(
             channel,
             Detach {

@@ -15,7 +15,7 @@ use bytes::{Buf, Bytes};
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
 /// The outcome of a send: the peer's delivery state, or `None` when it was settled without one
 /// (pre-settled sends, or a peer that settles silently).
@@ -60,6 +60,9 @@ pub(crate) enum Command {
         format: u32,
         settled: bool,
         reply: oneshot::Sender<SendResult>,
+        /// The sender's in-flight slot, freed when the outcome is known (not when the
+        /// caller gets around to awaiting it).
+        permit: Option<OwnedSemaphorePermit>,
     },
     AddCredit {
         link: LinkId,
@@ -115,7 +118,7 @@ struct Route {
     attach_reply: Option<oneshot::Sender<Result<Attached, Error>>>,
     detach_reply: Option<oneshot::Sender<Result<(), Error>>>,
     deliveries: Option<mpsc::UnboundedSender<LinkMsg>>,
-    outcomes: HashMap<u64, oneshot::Sender<SendResult>>,
+    outcomes: HashMap<u64, (oneshot::Sender<SendResult>, Option<OwnedSemaphorePermit>)>,
     status: Option<watch::Sender<LinkStatus>>,
 }
 
@@ -128,7 +131,7 @@ impl Route {
         if let Some(reply) = self.detach_reply.take() {
             let _ = reply.send(Ok(()));
         }
-        for (_, reply) in self.outcomes.drain() {
+        for (_, (reply, _permit)) in self.outcomes.drain() {
             let _ = reply.send(Err(err.clone()));
         }
         if let Some(tx) = self.deliveries.take() {
@@ -371,12 +374,13 @@ impl Driver {
                 format,
                 settled,
                 reply,
+                permit,
             } => match self.engine.send(link, payload, format, settled) {
                 Ok(token) => {
                     if settled {
                         let _ = reply.send(Ok(None));
                     } else if let Some(route) = self.routes.get_mut(&link) {
-                        route.outcomes.insert(token, reply);
+                        route.outcomes.insert(token, (reply, permit));
                     }
                     self.publish_credit(link);
                 }
@@ -551,7 +555,7 @@ impl Driver {
                     settled,
                 } => {
                     if settled {
-                        if let Some(reply) = self
+                        if let Some((reply, _permit)) = self
                             .routes
                             .get_mut(&link)
                             .and_then(|r| r.outcomes.remove(&delivery))

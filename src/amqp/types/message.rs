@@ -5,8 +5,8 @@
 //! the Event Hubs batch code relies on to account for bytes before it writes them.
 
 use crate::amqp::codec::{
-    composite_len, write_composite_header, Decode, DecodeError, DecodeErrorKind, Decoder,
-    Descriptor, Encode, Str, Symbol, Timestamp, Uuid, Value,
+    composite_len, format_code, write_composite_header, Decode, DecodeError, DecodeErrorKind,
+    Decoder, Descriptor, Encode, Str, Symbol, Timestamp, Uuid, Value,
 };
 use bytes::{BufMut, Bytes};
 
@@ -184,6 +184,9 @@ impl Decode for AnnotationKey {
     fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
         let at = d.offset();
         let found = d.peek_u8()?;
+        if matches!(found, format_code::SYM8 | format_code::SYM32) {
+            return Symbol::decode(d).map(AnnotationKey::Symbol);
+        }
         match d.read_value()? {
             Value::Symbol(s) => Ok(AnnotationKey::Symbol(s)),
             Value::Ulong(n) => Ok(AnnotationKey::Ulong(n)),
@@ -413,6 +416,9 @@ impl Decode for PropertyKey {
     fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
         let at = d.offset();
         let found = d.peek_u8()?;
+        if matches!(found, format_code::STR8 | format_code::STR32) {
+            return Str::decode(d).map(PropertyKey);
+        }
         match d.read_value()? {
             Value::String(s) => Ok(PropertyKey(s)),
             Value::Symbol(s) => Ok(PropertyKey(Str::from_utf8(s.as_bytes().clone()).map_err(
@@ -770,6 +776,13 @@ impl SectionKind {
             .map(|(kind, _, _)| *kind)
     }
 
+    fn of_code(code: u64) -> Option<SectionKind> {
+        Self::ALL
+            .iter()
+            .find(|(_, c, _)| *c == code)
+            .map(|(kind, _, _)| *kind)
+    }
+
     fn name(self) -> &'static str {
         Self::ALL
             .iter()
@@ -894,7 +907,6 @@ impl Message {
         let mut prev: Option<SectionKind> = None;
         while !d.is_empty() {
             let at = d.offset();
-            let descriptor = d.clone().read_descriptor()?;
             let unexpected = |found: String| DecodeError {
                 offset: at,
                 kind: DecodeErrorKind::UnexpectedDescriptor {
@@ -902,8 +914,16 @@ impl Message {
                     found,
                 },
             };
-            let kind = SectionKind::of(&descriptor)
-                .ok_or_else(|| unexpected(format!("{descriptor:?}")))?;
+            // The usual numeric descriptor is recognised in place; anything else (symbolic,
+            // unknown, malformed) is read on a copy of the decoder for its error.
+            let kind = match d.peek_descriptor_code().and_then(SectionKind::of_code) {
+                Some(kind) => kind,
+                None => {
+                    let descriptor = d.clone().read_descriptor()?;
+                    SectionKind::of(&descriptor)
+                        .ok_or_else(|| unexpected(format!("{descriptor:?}")))?
+                }
+            };
             if let Some(prev) = prev {
                 if !kind.may_follow(prev) {
                     return Err(unexpected(format!("{} after {}", kind.name(), prev.name())));

@@ -536,9 +536,13 @@ impl Encode for DeliveryState {
 
 impl Decode for DeliveryState {
     fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        // Peek at the descriptor on a cheap clone, then let the variant re-read it.
+        // Peek at the descriptor (in place for the usual numeric code, else on a copy of the
+        // decoder), then let the variant re-read it.
         let at = d.offset();
-        let descriptor = d.clone().read_descriptor()?;
+        let descriptor = match d.peek_descriptor_code() {
+            Some(code) => Descriptor::Code(code),
+            None => d.clone().read_descriptor()?,
+        };
         let is = |code, name| descriptor.matches(code, name);
         if is(RECEIVED_CODE, RECEIVED_NAME) {
             Received::decode(d).map(DeliveryState::Received)

@@ -1,0 +1,260 @@
+//! End-to-end send throughput: our `Sender` to our `Listener` over loopback TCP.
+//!
+//!     cargo bench --bench amqp_pipeline
+//!
+//! For 100-byte and 64 KiB bodies, two ways of sending unsettled messages:
+//! - `pipelined`: `Sender::start_send` keeps up to a window of sends in flight and awaits the
+//!   oldest outcome only when the window is full (how the producer sends);
+//! - `send-and-wait`: `Sender::send`, one message at a time (one round trip per message).
+//!
+//! The listener accepts the link as a receiver and accepts (settles) every delivery. Client and
+//! listener share one process and one two-worker tokio runtime. Each case runs a short warm-up
+//! and then `BENCH_ROUNDS` rounds (default 3) of `BENCH_SECS` seconds (default 1.5); the median
+//! round is reported. MB/s counts body bytes (10^6 bytes).
+//!
+//! Lines starting with `PIPE` are the machine-readable summary `scripts/bench.sh` collects.
+
+use bytes::Bytes;
+use eventhubs::amqp::engine::LinkAcceptance;
+use eventhubs::amqp::types::error::{condition, AmqpError};
+use eventhubs::amqp::types::message::Message;
+use eventhubs::amqp::{
+    ConnectOptions, Connection, Listener, ListenerOptions, Sender, SenderOptions,
+};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Credit the listener keeps granted to each sending link.
+const PREFETCH: u32 = 1000;
+/// Most sends the pipelined case keeps in flight (fewer for large bodies, see `window`).
+const MAX_WINDOW: usize = 1000;
+/// Bytes of body the pipelined case keeps in flight at most.
+const WINDOW_BYTES: usize = 8 << 20;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Pipelined,
+    SendAndWait,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Pipelined => "pipelined",
+            Mode::SendAndWait => "send-and-wait",
+        }
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A listener that accepts every sending link and accepts every delivery on it.
+async fn start_listener() -> SocketAddr {
+    let listener = Listener::bind("127.0.0.1:0", ListenerOptions::default())
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        while let Ok(incoming) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = incoming.handshake().await else {
+                    return;
+                };
+                while let Some(link) = conn.next_link().await {
+                    if !link.peer_is_sender() {
+                        link.refuse(AmqpError::with_description(
+                            condition::NOT_ALLOWED,
+                            "this bench listener only receives",
+                        ));
+                        continue;
+                    }
+                    let target = link.attach().target.as_deref().cloned();
+                    let acceptance = LinkAcceptance {
+                        target,
+                        ..Default::default()
+                    };
+                    let Ok(mut rx) = link.accept_receiver(acceptance, PREFETCH).await else {
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        while let Ok(m) = rx.recv().await {
+                            if rx.accept(&m).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn check(
+    outcome: Result<
+        Option<eventhubs::amqp::types::messaging::DeliveryState>,
+        eventhubs::amqp::Error,
+    >,
+) {
+    match outcome {
+        Ok(Some(state)) if state.is_accepted() => {}
+        other => panic!("send not accepted: {other:?}"),
+    }
+}
+
+fn window(body_len: usize) -> usize {
+    (WINDOW_BYTES / body_len.max(1)).clamp(16, MAX_WINDOW)
+}
+
+/// Sends for about `dur`; returns messages sent (all settled as accepted) and the time taken.
+async fn round(
+    sender: &Sender,
+    msg: &Message,
+    mode: Mode,
+    body_len: usize,
+    dur: Duration,
+) -> (u64, Duration) {
+    let start = Instant::now();
+    let mut sent = 0u64;
+    match mode {
+        Mode::SendAndWait => {
+            while start.elapsed() < dur {
+                for _ in 0..16 {
+                    check(sender.send(msg).await);
+                    sent += 1;
+                }
+            }
+        }
+        Mode::Pipelined => {
+            let window = window(body_len);
+            let mut in_flight = VecDeque::with_capacity(window);
+            while start.elapsed() < dur {
+                for _ in 0..64 {
+                    if in_flight.len() >= window {
+                        let oldest = in_flight.pop_front().expect("window is not empty");
+                        check(oldest.await);
+                    }
+                    in_flight.push_back(sender.start_send(msg).await.expect("start_send"));
+                    sent += 1;
+                }
+            }
+            while let Some(p) = in_flight.pop_front() {
+                check(p.await);
+            }
+        }
+    }
+    (sent, start.elapsed())
+}
+
+struct CaseResult {
+    body_len: usize,
+    mode: Mode,
+    msgs_per_sec: f64,
+    rounds: Vec<f64>,
+}
+
+async fn run_case(
+    conn: &Connection,
+    body_len: usize,
+    mode: Mode,
+    rounds: usize,
+    secs: f64,
+) -> CaseResult {
+    let session = conn.open_session().await.expect("session");
+    let mut sender = session
+        .attach_sender(SenderOptions::new("bench"))
+        .await
+        .expect("attach");
+    sender.wait_for_credit().await.expect("credit");
+    let body = Bytes::from((0..body_len).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    let msg = Message::with_data(body);
+    // Warm-up: connection buffers, allocator, first credit top-ups.
+    round(&sender, &msg, mode, body_len, Duration::from_millis(300)).await;
+    let mut rates = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let (n, t) = round(&sender, &msg, mode, body_len, Duration::from_secs_f64(secs)).await;
+        rates.push(n as f64 / t.as_secs_f64());
+    }
+    sender.close().await.expect("detach");
+    session.end().await.expect("end");
+    let mut sorted = rates.clone();
+    sorted.sort_by(f64::total_cmp);
+    CaseResult {
+        body_len,
+        mode,
+        msgs_per_sec: sorted[sorted.len() / 2],
+        rounds: rates,
+    }
+}
+
+fn size_name(n: usize) -> String {
+    if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{}KiB", n / 1024)
+    } else {
+        format!("{n}B")
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument selects cases by name.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let rounds = env_or("BENCH_ROUNDS", 3usize).max(1);
+    let secs = env_or("BENCH_SECS", 1.5f64);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let addr = start_listener().await;
+        let conn = Connection::connect(ConnectOptions::new("127.0.0.1", addr.port()))
+            .await
+            .expect("connect");
+        println!(
+            "amqp_pipeline: loopback TCP, listener prefetch {PREFETCH}, {rounds} rounds of {secs} s, median reported"
+        );
+        let mut results = Vec::new();
+        for body_len in [100usize, 64 * 1024] {
+            for mode in [Mode::Pipelined, Mode::SendAndWait] {
+                let name = format!("{}/{}", size_name(body_len), mode.name());
+                if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+                    continue;
+                }
+                let r = run_case(&conn, body_len, mode, rounds, secs).await;
+                let rounds: Vec<String> = r.rounds.iter().map(|x| format!("{x:.0}")).collect();
+                println!(
+                    "PIPE {:<8} {:<14} {:>10.0} msgs/s {:>9.1} MB/s  window {:>4}  rounds [{}]",
+                    size_name(r.body_len),
+                    r.mode.name(),
+                    r.msgs_per_sec,
+                    r.msgs_per_sec * r.body_len as f64 / 1e6,
+                    if r.mode == Mode::Pipelined { window(r.body_len) } else { 1 },
+                    rounds.join(" ")
+                );
+                results.push(r);
+            }
+        }
+        for body_len in [100usize, 64 * 1024] {
+            let rate = |m| {
+                results
+                    .iter()
+                    .find(|r| r.body_len == body_len && r.mode == m)
+                    .map(|r| r.msgs_per_sec)
+            };
+            if let (Some(p), Some(s)) = (rate(Mode::Pipelined), rate(Mode::SendAndWait)) {
+                println!(
+                    "PIPE-RATIO {:<8} pipelined/send-and-wait {:>7.1}x",
+                    size_name(body_len),
+                    p / s
+                );
+            }
+        }
+        conn.close().await.expect("close");
+    });
+}
