@@ -315,11 +315,18 @@ impl EventHubConsumer {
                     return Ok(out);
                 }
                 Err(e) => {
-                    let err = self.classify(Error::from_amqp(
+                    let mut err = self.classify(Error::from_amqp(
                         ErrorKind::EventHub,
                         format!("receiving from {}", self.path),
                         e,
                     ));
+                    if err.kind() == ErrorKind::Authentication {
+                        if let Some(l) = &self.link {
+                            let audience = self.client.audience(&self.path);
+                            l.conn.cbs.invalidate(&audience).await;
+                        }
+                        err = err.lapsed_authorization();
+                    }
                     self.drop_link();
                     if err.is_transient() && attempt < retry.max_retries {
                         attempt += 1;

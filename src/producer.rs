@@ -352,8 +352,12 @@ impl EventHubProducer {
                     .with_transient(true)),
                     Err(e) => {
                         let err = Error::from_amqp(ErrorKind::EventDataSend, &what, e);
+                        if err.kind() == ErrorKind::Authentication {
+                            let audience = p.inner.client.audience(&p.inner.path);
+                            link.conn.cbs.invalidate(&audience).await;
+                        }
                         p.link_failed(&link).await;
-                        Err(err)
+                        Err(err.lapsed_authorization())
                     }
                 }
             })

@@ -66,6 +66,59 @@ async fn five_second_tokens_are_refreshed_while_sending() {
     assert!(sent > 100, "sent only {sent}");
 }
 
+/// 3-second SAS tokens whose second issue comes 4 s late, so the first one lapses while in use.
+struct SlowRefresh {
+    inner: SasCredential,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl eventhubs::auth::TokenCredential for SlowRefresh {
+    fn get_token<'a>(&'a self, audience: &'a str) -> eventhubs::auth::TokenFuture<'a> {
+        Box::pin(async move {
+            if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+            }
+            self.inner.get_token(audience).await
+        })
+    }
+
+    fn token_type(&self) -> &str {
+        self.inner.token_type()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_token_is_renewed_and_the_link_reattached() {
+    let emu = emulator().await;
+    let client = builder(&emu)
+        .credential(SlowRefresh {
+            inner: SasCredential::new("RootManageSharedAccessKey", "SAS_KEY_VALUE")
+                .with_validity(Duration::from_secs(3)),
+            calls: Default::default(),
+        })
+        .build()
+        .unwrap();
+    let producer = client
+        .create_producer(ProducerOptions::partition("2"))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < Duration::from_secs(6) {
+        producer
+            .send(EventData::from(format!("x{sent}")))
+            .await
+            .unwrap();
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let info = client_common::client(&emu)
+        .get_partition_properties("2")
+        .await
+        .unwrap();
+    assert!(info.last_enqueued_sequence_number + 1 >= sent);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_connections_mid_send_lose_no_acknowledged_event() {
     let emu = emulator().await;
