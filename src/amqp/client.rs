@@ -564,6 +564,30 @@ impl Sender {
     }
 }
 
+/// Detaches a link whose handle was dropped without `close`, so the peer frees it (an
+/// Event Hubs reader slot, say) now rather than when the connection ends.
+fn detach_on_drop(handle: &DriverHandle, link: LinkId) {
+    let (reply, _) = oneshot::channel();
+    let _ = handle.send(Command::Detach {
+        link,
+        closed: true,
+        error: None,
+        reply,
+    });
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        detach_on_drop(&self.handle, self.link);
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        detach_on_drop(&self.handle, self.link);
+    }
+}
+
 async fn close_link(
     handle: &DriverHandle,
     link: LinkId,
