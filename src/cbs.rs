@@ -294,6 +294,11 @@ impl Cbs {
         Ok(token)
     }
 
+    /// Forgets the token for `audience`, so the next [`Cbs::authorize`] puts a fresh one.
+    pub(crate) async fn invalidate(&self, audience: &str) {
+        self.tokens.lock().await.remove(audience);
+    }
+
     /// The refresh loop: wakes at the earliest refresh time and re-puts due tokens. Failures
     /// are retried every second (a token still valid keeps the links working meanwhile).
     pub(crate) async fn refresh_loop(self: Arc<Self>) {

@@ -271,12 +271,80 @@ impl fmt::Debug for EventHubClient {
     }
 }
 
-/// A link with the session it lives on and the connection that carries it.
+/// A link type that can be detached (closed).
+pub(crate) trait CloseLink: Send + Sized + 'static {
+    /// Detaches the link, ignoring errors (the link may be gone already).
+    fn close_link(self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
+impl CloseLink for crate::amqp::Sender {
+    fn close_link(self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let _ = self.close().await;
+        })
+    }
+}
+
+impl CloseLink for crate::amqp::Receiver {
+    fn close_link(self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let _ = self.close().await;
+        })
+    }
+}
+
+/// A link with the session it lives on and the connection that carries it. Dropping it
+/// detaches the link and ends the session in the background; [`LinkHandle::close`] does it
+/// in the foreground.
 #[derive(Debug)]
-pub(crate) struct LinkHandle<L> {
+pub(crate) struct LinkHandle<L: CloseLink> {
     pub(crate) conn: Arc<ConnState>,
     pub(crate) session: Session,
-    pub(crate) link: L,
+    link: Option<L>,
+}
+
+impl<L: CloseLink> LinkHandle<L> {
+    fn new(conn: Arc<ConnState>, session: Session, link: L) -> Self {
+        LinkHandle {
+            conn,
+            session,
+            link: Some(link),
+        }
+    }
+
+    /// The link (present until the handle is closed or dropped).
+    pub(crate) fn link(&self) -> &L {
+        self.link
+            .as_ref()
+            .expect("link present until close or drop")
+    }
+
+    /// The link, mutably.
+    pub(crate) fn link_mut(&mut self) -> &mut L {
+        self.link
+            .as_mut()
+            .expect("link present until close or drop")
+    }
+
+    /// Detaches the link and ends its session, waiting for both.
+    pub(crate) async fn close(mut self) {
+        if let Some(l) = self.link.take() {
+            l.close_link().await;
+            let _ = self.session.end().await;
+        }
+    }
+}
+
+impl<L: CloseLink> Drop for LinkHandle<L> {
+    fn drop(&mut self) {
+        if let Some(l) = self.link.take() {
+            let session = self.session.clone();
+            close_in_background(async move {
+                l.close_link().await;
+                let _ = session.end().await;
+            });
+        }
+    }
 }
 
 impl EventHubClient {
@@ -439,11 +507,7 @@ impl EventHubClient {
         }
         .await;
         match r {
-            Ok((session, link)) => Ok(LinkHandle {
-                conn,
-                session,
-                link,
-            }),
+            Ok((session, link)) => Ok(LinkHandle::new(conn, session, link)),
             Err(e) => {
                 self.connection_failed(&conn).await;
                 Err(e)
@@ -476,11 +540,7 @@ impl EventHubClient {
         }
         .await;
         match r {
-            Ok((session, link)) => Ok(LinkHandle {
-                conn,
-                session,
-                link,
-            }),
+            Ok((session, link)) => Ok(LinkHandle::new(conn, session, link)),
             Err(e) => {
                 self.connection_failed(&conn).await;
                 Err(e)

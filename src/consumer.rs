@@ -69,17 +69,6 @@ impl std::fmt::Debug for EventHubConsumer {
     }
 }
 
-impl Drop for EventHubConsumer {
-    fn drop(&mut self) {
-        if let Some(l) = self.link.take() {
-            close_in_background(async move {
-                let _ = l.link.close().await;
-                let _ = l.session.end().await;
-            });
-        }
-    }
-}
-
 impl EventHubClient {
     /// A consumer of `partition_id` in `consumer_group` starting at `position`. The link is
     /// attached before this returns, so an unknown group or partition fails here.
@@ -233,9 +222,9 @@ impl EventHubConsumer {
         if let Some(l) = self.link.take() {
             let client = self.client.clone();
             close_in_background(async move {
-                let _ = l.link.close().await;
-                let _ = l.session.end().await;
-                client.connection_failed(&l.conn).await;
+                let conn = l.conn.clone();
+                l.close().await;
+                client.connection_failed(&conn).await;
             });
         }
     }
@@ -243,7 +232,7 @@ impl EventHubConsumer {
     /// Turns a delivery into an event and records its position.
     fn take(&mut self, m: ReceivedMessage) -> Result<EventData, Error> {
         if let Some(l) = &self.link {
-            let _ = l.link.accept(&m);
+            let _ = l.link().accept(&m);
         }
         let msg = m.message().map_err(|e| {
             Error::new(
@@ -307,7 +296,7 @@ impl EventHubConsumer {
             let Some(l) = self.link.as_mut() else {
                 continue;
             };
-            let first = match tokio::time::timeout_at(deadline, l.link.recv()).await {
+            let first = match tokio::time::timeout_at(deadline, l.link_mut().recv()).await {
                 Err(_) => return Ok(Vec::new()),
                 Ok(r) => r,
             };
@@ -317,7 +306,8 @@ impl EventHubConsumer {
                         Vec::with_capacity(max_batch_size.min(self.prefetch as usize + 1));
                     out.push(self.take(m)?);
                     while out.len() < max_batch_size {
-                        let Some(m) = self.link.as_mut().and_then(|l| l.link.try_recv()) else {
+                        let Some(m) = self.link.as_mut().and_then(|l| l.link_mut().try_recv())
+                        else {
                             break;
                         };
                         out.push(self.take(m)?);
@@ -325,11 +315,18 @@ impl EventHubConsumer {
                     return Ok(out);
                 }
                 Err(e) => {
-                    let err = self.classify(Error::from_amqp(
+                    let mut err = self.classify(Error::from_amqp(
                         ErrorKind::EventHub,
                         format!("receiving from {}", self.path),
                         e,
                     ));
+                    if err.kind() == ErrorKind::Authentication {
+                        if let Some(l) = &self.link {
+                            let audience = self.client.audience(&self.path);
+                            l.conn.cbs.invalidate(&audience).await;
+                        }
+                        err = err.lapsed_authorization();
+                    }
                     self.drop_link();
                     if err.is_transient() && attempt < retry.max_retries {
                         attempt += 1;
@@ -371,8 +368,7 @@ impl EventHubConsumer {
     /// Detaches the link.
     pub async fn close(mut self) -> Result<(), Error> {
         if let Some(l) = self.link.take() {
-            let _ = l.link.close().await;
-            let _ = l.session.end().await;
+            l.close().await;
         }
         Ok(())
     }

@@ -193,6 +193,18 @@ impl Error {
         err
     }
 
+    /// For a link that was working when the service detached it: an authorization failure
+    /// then means the token lapsed (e.g. a refresh failed), which re-authorizing and
+    /// re-attaching can fix, so it becomes a transient lost-link error keeping the condition.
+    /// A key that is really revoked fails again at the new put-token, permanently.
+    pub(crate) fn lapsed_authorization(mut self) -> Self {
+        if self.kind == ErrorKind::Authentication {
+            self.kind = ErrorKind::ConnectionLost;
+            self.transient = true;
+        }
+        self
+    }
+
     /// Overrides whether the error is transient.
     pub(crate) fn with_transient(mut self, transient: bool) -> Self {
         self.transient = transient;

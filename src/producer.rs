@@ -12,7 +12,7 @@ use crate::amqp::SenderOptions;
 use crate::batch::{
     resolve_max_size, BatchOptions, EventDataBatch, BATCH_MESSAGE_FORMAT, DEFAULT_MAX_MESSAGE_SIZE,
 };
-use crate::client::{close_in_background, EventHubClient, LinkHandle};
+use crate::client::{EventHubClient, LinkHandle};
 use crate::error::{Error, ErrorKind};
 use crate::event::EventData;
 use crate::retry::RetryOptions;
@@ -85,25 +85,11 @@ struct ProducerInner {
     partition_id: Option<String>,
     retry: RetryOptions,
     timeout: Duration,
-    link: tokio::sync::Mutex<Option<Arc<LinkHandle<crate::amqp::Sender>>>>,
+    /// The current link; a plain mutex held only to clone or swap the `Arc`.
+    link: std::sync::Mutex<Option<Arc<LinkHandle<crate::amqp::Sender>>>>,
+    /// Serialises (re)attaching so that one lost link is replaced once.
+    attach: tokio::sync::Mutex<()>,
     max_message_size: AtomicU64,
-}
-
-impl Drop for ProducerInner {
-    fn drop(&mut self) {
-        if let Some(l) = self.link.get_mut().take() {
-            close_link(l);
-        }
-    }
-}
-
-fn close_link(l: Arc<LinkHandle<crate::amqp::Sender>>) {
-    if let Ok(l) = Arc::try_unwrap(l) {
-        close_in_background(async move {
-            let _ = l.link.close().await;
-            let _ = l.session.end().await;
-        });
-    }
 }
 
 /// Sends events to one event hub (or one of its partitions). Cheap to clone; clones share the
@@ -143,7 +129,8 @@ impl EventHubClient {
                 timeout: options
                     .send_timeout
                     .unwrap_or(self.options().operation_timeout),
-                link: tokio::sync::Mutex::new(None),
+                link: std::sync::Mutex::new(None),
+                attach: tokio::sync::Mutex::new(()),
                 max_message_size: AtomicU64::new(DEFAULT_MAX_MESSAGE_SIZE),
             }),
         };
@@ -169,20 +156,33 @@ impl EventHubProducer {
         self.inner.max_message_size.load(Ordering::Relaxed)
     }
 
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<LinkHandle<crate::amqp::Sender>>>> {
+        self.inner.link.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current link if it is still usable.
+    fn current(&self) -> Option<Arc<LinkHandle<crate::amqp::Sender>>> {
+        self.slot()
+            .as_ref()
+            .filter(|l| {
+                l.link().remote_attach().is_some()
+                    && !l.conn.connection.is_closed()
+                    && !l.link().is_detached()
+            })
+            .cloned()
+    }
+
     /// The current link, attaching a new one if there is none or it is broken.
     async fn link(&self) -> Result<Arc<LinkHandle<crate::amqp::Sender>>, Error> {
-        let mut guard = self.inner.link.lock().await;
-        if let Some(l) = guard.as_ref() {
-            if l.link.remote_attach().is_some()
-                && !l.conn.connection.is_closed()
-                && !l.link.is_detached()
-            {
-                return Ok(l.clone());
-            }
-            if let Some(old) = guard.take() {
-                close_link(old);
-            }
+        if let Some(l) = self.current() {
+            return Ok(l);
         }
+        let _attaching = self.inner.attach.lock().await;
+        if let Some(l) = self.current() {
+            return Ok(l);
+        }
+        // The old link closes once its in-flight sends let go of it.
+        drop(self.slot().take());
         let mut o = SenderOptions::new(self.inner.path.as_str());
         o.properties = Some(vec![(
             "com.microsoft:timeout".into(),
@@ -191,20 +191,21 @@ impl EventHubProducer {
             ),
         )]);
         let l = Arc::new(self.inner.client.open_sender(&self.inner.path, o).await?);
-        if let Some(m) = l.link.max_message_size() {
+        if let Some(m) = l.link().max_message_size() {
             self.inner.max_message_size.store(m, Ordering::Relaxed);
         }
-        *guard = Some(l.clone());
+        *self.slot() = Some(l.clone());
         Ok(l)
     }
 
     /// Drops `link` if it is still the current one, so the next send attaches afresh.
     async fn link_failed(&self, link: &Arc<LinkHandle<crate::amqp::Sender>>) {
-        let mut guard = self.inner.link.lock().await;
-        if guard.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
-            guard.take();
+        {
+            let mut slot = self.slot();
+            if slot.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
+                slot.take();
+            }
         }
-        drop(guard);
         self.inner.client.connection_failed(&link.conn).await;
     }
 
@@ -247,16 +248,7 @@ impl EventHubProducer {
                 "a partition key cannot be used with a producer bound to a partition",
             ));
         }
-        if self.inner.link.lock().await.is_none() {
-            // Learn the link's max-message-size before sizing anything.
-            let p = self;
-            self.inner
-                .retry
-                .run("attaching", self.inner.timeout, |_| async move {
-                    p.link().await.map(|_| ())
-                })
-                .await?;
-        }
+        // The link's max-message-size was learned when the producer attached.
         let max = usize::try_from(self.max_message_size()).unwrap_or(usize::MAX);
         let (bytes, format) = match payload.into() {
             SendPayload::Event(mut e) => {
@@ -330,7 +322,7 @@ impl EventHubProducer {
                 let link = p.link().await?;
                 let what = format!("sending to {}", p.inner.path);
                 let outcome = match link
-                    .link
+                    .link()
                     .start_send_bytes(payload.clone(), format, false)
                     .await
                 {
@@ -360,8 +352,12 @@ impl EventHubProducer {
                     .with_transient(true)),
                     Err(e) => {
                         let err = Error::from_amqp(ErrorKind::EventDataSend, &what, e);
+                        if err.kind() == ErrorKind::Authentication {
+                            let audience = p.inner.client.audience(&p.inner.path);
+                            link.conn.cbs.invalidate(&audience).await;
+                        }
                         p.link_failed(&link).await;
-                        Err(err)
+                        Err(err.lapsed_authorization())
                     }
                 }
             })
@@ -370,11 +366,11 @@ impl EventHubProducer {
 
     /// Detaches the producer's link.
     pub async fn close(&self) -> Result<(), Error> {
-        let l = self.inner.link.lock().await.take();
+        let l = self.slot().take();
         if let Some(l) = l {
+            // Sends still in flight keep the link; the last one closes it.
             if let Ok(l) = Arc::try_unwrap(l) {
-                let _ = l.link.close().await;
-                let _ = l.session.end().await;
+                l.close().await;
             }
         }
         Ok(())

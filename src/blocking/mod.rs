@@ -136,7 +136,7 @@ impl EventHubClient {
         let inner = self.rt.block_on(self.inner.create_producer(options))?;
         Ok(EventHubProducer {
             rt: self.rt.clone(),
-            inner,
+            inner: Some(inner),
         })
     }
 
@@ -170,13 +170,28 @@ impl EventHubClient {
 #[derive(Clone, Debug)]
 pub struct EventHubProducer {
     rt: Arc<Runtime>,
-    inner: crate::EventHubProducer,
+    // An Option so that Drop can release it inside the runtime (the last clone's link then
+    // closes in the background).
+    inner: Option<crate::EventHubProducer>,
+}
+
+impl Drop for EventHubProducer {
+    fn drop(&mut self) {
+        let _guard = self.rt.handle.enter();
+        drop(self.inner.take());
+    }
 }
 
 impl EventHubProducer {
+    fn inner(&self) -> Result<&crate::EventHubProducer, Error> {
+        self.inner
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::EventHub, "producer is dropped"))
+    }
+
     /// See [`crate::EventHubProducer::send`].
     pub fn send(&self, payload: impl Into<SendPayload>) -> Result<(), Error> {
-        self.rt.block_on(self.inner.send(payload))
+        self.rt.block_on(self.inner()?.send(payload))
     }
 
     /// See [`crate::EventHubProducer::send_with_options`].
@@ -186,22 +201,24 @@ impl EventHubProducer {
         options: SendOptions,
     ) -> Result<(), Error> {
         self.rt
-            .block_on(self.inner.send_with_options(payload, options))
+            .block_on(self.inner()?.send_with_options(payload, options))
     }
 
     /// See [`crate::EventHubProducer::create_batch`].
     pub fn create_batch(&self, options: BatchOptions) -> Result<EventDataBatch, Error> {
-        self.rt.block_on(self.inner.create_batch(options))
+        self.rt.block_on(self.inner()?.create_batch(options))
     }
 
     /// See [`crate::EventHubProducer::max_message_size`].
     pub fn max_message_size(&self) -> u64 {
-        self.inner.max_message_size()
+        self.inner
+            .as_ref()
+            .map_or(0, crate::EventHubProducer::max_message_size)
     }
 
     /// See [`crate::EventHubProducer::close`].
     pub fn close(&self) -> Result<(), Error> {
-        self.rt.block_on(self.inner.close())
+        self.rt.block_on(self.inner()?.close())
     }
 }
 

@@ -1,0 +1,115 @@
+//! The blocking mirror against the emulator, from plain threads.
+
+mod client_common;
+
+use eventhubs::blocking::EventHubClient;
+use eventhubs::emulator::{Emulator, EmulatorOptions};
+use eventhubs::{
+    BatchOptions, ConsumerOptions, ErrorKind, EventData, EventPosition, ProducerOptions,
+};
+use std::time::Duration;
+
+fn start_emulator() -> (tokio::runtime::Runtime, Emulator) {
+    client_common::init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt
+        .block_on(Emulator::start(EmulatorOptions::ephemeral()))
+        .unwrap();
+    (rt, emu)
+}
+
+#[test]
+fn blocking_send_batch_receive() {
+    let (_rt, emu) = start_emulator();
+    let client =
+        EventHubClient::from_connection_string(&emu.connection_string(), Some("eh1")).unwrap();
+    assert_eq!(client.get_partition_ids().unwrap(), ["0", "1", "2", "3"]);
+    let producer = client
+        .create_producer(ProducerOptions::partition("0"))
+        .unwrap();
+    for i in 0..5 {
+        producer.send(EventData::from(format!("s{i}"))).unwrap();
+    }
+    let mut batch = producer.create_batch(BatchOptions::default()).unwrap();
+    for i in 5..50 {
+        batch.try_add(EventData::from(format!("s{i}"))).unwrap();
+    }
+    producer.send(batch).unwrap();
+    producer
+        .send(vec![EventData::from("s50"), EventData::from("s51")])
+        .unwrap();
+    assert_eq!(
+        client
+            .get_partition_properties("0")
+            .unwrap()
+            .last_enqueued_sequence_number,
+        51
+    );
+
+    let mut consumer = client
+        .create_consumer(
+            "$default",
+            "0",
+            EventPosition::earliest(),
+            ConsumerOptions::default(),
+        )
+        .unwrap();
+    let mut n = 0;
+    while n < 52 {
+        for e in consumer.receive(20, Duration::from_secs(5)).unwrap() {
+            assert_eq!(e.body_as_str().unwrap(), format!("s{n}"));
+            n += 1;
+        }
+    }
+    assert_eq!(consumer.last_sequence_number(), Some(51));
+    assert!(consumer
+        .receive(10, Duration::from_millis(200))
+        .unwrap()
+        .is_empty());
+    producer.send(EventData::from("s52")).unwrap();
+    let e = consumer.iter().next().unwrap().unwrap();
+    assert_eq!(e.body_as_str().unwrap(), "s52");
+    consumer.close().unwrap();
+    producer.close().unwrap();
+
+    let e = client
+        .create_producer(ProducerOptions::partition("99"))
+        .unwrap_err();
+    assert_eq!(e.condition(), Some("amqp:not-found"));
+    client.close().unwrap();
+    let e = client.get_properties().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::EventHub);
+}
+
+#[test]
+fn blocking_clients_on_many_threads() {
+    let (_rt, emu) = start_emulator();
+    let client =
+        EventHubClient::from_connection_string(&emu.connection_string(), Some("eh1")).unwrap();
+    let producer = client
+        .create_producer(ProducerOptions::partition("2"))
+        .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let p = producer.clone();
+            s.spawn(move || {
+                for i in 0..25 {
+                    p.send(EventData::from(format!("{t}-{i}"))).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(
+        client
+            .get_partition_properties("2")
+            .unwrap()
+            .last_enqueued_sequence_number,
+        99
+    );
+    drop(producer);
+    drop(client);
+}

@@ -1,0 +1,258 @@
+//! Recovery against the emulator: token refresh with 5-second tokens while sending, a
+//! connection cut mid-send (every acknowledged event present afterwards), and a consumer
+//! resuming after a cut without gap or duplicate.
+
+mod client_common;
+
+use client_common::*;
+use eventhubs::auth::SasCredential;
+use eventhubs::{ConsumerOptions, EventData, EventPosition, ProducerOptions};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_second_tokens_are_refreshed_while_sending() {
+    let emu = emulator().await;
+    let client = builder(&emu)
+        .credential(
+            SasCredential::new("RootManageSharedAccessKey", "SAS_KEY_VALUE")
+                .with_validity(Duration::from_secs(5)),
+        )
+        .retry(eventhubs::RetryOptions::none())
+        .build()
+        .unwrap();
+    let producer = client
+        .create_producer(ProducerOptions::partition("1"))
+        .await
+        .unwrap();
+    let mut consumer = client
+        .create_consumer(
+            "$default",
+            "1",
+            EventPosition::earliest(),
+            ConsumerOptions::default(),
+        )
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut sent = 0i64;
+    let mut received = 0i64;
+    while start.elapsed() < Duration::from_secs(13) {
+        producer
+            .send(EventData::from(format!("t{sent}")))
+            .await
+            .unwrap();
+        sent += 1;
+        for e in consumer
+            .receive(100, Duration::from_millis(50))
+            .await
+            .unwrap()
+        {
+            assert_eq!(e.sequence_number(), Some(received));
+            received += 1;
+        }
+        if sent % 10 == 0 {
+            // Management calls carry the current token too.
+            client.get_partition_properties("1").await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while received < sent {
+        let got = consumer.receive(100, Duration::from_secs(5)).await.unwrap();
+        assert!(!got.is_empty());
+        received += got.len() as i64;
+    }
+    assert_eq!(received, sent);
+    assert!(sent > 100, "sent only {sent}");
+}
+
+/// 3-second SAS tokens whose second issue comes 4 s late, so the first one lapses while in use.
+struct SlowRefresh {
+    inner: SasCredential,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl eventhubs::auth::TokenCredential for SlowRefresh {
+    fn get_token<'a>(&'a self, audience: &'a str) -> eventhubs::auth::TokenFuture<'a> {
+        Box::pin(async move {
+            if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+            }
+            self.inner.get_token(audience).await
+        })
+    }
+
+    fn token_type(&self) -> &str {
+        self.inner.token_type()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_token_is_renewed_and_the_link_reattached() {
+    let emu = emulator().await;
+    let client = builder(&emu)
+        .credential(SlowRefresh {
+            inner: SasCredential::new("RootManageSharedAccessKey", "SAS_KEY_VALUE")
+                .with_validity(Duration::from_secs(3)),
+            calls: Default::default(),
+        })
+        .build()
+        .unwrap();
+    let producer = client
+        .create_producer(ProducerOptions::partition("2"))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < Duration::from_secs(6) {
+        producer
+            .send(EventData::from(format!("x{sent}")))
+            .await
+            .unwrap();
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let info = client_common::client(&emu)
+        .get_partition_properties("2")
+        .await
+        .unwrap();
+    assert!(info.last_enqueued_sequence_number + 1 >= sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_connections_mid_send_lose_no_acknowledged_event() {
+    let emu = emulator().await;
+    let proxy = Proxy::start(emu.local_addr()).await;
+    let client = builder(&emu)
+        .custom_endpoint("127.0.0.1", proxy.port)
+        .build()
+        .unwrap();
+    let producer = client
+        .create_producer(ProducerOptions::partition("0"))
+        .await
+        .unwrap();
+    let total = 2000usize;
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sender = {
+        let producer = producer.clone();
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let mut set = tokio::task::JoinSet::new();
+            let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(50));
+            for i in 0..total {
+                let permit = sem.clone().acquire_owned().await.unwrap();
+                let p = producer.clone();
+                let progress = progress.clone();
+                set.spawn(async move {
+                    let r = p.send(EventData::from(format!("m{i}"))).await;
+                    progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    drop(permit);
+                    r.map(|_| i)
+                });
+            }
+            let mut acked = HashSet::new();
+            while let Some(r) = set.join_next().await {
+                acked.insert(r.unwrap().expect("send fails despite recovery"));
+            }
+            acked
+        })
+    };
+    // Cut the connection each time another fifth of the sends have completed.
+    let mut cuts = 0;
+    for fifth in 1..5 {
+        while progress.load(std::sync::atomic::Ordering::Relaxed) < fifth * total / 5 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        cuts += proxy.kill_all();
+    }
+    let acked = sender.await.unwrap();
+    assert_eq!(acked.len(), total);
+    assert_eq!(cuts, 4, "connections cut");
+    // Read everything back directly (not through the proxy).
+    let direct = client_common::client(&emu);
+    let info = direct.get_partition_properties("0").await.unwrap();
+    let n = (info.last_enqueued_sequence_number + 1) as usize;
+    assert!(n >= total);
+    let mut c = direct
+        .create_consumer(
+            "$default",
+            "0",
+            EventPosition::earliest(),
+            ConsumerOptions::default(),
+        )
+        .await
+        .unwrap();
+    let mut seen = HashSet::new();
+    let mut count = 0;
+    while count < n {
+        for e in c.receive(500, Duration::from_secs(5)).await.unwrap() {
+            let body = e.body_as_str().unwrap().to_owned();
+            seen.insert(body[1..].parse::<usize>().unwrap());
+            count += 1;
+        }
+    }
+    for i in &acked {
+        assert!(seen.contains(i), "acknowledged event m{i} missing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_resumes_after_a_cut_without_gap_or_duplicate() {
+    let emu = emulator().await;
+    let direct = client_common::client(&emu);
+    let producer = direct
+        .create_producer(ProducerOptions::partition("3"))
+        .await
+        .unwrap();
+    let batch: Vec<_> = (0..300).map(|i| EventData::from(format!("r{i}"))).collect();
+    producer.send(batch).await.unwrap();
+
+    let proxy = Proxy::start(emu.local_addr()).await;
+    let client = builder(&emu)
+        .custom_endpoint("127.0.0.1", proxy.port)
+        .build()
+        .unwrap();
+    let mut c = client
+        .create_consumer(
+            "$default",
+            "3",
+            EventPosition::earliest(),
+            ConsumerOptions {
+                prefetch: Some(20),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut next = 0i64;
+    let mut cuts = 0;
+    let mut cut_points = vec![333, 201, 100];
+    let mut sent_more = false;
+    while next < 400 {
+        if cut_points.last().is_some_and(|&p| next >= p) {
+            cut_points.pop();
+            cuts += proxy.kill_all();
+        }
+        if next >= 250 && !sent_more {
+            sent_more = true;
+            // More events arrive while the consumer is reading.
+            let more: Vec<_> = (300..400)
+                .map(|i| EventData::from(format!("r{i}")))
+                .collect();
+            producer.send(more).await.unwrap();
+        }
+        let got = c.receive(7, Duration::from_secs(5)).await.unwrap();
+        assert!(!got.is_empty(), "stalled at {next}");
+        for e in got {
+            assert_eq!(e.sequence_number(), Some(next));
+            assert_eq!(e.body_as_str().unwrap(), format!("r{next}"));
+            next += 1;
+        }
+    }
+    assert!(cuts >= 3, "cuts {cuts}");
+    assert!(c
+        .receive(10, Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -1,0 +1,69 @@
+//! TLS against an emulator with a self-signed certificate: trusted through extra roots it
+//! works; with only the public roots the handshake fails as a connect error.
+#![cfg(feature = "tls")]
+
+mod client_common;
+
+use eventhubs::amqp::io::tls::{TlsClientOptions, TlsServerOptions};
+use eventhubs::emulator::{Emulator, EmulatorOptions};
+use eventhubs::{
+    ConsumerOptions, ErrorKind, EventData, EventHubClientBuilder, EventPosition, ProducerOptions,
+};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_self_signed_emulator_certificate() {
+    client_common::init_tracing();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let server = TlsServerOptions::new(vec![ck.cert.der().clone()], key).unwrap();
+    let emu = Emulator::start(EmulatorOptions {
+        tls: Some(server),
+        ..EmulatorOptions::ephemeral()
+    })
+    .await
+    .unwrap();
+    let cs = format!(
+        "Endpoint=sb://localhost:{}/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;EntityPath=eh1",
+        emu.local_addr().port()
+    );
+    let tls = TlsClientOptions {
+        extra_roots: vec![ck.cert.der().clone()],
+        only_extra_roots: true,
+        ..Default::default()
+    };
+    let client = EventHubClientBuilder::from_connection_string(&cs, None)
+        .unwrap()
+        .tls(tls)
+        .retry(client_common::fast_retry())
+        .build()
+        .unwrap();
+    assert!(client.options().use_tls);
+    let producer = client
+        .create_producer(ProducerOptions::partition("0"))
+        .await
+        .unwrap();
+    producer.send(EventData::from("over tls")).await.unwrap();
+    let mut c = client
+        .create_consumer(
+            "$default",
+            "0",
+            EventPosition::earliest(),
+            ConsumerOptions::default(),
+        )
+        .await
+        .unwrap();
+    let got = c.receive(1, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(got[0].body_as_str().unwrap(), "over tls");
+
+    // Without the emulator's certificate the handshake fails, and is not retried forever.
+    let untrusting = EventHubClientBuilder::from_connection_string(&cs, None)
+        .unwrap()
+        .retry(client_common::fast_retry())
+        .build()
+        .unwrap();
+    let e = untrusting.get_partition_ids().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connect, "{e}");
+    assert!(!e.is_transient());
+}
