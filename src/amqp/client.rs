@@ -651,8 +651,12 @@ impl Receiver {
             return Err(e.clone());
         }
         let msg = self.rx.recv().await;
-        self.take(msg)
-            .unwrap_or_else(|| Err(self.detached.clone().unwrap_or(Error::ConnectionClosed(None))))
+        self.take(msg).unwrap_or_else(|| {
+            Err(self
+                .detached
+                .clone()
+                .unwrap_or(Error::ConnectionClosed(None)))
+        })
     }
 
     /// The next message if one is buffered, without waiting.
