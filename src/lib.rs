@@ -7,5 +7,27 @@
 
 pub mod amqp;
 pub mod auth;
+pub mod batch;
+pub mod blocking;
+mod cbs;
+pub mod client;
+pub mod consumer;
 #[cfg(feature = "emulator")]
 pub mod emulator;
+pub mod error;
+pub mod event;
+pub mod management;
+pub mod position;
+pub mod processor;
+pub mod producer;
+pub mod retry;
+
+pub use batch::{BatchOptions, BatchSizeCalculator, EventDataBatch};
+pub use client::{ClientOptions, EventHubClient, EventHubClientBuilder};
+pub use consumer::{ConsumerOptions, EventHubConsumer, EventStream, LastEnqueuedEventProperties};
+pub use error::{Error, ErrorKind};
+pub use event::EventData;
+pub use management::{EventHubProperties, PartitionProperties};
+pub use position::EventPosition;
+pub use producer::{EventHubProducer, ProducerOptions, SendOptions, SendPayload};
+pub use retry::{RetryMode, RetryOptions};

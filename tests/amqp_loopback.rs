@@ -115,3 +115,67 @@ async fn send_and_receive_back_over_tcp() {
     reader.await.unwrap();
     conn.close().await.unwrap();
 }
+
+mod amqp_support;
+
+/// Outcomes given just before a detach, end or close must reach the peer first: the engine
+/// used to queue dispositions and write them after the detach/end/close that followed in the
+/// same burst, so the peer (which discards frames after a close) redelivered accepted messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlements_go_out_before_detach_end_and_close() {
+    amqp_support::init_tracing();
+    let broker = amqp_support::QueueBroker::start(ListenerOptions::default()).await;
+    for round in 0..30 {
+        let how = ["detach", "end", "close"][round % 3];
+        let address = format!("settle-then-{how}-{round}");
+        for i in 0..3 {
+            broker.push(&address, encoded(&Message::with_data(format!("{how} {i}"))));
+        }
+        let conn = Connection::connect(ConnectOptions::new("127.0.0.1", broker.port()))
+            .await
+            .unwrap();
+        let session = conn.open_session().await.unwrap();
+        let mut rx = session
+            .attach_receiver(ReceiverOptions {
+                prefetch: 0,
+                ..ReceiverOptions::new(address.as_str())
+            })
+            .await
+            .unwrap();
+        rx.add_credit(3).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(rx.recv().await.unwrap());
+        }
+        for m in &got {
+            rx.accept(m).unwrap();
+        }
+        // No await between the settlements and the ending: same command burst.
+        match how {
+            "detach" => rx.close().await.unwrap(),
+            "end" => session.end().await.unwrap(),
+            _ => conn.close().await.unwrap(),
+        }
+        let outcomes = amqp_support::eventually(5, || {
+            broker.stats(|s| {
+                let o = s.outcomes.get(&address)?;
+                (o.values().sum::<usize>() == 3).then(|| o.clone())
+            })
+        })
+        .await;
+        assert_eq!(
+            outcomes.get("accepted"),
+            Some(&3),
+            "round {round} ({how}): {outcomes:?}"
+        );
+        assert_eq!(broker.queued(&address), 0, "{how}: nothing requeued");
+        let _ = conn.close().await;
+    }
+}
+
+fn encoded(m: &Message) -> Bytes {
+    use eventhubs::amqp::codec::Encode;
+    let mut b = bytes::BytesMut::new();
+    m.encode(&mut b);
+    b.freeze()
+}

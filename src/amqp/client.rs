@@ -469,6 +469,11 @@ impl Sender {
         self.status.borrow().credit
     }
 
+    /// True once the link is gone (detached by either side, or its connection lost).
+    pub fn is_detached(&self) -> bool {
+        self.status.borrow().detached.is_some()
+    }
+
     /// Waits until the peer grants credit (returns it), or fails when the link is gone.
     pub async fn wait_for_credit(&mut self) -> Result<u32, Error> {
         loop {

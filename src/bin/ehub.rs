@@ -1,10 +1,41 @@
 //! `ehub`: the Event Hubs command-line tool. `ehub emulator` runs a local Event Hubs.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use eventhubs::emulator::{Emulator, EmulatorOptions, EntityConfig};
+use eventhubs::{
+    BatchOptions, ConsumerOptions, EventData, EventHubClient, EventPosition, ProducerOptions,
+};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// The local emulator's connection string, used when none is given.
+const EMULATOR: &str = "Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;";
+
+/// Where to connect: any Event Hubs (Azure or an emulator).
+#[derive(Args)]
+struct Target {
+    /// Connection string [env: EVENTHUB_CONNECTION_STRING; default: the local emulator].
+    #[arg(long, env = "EVENTHUB_CONNECTION_STRING", hide_env_values = true)]
+    connection_string: Option<String>,
+    /// Event hub [env: EVENTHUB_NAME; default: the connection string's EntityPath, else eh1].
+    #[arg(long, env = "EVENTHUB_NAME")]
+    hub: Option<String>,
+}
+
+impl Target {
+    fn client(&self) -> Result<EventHubClient, eventhubs::Error> {
+        let cs = self.connection_string.as_deref().unwrap_or(EMULATOR);
+        let hub = match (&self.hub, cs.to_ascii_lowercase().contains("entitypath=")) {
+            (Some(h), _) => Some(h.as_str()),
+            (None, true) => None,
+            (None, false) => Some("eh1"),
+        };
+        EventHubClient::from_connection_string(cs, hub)
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +68,51 @@ enum Command {
         /// Accept links without a CBS token.
         #[arg(long)]
         no_auth: bool,
+    },
+    /// Prints the hub's and each partition's properties.
+    Info {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Sends events in batches, with progress.
+    Send {
+        #[command(flatten)]
+        target: Target,
+        /// Number of events.
+        #[arg(long, default_value_t = 1000)]
+        count: u64,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Send to this partition (default: let the service choose).
+        #[arg(long)]
+        partition: Option<String>,
+        /// Partition key for every event.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Receives events from one partition, with progress.
+    Receive {
+        #[command(flatten)]
+        target: Target,
+        /// Partition to read.
+        #[arg(long, default_value = "0")]
+        partition: String,
+        /// Consumer group.
+        #[arg(long, default_value = "$Default")]
+        consumer_group: String,
+        /// Start: earliest, latest, seq:N, offset:X or time:MS (exclusive).
+        #[arg(long, default_value = "earliest")]
+        from: String,
+        /// Stop after this many events (default: run until idle).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long without events.
+        #[arg(long, default_value_t = 10)]
+        idle_secs: u64,
+        /// Print each event's body and system properties.
+        #[arg(long)]
+        print: bool,
     },
 }
 
@@ -112,5 +188,174 @@ async fn run(cli: Cli) -> ExitCode {
             println!("stopping");
             ExitCode::SUCCESS
         }
+        Command::Info { target } => report(info(target).await),
+        Command::Send {
+            target,
+            count,
+            size,
+            partition,
+            key,
+        } => report(send(target, count, size, partition, key).await),
+        Command::Receive {
+            target,
+            partition,
+            consumer_group,
+            from,
+            count,
+            idle_secs,
+            print,
+        } => report(
+            receive(
+                target,
+                &partition,
+                &consumer_group,
+                &from,
+                count,
+                Duration::from_secs(idle_secs),
+                print,
+            )
+            .await,
+        ),
     }
+}
+
+fn report(r: Result<(), eventhubs::Error>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ehub: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn info(target: Target) -> Result<(), eventhubs::Error> {
+    let client = target.client()?;
+    let p = client.get_properties().await?;
+    println!("event hub {} ({} partitions)", p.name, p.partition_ids.len());
+    for id in &p.partition_ids {
+        let pp = client.get_partition_properties(id).await?;
+        println!(
+            "  partition {id}: sequence numbers {}..={}, last offset {}, empty {}",
+            pp.beginning_sequence_number,
+            pp.last_enqueued_sequence_number,
+            pp.last_enqueued_offset,
+            pp.is_empty
+        );
+    }
+    client.close().await
+}
+
+/// Rewrites one progress line in place.
+fn progress(label: &str, done: u64, total: Option<u64>, started: Instant) {
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let of = total.map(|t| format!("/{t}")).unwrap_or_default();
+    print!("\r{label} {done}{of} events ({:.0} events/s)   ", done as f64 / secs);
+    let _ = std::io::stdout().flush();
+}
+
+async fn send(
+    target: Target,
+    count: u64,
+    size: usize,
+    partition: Option<String>,
+    key: Option<String>,
+) -> Result<(), eventhubs::Error> {
+    let client = target.client()?;
+    let producer = client
+        .create_producer(ProducerOptions {
+            partition_id: partition,
+            ..ProducerOptions::default()
+        })
+        .await?;
+    let body = bytes::Bytes::from(vec![b'x'; size]);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut last = Instant::now();
+    while sent < count {
+        let mut options = BatchOptions::default();
+        if let Some(k) = &key {
+            options = options.partition_key(k.clone());
+        }
+        let mut batch = producer.create_batch(options).await?;
+        while sent + (batch.len() as u64) < count {
+            if batch.try_add(EventData::new(body.clone())).is_err() {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            return Err(eventhubs::Error::invalid_argument(format!(
+                "an event of {size} bytes does not fit in a batch"
+            )));
+        }
+        sent += batch.len() as u64;
+        producer.send(batch).await?;
+        if last.elapsed() > Duration::from_millis(200) || sent == count {
+            progress("sent", sent, Some(count), started);
+            last = Instant::now();
+        }
+    }
+    println!();
+    client.close().await
+}
+
+fn position(from: &str) -> Result<EventPosition, eventhubs::Error> {
+    let bad = || eventhubs::Error::invalid_argument(format!("bad --from {from:?}"));
+    Ok(match from.split_once(':') {
+        None if from == "earliest" => EventPosition::earliest(),
+        None if from == "latest" => EventPosition::latest(),
+        Some(("seq", n)) => EventPosition::sequence_number(n.parse().map_err(|_| bad())?),
+        Some(("offset", o)) => EventPosition::offset(o),
+        Some(("time", ms)) => EventPosition::enqueued_time_millis(ms.parse().map_err(|_| bad())?),
+        _ => return Err(bad()),
+    })
+}
+
+async fn receive(
+    target: Target,
+    partition: &str,
+    consumer_group: &str,
+    from: &str,
+    count: Option<u64>,
+    idle: Duration,
+    print: bool,
+) -> Result<(), eventhubs::Error> {
+    let client = target.client()?;
+    let mut consumer = client
+        .create_consumer(consumer_group, partition, position(from)?, ConsumerOptions::default())
+        .await?;
+    let started = Instant::now();
+    let mut received = 0u64;
+    let mut last_event = Instant::now();
+    let mut last_print = Instant::now();
+    while count.is_none_or(|c| received < c) && last_event.elapsed() < idle {
+        let want = count.map_or(300, |c| (c - received).min(300)) as usize;
+        let events = consumer.receive(want, Duration::from_millis(500)).await?;
+        if !events.is_empty() {
+            last_event = Instant::now();
+        }
+        for e in &events {
+            received += 1;
+            if print {
+                println!(
+                    "partition {partition} seq {} offset {} enqueued {:?}: {}",
+                    e.sequence_number().unwrap_or(-1),
+                    e.offset().unwrap_or("?"),
+                    e.enqueued_time_millis(),
+                    String::from_utf8_lossy(e.body())
+                );
+            }
+        }
+        if !print && (last_print.elapsed() > Duration::from_millis(200)) {
+            progress("received", received, count, started);
+            last_print = Instant::now();
+        }
+    }
+    if !print {
+        progress("received", received, count, started);
+        println!();
+    }
+    println!("received {received} events");
+    consumer.close().await?;
+    client.close().await
 }

@@ -95,8 +95,22 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// Longest description we put in an error we make. Descriptions may quote peer bytes (a
+/// descriptor it sent); capped, the close, end or detach carrying one still fits the smallest
+/// max-frame-size a peer may announce (512).
+const MAX_DESCRIPTION_LEN: usize = 256;
+
 pub(super) fn err(cond: Symbol, description: impl Into<String>) -> AmqpError {
-    AmqpError::with_description(cond, description.into())
+    let mut description = description.into();
+    if description.len() > MAX_DESCRIPTION_LEN {
+        let mut cut = MAX_DESCRIPTION_LEN;
+        while !description.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        description.truncate(cut);
+        description.push_str("...");
+    }
+    AmqpError::with_description(cond, description)
 }
 
 impl Connection {
@@ -369,6 +383,14 @@ impl Connection {
     }
 
     fn write(&mut self, channel: u16, p: Performative, payload: &[u8]) {
+        // Our close is the last frame we send (commands reacting to events queued before the
+        // close, such as accepting a link, must not put frames after it).
+        if (self.close_sent || self.state == ConnectionState::Closed)
+            && !matches!(p, Performative::Close(_))
+        {
+            tracing::trace!(target: FRAME_TRACE_TARGET, performative = p.name(), "dropped after close");
+            return;
+        }
         tracing::debug!(
             target: FRAME_TRACE_TARGET,
             dir = "out",
@@ -457,6 +479,9 @@ impl Connection {
             self.finish(error, false);
             return;
         }
+        // Outcomes the application already gave must reach the peer before the close does
+        // (frames after a close are discarded).
+        self.flush_dispositions();
         self.close_sent = true;
         self.write(0, Close { error }.into(), &[]);
         self.state = ConnectionState::Closing;
@@ -538,7 +563,7 @@ impl Connection {
                 return;
             }
         }
-        if let Some(peer) = self.remote_idle_timeout {
+        if let Some(peer) = self.remote_idle_timeout.filter(|_| !self.close_sent) {
             if now.saturating_duration_since(self.last_sent) >= peer / 2 {
                 tracing::trace!(target: FRAME_TRACE_TARGET, dir = "out", "heartbeat");
                 frame::write_empty_frame(&mut self.out);
@@ -676,6 +701,8 @@ impl Connection {
             return;
         }
         s.state = SessionState::EndSent;
+        // Settle first: the end must not overtake the session's queued dispositions.
+        self.flush_dispositions();
         self.write(session.0, End { error }.into(), &[]);
     }
 
@@ -1004,6 +1031,9 @@ impl Connection {
         l.pending.clear();
         l.local_error = error.clone();
         let channel = l.channel;
+        // Settle first: a detach that overtakes the link's queued dispositions makes the peer
+        // treat those deliveries as unsettled (and redeliver them).
+        self.flush_dispositions();
         self.write(
             channel,
             Detach {

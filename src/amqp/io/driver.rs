@@ -119,6 +119,30 @@ struct Route {
     status: Option<watch::Sender<LinkStatus>>,
 }
 
+impl Route {
+    /// The link is gone: every waiter on it learns why (a pending detach simply completes).
+    fn end(&mut self, err: &Error) {
+        if let Some(reply) = self.attach_reply.take() {
+            let _ = reply.send(Err(err.clone()));
+        }
+        if let Some(reply) = self.detach_reply.take() {
+            let _ = reply.send(Ok(()));
+        }
+        for (_, reply) in self.outcomes.drain() {
+            let _ = reply.send(Err(err.clone()));
+        }
+        if let Some(tx) = self.deliveries.take() {
+            let _ = tx.send(LinkMsg::Detached(err.clone()));
+        }
+        if let Some(status) = self.status.take() {
+            status.send_modify(|s| {
+                s.credit = 0;
+                s.detached = Some(err.clone());
+            });
+        }
+    }
+}
+
 /// A cloneable way to talk to a driver.
 #[derive(Clone, Debug)]
 pub(crate) struct DriverHandle {
@@ -506,25 +530,7 @@ impl Driver {
                     let Some(mut route) = self.routes.remove(&link) else {
                         continue;
                     };
-                    let err = Error::LinkDetached(error);
-                    if let Some(reply) = route.attach_reply.take() {
-                        let _ = reply.send(Err(err.clone()));
-                    }
-                    if let Some(reply) = route.detach_reply.take() {
-                        let _ = reply.send(Ok(()));
-                    }
-                    for (_, reply) in route.outcomes.drain() {
-                        let _ = reply.send(Err(err.clone()));
-                    }
-                    if let Some(tx) = route.deliveries.take() {
-                        let _ = tx.send(LinkMsg::Detached(err.clone()));
-                    }
-                    if let Some(status) = route.status.take() {
-                        status.send_modify(|s| {
-                            s.credit = 0;
-                            s.detached = Some(err.clone());
-                        });
-                    }
+                    route.end(&Error::LinkDetached(error));
                 }
                 Event::Credit { link, .. } => self.publish_credit(link),
                 Event::Delivery { link, delivery } => {
@@ -575,24 +581,7 @@ impl Driver {
             let _ = tx.send(Err(err.clone()));
         }
         for (_, mut route) in self.routes.drain() {
-            if let Some(reply) = route.attach_reply.take() {
-                let _ = reply.send(Err(err.clone()));
-            }
-            if let Some(reply) = route.detach_reply.take() {
-                let _ = reply.send(Ok(()));
-            }
-            for (_, reply) in route.outcomes.drain() {
-                let _ = reply.send(Err(err.clone()));
-            }
-            if let Some(tx) = route.deliveries.take() {
-                let _ = tx.send(LinkMsg::Detached(err.clone()));
-            }
-            if let Some(status) = route.status.take() {
-                status.send_modify(|s| {
-                    s.credit = 0;
-                    s.detached = Some(err.clone());
-                });
-            }
+            route.end(&err);
         }
         self.incoming = None;
     }

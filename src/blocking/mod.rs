@@ -1,0 +1,279 @@
+//! The synchronous mirror of the client: [`EventHubClient`], [`EventHubProducer`] and
+//! [`EventHubConsumer`] with blocking methods, for code without an async runtime.
+//!
+//! Each blocking client owns a small single-threaded tokio runtime on a background thread that
+//! drives its connection (I/O, heartbeats, token refresh); calls block the calling thread
+//! until their result is ready. Do not call these from inside an async runtime.
+
+use crate::batch::{BatchOptions, EventDataBatch};
+use crate::consumer::{ConsumerOptions, LastEnqueuedEventProperties};
+use crate::error::{Error, ErrorKind};
+use crate::event::EventData;
+use crate::management::{EventHubProperties, PartitionProperties};
+use crate::position::EventPosition;
+use crate::producer::{ProducerOptions, SendOptions, SendPayload};
+use crate::EventHubClientBuilder;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The background runtime: a current-thread runtime driven by its own thread.
+#[derive(Debug)]
+struct Runtime {
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Runtime {
+    fn new() -> Result<Arc<Runtime>, Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::new(ErrorKind::EventHub, format!("starting the runtime: {e}")))?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("eventhubs-blocking".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+            })
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::EventHub,
+                    format!("starting the runtime thread: {e}"),
+                )
+            })?;
+        Ok(Arc::new(Runtime {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        }))
+    }
+
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.handle.block_on(f)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Blocking [`crate::EventHubClient`].
+#[derive(Clone, Debug)]
+pub struct EventHubClient {
+    rt: Arc<Runtime>,
+    inner: crate::EventHubClient,
+}
+
+impl EventHubClient {
+    /// A client from a connection string (see [`crate::EventHubClient::from_connection_string`]).
+    pub fn from_connection_string(conn: &str, hub: Option<&str>) -> Result<Self, Error> {
+        Self::from_builder(EventHubClientBuilder::from_connection_string(conn, hub)?)
+    }
+
+    /// A client from a namespace host, hub name and credential.
+    pub fn new(
+        host: &str,
+        hub: &str,
+        credential: impl crate::auth::TokenCredential + 'static,
+    ) -> Result<Self, Error> {
+        Self::from_builder(EventHubClientBuilder::new(host, hub, credential))
+    }
+
+    /// A client from a configured builder.
+    pub fn from_builder(builder: EventHubClientBuilder) -> Result<Self, Error> {
+        Ok(EventHubClient {
+            rt: Runtime::new()?,
+            inner: builder.build()?,
+        })
+    }
+
+    /// The async client underneath.
+    pub fn as_async(&self) -> &crate::EventHubClient {
+        &self.inner
+    }
+
+    /// The event hub name.
+    pub fn event_hub_name(&self) -> &str {
+        self.inner.event_hub_name()
+    }
+
+    /// See [`crate::EventHubClient::get_properties`].
+    pub fn get_properties(&self) -> Result<EventHubProperties, Error> {
+        self.rt.block_on(self.inner.get_properties())
+    }
+
+    /// See [`crate::EventHubClient::get_partition_ids`].
+    pub fn get_partition_ids(&self) -> Result<Vec<String>, Error> {
+        self.rt.block_on(self.inner.get_partition_ids())
+    }
+
+    /// See [`crate::EventHubClient::get_partition_properties`].
+    pub fn get_partition_properties(
+        &self,
+        partition_id: &str,
+    ) -> Result<PartitionProperties, Error> {
+        self.rt
+            .block_on(self.inner.get_partition_properties(partition_id))
+    }
+
+    /// See [`crate::EventHubClient::create_producer`].
+    pub fn create_producer(&self, options: ProducerOptions) -> Result<EventHubProducer, Error> {
+        let inner = self.rt.block_on(self.inner.create_producer(options))?;
+        Ok(EventHubProducer {
+            rt: self.rt.clone(),
+            inner,
+        })
+    }
+
+    /// See [`crate::EventHubClient::create_consumer`].
+    pub fn create_consumer(
+        &self,
+        consumer_group: &str,
+        partition_id: &str,
+        position: EventPosition,
+        options: ConsumerOptions,
+    ) -> Result<EventHubConsumer, Error> {
+        let inner = self.rt.block_on(self.inner.create_consumer(
+            consumer_group,
+            partition_id,
+            position,
+            options,
+        ))?;
+        Ok(EventHubConsumer {
+            rt: self.rt.clone(),
+            inner: Some(inner),
+        })
+    }
+
+    /// See [`crate::EventHubClient::close`].
+    pub fn close(&self) -> Result<(), Error> {
+        self.rt.block_on(self.inner.close())
+    }
+}
+
+/// Blocking [`crate::EventHubProducer`].
+#[derive(Clone, Debug)]
+pub struct EventHubProducer {
+    rt: Arc<Runtime>,
+    inner: crate::EventHubProducer,
+}
+
+impl EventHubProducer {
+    /// See [`crate::EventHubProducer::send`].
+    pub fn send(&self, payload: impl Into<SendPayload>) -> Result<(), Error> {
+        self.rt.block_on(self.inner.send(payload))
+    }
+
+    /// See [`crate::EventHubProducer::send_with_options`].
+    pub fn send_with_options(
+        &self,
+        payload: impl Into<SendPayload>,
+        options: SendOptions,
+    ) -> Result<(), Error> {
+        self.rt
+            .block_on(self.inner.send_with_options(payload, options))
+    }
+
+    /// See [`crate::EventHubProducer::create_batch`].
+    pub fn create_batch(&self, options: BatchOptions) -> Result<EventDataBatch, Error> {
+        self.rt.block_on(self.inner.create_batch(options))
+    }
+
+    /// See [`crate::EventHubProducer::max_message_size`].
+    pub fn max_message_size(&self) -> u64 {
+        self.inner.max_message_size()
+    }
+
+    /// See [`crate::EventHubProducer::close`].
+    pub fn close(&self) -> Result<(), Error> {
+        self.rt.block_on(self.inner.close())
+    }
+}
+
+/// Blocking [`crate::EventHubConsumer`].
+#[derive(Debug)]
+pub struct EventHubConsumer {
+    rt: Arc<Runtime>,
+    // An Option so that Drop can close the link inside the runtime.
+    inner: Option<crate::EventHubConsumer>,
+}
+
+impl Drop for EventHubConsumer {
+    fn drop(&mut self) {
+        if let Some(c) = self.inner.take() {
+            // Dropping inside the runtime lets the consumer close its link in the background.
+            let _guard = self.rt.handle.enter();
+            drop(c);
+        }
+    }
+}
+
+impl EventHubConsumer {
+    fn inner(&mut self) -> Result<&mut crate::EventHubConsumer, Error> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::EventHub, "consumer is closed"))
+    }
+
+    /// See [`crate::EventHubConsumer::receive`].
+    pub fn receive(
+        &mut self,
+        max_batch_size: usize,
+        timeout: Duration,
+    ) -> Result<Vec<EventData>, Error> {
+        let rt = self.rt.clone();
+        let c = self.inner()?;
+        rt.block_on(c.receive(max_batch_size, timeout))
+    }
+
+    /// An iterator over events: each item waits for the next event; it ends after a
+    /// permanent error has been yielded.
+    pub fn iter(&mut self) -> impl Iterator<Item = Result<EventData, Error>> + '_ {
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let rt = self.rt.clone();
+            let r = match self.inner() {
+                Ok(c) => rt.block_on(c.next_event()),
+                Err(e) => Err(e),
+            };
+            done = r.is_err();
+            Some(r)
+        })
+    }
+
+    /// See [`crate::EventHubConsumer::last_enqueued_event_properties`].
+    pub fn last_enqueued_event_properties(&self) -> Option<&LastEnqueuedEventProperties> {
+        self.inner.as_ref()?.last_enqueued_event_properties()
+    }
+
+    /// See [`crate::EventHubConsumer::last_sequence_number`].
+    pub fn last_sequence_number(&self) -> Option<i64> {
+        self.inner.as_ref()?.last_sequence_number()
+    }
+
+    /// Detaches the link.
+    pub fn close(mut self) -> Result<(), Error> {
+        match self.inner.take() {
+            Some(c) => self.rt.block_on(c.close()),
+            None => Ok(()),
+        }
+    }
+}

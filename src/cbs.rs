@@ -1,0 +1,380 @@
+//! Claims-based security: putting tokens to the `$cbs` node and refreshing them before they
+//! expire; and the request/response link pair that `$cbs` and `$management` share.
+
+use crate::amqp::codec::Value;
+use crate::amqp::types::message::{Message, MessageId};
+use crate::amqp::{ReceiverOptions, SenderOptions, Session};
+use crate::auth::TokenCredential;
+use crate::error::{Error, ErrorKind};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
+
+/// Aborts a spawned task when dropped.
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(pub JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Message>>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A request/response link pair to a node such as `$cbs` or `$management`; replies are matched
+/// to requests by correlation id, so many requests can be outstanding at once.
+#[derive(Debug)]
+pub(crate) struct RpcLink {
+    node: String,
+    sender: crate::amqp::Sender,
+    reply_to: String,
+    pending: Pending,
+    next_id: AtomicU64,
+    closed: Arc<AtomicBool>,
+    _task: AbortOnDrop,
+}
+
+/// The status of a CBS or management reply: `status-code` (or `statusCode`) and description.
+pub(crate) fn reply_status(reply: &Message) -> (i64, String) {
+    let get = |a: &str, b: &str| {
+        reply
+            .application_property(a)
+            .or_else(|| reply.application_property(b))
+    };
+    let code = get("status-code", "statusCode")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let desc = get("status-description", "statusDescription")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    (code, desc)
+}
+
+/// Maps a non-2xx status to an error: 401 authentication, 404 not found, 408/429/5xx
+/// transient, others permanent.
+pub(crate) fn status_error(what: &str, code: i64, description: &str) -> Error {
+    let (kind, condition, transient) = match code {
+        401 | 403 => (ErrorKind::Authentication, "amqp:unauthorized-access", false),
+        404 | 410 => (ErrorKind::EventHub, "amqp:not-found", false),
+        400 => (
+            ErrorKind::InvalidArgument,
+            "com.microsoft:argument-error",
+            false,
+        ),
+        408 => (ErrorKind::OperationTimeout, "com.microsoft:timeout", true),
+        429 | 503 => (ErrorKind::EventHub, "com.microsoft:server-busy", true),
+        500..=599 => (ErrorKind::EventHub, "amqp:internal-error", true),
+        _ => (ErrorKind::EventHub, "amqp:internal-error", false),
+    };
+    Error::new(
+        kind,
+        format!("{what} failed with status {code}: {description}"),
+    )
+    .with_condition(condition, description)
+    .with_transient(transient)
+}
+
+impl RpcLink {
+    /// Attaches the pair to `node` on `session`.
+    pub(crate) async fn open(session: &Session, node: &str) -> Result<RpcLink, Error> {
+        let what = format!("attaching to {node}");
+        let reply_to = format!(
+            "{node}-reply-to-{:016x}",
+            (crate::retry::random_unit() * (u64::MAX as f64)) as u64
+        );
+        let mut so = SenderOptions::new(node);
+        so.max_in_flight = 64;
+        let sender = session
+            .attach_sender(so)
+            .await
+            .map_err(|e| Error::from_amqp(ErrorKind::Connect, &what, e))?;
+        let mut ro = ReceiverOptions::new(node);
+        ro.target = Some(crate::amqp::types::messaging::Target::new(
+            reply_to.as_str(),
+        ));
+        ro.prefetch = 64;
+        let mut receiver = session
+            .attach_receiver(ro)
+            .await
+            .map_err(|e| Error::from_amqp(ErrorKind::Connect, &what, e))?;
+        let pending: Pending = Arc::default();
+        let closed = Arc::new(AtomicBool::new(false));
+        let (p, c) = (pending.clone(), closed.clone());
+        let task = tokio::spawn(async move {
+            while let Ok(m) = receiver.recv().await {
+                let _ = receiver.accept(&m);
+                let Ok(msg) = m.message() else { continue };
+                let id = match msg
+                    .properties
+                    .as_ref()
+                    .and_then(|p| p.correlation_id.as_ref())
+                {
+                    Some(MessageId::Ulong(id)) => *id,
+                    _ => continue,
+                };
+                if let Some(tx) = lock(&p).remove(&id) {
+                    let _ = tx.send(msg);
+                }
+            }
+            c.store(true, Ordering::Release);
+            // Waking every waiter: dropping their senders fails their calls.
+            lock(&p).clear();
+        });
+        Ok(RpcLink {
+            node: node.to_owned(),
+            sender,
+            reply_to,
+            pending,
+            next_id: AtomicU64::new(1),
+            closed,
+            _task: AbortOnDrop(task),
+        })
+    }
+
+    /// True once the reply link is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Sends `request` and waits for its reply (no timeout here: callers bound it).
+    pub(crate) async fn call(&self, mut request: Message) -> Result<Message, Error> {
+        let what = format!("request to {}", self.node);
+        if self.is_closed() {
+            return Err(Error::new(
+                ErrorKind::ConnectionLost,
+                format!("{what}: link closed"),
+            ));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let props = request.properties_mut();
+        props.message_id = Some(MessageId::Ulong(id));
+        props.reply_to = Some(self.reply_to.as_str().into());
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id, tx);
+        struct Unregister<'a>(&'a Pending, u64);
+        impl Drop for Unregister<'_> {
+            fn drop(&mut self) {
+                lock(self.0).remove(&self.1);
+            }
+        }
+        let _guard = Unregister(&self.pending, id);
+        let outcome = self
+            .sender
+            .send(&request)
+            .await
+            .map_err(|e| Error::from_amqp(ErrorKind::EventHub, &what, e))?;
+        if let Some(state) = outcome {
+            if let Some(e) = state.error() {
+                return Err(Error::from_amqp_error(ErrorKind::EventHub, what, e));
+            }
+        }
+        rx.await.map_err(|_| {
+            Error::new(
+                ErrorKind::ConnectionLost,
+                format!("{what}: link closed before the reply"),
+            )
+        })
+    }
+}
+
+/// A token put on the connection, and when to put a fresh one.
+#[derive(Debug)]
+struct Entry {
+    token: String,
+    refresh_at: SystemTime,
+}
+
+/// The CBS token manager of one connection: puts a token per audience and refreshes each
+/// before it expires, in the background, without touching the links that use it.
+pub(crate) struct Cbs {
+    rpc: RpcLink,
+    credential: Arc<dyn TokenCredential>,
+    tokens: tokio::sync::Mutex<HashMap<String, Entry>>,
+    changed: Notify,
+    /// The last refresh failure, if the latest attempt failed.
+    pub(crate) refresh_error: Mutex<Option<Error>>,
+}
+
+impl std::fmt::Debug for Cbs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cbs").field("rpc", &self.rpc).finish()
+    }
+}
+
+/// When to refresh a token valid from `now` until `expires_on`: a fifth of its lifetime (at
+/// most 10 minutes, at least 1 s) before it ends.
+fn refresh_time(now: SystemTime, expires_on: SystemTime) -> SystemTime {
+    let lifetime = expires_on.duration_since(now).unwrap_or_default();
+    let margin = (lifetime / 5).clamp(Duration::from_secs(1), Duration::from_secs(600));
+    expires_on
+        .checked_sub(margin)
+        .unwrap_or(now)
+        .max(now + lifetime.min(Duration::from_millis(500)))
+}
+
+impl Cbs {
+    /// Attaches the `$cbs` link pair.
+    pub(crate) async fn open(
+        session: &Session,
+        credential: Arc<dyn TokenCredential>,
+    ) -> Result<Arc<Cbs>, Error> {
+        let rpc = RpcLink::open(session, "$cbs").await?;
+        Ok(Arc::new(Cbs {
+            rpc,
+            credential,
+            tokens: tokio::sync::Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            refresh_error: Mutex::new(None),
+        }))
+    }
+
+    /// True once the `$cbs` link is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.rpc.is_closed()
+    }
+
+    /// Gets a token for `audience` and puts it; returns the token and its refresh time.
+    async fn put(&self, audience: &str) -> Result<Entry, Error> {
+        let token = self.credential.get_token(audience).await.map_err(|e| {
+            Error::new(
+                ErrorKind::Authentication,
+                format!("getting a token for {audience}: {e}"),
+            )
+        })?;
+        let now = SystemTime::now();
+        let expiry_secs = token
+            .expires_on
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut m = Message::with_value(token.token.as_str());
+        let p = m.application_properties_mut();
+        p.insert("operation", "put-token");
+        p.insert("type", self.credential.token_type());
+        p.insert("name", audience);
+        p.insert("expiration", expiry_secs.to_string());
+        let reply = self.rpc.call(m).await?;
+        let (code, desc) = reply_status(&reply);
+        if !(200..300).contains(&code) {
+            return Err(status_error(
+                &format!("put-token for {audience}"),
+                code,
+                &desc,
+            ));
+        }
+        tracing::debug!(target: "eventhubs::cbs", audience, expires_on = ?token.expires_on, "token put");
+        Ok(Entry {
+            token: token.token,
+            refresh_at: refresh_time(now, token.expires_on),
+        })
+    }
+
+    /// Makes sure a valid token for `audience` is on the connection (putting one if needed)
+    /// and returns it.
+    pub(crate) async fn authorize(&self, audience: &str) -> Result<String, Error> {
+        let mut tokens = self.tokens.lock().await;
+        if let Some(e) = tokens.get(audience) {
+            if e.refresh_at > SystemTime::now() {
+                return Ok(e.token.clone());
+            }
+        }
+        let entry = self.put(audience).await?;
+        let token = entry.token.clone();
+        tokens.insert(audience.to_owned(), entry);
+        drop(tokens);
+        self.changed.notify_one();
+        Ok(token)
+    }
+
+    /// The refresh loop: wakes at the earliest refresh time and re-puts due tokens. Failures
+    /// are retried every second (a token still valid keeps the links working meanwhile).
+    pub(crate) async fn refresh_loop(self: Arc<Self>) {
+        loop {
+            let next = {
+                let tokens = self.tokens.lock().await;
+                tokens.values().map(|e| e.refresh_at).min()
+            };
+            let wait = match next {
+                Some(t) => t.duration_since(SystemTime::now()).unwrap_or_default(),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.changed.notified() => continue,
+            }
+            if self.is_closed() {
+                return;
+            }
+            let due: Vec<String> = {
+                let tokens = self.tokens.lock().await;
+                let now = SystemTime::now();
+                tokens
+                    .iter()
+                    .filter(|(_, e)| e.refresh_at <= now)
+                    .map(|(a, _)| a.clone())
+                    .collect()
+            };
+            for audience in due {
+                match self.put(&audience).await {
+                    Ok(entry) => {
+                        self.tokens.lock().await.insert(audience, entry);
+                        *lock(&self.refresh_error) = None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "eventhubs::cbs", error = %e, audience, "token refresh failed");
+                        *lock(&self.refresh_error) = Some(e);
+                        if let Some(entry) = self.tokens.lock().await.get_mut(&audience) {
+                            entry.refresh_at = SystemTime::now() + Duration::from_secs(1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_times() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            refresh_time(now, now + Duration::from_secs(3600)),
+            now + Duration::from_secs(3000)
+        );
+        assert_eq!(
+            refresh_time(now, now + Duration::from_secs(5)),
+            now + Duration::from_secs(4)
+        );
+        assert_eq!(
+            refresh_time(now, now + Duration::from_secs(100)),
+            now + Duration::from_secs(80)
+        );
+        // An already-expired token is retried shortly, not in a hot loop.
+        assert_eq!(refresh_time(now, now), now);
+        assert!(
+            refresh_time(now, now + Duration::from_millis(800)) >= now + Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(
+            status_error("x", 401, "no").kind(),
+            ErrorKind::Authentication
+        );
+        assert!(!status_error("x", 404, "no").is_transient());
+        assert!(status_error("x", 503, "busy").is_transient());
+        assert!(status_error("x", 500, "oops").is_transient());
+    }
+}

@@ -1,0 +1,400 @@
+//! [`EventHubConsumer`]: reads one partition of a consumer group from an [`EventPosition`].
+//!
+//! The consumer keeps a credit window of `prefetch` events (bounded memory). When its link or
+//! connection is lost it re-attaches from the last event it handed out, exclusive — no gap, no
+//! duplicate. When a consumer with a higher owner level takes the partition over
+//! (`amqp:link:stolen`), it fails with [`ErrorKind::ConsumerDisconnected`] and does not retry.
+
+use crate::amqp::codec::{Symbol, Value};
+use crate::amqp::types::definitions::Fields;
+use crate::amqp::{ReceivedMessage, ReceiverOptions};
+use crate::client::{close_in_background, EventHubClient, LinkHandle};
+use crate::error::{Error, ErrorKind};
+use crate::event::{timestamp_to_system_time, EventData};
+use crate::position::EventPosition;
+use std::time::{Duration, SystemTime};
+
+/// The default consumer group.
+pub const DEFAULT_CONSUMER_GROUP: &str = "$Default";
+
+/// Options for [`EventHubClient::create_consumer`].
+#[derive(Clone, Debug, Default)]
+pub struct ConsumerOptions {
+    /// Owner level (epoch): the consumer with the highest level owns the partition exclusively.
+    pub owner_level: Option<i64>,
+    /// Events buffered ahead of `receive` (credit window); defaults to the client's (300).
+    pub prefetch: Option<u32>,
+    /// Ask the service for the partition's last enqueued event with each delivery.
+    pub track_last_enqueued_event_properties: bool,
+}
+
+/// The partition's last enqueued event, as reported along with received events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastEnqueuedEventProperties {
+    /// Its sequence number.
+    pub sequence_number: Option<i64>,
+    /// Its offset.
+    pub offset: Option<String>,
+    /// When it was enqueued.
+    pub enqueued_time: Option<SystemTime>,
+    /// When the service read this information.
+    pub retrieval_time: Option<SystemTime>,
+}
+
+type ReceiverLink = LinkHandle<crate::amqp::Receiver>;
+
+/// Reads events from one partition.
+pub struct EventHubConsumer {
+    client: EventHubClient,
+    consumer_group: String,
+    partition_id: String,
+    path: String,
+    start: EventPosition,
+    options: ConsumerOptions,
+    prefetch: u32,
+    link: Option<ReceiverLink>,
+    last_sequence_number: Option<i64>,
+    last_offset: Option<String>,
+    last_enqueued: Option<LastEnqueuedEventProperties>,
+    disconnected: Option<Error>,
+}
+
+impl std::fmt::Debug for EventHubConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHubConsumer")
+            .field("path", &self.path)
+            .field("start", &self.start)
+            .field("last_sequence_number", &self.last_sequence_number)
+            .finish()
+    }
+}
+
+impl Drop for EventHubConsumer {
+    fn drop(&mut self) {
+        if let Some(l) = self.link.take() {
+            close_in_background(async move {
+                let _ = l.link.close().await;
+                let _ = l.session.end().await;
+            });
+        }
+    }
+}
+
+impl EventHubClient {
+    /// A consumer of `partition_id` in `consumer_group` starting at `position`. The link is
+    /// attached before this returns, so an unknown group or partition fails here.
+    pub async fn create_consumer(
+        &self,
+        consumer_group: &str,
+        partition_id: &str,
+        position: EventPosition,
+        options: ConsumerOptions,
+    ) -> Result<EventHubConsumer, Error> {
+        if consumer_group.is_empty() || partition_id.is_empty() {
+            return Err(Error::invalid_argument(
+                "consumer group and partition id must not be empty",
+            ));
+        }
+        let prefetch = options.prefetch.unwrap_or(self.options().prefetch);
+        let mut c = EventHubConsumer {
+            client: self.clone(),
+            consumer_group: consumer_group.to_owned(),
+            partition_id: partition_id.to_owned(),
+            path: format!(
+                "{}/ConsumerGroups/{consumer_group}/Partitions/{partition_id}",
+                self.event_hub_name()
+            ),
+            start: position,
+            options,
+            prefetch,
+            link: None,
+            last_sequence_number: None,
+            last_offset: None,
+            last_enqueued: None,
+            disconnected: None,
+        };
+        c.ensure_link_with_retry().await?;
+        Ok(c)
+    }
+}
+
+impl EventHubConsumer {
+    /// The consumer group.
+    pub fn consumer_group(&self) -> &str {
+        &self.consumer_group
+    }
+
+    /// The partition id.
+    pub fn partition_id(&self) -> &str {
+        &self.partition_id
+    }
+
+    /// The owner level, if any.
+    pub fn owner_level(&self) -> Option<i64> {
+        self.options.owner_level
+    }
+
+    /// The sequence number of the last event handed out.
+    pub fn last_sequence_number(&self) -> Option<i64> {
+        self.last_sequence_number
+    }
+
+    /// The offset of the last event handed out.
+    pub fn last_offset(&self) -> Option<&str> {
+        self.last_offset.as_deref()
+    }
+
+    /// The partition's last enqueued event, when tracking is on and a delivery reported it.
+    pub fn last_enqueued_event_properties(&self) -> Option<&LastEnqueuedEventProperties> {
+        self.last_enqueued.as_ref()
+    }
+
+    /// Where the next attach starts: after the last event handed out, else the start position.
+    fn resume_position(&self) -> EventPosition {
+        match self.last_sequence_number {
+            Some(n) => EventPosition::sequence_number(n).inclusive(false),
+            None => self.start.clone(),
+        }
+    }
+
+    fn receiver_options(&self) -> ReceiverOptions {
+        let mut o = ReceiverOptions::new(self.path.as_str());
+        o.source = o
+            .source
+            .with_selector_filter(self.resume_position().selector());
+        o.prefetch = self.prefetch.max(1);
+        let mut props: Fields = Vec::new();
+        if let Some(level) = self.options.owner_level {
+            props.push((Symbol::from("com.microsoft:epoch"), Value::Long(level)));
+        }
+        if !props.is_empty() {
+            o.properties = Some(props);
+        }
+        if self.options.track_last_enqueued_event_properties {
+            o.desired_capabilities = Some(vec![Symbol::from(
+                "com.microsoft:enable-receiver-runtime-metric",
+            )]);
+        }
+        o
+    }
+
+    async fn ensure_link(&mut self) -> Result<(), Error> {
+        if let Some(e) = &self.disconnected {
+            return Err(e.clone());
+        }
+        if self.link.is_some() {
+            return Ok(());
+        }
+        let options = self.receiver_options();
+        let l = self
+            .client
+            .open_receiver(&self.path, options)
+            .await
+            .map_err(|e| self.classify(e))?;
+        self.link = Some(l);
+        Ok(())
+    }
+
+    async fn ensure_link_with_retry(&mut self) -> Result<(), Error> {
+        let retry = self.client.options().retry.clone();
+        let timeout = self.client.options().operation_timeout;
+        let mut attempt = 0;
+        loop {
+            let r = match tokio::time::timeout(timeout, self.ensure_link()).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(
+                    ErrorKind::OperationTimeout,
+                    format!(
+                        "attaching to {} did not complete within {timeout:?}",
+                        self.path
+                    ),
+                )),
+            };
+            match r {
+                Err(e) if e.is_transient() && attempt < retry.max_retries => {
+                    attempt += 1;
+                    tokio::time::sleep(retry.delay_for(attempt, Some(&e))).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Stolen links become a sticky [`ErrorKind::ConsumerDisconnected`].
+    fn classify(&mut self, e: Error) -> Error {
+        if e.kind() == ErrorKind::ConsumerDisconnected {
+            self.disconnected = Some(e.clone());
+        }
+        e
+    }
+
+    /// Drops the current link (closing it in the background).
+    fn drop_link(&mut self) {
+        if let Some(l) = self.link.take() {
+            let client = self.client.clone();
+            close_in_background(async move {
+                let _ = l.link.close().await;
+                let _ = l.session.end().await;
+                client.connection_failed(&l.conn).await;
+            });
+        }
+    }
+
+    /// Turns a delivery into an event and records its position.
+    fn take(&mut self, m: ReceivedMessage) -> Result<EventData, Error> {
+        if let Some(l) = &self.link {
+            let _ = l.link.accept(&m);
+        }
+        let msg = m.message().map_err(|e| {
+            Error::new(
+                ErrorKind::EventData,
+                format!("undecodable event from {}: {e}", self.path),
+            )
+        })?;
+        if self.options.track_last_enqueued_event_properties {
+            if let Some(da) = &msg.delivery_annotations {
+                let ts = |k: &str| match da.get(k) {
+                    Some(Value::Timestamp(t)) => Some(timestamp_to_system_time(*t)),
+                    _ => None,
+                };
+                self.last_enqueued = Some(LastEnqueuedEventProperties {
+                    sequence_number: da
+                        .get("last_enqueued_sequence_number")
+                        .and_then(Value::as_i64),
+                    offset: da
+                        .get("last_enqueued_offset")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    enqueued_time: ts("last_enqueued_time_utc"),
+                    retrieval_time: ts("runtime_info_retrieval_time_utc"),
+                });
+            }
+        }
+        let event = EventData::from_message(msg);
+        if let Some(n) = event.sequence_number() {
+            self.last_sequence_number = Some(n);
+        }
+        if let Some(o) = event.offset() {
+            self.last_offset = Some(o.to_owned());
+        }
+        Ok(event)
+    }
+
+    /// Waits up to `timeout` for the first event, then returns it with whatever else is
+    /// already buffered, up to `max_batch_size` events. An empty list means nothing arrived
+    /// in time. Link and connection losses are recovered from transparently.
+    pub async fn receive(
+        &mut self,
+        max_batch_size: usize,
+        timeout: Duration,
+    ) -> Result<Vec<EventData>, Error> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let max_batch_size = max_batch_size.max(1);
+        let retry = self.client.options().retry.clone();
+        let mut attempt = 0u32;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ensure_link()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if e.is_transient() && attempt < retry.max_retries => {
+                    attempt += 1;
+                    let d = retry.delay_for(attempt, Some(&e));
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(Vec::new()),
+            }
+            let Some(l) = self.link.as_mut() else {
+                continue;
+            };
+            let first = match tokio::time::timeout_at(deadline, l.link.recv()).await {
+                Err(_) => return Ok(Vec::new()),
+                Ok(r) => r,
+            };
+            match first {
+                Ok(m) => {
+                    let mut out =
+                        Vec::with_capacity(max_batch_size.min(self.prefetch as usize + 1));
+                    out.push(self.take(m)?);
+                    while out.len() < max_batch_size {
+                        let Some(m) = self.link.as_mut().and_then(|l| l.link.try_recv()) else {
+                            break;
+                        };
+                        out.push(self.take(m)?);
+                    }
+                    return Ok(out);
+                }
+                Err(e) => {
+                    let err = self.classify(Error::from_amqp(
+                        ErrorKind::EventHub,
+                        format!("receiving from {}", self.path),
+                        e,
+                    ));
+                    self.drop_link();
+                    if err.is_transient() && attempt < retry.max_retries {
+                        attempt += 1;
+                        tracing::debug!(target: "eventhubs::consumer", error = %err, "re-attaching");
+                        tokio::time::sleep(
+                            retry
+                                .delay_for(attempt, Some(&err))
+                                .min(Duration::from_millis(200) * attempt),
+                        )
+                        .await;
+                        continue;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// The next event, waiting as long as it takes (recovering from link losses); `None`
+    /// never happens while the consumer works — errors are returned as `Err`.
+    pub async fn next_event(&mut self) -> Result<EventData, Error> {
+        loop {
+            let mut v = self.receive(1, Duration::from_secs(3600)).await?;
+            if let Some(e) = v.pop() {
+                return Ok(e);
+            }
+        }
+    }
+
+    /// The consumer as a stream of events: `stream.next().await` yields events until a
+    /// permanent error, which is yielded once before the stream ends.
+    pub fn stream(&mut self) -> EventStream<'_> {
+        EventStream {
+            consumer: self,
+            done: false,
+        }
+    }
+
+    /// Detaches the link.
+    pub async fn close(mut self) -> Result<(), Error> {
+        if let Some(l) = self.link.take() {
+            let _ = l.link.close().await;
+            let _ = l.session.end().await;
+        }
+        Ok(())
+    }
+}
+
+/// An asynchronous stream of a consumer's events (see [`EventHubConsumer::stream`]).
+#[derive(Debug)]
+pub struct EventStream<'a> {
+    consumer: &'a mut EventHubConsumer,
+    done: bool,
+}
+
+impl EventStream<'_> {
+    /// The next event; `None` after a permanent error has been returned.
+    pub async fn next(&mut self) -> Option<Result<EventData, Error>> {
+        if self.done {
+            return None;
+        }
+        let r = self.consumer.next_event().await;
+        if r.is_err() {
+            self.done = true;
+        }
+        Some(r)
+    }
+}

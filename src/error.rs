@@ -1,0 +1,313 @@
+//! The client's error type: one [`Error`] whose [`ErrorKind`] follows the seed's exception
+//! hierarchy, keeping the peer's AMQP condition and description.
+
+use crate::amqp::types::error::{condition, AmqpError};
+use std::fmt;
+use std::sync::Arc;
+
+/// What kind of failure an [`Error`] is (the seed's exception classes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Any other Event Hubs failure (the root kind).
+    EventHub,
+    /// The connection could not be established.
+    Connect,
+    /// Authentication or authorization failed (a kind of connect error).
+    Authentication,
+    /// The connection or link was lost and could not be recovered in time.
+    ConnectionLost,
+    /// An event (or a set of events) is unusable: too large, or malformed when received.
+    EventData,
+    /// The service refused to take events that were sent.
+    EventDataSend,
+    /// The operation did not complete within its timeout.
+    OperationTimeout,
+    /// The consumer was disconnected because another consumer took its place (higher owner
+    /// level, `amqp:link:stolen`).
+    ConsumerDisconnected,
+    /// A bad argument: connection string, option, or parameter.
+    InvalidArgument,
+}
+
+impl ErrorKind {
+    fn label(self) -> &'static str {
+        match self {
+            ErrorKind::EventHub => "event hub error",
+            ErrorKind::Connect => "connect error",
+            ErrorKind::Authentication => "authentication error",
+            ErrorKind::ConnectionLost => "connection lost",
+            ErrorKind::EventData => "event data error",
+            ErrorKind::EventDataSend => "event data send error",
+            ErrorKind::OperationTimeout => "operation timed out",
+            ErrorKind::ConsumerDisconnected => "consumer disconnected",
+            ErrorKind::InvalidArgument => "invalid argument",
+        }
+    }
+}
+
+/// The error source kept inside an [`Error`] (shared, so errors stay cloneable).
+type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An Event Hubs client error.
+///
+/// Cloneable so that one failure (a lost connection) can be handed to every waiting call.
+#[derive(Clone, thiserror::Error)]
+#[error("{}", Display(self))]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    condition: Option<String>,
+    description: Option<String>,
+    /// Whether this particular failure is worth retrying (set at construction).
+    transient: bool,
+    #[source]
+    source: Option<Source>,
+}
+
+struct Display<'a>(&'a Error);
+
+impl fmt::Display for Display<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.0;
+        write!(f, "{}: {}", e.kind.label(), e.message)?;
+        if let Some(c) = &e.condition {
+            write!(f, " [{c}")?;
+            match &e.description {
+                Some(d) if !d.is_empty() && !e.message.contains(d.as_str()) => write!(f, ": {d}]")?,
+                _ => write!(f, "]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("condition", &self.condition)
+            .field("description", &self.description)
+            .field("transient", &self.transient)
+            .finish()
+    }
+}
+
+/// True for AMQP conditions that are worth retrying (protocol reference, table 2.11):
+/// busy/timeout/cancelled/container-close, resource limits, forced detaches and closes,
+/// internal errors. Ownership loss, authorization, not-found, size and argument errors are
+/// permanent.
+pub fn is_transient_condition(c: &str) -> bool {
+    [
+        condition::SERVER_BUSY,
+        condition::TIMEOUT,
+        condition::OPERATION_CANCELLED,
+        condition::CONTAINER_CLOSE,
+        condition::RESOURCE_LIMIT_EXCEEDED,
+        condition::LINK_DETACH_FORCED,
+        condition::LINK_TRANSFER_LIMIT_EXCEEDED,
+        condition::CONNECTION_FORCED,
+        condition::INTERNAL_ERROR,
+        condition::PARTITION_NOT_OWNED,
+        condition::STORE_LOCK_LOST,
+    ]
+    .iter()
+    .any(|t| t.as_str() == c)
+}
+
+impl Error {
+    /// A new error of `kind` with a message and no AMQP condition.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        let transient = matches!(
+            kind,
+            ErrorKind::ConnectionLost | ErrorKind::OperationTimeout
+        );
+        Error {
+            kind,
+            message: message.into(),
+            condition: None,
+            description: None,
+            transient,
+            source: None,
+        }
+    }
+
+    /// An invalid-argument error.
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidArgument, message)
+    }
+
+    /// An error of `kind` carrying the peer's AMQP error; transience follows the condition,
+    /// and `unauthorized-access`/`auth-failed` become [`ErrorKind::Authentication`], and
+    /// `link:stolen` [`ErrorKind::ConsumerDisconnected`].
+    pub fn from_amqp_error(kind: ErrorKind, message: impl Into<String>, e: &AmqpError) -> Self {
+        let c = e.condition.as_str();
+        let kind = if c == condition::UNAUTHORIZED_ACCESS.as_str()
+            || c == condition::AUTH_FAILED.as_str()
+        {
+            ErrorKind::Authentication
+        } else if c == condition::LINK_STOLEN.as_str() {
+            ErrorKind::ConsumerDisconnected
+        } else {
+            kind
+        };
+        Error {
+            kind,
+            message: message.into(),
+            condition: Some(c.to_owned()),
+            description: e.description.as_ref().map(|d| d.as_str().to_owned()),
+            transient: is_transient_condition(c),
+            source: None,
+        }
+    }
+
+    /// Wraps a low-level AMQP error that happened while doing `what`, classifying it:
+    /// I/O failures and conditionless closes are a lost connection (transient), timeouts
+    /// are [`ErrorKind::OperationTimeout`], and peer conditions keep their meaning.
+    pub fn from_amqp(kind: ErrorKind, what: impl fmt::Display, e: crate::amqp::Error) -> Self {
+        use crate::amqp::Error as A;
+        let mut err = match &e {
+            A::Io(_) => {
+                let k = if kind == ErrorKind::Connect {
+                    kind
+                } else {
+                    ErrorKind::ConnectionLost
+                };
+                let mut x = Error::new(k, format!("{what}: {e}"));
+                x.transient = true;
+                x
+            }
+            A::Tls(_) => Error::new(ErrorKind::Connect, format!("{what}: {e}")),
+            A::Timeout => Error::new(ErrorKind::OperationTimeout, format!("{what}: {e}")),
+            A::ConnectionClosed(c) | A::SessionEnded(c) | A::LinkDetached(c) => match c {
+                Some(amqp) => Error::from_amqp_error(kind, format!("{what}: {e}"), amqp),
+                None => {
+                    let mut x = Error::new(ErrorKind::ConnectionLost, format!("{what}: {e}"));
+                    x.transient = true;
+                    x
+                }
+            },
+            A::Amqp(amqp) => Error::from_amqp_error(kind, format!("{what}: {e}"), amqp),
+        };
+        err.source = Some(Arc::new(e));
+        err
+    }
+
+    /// Overrides whether the error is transient.
+    pub(crate) fn with_transient(mut self, transient: bool) -> Self {
+        self.transient = transient;
+        self
+    }
+
+    /// Attaches a source error.
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// Sets the AMQP condition and description directly (e.g. from a management status).
+    pub(crate) fn with_condition(
+        mut self,
+        condition: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        self.condition = Some(condition.into());
+        self.description = Some(description.into());
+        self
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// True for connect errors, including authentication errors (which are connect errors).
+    pub fn is_connect_error(&self) -> bool {
+        matches!(self.kind, ErrorKind::Connect | ErrorKind::Authentication)
+    }
+
+    /// Our description of what failed.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The AMQP condition the peer gave (e.g. `amqp:not-found`), if any.
+    pub fn condition(&self) -> Option<&str> {
+        self.condition.as_deref()
+    }
+
+    /// The peer's description of the condition, if any.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// True when retrying the operation may succeed (protocol reference table 2.11): lost
+    /// connections, timeouts, and transient service conditions. Authentication, argument,
+    /// size, not-found and ownership (`link:stolen`) errors are not transient.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+            && !matches!(
+                self.kind,
+                ErrorKind::Authentication
+                    | ErrorKind::InvalidArgument
+                    | ErrorKind::EventData
+                    | ErrorKind::ConsumerDisconnected
+            )
+    }
+}
+
+impl From<crate::auth::ConnectionStringError> for Error {
+    fn from(e: crate::auth::ConnectionStringError) -> Self {
+        Error::invalid_argument(e.to_string()).with_source(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amqp::Error as A;
+
+    #[test]
+    fn classification_follows_the_conditions() {
+        let e = |c: crate::amqp::codec::Symbol| {
+            Error::from_amqp(
+                ErrorKind::EventHub,
+                "op",
+                A::LinkDetached(Some(AmqpError::with_description(c, "why"))),
+            )
+        };
+        assert!(e(condition::SERVER_BUSY).is_transient());
+        assert!(e(condition::LINK_DETACH_FORCED).is_transient());
+        assert!(e(condition::CONNECTION_FORCED).is_transient());
+        assert!(!e(condition::NOT_FOUND).is_transient());
+        assert!(!e(condition::LINK_MESSAGE_SIZE_EXCEEDED).is_transient());
+        let stolen = e(condition::LINK_STOLEN);
+        assert_eq!(stolen.kind(), ErrorKind::ConsumerDisconnected);
+        assert!(!stolen.is_transient());
+        let auth = e(condition::UNAUTHORIZED_ACCESS);
+        assert_eq!(auth.kind(), ErrorKind::Authentication);
+        assert!(auth.is_connect_error());
+        assert!(!auth.is_transient());
+        assert_eq!(auth.condition(), Some("amqp:unauthorized-access"));
+        assert_eq!(auth.description(), Some("why"));
+        assert!(auth.to_string().contains("amqp:unauthorized-access"));
+        let lost = Error::from_amqp(ErrorKind::EventHub, "op", A::ConnectionClosed(None));
+        assert_eq!(lost.kind(), ErrorKind::ConnectionLost);
+        assert!(lost.is_transient());
+        let io = Error::from_amqp(
+            ErrorKind::Connect,
+            "connect",
+            A::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        );
+        assert_eq!(io.kind(), ErrorKind::Connect);
+        assert!(io.is_transient());
+        assert!(std::error::Error::source(&io).is_some());
+        let t = Error::from_amqp(ErrorKind::EventHub, "op", A::Timeout);
+        assert_eq!(t.kind(), ErrorKind::OperationTimeout);
+        assert!(t.is_transient());
+        assert!(!Error::invalid_argument("x").is_transient());
+    }
+}

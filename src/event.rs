@@ -1,0 +1,303 @@
+//! [`EventData`]: one event, as sent or as received.
+
+use crate::amqp::codec::{Encode, Str, Timestamp, Value};
+use crate::amqp::types::message::{Annotations, Body, Message, MessageId, PropertyMap};
+use bytes::Bytes;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Message annotation: the partition key.
+pub const PARTITION_KEY_ANNOTATION: &str = "x-opt-partition-key";
+/// Message annotation: the per-partition sequence number (set by the service).
+pub const SEQUENCE_NUMBER_ANNOTATION: &str = "x-opt-sequence-number";
+/// Message annotation: the opaque offset (set by the service).
+pub const OFFSET_ANNOTATION: &str = "x-opt-offset";
+/// Message annotation: when the service enqueued the event.
+pub const ENQUEUED_TIME_ANNOTATION: &str = "x-opt-enqueued-time";
+
+/// Converts an AMQP timestamp to a `SystemTime`.
+pub(crate) fn timestamp_to_system_time(t: Timestamp) -> SystemTime {
+    let ms = t.millis();
+    if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    }
+}
+
+/// An event: a body, application properties and an optional partition key; received events
+/// also carry their sequence number, offset, enqueued time and the service's annotations.
+///
+/// The event is kept as the AMQP message it is on the wire, so sending encodes it directly
+/// and a received body is a slice of the frame it arrived in (no copy).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventData {
+    // Boxed: a message with all its optional sections is large, and events move a lot.
+    message: Box<Message>,
+    received: bool,
+}
+
+impl Default for EventData {
+    fn default() -> Self {
+        EventData::new(Bytes::new())
+    }
+}
+
+macro_rules! event_from {
+    ($($t:ty),*) => {
+        $(impl From<$t> for EventData {
+            fn from(body: $t) -> Self {
+                EventData::new(body)
+            }
+        })*
+    };
+}
+
+event_from!(Bytes, Vec<u8>, String, &'static str, &'static [u8]);
+
+impl EventData {
+    /// An event with `body` (one AMQP `data` section).
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        EventData {
+            message: Box::new(Message::with_data(body.into())),
+            received: false,
+        }
+    }
+
+    /// An event read from a received AMQP message.
+    pub fn from_message(message: Message) -> Self {
+        EventData {
+            message: Box::new(message),
+            received: true,
+        }
+    }
+
+    /// An event to send made from an arbitrary AMQP message (e.g. an `amqp-value` body).
+    pub fn from_outgoing_message(message: Message) -> Self {
+        EventData {
+            message: Box::new(message),
+            received: false,
+        }
+    }
+
+    /// The body: the bytes of the event's `data` section (empty when the body is not exactly
+    /// one `data` section — see [`EventData::raw_message`] for those).
+    pub fn body(&self) -> &Bytes {
+        static EMPTY: Bytes = Bytes::from_static(b"");
+        self.message.body.single_data().unwrap_or(&EMPTY)
+    }
+
+    /// The body as UTF-8 text.
+    pub fn body_as_str(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(self.body())
+    }
+
+    /// Replaces the body.
+    pub fn set_body(&mut self, body: impl Into<Bytes>) {
+        self.message.body = Body::Data(vec![body.into()]);
+    }
+
+    /// The application property `key`.
+    pub fn property(&self, key: &str) -> Option<&Value> {
+        self.message.application_property(key)
+    }
+
+    /// The application properties in order.
+    pub fn properties(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.message
+            .application_properties
+            .iter()
+            .flat_map(|p| p.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+
+    /// The application properties map, if there is one.
+    pub fn properties_map(&self) -> Option<&PropertyMap> {
+        self.message.application_properties.as_ref().map(|p| &p.0)
+    }
+
+    /// Sets an application property (string keys; values are AMQP simple types).
+    pub fn set_property(&mut self, key: impl Into<Str>, value: impl Into<Value>) -> &mut Self {
+        self.message.application_properties_mut().insert(key, value);
+        self
+    }
+
+    /// Builder form of [`EventData::set_property`].
+    pub fn with_property(mut self, key: impl Into<Str>, value: impl Into<Value>) -> Self {
+        self.set_property(key, value);
+        self
+    }
+
+    /// The partition key (annotation `x-opt-partition-key`).
+    pub fn partition_key(&self) -> Option<&str> {
+        self.message
+            .message_annotation(PARTITION_KEY_ANNOTATION)
+            .and_then(Value::as_str)
+    }
+
+    /// Sets (or with `None` removes) the partition key.
+    pub fn set_partition_key(&mut self, key: Option<&str>) {
+        match key {
+            Some(k) => {
+                self.message
+                    .message_annotations_mut()
+                    .insert(PARTITION_KEY_ANNOTATION, k);
+            }
+            None => {
+                if let Some(a) = &mut self.message.message_annotations {
+                    a.remove(PARTITION_KEY_ANNOTATION);
+                    if a.is_empty() {
+                        self.message.message_annotations = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Builder form of [`EventData::set_partition_key`].
+    pub fn with_partition_key(mut self, key: &str) -> Self {
+        self.set_partition_key(Some(key));
+        self
+    }
+
+    /// The AMQP message id, if set.
+    pub fn message_id(&self) -> Option<&MessageId> {
+        self.message.properties.as_ref()?.message_id.as_ref()
+    }
+
+    /// Sets the AMQP message id.
+    pub fn set_message_id(&mut self, id: impl Into<MessageId>) {
+        self.message.properties_mut().message_id = Some(id.into());
+    }
+
+    /// The content type, if set.
+    pub fn content_type(&self) -> Option<&str> {
+        self.message
+            .properties
+            .as_ref()?
+            .content_type
+            .as_ref()
+            .map(|s| s.as_str())
+    }
+
+    /// Sets the content type (MIME type of the body).
+    pub fn set_content_type(&mut self, content_type: &str) {
+        self.message.properties_mut().content_type = Some(content_type.into());
+    }
+
+    /// The correlation id, if set.
+    pub fn correlation_id(&self) -> Option<&MessageId> {
+        self.message.properties.as_ref()?.correlation_id.as_ref()
+    }
+
+    /// Sets the correlation id.
+    pub fn set_correlation_id(&mut self, id: impl Into<MessageId>) {
+        self.message.properties_mut().correlation_id = Some(id.into());
+    }
+
+    /// True for events that came from the service.
+    pub fn is_received(&self) -> bool {
+        self.received
+    }
+
+    /// The sequence number the service assigned (received events).
+    pub fn sequence_number(&self) -> Option<i64> {
+        self.message
+            .message_annotation(SEQUENCE_NUMBER_ANNOTATION)
+            .and_then(Value::as_i64)
+    }
+
+    /// The offset the service assigned (received events; an opaque string).
+    pub fn offset(&self) -> Option<&str> {
+        match self.message.message_annotation(OFFSET_ANNOTATION)? {
+            Value::String(s) => Some(s.as_str()),
+            Value::Symbol(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    /// When the service enqueued the event (received events).
+    pub fn enqueued_time(&self) -> Option<SystemTime> {
+        self.enqueued_time_millis()
+            .map(|ms| timestamp_to_system_time(Timestamp(ms)))
+    }
+
+    /// The enqueued time in milliseconds since the Unix epoch (received events).
+    pub fn enqueued_time_millis(&self) -> Option<i64> {
+        match self.message.message_annotation(ENQUEUED_TIME_ANNOTATION)? {
+            Value::Timestamp(t) => Some(t.millis()),
+            v => v.as_i64(),
+        }
+    }
+
+    /// The message annotations: the service's system properties (`x-opt-*` and others).
+    pub fn system_properties(&self) -> Option<&Annotations> {
+        self.message.message_annotations.as_ref().map(|a| &a.0)
+    }
+
+    /// The AMQP message as received (or as it will be sent).
+    pub fn raw_message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Mutable access to the AMQP message, for fields without a dedicated accessor.
+    pub fn raw_message_mut(&mut self) -> &mut Message {
+        &mut self.message
+    }
+
+    /// The AMQP message, consuming the event.
+    pub fn into_message(self) -> Message {
+        *self.message
+    }
+
+    /// Size of the event encoded as a complete AMQP message.
+    pub fn encoded_len(&self) -> usize {
+        self.message.encoded_len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amqp::codec::encode_to_vec;
+
+    #[test]
+    fn accessors_read_the_message() {
+        let mut e = EventData::from("hello")
+            .with_property("k", 5i32)
+            .with_partition_key("pk");
+        e.set_content_type("text/plain");
+        e.set_message_id("m1");
+        assert_eq!(e.body_as_str().unwrap(), "hello");
+        assert_eq!(e.property("k"), Some(&Value::Int(5)));
+        assert_eq!(e.properties().count(), 1);
+        assert_eq!(e.partition_key(), Some("pk"));
+        assert_eq!(e.content_type(), Some("text/plain"));
+        assert!(!e.is_received());
+        e.set_partition_key(None);
+        assert_eq!(e.partition_key(), None);
+        assert!(e.raw_message().message_annotations.is_none());
+        assert_eq!(e.encoded_len(), encode_to_vec(e.raw_message()).len());
+    }
+
+    #[test]
+    fn received_fields_and_zero_copy_body() {
+        let mut m = Message::with_data(Bytes::from_static(b"payload"));
+        let a = m.message_annotations_mut();
+        a.insert(SEQUENCE_NUMBER_ANNOTATION, 7i64);
+        a.insert(OFFSET_ANNOTATION, "4096");
+        a.insert(ENQUEUED_TIME_ANNOTATION, Timestamp(1_700_000_000_123));
+        let wire = Bytes::from(encode_to_vec(&m));
+        let e = EventData::from_message(Message::decode(wire.clone()).unwrap());
+        assert!(e.is_received());
+        assert_eq!(e.sequence_number(), Some(7));
+        assert_eq!(e.offset(), Some("4096"));
+        assert_eq!(e.enqueued_time_millis(), Some(1_700_000_000_123));
+        assert_eq!(
+            e.enqueued_time().unwrap(),
+            UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)
+        );
+        let p = e.body().as_ptr() as usize;
+        let range = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.len();
+        assert!(range.contains(&p));
+        assert_eq!(e.system_properties().unwrap().len(), 3);
+    }
+}

@@ -1,0 +1,548 @@
+//! The `EventProcessor`: claims a fair share of a consumer group's partitions through a
+//! [`PartitionManager`], reads them with one consumer each, hands events to a
+//! [`PartitionProcessor`], and lets it checkpoint.
+
+use super::balancer::{balance, BalanceInput, Strategy};
+use super::manager::{Checkpoint, Ownership, PartitionManager};
+use crate::client::EventHubClient;
+use crate::consumer::{ConsumerOptions, LastEnqueuedEventProperties};
+use crate::error::{Error, ErrorKind};
+use crate::event::EventData;
+use crate::position::EventPosition;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Why a partition processor is being closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The event processor is stopping; the partition has been released to others.
+    Shutdown,
+    /// Another processor took the partition over.
+    OwnershipLost,
+}
+
+/// What a partition processor knows about its partition, and how it checkpoints.
+#[derive(Clone)]
+pub struct PartitionContext {
+    /// Namespace host.
+    pub fully_qualified_namespace: String,
+    /// Event hub.
+    pub event_hub_name: String,
+    /// Consumer group.
+    pub consumer_group: String,
+    /// Partition.
+    pub partition_id: String,
+    /// This processor's id.
+    pub owner_id: String,
+    last_enqueued: Arc<Mutex<Option<LastEnqueuedEventProperties>>>,
+    manager: Arc<dyn PartitionManager>,
+}
+
+impl std::fmt::Debug for PartitionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionContext")
+            .field("event_hub_name", &self.event_hub_name)
+            .field("consumer_group", &self.consumer_group)
+            .field("partition_id", &self.partition_id)
+            .field("owner_id", &self.owner_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionContext {
+    /// Records that every event up to and including this one has been processed.
+    pub async fn update_checkpoint(
+        &self,
+        offset: impl Into<String>,
+        sequence_number: i64,
+    ) -> Result<(), Error> {
+        self.manager
+            .update_checkpoint(Checkpoint {
+                fully_qualified_namespace: self.fully_qualified_namespace.clone(),
+                event_hub_name: self.event_hub_name.clone(),
+                consumer_group: self.consumer_group.clone(),
+                partition_id: self.partition_id.clone(),
+                offset: Some(offset.into()),
+                sequence_number: Some(sequence_number),
+            })
+            .await
+            .map_err(|e| Error::new(ErrorKind::EventHub, format!("checkpoint: {e}")))
+    }
+
+    /// [`Self::update_checkpoint`] from a received event.
+    pub async fn update_checkpoint_from_event(&self, event: &EventData) -> Result<(), Error> {
+        match (event.offset(), event.sequence_number()) {
+            (Some(o), Some(s)) => self.update_checkpoint(o.to_owned(), s).await,
+            _ => Err(Error::invalid_argument(
+                "only received events (with offset and sequence number) can be checkpointed",
+            )),
+        }
+    }
+
+    /// The partition's last enqueued event, when the processor tracks it.
+    pub fn last_enqueued_event_properties(&self) -> Option<LastEnqueuedEventProperties> {
+        self.last_enqueued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Your code for one partition. One instance per claimed partition, made by the factory given
+/// to [`EventProcessor::new`]; implement the methods with `async fn`.
+pub trait PartitionProcessor: Send + 'static {
+    /// Called once before the first batch.
+    fn initialize(&mut self, _ctx: &PartitionContext) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// A batch of events (never empty), in order. Checkpoint through `ctx` when it suits you.
+    fn process_events(
+        &mut self,
+        events: Vec<EventData>,
+        ctx: &PartitionContext,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// An error while reading the partition (reading continues when it is transient).
+    fn process_error(
+        &mut self,
+        _error: Error,
+        _ctx: &PartitionContext,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Called once when the partition is given up.
+    fn close(
+        &mut self,
+        _reason: CloseReason,
+        _ctx: &PartitionContext,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Settings of an [`EventProcessor`].
+#[derive(Clone, Debug)]
+pub struct EventProcessorOptions {
+    /// Where to start partitions that have no checkpoint (default: earliest).
+    pub initial_position: EventPosition,
+    /// Per-partition overrides of `initial_position`.
+    pub initial_positions: HashMap<String, EventPosition>,
+    /// Owner level for partition consumers, so a new owner takes the link from the old one
+    /// (default 0, as the Go SDK does).
+    pub owner_level: Option<i64>,
+    /// Most events per `process_events` call.
+    pub max_batch_size: usize,
+    /// How long to wait for the first event of a batch.
+    pub max_wait_time: Duration,
+    /// Consumer prefetch (credit window).
+    pub prefetch: u32,
+    /// Time between balancing cycles (a jitter of ×0.8–1.3 is applied).
+    pub load_balancing_interval: Duration,
+    /// Ownership not renewed for this long is free to claim; must exceed the interval.
+    pub ownership_expiration: Duration,
+    /// How eagerly to claim.
+    pub strategy: Strategy,
+    /// Ask for last-enqueued-event properties with every delivery.
+    pub track_last_enqueued_event_properties: bool,
+}
+
+impl Default for EventProcessorOptions {
+    fn default() -> Self {
+        EventProcessorOptions {
+            initial_position: EventPosition::earliest(),
+            initial_positions: HashMap::new(),
+            owner_level: Some(0),
+            max_batch_size: 100,
+            max_wait_time: Duration::from_secs(1),
+            prefetch: 300,
+            load_balancing_interval: Duration::from_secs(10),
+            ownership_expiration: Duration::from_secs(60),
+            strategy: Strategy::Balanced,
+            track_last_enqueued_event_properties: false,
+        }
+    }
+}
+
+static PROCESSOR_SEQ: AtomicU64 = AtomicU64::new(0);
+
+struct Running {
+    /// Set to why the partition's consumer must stop.
+    stop: watch::Sender<Option<CloseReason>>,
+    task: JoinHandle<()>,
+}
+
+struct Shared<F> {
+    client: EventHubClient,
+    consumer_group: String,
+    factory: F,
+    manager: Arc<dyn PartitionManager>,
+    options: EventProcessorOptions,
+    owner_id: String,
+    namespace: String,
+    running: Mutex<HashMap<String, Running>>,
+    owned: Mutex<Vec<Ownership>>,
+}
+
+/// Balances a consumer group's partitions across processor instances and runs a
+/// [`PartitionProcessor`] for each partition this instance owns.
+pub struct EventProcessor<F> {
+    shared: Arc<Shared<F>>,
+    balancer: Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+}
+
+impl<F> std::fmt::Debug for EventProcessor<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventProcessor")
+            .field("owner_id", &self.shared.owner_id)
+            .field("consumer_group", &self.shared.consumer_group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, P> EventProcessor<F>
+where
+    F: Fn() -> P + Send + Sync + 'static,
+    P: PartitionProcessor,
+{
+    /// A processor for `consumer_group`; `factory` makes one [`PartitionProcessor`] per claimed
+    /// partition. Fails when the ownership expiration is not longer than the interval.
+    pub fn new(
+        client: EventHubClient,
+        consumer_group: impl Into<String>,
+        factory: F,
+        manager: Arc<dyn PartitionManager>,
+        options: EventProcessorOptions,
+    ) -> Result<Self, Error> {
+        if options.ownership_expiration <= options.load_balancing_interval {
+            return Err(Error::invalid_argument(format!(
+                "ownership expiration ({:?}) must be longer than the load-balancing interval ({:?})",
+                options.ownership_expiration, options.load_balancing_interval
+            )));
+        }
+        let owner_id = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros()),
+            PROCESSOR_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        Ok(EventProcessor {
+            shared: Arc::new(Shared {
+                namespace: client.host().to_owned(),
+                client,
+                consumer_group: consumer_group.into(),
+                factory,
+                manager,
+                options,
+                owner_id,
+                running: Mutex::new(HashMap::new()),
+                owned: Mutex::new(Vec::new()),
+            }),
+            balancer: Mutex::new(None),
+        })
+    }
+
+    /// This instance's owner id.
+    pub fn owner_id(&self) -> &str {
+        &self.shared.owner_id
+    }
+
+    /// Partitions whose consumer runs here now.
+    pub fn owned_partitions(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shared.lock_running().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Starts balancing and processing in the background.
+    pub fn start(&self) {
+        let mut slot = self.balancer.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        let (tx, rx) = watch::channel(false);
+        let shared = self.shared.clone();
+        *slot = Some((tx, tokio::spawn(shared.balance_loop(rx))));
+    }
+
+    /// Stops gracefully: in-flight batches finish, every partition processor is closed with
+    /// [`CloseReason::Shutdown`], and ownership is released so others take over at once.
+    pub async fn stop(&self) {
+        let taken = self
+            .balancer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((tx, task)) = taken {
+            let _ = tx.send(true);
+            let _ = task.await;
+        }
+        let running: Vec<(String, Running)> = self.shared.lock_running().drain().collect();
+        for (_, r) in &running {
+            let _ = r.stop.send(Some(CloseReason::Shutdown));
+        }
+        for (_, r) in running {
+            let _ = r.task.await;
+        }
+        let owned: Vec<Ownership> = std::mem::take(&mut *self.shared.lock_owned());
+        let released: Vec<Ownership> = owned
+            .into_iter()
+            .map(|mut o| {
+                o.owner_id = String::new();
+                o
+            })
+            .collect();
+        if !released.is_empty() {
+            if let Err(e) = self.shared.manager.claim_ownership(released).await {
+                tracing::warn!(target: "eventhubs::processor", error = %e, "releasing ownership failed");
+            }
+        }
+    }
+}
+
+impl<F> Drop for EventProcessor<F> {
+    /// Dropping without [`EventProcessor::stop`] is an abrupt end, as if the process died: tasks
+    /// are aborted, processors are not closed and ownership is not released (others take the
+    /// partitions over once it expires).
+    fn drop(&mut self) {
+        if let Some((_, task)) = self
+            .balancer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+        for (_, r) in self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            r.task.abort();
+        }
+    }
+}
+
+impl<F, P> Shared<F>
+where
+    F: Fn() -> P + Send + Sync + 'static,
+    P: PartitionProcessor,
+{
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_owned(&self) -> std::sync::MutexGuard<'_, Vec<Ownership>> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn balance_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut partition_ids: Vec<String> = Vec::new();
+        let mut seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        let mut rand = move |n: usize| {
+            // xorshift: jitter and random picks need no cryptographic quality.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n.max(1) as u64) as usize
+        };
+        loop {
+            if partition_ids.is_empty() {
+                match self.client.get_partition_ids().await {
+                    Ok(ids) => partition_ids = ids,
+                    Err(e) => {
+                        tracing::warn!(target: "eventhubs::processor", error = %e, "listing partitions failed")
+                    }
+                }
+            }
+            if !partition_ids.is_empty() {
+                if let Err(e) = self.cycle(&partition_ids, &mut rand).await {
+                    tracing::warn!(target: "eventhubs::processor", error = %e, "balancing cycle failed");
+                }
+            }
+            let base = self.options.load_balancing_interval;
+            let jitter = 0.8 + (rand(1000) as f64) / 2000.0;
+            tokio::select! {
+                _ = tokio::time::sleep(base.mul_f64(jitter)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn cycle(
+        self: &Arc<Self>,
+        partition_ids: &[String],
+        rand: &mut (dyn FnMut(usize) -> usize + Send),
+    ) -> Result<(), Error> {
+        let store_err = |e| Error::new(ErrorKind::EventHub, format!("partition manager: {e}"));
+        let hub = self.client.event_hub_name().to_owned();
+        let records = self
+            .manager
+            .list_ownership(&self.namespace, &hub, &self.consumer_group)
+            .await
+            .map_err(store_err)?;
+        let mut claims = balance(
+            &BalanceInput {
+                ownerships: &records,
+                partition_ids,
+                owner_id: &self.owner_id,
+                now: SystemTime::now(),
+                expiration: self.options.ownership_expiration,
+                strategy: self.options.strategy,
+            },
+            rand,
+        );
+        for c in &mut claims {
+            c.fully_qualified_namespace = self.namespace.clone();
+            c.event_hub_name = hub.clone();
+            c.consumer_group = self.consumer_group.clone();
+        }
+        let won = self
+            .manager
+            .claim_ownership(claims)
+            .await
+            .map_err(store_err)?;
+        let owned: Vec<String> = won.iter().map(|o| o.partition_id.clone()).collect();
+        *self.lock_owned() = won;
+        // Partitions we no longer own: close them (someone else claimed them).
+        let lost: Vec<(String, Running)> = {
+            let mut running = self.lock_running();
+            let gone: Vec<String> = running
+                .keys()
+                .filter(|p| !owned.contains(p))
+                .cloned()
+                .collect();
+            gone.into_iter()
+                .filter_map(|p| running.remove(&p).map(|r| (p, r)))
+                .collect()
+        };
+        for (_, r) in lost {
+            let _ = r.stop.send(Some(CloseReason::OwnershipLost));
+        }
+        // Newly owned (or whose consumer ended): start them from their checkpoint.
+        let to_start: Vec<String> = {
+            let mut running = self.lock_running();
+            running.retain(|_, r| !r.task.is_finished());
+            owned
+                .iter()
+                .filter(|p| !running.contains_key(*p))
+                .cloned()
+                .collect()
+        };
+        if to_start.is_empty() {
+            return Ok(());
+        }
+        let checkpoints = self
+            .manager
+            .list_checkpoints(&self.namespace, &hub, &self.consumer_group)
+            .await
+            .map_err(store_err)?;
+        for p in to_start {
+            let position = match checkpoints.iter().find(|c| c.partition_id == p) {
+                Some(Checkpoint {
+                    offset: Some(o), ..
+                }) => EventPosition::offset(o.clone()),
+                Some(Checkpoint {
+                    sequence_number: Some(s),
+                    ..
+                }) => EventPosition::sequence_number(*s),
+                _ => self
+                    .options
+                    .initial_positions
+                    .get(&p)
+                    .cloned()
+                    .unwrap_or_else(|| self.options.initial_position.clone()),
+            };
+            let (tx, rx) = watch::channel(None);
+            let task = tokio::spawn(self.clone().run_partition(p.clone(), position, rx));
+            self.lock_running().insert(p, Running { stop: tx, task });
+        }
+        Ok(())
+    }
+
+    async fn run_partition(
+        self: Arc<Self>,
+        partition_id: String,
+        position: EventPosition,
+        mut stop: watch::Receiver<Option<CloseReason>>,
+    ) {
+        let ctx = PartitionContext {
+            fully_qualified_namespace: self.namespace.clone(),
+            event_hub_name: self.client.event_hub_name().to_owned(),
+            consumer_group: self.consumer_group.clone(),
+            partition_id: partition_id.clone(),
+            owner_id: self.owner_id.clone(),
+            last_enqueued: Arc::new(Mutex::new(None)),
+            manager: self.manager.clone(),
+        };
+        let mut processor = (self.factory)();
+        let options = ConsumerOptions {
+            owner_level: self.options.owner_level,
+            prefetch: Some(self.options.prefetch),
+            track_last_enqueued_event_properties: self.options.track_last_enqueued_event_properties,
+        };
+        let consumer = tokio::select! {
+            c = self.client.create_consumer(&self.consumer_group, &partition_id, position, options) => c,
+            _ = stop.changed() => return,
+        };
+        let mut consumer = match consumer {
+            Ok(c) => c,
+            Err(e) => {
+                let lost = e.kind() == ErrorKind::ConsumerDisconnected;
+                processor.process_error(e, &ctx).await;
+                if lost {
+                    processor.close(CloseReason::OwnershipLost, &ctx).await;
+                }
+                return;
+            }
+        };
+        processor.initialize(&ctx).await;
+        let reason = loop {
+            let batch = tokio::select! {
+                biased;
+                _ = stop.changed() => break stop.borrow().unwrap_or(CloseReason::Shutdown),
+                b = consumer.receive(self.options.max_batch_size, self.options.max_wait_time) => b,
+            };
+            match batch {
+                Ok(events) if events.is_empty() => {}
+                Ok(events) => {
+                    if let Some(p) = consumer.last_enqueued_event_properties() {
+                        *ctx.last_enqueued.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(p.clone());
+                    }
+                    // Not cancelled by stop: an in-flight batch always finishes.
+                    processor.process_events(events, &ctx).await;
+                }
+                Err(e) if e.kind() == ErrorKind::ConsumerDisconnected => {
+                    processor.process_error(e, &ctx).await;
+                    break CloseReason::OwnershipLost;
+                }
+                Err(e) => {
+                    let transient = e.is_transient();
+                    processor.process_error(e, &ctx).await;
+                    if !transient {
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = stop.changed() => break stop.borrow().unwrap_or(CloseReason::Shutdown),
+                        }
+                    }
+                }
+            }
+        };
+        let _ = consumer.close().await;
+        processor.close(reason, &ctx).await;
+    }
+}

@@ -1,0 +1,382 @@
+//! [`EventHubProducer`]: sends events, lists of events and batches to a partition or to the
+//! hub (the service picks the partition, round-robin or by partition key).
+//!
+//! Sends are pipelined: the producer can be cloned and used from many tasks at once, and each
+//! send holds only its own transfer while it waits for the service's outcome. Transient
+//! failures are retried with backoff; a lost link or connection is re-opened and the sends
+//! that were not acknowledged are sent again (at-least-once).
+
+use crate::amqp::codec::Encode;
+use crate::amqp::types::messaging::DeliveryState;
+use crate::amqp::SenderOptions;
+use crate::batch::{
+    resolve_max_size, BatchOptions, EventDataBatch, BATCH_MESSAGE_FORMAT, DEFAULT_MAX_MESSAGE_SIZE,
+};
+use crate::client::{close_in_background, EventHubClient, LinkHandle};
+use crate::error::{Error, ErrorKind};
+use crate::event::EventData;
+use crate::retry::RetryOptions;
+use bytes::{Bytes, BytesMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options for [`EventHubClient::create_producer`].
+#[derive(Clone, Debug, Default)]
+pub struct ProducerOptions {
+    /// Send to this partition; `None` lets the service choose (round-robin or by key).
+    pub partition_id: Option<String>,
+    /// Per-attempt send timeout; defaults to the client's operation timeout.
+    pub send_timeout: Option<Duration>,
+    /// Retry policy; defaults to the client's.
+    pub retry: Option<RetryOptions>,
+}
+
+impl ProducerOptions {
+    /// Options for a producer to `partition_id`.
+    pub fn partition(partition_id: impl Into<String>) -> Self {
+        ProducerOptions {
+            partition_id: Some(partition_id.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Options for one send.
+#[derive(Clone, Debug, Default)]
+pub struct SendOptions {
+    /// Partition key for the events (producers to the hub only).
+    pub partition_key: Option<String>,
+}
+
+/// What [`EventHubProducer::send`] takes: one event, a list that must fit one message, or a
+/// batch.
+#[derive(Clone, Debug)]
+pub enum SendPayload {
+    /// One event, sent as a plain message.
+    Event(EventData),
+    /// Several events in one batch message; they must fit together.
+    Events(Vec<EventData>),
+    /// A prepared batch.
+    Batch(EventDataBatch),
+}
+
+impl From<EventData> for SendPayload {
+    fn from(e: EventData) -> Self {
+        SendPayload::Event(e)
+    }
+}
+
+impl From<Vec<EventData>> for SendPayload {
+    fn from(v: Vec<EventData>) -> Self {
+        SendPayload::Events(v)
+    }
+}
+
+impl From<EventDataBatch> for SendPayload {
+    fn from(b: EventDataBatch) -> Self {
+        SendPayload::Batch(b)
+    }
+}
+
+struct ProducerInner {
+    client: EventHubClient,
+    path: String,
+    partition_id: Option<String>,
+    retry: RetryOptions,
+    timeout: Duration,
+    link: tokio::sync::Mutex<Option<Arc<LinkHandle<crate::amqp::Sender>>>>,
+    max_message_size: AtomicU64,
+}
+
+impl Drop for ProducerInner {
+    fn drop(&mut self) {
+        if let Some(l) = self.link.get_mut().take() {
+            close_link(l);
+        }
+    }
+}
+
+fn close_link(l: Arc<LinkHandle<crate::amqp::Sender>>) {
+    if let Ok(l) = Arc::try_unwrap(l) {
+        close_in_background(async move {
+            let _ = l.link.close().await;
+            let _ = l.session.end().await;
+        });
+    }
+}
+
+/// Sends events to one event hub (or one of its partitions). Cheap to clone; clones share the
+/// link and may send concurrently.
+#[derive(Clone)]
+pub struct EventHubProducer {
+    inner: Arc<ProducerInner>,
+}
+
+impl std::fmt::Debug for EventHubProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHubProducer")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl EventHubClient {
+    /// A producer to a partition or to the hub; attaches its link before returning, so an
+    /// unknown hub or partition fails here.
+    pub async fn create_producer(
+        &self,
+        options: ProducerOptions,
+    ) -> Result<EventHubProducer, Error> {
+        let path = match &options.partition_id {
+            Some(p) => format!("{}/Partitions/{p}", self.event_hub_name()),
+            None => self.event_hub_name().to_owned(),
+        };
+        let producer = EventHubProducer {
+            inner: Arc::new(ProducerInner {
+                client: self.clone(),
+                path,
+                partition_id: options.partition_id,
+                retry: options
+                    .retry
+                    .unwrap_or_else(|| self.options().retry.clone()),
+                timeout: options
+                    .send_timeout
+                    .unwrap_or(self.options().operation_timeout),
+                link: tokio::sync::Mutex::new(None),
+                max_message_size: AtomicU64::new(DEFAULT_MAX_MESSAGE_SIZE),
+            }),
+        };
+        let p = &producer;
+        p.inner
+            .retry
+            .run("creating a producer", p.inner.timeout, |_| async move {
+                p.link().await.map(|_| ())
+            })
+            .await?;
+        Ok(producer)
+    }
+}
+
+impl EventHubProducer {
+    /// The partition this producer sends to, if any.
+    pub fn partition_id(&self) -> Option<&str> {
+        self.inner.partition_id.as_deref()
+    }
+
+    /// The largest message the service accepts on this link (its `max-message-size`).
+    pub fn max_message_size(&self) -> u64 {
+        self.inner.max_message_size.load(Ordering::Relaxed)
+    }
+
+    /// The current link, attaching a new one if there is none or it is broken.
+    async fn link(&self) -> Result<Arc<LinkHandle<crate::amqp::Sender>>, Error> {
+        let mut guard = self.inner.link.lock().await;
+        if let Some(l) = guard.as_ref() {
+            if l.link.remote_attach().is_some()
+                && !l.conn.connection.is_closed()
+                && !l.link.is_detached()
+            {
+                return Ok(l.clone());
+            }
+            if let Some(old) = guard.take() {
+                close_link(old);
+            }
+        }
+        let mut o = SenderOptions::new(self.inner.path.as_str());
+        o.properties = Some(vec![(
+            "com.microsoft:timeout".into(),
+            crate::amqp::codec::Value::Uint(
+                u32::try_from(self.inner.timeout.as_millis()).unwrap_or(u32::MAX),
+            ),
+        )]);
+        let l = Arc::new(self.inner.client.open_sender(&self.inner.path, o).await?);
+        if let Some(m) = l.link.max_message_size() {
+            self.inner.max_message_size.store(m, Ordering::Relaxed);
+        }
+        *guard = Some(l.clone());
+        Ok(l)
+    }
+
+    /// Drops `link` if it is still the current one, so the next send attaches afresh.
+    async fn link_failed(&self, link: &Arc<LinkHandle<crate::amqp::Sender>>) {
+        let mut guard = self.inner.link.lock().await;
+        if guard.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
+            guard.take();
+        }
+        drop(guard);
+        self.inner.client.connection_failed(&link.conn).await;
+    }
+
+    /// A batch sized to this link (or to a smaller `max_size`; a larger one is an error).
+    pub async fn create_batch(&self, options: BatchOptions) -> Result<EventDataBatch, Error> {
+        if options.partition_key.is_some() && self.inner.partition_id.is_some() {
+            return Err(Error::invalid_argument(
+                "a partition key cannot be used with a producer bound to a partition",
+            ));
+        }
+        // Make sure the link (and its max-message-size) is known.
+        let p = self;
+        self.inner
+            .retry
+            .run("creating a batch", self.inner.timeout, |_| async move {
+                p.link().await.map(|_| ())
+            })
+            .await?;
+        let max = resolve_max_size(options.max_size, self.max_message_size())?;
+        Ok(EventDataBatch::new(max, options.partition_key.as_deref())
+            .with_partition_id(self.inner.partition_id.clone()))
+    }
+
+    /// Sends one event, a list of events (which must fit one message) or a batch, and waits
+    /// until the service accepts it.
+    pub async fn send(&self, payload: impl Into<SendPayload>) -> Result<(), Error> {
+        self.send_with_options(payload, SendOptions::default())
+            .await
+    }
+
+    /// [`EventHubProducer::send`] with a partition key for the events.
+    pub async fn send_with_options(
+        &self,
+        payload: impl Into<SendPayload>,
+        options: SendOptions,
+    ) -> Result<(), Error> {
+        let key = options.partition_key.as_deref();
+        if key.is_some() && self.inner.partition_id.is_some() {
+            return Err(Error::invalid_argument(
+                "a partition key cannot be used with a producer bound to a partition",
+            ));
+        }
+        if self.inner.link.lock().await.is_none() {
+            // Learn the link's max-message-size before sizing anything.
+            let p = self;
+            self.inner
+                .retry
+                .run("attaching", self.inner.timeout, |_| async move {
+                    p.link().await.map(|_| ())
+                })
+                .await?;
+        }
+        let max = usize::try_from(self.max_message_size()).unwrap_or(usize::MAX);
+        let (bytes, format) = match payload.into() {
+            SendPayload::Event(mut e) => {
+                if let Some(k) = key {
+                    e.set_partition_key(Some(k));
+                }
+                let n = e.encoded_len();
+                if n > max {
+                    return Err(Error::new(
+                        ErrorKind::EventData,
+                        format!(
+                            "event of {n} bytes exceeds the link's max-message-size of {max} bytes"
+                        ),
+                    ));
+                }
+                let mut buf = BytesMut::with_capacity(n);
+                e.raw_message().encode(&mut buf);
+                (buf.freeze(), 0)
+            }
+            SendPayload::Events(events) => {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let total = events.len();
+                let mut batch = EventDataBatch::new(max, key);
+                for (i, e) in events.into_iter().enumerate() {
+                    let n = e.encoded_len();
+                    if batch.try_add(e).is_err() {
+                        return Err(Error::new(
+                            ErrorKind::EventData,
+                            format!(
+                                "{total} events do not fit one message: event {i} ({n} bytes) does not fit after {} bytes; the link's max-message-size is {max} bytes",
+                                batch.size()
+                            ),
+                        ));
+                    }
+                }
+                (batch.into_payload(), BATCH_MESSAGE_FORMAT)
+            }
+            SendPayload::Batch(batch) => {
+                if key.is_some() && batch.partition_key() != key {
+                    return Err(Error::invalid_argument(
+                        "the batch's partition key differs from the send's; set the key when creating the batch",
+                    ));
+                }
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                if batch.size() > max {
+                    return Err(Error::new(
+                        ErrorKind::EventData,
+                        format!(
+                            "batch of {} bytes exceeds the link's max-message-size of {max} bytes",
+                            batch.size()
+                        ),
+                    ));
+                }
+                (batch.into_payload(), BATCH_MESSAGE_FORMAT)
+            }
+        };
+        self.send_payload(bytes, format).await
+    }
+
+    /// Sends an encoded transfer payload with retries until accepted.
+    async fn send_payload(&self, payload: Bytes, format: u32) -> Result<(), Error> {
+        let p = self;
+        let payload = &payload;
+        self.inner
+            .retry
+            .run("send", self.inner.timeout, |_| async move {
+                let link = p.link().await?;
+                let what = format!("sending to {}", p.inner.path);
+                let outcome = match link
+                    .link
+                    .start_send_bytes(payload.clone(), format, false)
+                    .await
+                {
+                    Ok(pending) => pending.await,
+                    Err(e) => Err(e),
+                };
+                match outcome {
+                    Ok(None) | Ok(Some(DeliveryState::Accepted(_))) => Ok(()),
+                    Ok(Some(DeliveryState::Rejected(r))) => Err(match &r.error {
+                        Some(e) => {
+                            let mut err = Error::from_amqp_error(
+                                ErrorKind::EventDataSend,
+                                format!("{what}: rejected"),
+                                e,
+                            );
+                            if err.kind() == ErrorKind::Authentication {
+                                err = err.with_transient(false);
+                            }
+                            err
+                        }
+                        None => Error::new(ErrorKind::EventDataSend, format!("{what}: rejected")),
+                    }),
+                    Ok(Some(other)) => Err(Error::new(
+                        ErrorKind::EventDataSend,
+                        format!("{what}: the service answered {}", other.name()),
+                    )
+                    .with_transient(true)),
+                    Err(e) => {
+                        let err = Error::from_amqp(ErrorKind::EventDataSend, &what, e);
+                        p.link_failed(&link).await;
+                        Err(err)
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Detaches the producer's link.
+    pub async fn close(&self) -> Result<(), Error> {
+        let l = self.inner.link.lock().await.take();
+        if let Some(l) = l {
+            if let Ok(l) = Arc::try_unwrap(l) {
+                let _ = l.link.close().await;
+                let _ = l.session.end().await;
+            }
+        }
+        Ok(())
+    }
+}

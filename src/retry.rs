@@ -1,0 +1,189 @@
+//! Retry policy: exponential (or fixed) backoff with jitter, applied to transient errors.
+
+use crate::error::Error;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How delays grow between attempts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryMode {
+    /// `delay · 2^(attempt-1)`, capped at `max_delay`.
+    Exponential,
+    /// Always `delay`.
+    Fixed,
+}
+
+/// Retry settings (defaults: 3 retries, 800 ms base delay, 60 s cap, ±20-30 % jitter).
+#[derive(Clone, Debug)]
+pub struct RetryOptions {
+    /// Retries after the first attempt (0 disables retrying).
+    pub max_retries: u32,
+    /// The first retry's delay.
+    pub delay: Duration,
+    /// No delay exceeds this.
+    pub max_delay: Duration,
+    /// How delays grow.
+    pub mode: RetryMode,
+    /// Randomise delays by a factor in `[0.8, 1.3)` so that clients do not retry in step.
+    pub jitter: bool,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        RetryOptions {
+            max_retries: 3,
+            delay: Duration::from_millis(800),
+            max_delay: Duration::from_secs(60),
+            mode: RetryMode::Exponential,
+            jitter: true,
+        }
+    }
+}
+
+static SEED: AtomicU64 = AtomicU64::new(0);
+
+/// A small non-cryptographic random number in `[0, 1)` (splitmix64 over time and a counter).
+pub(crate) fn random_unit() -> f64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    let mut z = t ^ SEED.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl RetryOptions {
+    /// No retries at all.
+    pub fn none() -> Self {
+        RetryOptions {
+            max_retries: 0,
+            ..RetryOptions::default()
+        }
+    }
+
+    /// The delay before retry number `retry` (1-based) after `error`. Busy-server errors
+    /// wait at least 4 s, as the service asks.
+    pub fn delay_for(&self, retry: u32, error: Option<&Error>) -> Duration {
+        let base = match self.mode {
+            RetryMode::Fixed => self.delay,
+            RetryMode::Exponential => {
+                let exp = retry.saturating_sub(1).min(30);
+                self.delay.saturating_mul(1u32 << exp)
+            }
+        };
+        let mut d = base.min(self.max_delay);
+        if self.jitter {
+            d = d.mul_f64(0.8 + 0.5 * random_unit()).min(self.max_delay);
+        }
+        if error.and_then(Error::condition) == Some("com.microsoft:server-busy") {
+            d = d.max(Duration::from_secs(4).min(self.max_delay));
+        }
+        d
+    }
+
+    /// Runs `op` until it succeeds, fails permanently, or runs out of retries; each attempt is
+    /// bounded by `timeout` (an overrun is a transient [`crate::ErrorKind::OperationTimeout`]).
+    pub async fn run<T, F, Fut>(&self, what: &str, timeout: Duration, mut op: F) -> Result<T, Error>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let r = match tokio::time::timeout(timeout, op(attempt)).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(
+                    crate::ErrorKind::OperationTimeout,
+                    format!("{what} did not complete within {timeout:?}"),
+                )),
+            };
+            match r {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && attempt < self.max_retries => {
+                    attempt += 1;
+                    let d = self.delay_for(attempt, Some(&e));
+                    tracing::debug!(target: "eventhubs::retry", error = %e, attempt, delay = ?d, "{what}: retrying");
+                    tokio::time::sleep(d).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn delays_grow_and_are_capped() {
+        let o = RetryOptions {
+            jitter: false,
+            delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            ..RetryOptions::default()
+        };
+        let d: Vec<_> = (1..=6).map(|i| o.delay_for(i, None).as_millis()).collect();
+        assert_eq!(d, [100, 200, 400, 800, 1000, 1000]);
+        let j = RetryOptions {
+            jitter: true,
+            ..o.clone()
+        };
+        for _ in 0..100 {
+            let d = j.delay_for(2, None).as_millis();
+            assert!((160..260).contains(&d), "{d}");
+        }
+        let f = RetryOptions {
+            mode: RetryMode::Fixed,
+            ..o
+        };
+        assert_eq!(f.delay_for(5, None), Duration::from_millis(100));
+        assert!(o.delay_for(u32::MAX, None) <= Duration::from_millis(1000));
+    }
+
+    #[tokio::test]
+    async fn retries_transient_errors_only() {
+        let o = RetryOptions {
+            delay: Duration::from_millis(1),
+            ..RetryOptions::default()
+        };
+        let mut calls = 0;
+        let r: Result<u32, Error> = o
+            .run("op", Duration::from_secs(1), |a| {
+                calls += 1;
+                async move {
+                    if a < 2 {
+                        Err(Error::new(ErrorKind::ConnectionLost, "x"))
+                    } else {
+                        Ok(a)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(calls, 3);
+        let mut calls = 0;
+        let r: Result<(), Error> = o
+            .run("op", Duration::from_secs(1), |_| {
+                calls += 1;
+                async { Err(Error::invalid_argument("no")) }
+            })
+            .await;
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(calls, 1);
+        let mut calls = 0;
+        let r: Result<(), Error> = o
+            .run("op", Duration::from_secs(1), |_| {
+                calls += 1;
+                async { Err(Error::new(ErrorKind::ConnectionLost, "x")) }
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(calls, 4);
+    }
+}

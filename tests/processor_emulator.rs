@@ -1,0 +1,356 @@
+//! The event processor against the emulator over real sockets: convergence without flapping,
+//! take-over after a crash, graceful hand-over without duplicates, restart from checkpoints.
+
+use eventhubs::emulator::{Emulator, EmulatorOptions, EntityConfig, HubConfig};
+use eventhubs::processor::{
+    EventProcessor, EventProcessorOptions, FilePartitionManager, InMemoryPartitionManager,
+    Ownership, PartitionContext, PartitionManager, PartitionProcessor,
+};
+use eventhubs::{EventData, EventHubClient, ProducerOptions};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const HUB: &str = "eh8";
+
+async fn emulator(partitions: u32) -> Emulator {
+    Emulator::start(EmulatorOptions {
+        entities: EntityConfig {
+            hubs: vec![HubConfig {
+                name: HUB.into(),
+                partition_count: partitions,
+                consumer_groups: vec!["$default".into()],
+            }],
+            ..EntityConfig::default()
+        },
+        ..EmulatorOptions::ephemeral()
+    })
+    .await
+    .unwrap()
+}
+
+fn client(e: &Emulator) -> EventHubClient {
+    EventHubClient::from_connection_string(&e.connection_string(), Some(HUB)).unwrap()
+}
+
+fn fast_options() -> EventProcessorOptions {
+    EventProcessorOptions {
+        load_balancing_interval: Duration::from_millis(100),
+        ownership_expiration: Duration::from_millis(1500),
+        max_batch_size: 50,
+        max_wait_time: Duration::from_millis(100),
+        prefetch: 100,
+        ..EventProcessorOptions::default()
+    }
+}
+
+/// Every (partition, sequence number) any processor was handed, with counts.
+type Seen = Arc<Mutex<HashMap<(String, i64), u32>>>;
+
+struct Recorder {
+    seen: Seen,
+    /// Slows processing down so a crash or stop lands mid-stream.
+    delay: Duration,
+}
+
+impl PartitionProcessor for Recorder {
+    async fn process_events(&mut self, events: Vec<EventData>, ctx: &PartitionContext) {
+        tokio::time::sleep(self.delay).await;
+        {
+            let mut seen = self.seen.lock().unwrap();
+            for e in &events {
+                *seen
+                    .entry((ctx.partition_id.clone(), e.sequence_number().unwrap()))
+                    .or_default() += 1;
+            }
+        }
+        ctx.update_checkpoint_from_event(events.last().unwrap())
+            .await
+            .unwrap();
+    }
+}
+
+fn processor(
+    client: &EventHubClient,
+    manager: Arc<dyn PartitionManager>,
+    seen: &Seen,
+    delay: Duration,
+    options: EventProcessorOptions,
+) -> EventProcessor<impl Fn() -> Recorder + Send + Sync + 'static> {
+    let seen = seen.clone();
+    EventProcessor::new(
+        client.clone(),
+        "$default",
+        move || Recorder {
+            seen: seen.clone(),
+            delay,
+        },
+        manager,
+        options,
+    )
+    .unwrap()
+}
+
+async fn send(client: &EventHubClient, partitions: u32, per_partition: usize) {
+    for p in 0..partitions {
+        let producer = client
+            .create_producer(ProducerOptions::partition(p.to_string()))
+            .await
+            .unwrap();
+        let events: Vec<EventData> = (0..per_partition)
+            .map(|i| EventData::new(format!("p{p} e{i}")))
+            .collect();
+        for chunk in events.chunks(100) {
+            producer.send(chunk.to_vec()).await.unwrap();
+        }
+    }
+}
+
+async fn ownership(manager: &dyn PartitionManager, client: &EventHubClient) -> Vec<Ownership> {
+    manager
+        .list_ownership(client.host(), HUB, "$default")
+        .await
+        .unwrap()
+}
+
+fn counts(records: &[Ownership], owners: &[&str]) -> Vec<usize> {
+    let mut c: Vec<usize> = owners
+        .iter()
+        .map(|o| records.iter().filter(|r| r.owner_id == *o).count())
+        .collect();
+    c.sort();
+    c
+}
+
+async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_to_three_processors_converge_to_3_3_2_and_stay() {
+    let emu = emulator(8).await;
+    let client = client(&emu);
+    let manager: Arc<dyn PartitionManager> = Arc::new(InMemoryPartitionManager::new());
+    let seen: Seen = Arc::default();
+    let a = processor(
+        &client,
+        manager.clone(),
+        &seen,
+        Duration::ZERO,
+        fast_options(),
+    );
+    a.start();
+    assert!(
+        wait_until(Duration::from_secs(10), || a.owned_partitions().len() == 8).await,
+        "a lone processor claims every partition"
+    );
+    let b = processor(
+        &client,
+        manager.clone(),
+        &seen,
+        Duration::ZERO,
+        fast_options(),
+    );
+    let c = processor(
+        &client,
+        manager.clone(),
+        &seen,
+        Duration::ZERO,
+        fast_options(),
+    );
+    b.start();
+    c.start();
+    let ids = [
+        a.owner_id().to_owned(),
+        b.owner_id().to_owned(),
+        c.owner_id().to_owned(),
+    ];
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    // Converge within a bounded number of cycles (interval 100 ms, ×1.3 jitter at most).
+    let mut converged_at = None;
+    for cycle in 0..60 {
+        let records = ownership(manager.as_ref(), &client).await;
+        if counts(&records, &ids) == vec![2, 3, 3] {
+            converged_at = Some(cycle);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(130)).await;
+    }
+    let converged_at = converged_at.expect("did not reach 3/3/2 within 60 cycles");
+    // Then no partition changes hands for 50 cycles.
+    let owners_of = |records: &[Ownership]| -> BTreeMap<String, String> {
+        records
+            .iter()
+            .map(|r| (r.partition_id.clone(), r.owner_id.clone()))
+            .collect()
+    };
+    let settled = owners_of(&ownership(manager.as_ref(), &client).await);
+    for cycle in 0..50 {
+        tokio::time::sleep(Duration::from_millis(130)).await;
+        let now = owners_of(&ownership(manager.as_ref(), &client).await);
+        assert_eq!(now, settled, "ownership flapped at stable cycle {cycle}");
+    }
+    println!("converged after {converged_at} observation cycles; stable for 50");
+    for p in [&a, &b, &c] {
+        p.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_processor_is_taken_over_with_duplicates_only_after_checkpoints() {
+    let emu = emulator(4).await;
+    let client = client(&emu);
+    send(&client, 4, 400).await;
+    let manager: Arc<dyn PartitionManager> = Arc::new(InMemoryPartitionManager::new());
+    let seen: Seen = Arc::default();
+    let options = EventProcessorOptions {
+        strategy: eventhubs::processor::Strategy::Greedy,
+        ..fast_options()
+    };
+    let a = processor(
+        &client,
+        manager.clone(),
+        &seen,
+        Duration::from_millis(30),
+        options.clone(),
+    );
+    a.start();
+    assert!(wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() > 200).await);
+    // Crash: no stop, no close, no release.
+    drop(a);
+    let checkpoints_at_crash: HashMap<String, i64> = manager
+        .list_checkpoints(client.host(), HUB, "$default")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.partition_id, c.sequence_number.unwrap()))
+        .collect();
+    let seen_at_crash = seen.lock().unwrap().clone();
+    let crashed = Instant::now();
+    let b = processor(&client, manager.clone(), &seen, Duration::ZERO, options);
+    b.start();
+    assert!(
+        wait_until(Duration::from_secs(20), || seen.lock().unwrap().len()
+            == 1600)
+        .await,
+        "every event processed at least once"
+    );
+    assert!(
+        crashed.elapsed() >= Duration::from_millis(1000),
+        "partitions are taken over only once the crashed owner's ownership expires"
+    );
+    let seen = seen.lock().unwrap().clone();
+    for ((p, seq), n) in seen.iter() {
+        if *n > 1 {
+            let cp = checkpoints_at_crash.get(p).copied().unwrap_or(-1);
+            assert!(
+                *seq > cp,
+                "partition {p} event {seq} repeated but was checkpointed ({cp})"
+            );
+            assert!(seen_at_crash.contains_key(&(p.clone(), *seq)));
+        }
+    }
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_hands_over_at_once_without_duplicates() {
+    let emu = emulator(4).await;
+    let client = client(&emu);
+    send(&client, 4, 400).await;
+    let manager: Arc<dyn PartitionManager> = Arc::new(InMemoryPartitionManager::new());
+    let seen: Seen = Arc::default();
+    let options = EventProcessorOptions {
+        strategy: eventhubs::processor::Strategy::Greedy,
+        ownership_expiration: Duration::from_secs(30),
+        ..fast_options()
+    };
+    let a = processor(
+        &client,
+        manager.clone(),
+        &seen,
+        Duration::from_millis(30),
+        options.clone(),
+    );
+    a.start();
+    assert!(wait_until(Duration::from_secs(10), || seen.lock().unwrap().len() > 200).await);
+    // B joins as A stops (joining earlier would make B steal partitions mid-batch, which is
+    // the at-least-once rebalancing case, covered by the crash test).
+    let b = processor(&client, manager.clone(), &seen, Duration::ZERO, options);
+    let stopped = Instant::now();
+    a.stop().await;
+    b.start();
+    // Released ownership is claimable at once: well before the 30 s expiration.
+    assert!(
+        wait_until(Duration::from_secs(5), || b.owned_partitions().len() == 4).await,
+        "B takes every partition right after A's graceful stop"
+    );
+    assert!(stopped.elapsed() < Duration::from_secs(10));
+    assert!(
+        wait_until(Duration::from_secs(20), || seen.lock().unwrap().len()
+            == 1600)
+        .await
+    );
+    let dupes: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        dupes.is_empty(),
+        "duplicates after a graceful hand-over: {dupes:?}"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_processor_resumes_from_file_checkpoints() {
+    let emu = emulator(4).await;
+    let client = client(&emu);
+    let dir = std::env::temp_dir().join(format!("eventhubs-proc-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    send(&client, 4, 100).await;
+    let seen: Seen = Arc::default();
+    {
+        let manager: Arc<dyn PartitionManager> = Arc::new(FilePartitionManager::new(&dir).unwrap());
+        let p = processor(&client, manager, &seen, Duration::ZERO, fast_options());
+        p.start();
+        assert!(
+            wait_until(Duration::from_secs(15), || seen.lock().unwrap().len()
+                == 400)
+            .await
+        );
+        p.stop().await;
+    }
+    send(&client, 4, 25).await;
+    let after: Seen = Arc::default();
+    // A new manager over the same directory: what a restarted process would open.
+    let manager: Arc<dyn PartitionManager> = Arc::new(FilePartitionManager::new(&dir).unwrap());
+    let p = processor(&client, manager, &after, Duration::ZERO, fast_options());
+    p.start();
+    assert!(
+        wait_until(Duration::from_secs(15), || after.lock().unwrap().len()
+            == 100)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = after.lock().unwrap().clone();
+    assert_eq!(
+        after.len(),
+        100,
+        "only the new events, not the partition start"
+    );
+    assert!(after.keys().all(|(_, seq)| *seq >= 100));
+    assert!(after.values().all(|n| *n == 1));
+    p.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
