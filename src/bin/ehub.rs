@@ -232,7 +232,11 @@ fn report(r: Result<(), eventhubs::Error>) -> ExitCode {
 async fn info(target: Target) -> Result<(), eventhubs::Error> {
     let client = target.client()?;
     let p = client.get_properties().await?;
-    println!("event hub {} ({} partitions)", p.name, p.partition_ids.len());
+    println!(
+        "event hub {} ({} partitions)",
+        p.name,
+        p.partition_ids.len()
+    );
     for id in &p.partition_ids {
         let pp = client.get_partition_properties(id).await?;
         println!(
@@ -250,7 +254,10 @@ async fn info(target: Target) -> Result<(), eventhubs::Error> {
 fn progress(label: &str, done: u64, total: Option<u64>, started: Instant) {
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let of = total.map(|t| format!("/{t}")).unwrap_or_default();
-    print!("\r{label} {done}{of} events ({:.0} events/s)   ", done as f64 / secs);
+    print!(
+        "\r{label} {done}{of} events ({:.0} events/s)   ",
+        done as f64 / secs
+    );
     let _ = std::io::stdout().flush();
 }
 
@@ -322,7 +329,12 @@ async fn receive(
 ) -> Result<(), eventhubs::Error> {
     let client = target.client()?;
     let mut consumer = client
-        .create_consumer(consumer_group, partition, position(from)?, ConsumerOptions::default())
+        .create_consumer(
+            consumer_group,
+            partition,
+            position(from)?,
+            ConsumerOptions::default(),
+        )
         .await?;
     let started = Instant::now();
     let mut received = 0u64;
