@@ -53,6 +53,7 @@ fn trusting(p: &Pki, name: &str) -> TlsClientOptions {
         server_name: Some(name.to_owned()),
         extra_roots: vec![p.ca.clone()],
         only_extra_roots: true,
+        client_certificate: None,
     }
 }
 
@@ -172,6 +173,7 @@ async fn wrong_server_name_fails() {
             .tls(TlsClientOptions {
                 extra_roots: vec![p.ca.clone()],
                 only_extra_roots: true,
+                client_certificate: None,
                 ..TlsClientOptions::default()
             })
             .sasl_anonymous(),

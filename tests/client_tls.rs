@@ -31,6 +31,7 @@ async fn tls_with_a_self_signed_emulator_certificate() {
     let tls = TlsClientOptions {
         extra_roots: vec![ck.cert.der().clone()],
         only_extra_roots: true,
+        client_certificate: None,
         ..Default::default()
     };
     let client = EventHubClientBuilder::from_connection_string(&cs, None)

@@ -302,6 +302,7 @@ async fn tls_with_a_given_certificate() {
         server_name: Some("localhost".into()),
         extra_roots: vec![cert],
         only_extra_roots: true,
+        client_certificate: None,
     };
     let conn = eventhubs::amqp::Connection::connect(
         ConnectOptions::new("127.0.0.1", port)

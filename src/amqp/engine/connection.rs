@@ -850,6 +850,7 @@ impl Connection {
             desired_capabilities: config.desired_capabilities,
             properties: config.properties,
         };
+        self.check_fits(&attach)?;
         if let Some(s) = self.sessions.get_mut(&session.0) {
             s.local_handles.insert(handle, id);
         }
@@ -968,26 +969,17 @@ impl Connection {
             .get(&channel)
             .and_then(Session::free_handle)
             .ok_or_else(|| err(condition::RESOURCE_LIMIT_EXCEEDED, "no free link handle"))?;
-        let Some(l) = self.links.get_mut(&link) else {
+        let Some(l) = self.links.get(&link) else {
             return Err(err(condition::ILLEGAL_STATE, "link is gone"));
         };
-        l.local_handle = Some(handle);
-        l.state = LinkState::Attached;
-        if let Some(m) = acceptance.snd_settle_mode {
-            l.snd_settle_mode = m;
-        }
-        if let Some(m) = acceptance.rcv_settle_mode {
-            l.rcv_settle_mode = m;
-        }
-        if let Some(max) = acceptance.max_message_size.filter(|&m| m > 0) {
-            l.max_message_size = max;
-        }
+        let snd_settle_mode = acceptance.snd_settle_mode.unwrap_or(l.snd_settle_mode);
+        let rcv_settle_mode = acceptance.rcv_settle_mode.unwrap_or(l.rcv_settle_mode);
         let attach = Attach {
             name: l.name.clone(),
             handle,
             role: l.role,
-            snd_settle_mode: l.snd_settle_mode,
-            rcv_settle_mode: l.rcv_settle_mode,
+            snd_settle_mode,
+            rcv_settle_mode,
             source: acceptance.source.map(Box::new),
             target: acceptance.target.map(Box::new),
             unsettled: None,
@@ -998,10 +990,38 @@ impl Connection {
             desired_capabilities: acceptance.desired_capabilities,
             properties: acceptance.properties,
         };
+        // Refused before any state changes, so the caller can still refuse the link instead.
+        self.check_fits(&attach)?;
+        let Some(l) = self.links.get_mut(&link) else {
+            return Err(err(condition::ILLEGAL_STATE, "link is gone"));
+        };
+        l.local_handle = Some(handle);
+        l.state = LinkState::Attached;
+        l.snd_settle_mode = snd_settle_mode;
+        l.rcv_settle_mode = rcv_settle_mode;
+        if let Some(max) = acceptance.max_message_size.filter(|&m| m > 0) {
+            l.max_message_size = max;
+        }
         if let Some(s) = self.sessions.get_mut(&channel) {
             s.local_handles.insert(handle, link);
         }
         self.write(channel, attach.into(), &[]);
+        Ok(())
+    }
+
+    /// Fails when `attach` would not fit in one frame of the peer's max-frame-size: unlike a
+    /// transfer, an attach cannot be split, and the peer may not be sent a larger frame.
+    fn check_fits(&self, attach: &Attach) -> Result<(), AmqpError> {
+        let size = frame::frame_len(attach.encoded_len());
+        if size > self.remote_max_frame_size as usize {
+            return Err(err(
+                condition::FRAME_SIZE_TOO_SMALL,
+                format!(
+                    "attach of {size} bytes exceeds the peer's max-frame-size {}",
+                    self.remote_max_frame_size
+                ),
+            ));
+        }
         Ok(())
     }
 

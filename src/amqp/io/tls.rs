@@ -9,6 +9,33 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 
+/// A certificate chain and its private key, presented to the peer (TLS client authentication,
+/// which SASL EXTERNAL relies on). `Debug` never shows the key.
+pub struct ClientCertificate {
+    /// The chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for ClientCertificate {
+    fn clone(&self) -> Self {
+        ClientCertificate {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("chain", &self.chain.len())
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
 /// Client TLS settings.
 #[derive(Clone, Debug, Default)]
 pub struct TlsClientOptions {
@@ -18,6 +45,8 @@ pub struct TlsClientOptions {
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// Trust only `extra_roots`, not the public webpki roots.
     pub only_extra_roots: bool,
+    /// A client certificate to present (for servers that require one, and SASL EXTERNAL).
+    pub client_certificate: Option<ClientCertificate>,
 }
 
 impl TlsClientOptions {
@@ -52,11 +81,16 @@ pub async fn connect(
             .add(c.clone())
             .map_err(|e| Error::Tls(format!("bad root certificate: {e}")))?;
     }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match &options.client_certificate {
+        Some(c) => builder
+            .with_client_auth_cert(c.chain.clone(), c.key.clone_key())
+            .map_err(|e| Error::Tls(format!("client certificate/key: {e}")))?,
+        None => builder.with_no_client_auth(),
+    };
     let name = options.server_name.as_deref().unwrap_or(host).to_owned();
     let server_name = ServerName::try_from(name.clone())
         .map_err(|e| Error::Tls(format!("server name {name:?}: {e}")))?;
@@ -90,6 +124,36 @@ impl TlsServerOptions {
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Tls(e.to_string()))?
             .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| Error::Tls(format!("certificate/key: {e}")))?;
+        Ok(TlsServerOptions {
+            config: Arc::new(config),
+        })
+    }
+
+    /// Like [`Self::new`], but every client must present a certificate issued by one of
+    /// `client_roots` (TLS client authentication, for SASL EXTERNAL).
+    pub fn requiring_client_certificates(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        client_roots: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in client_roots {
+            roots
+                .add(c)
+                .map_err(|e| Error::Tls(format!("bad client root certificate: {e}")))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .map_err(|e| Error::Tls(format!("client verifier: {e}")))?;
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)
             .map_err(|e| Error::Tls(format!("certificate/key: {e}")))?;
         Ok(TlsServerOptions {
