@@ -1,0 +1,165 @@
+//! Processor overhead: the same events read by 4 plain consumers and by an `EventProcessor`
+//! on 4 partitions of an in-process emulator. Prints events/s of each and the overhead.
+//!
+//! `cargo bench --bench processor` (`BENCH_EVENTS` per partition, default 50 000; `BENCH_ROUNDS`
+//! default 3; the median round is reported).
+
+use eventhubs::emulator::{Emulator, EmulatorOptions, EntityConfig, HubConfig};
+use eventhubs::processor::{
+    EventProcessor, EventProcessorOptions, InMemoryPartitionManager, PartitionContext,
+    PartitionProcessor, Strategy,
+};
+use eventhubs::{
+    BatchOptions, ConsumerOptions, EventData, EventHubClient, EventPosition, ProducerOptions,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PARTITIONS: u32 = 4;
+const BATCH: usize = 300;
+
+struct Count {
+    n: Arc<AtomicU64>,
+}
+
+impl PartitionProcessor for Count {
+    async fn process_events(&mut self, events: Vec<EventData>, ctx: &PartitionContext) {
+        self.n.fetch_add(events.len() as u64, Ordering::Relaxed);
+        // Checkpoint every batch: what a careful application does, and the processor's cost.
+        if let Some(last) = events.last() {
+            let _ = ctx.update_checkpoint_from_event(last).await;
+        }
+    }
+}
+
+async fn plain_consumers(client: &EventHubClient, per_partition: u64) -> f64 {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..PARTITIONS {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = client
+                .create_consumer(
+                    "$default",
+                    &p.to_string(),
+                    EventPosition::earliest(),
+                    ConsumerOptions {
+                        prefetch: Some(300),
+                        ..ConsumerOptions::default()
+                    },
+                )
+                .await
+                .expect("consumer");
+            let mut got = 0u64;
+            while got < per_partition {
+                got += c
+                    .receive(BATCH, Duration::from_secs(5))
+                    .await
+                    .expect("receive")
+                    .len() as u64;
+            }
+            let _ = c.close().await;
+        }));
+    }
+    for t in tasks {
+        t.await.expect("consumer task");
+    }
+    (per_partition * u64::from(PARTITIONS)) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn processor(client: &EventHubClient, per_partition: u64) -> f64 {
+    let n = Arc::new(AtomicU64::new(0));
+    let counter = n.clone();
+    let p = EventProcessor::new(
+        client.clone(),
+        "$default",
+        move || Count { n: counter.clone() },
+        Arc::new(InMemoryPartitionManager::new()),
+        EventProcessorOptions {
+            strategy: Strategy::Greedy,
+            max_batch_size: BATCH,
+            prefetch: 300,
+            max_wait_time: Duration::from_millis(100),
+            ..EventProcessorOptions::default()
+        },
+    )
+    .expect("processor");
+    let total = per_partition * u64::from(PARTITIONS);
+    let started = Instant::now();
+    p.start();
+    while n.load(Ordering::Relaxed) < total {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    p.stop().await;
+    rate
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let per_partition: u64 = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let emulator = Emulator::start(EmulatorOptions {
+        entities: EntityConfig {
+            hubs: vec![HubConfig {
+                name: "bench".into(),
+                partition_count: PARTITIONS,
+                consumer_groups: vec!["$default".into()],
+            }],
+            ..EntityConfig::default()
+        },
+        ..EmulatorOptions::ephemeral()
+    })
+    .await
+    .expect("emulator");
+    let client =
+        EventHubClient::from_connection_string(&emulator.connection_string(), Some("bench"))
+            .expect("client");
+    let body = bytes::Bytes::from(vec![b'x'; 100]);
+    for p in 0..PARTITIONS {
+        let producer = client
+            .create_producer(ProducerOptions::partition(p.to_string()))
+            .await
+            .expect("producer");
+        let mut sent = 0;
+        while sent < per_partition {
+            let mut batch = producer
+                .create_batch(BatchOptions::default())
+                .await
+                .expect("batch");
+            while sent + (batch.len() as u64) < per_partition
+                && batch.try_add(EventData::new(body.clone())).is_ok()
+            {}
+            sent += batch.len() as u64;
+            producer.send(batch).await.expect("send");
+        }
+    }
+    let mut plain = Vec::new();
+    let mut proc = Vec::new();
+    for _ in 0..rounds {
+        plain.push(plain_consumers(&client, per_partition).await);
+        proc.push(processor(&client, per_partition).await);
+    }
+    let (plain, proc) = (median(plain), median(proc));
+    println!(
+        "{PARTITIONS} partitions x {per_partition} events of 100 B, median of {rounds} rounds"
+    );
+    println!("  4 plain consumers      {plain:>10.0} events/s");
+    println!("  EventProcessor         {proc:>10.0} events/s (checkpoint per {BATCH}-event batch)");
+    println!(
+        "  overhead               {:>9.1} %",
+        (plain - proc) / plain * 100.0
+    );
+}
