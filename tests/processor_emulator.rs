@@ -354,3 +354,32 @@ async fn a_restarted_processor_resumes_from_file_checkpoints() {
     p.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_expiration_not_longer_than_the_interval_is_refused_at_construction() {
+    let emu = emulator(1).await;
+    let client = client(&emu);
+    let seen: Seen = Arc::default();
+    for (interval, expiration) in [(10, 10), (10, 5)] {
+        let r = EventProcessor::new(
+            client.clone(),
+            "$default",
+            {
+                let seen = seen.clone();
+                move || Recorder {
+                    seen: seen.clone(),
+                    delay: Duration::ZERO,
+                }
+            },
+            Arc::new(InMemoryPartitionManager::new()),
+            EventProcessorOptions {
+                load_balancing_interval: Duration::from_secs(interval),
+                ownership_expiration: Duration::from_secs(expiration),
+                ..EventProcessorOptions::default()
+            },
+        );
+        let e = r.expect_err("refused");
+        assert_eq!(e.kind(), eventhubs::ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("expiration"), "{e}");
+    }
+}
