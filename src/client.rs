@@ -2,6 +2,7 @@
 //! producers, consumers and management calls, re-opened after it is lost.
 
 use crate::amqp::codec::{Symbol, Value};
+use crate::amqp::engine::FrameTrace;
 use crate::amqp::types::definitions::Fields;
 use crate::amqp::{ConnectOptions, Connection, ReceiverOptions, SenderOptions, Session};
 use crate::auth::{
@@ -17,7 +18,8 @@ use std::time::Duration;
 
 /// Tracing target of client-level network events (connections, links, CBS) when
 /// [`ClientOptions::network_tracing`] is on. AMQP frames are traced under
-/// [`crate::amqp::engine::FRAME_TRACE_TARGET`].
+/// [`crate::amqp::engine::FRAME_TRACE_TARGET`], with a `conn` field naming the connection's
+/// container id.
 pub const NETWORK_TRACE_TARGET: &str = "eventhubs::network";
 
 /// Client options; set them through [`EventHubClientBuilder`].
@@ -37,8 +39,11 @@ pub struct ClientOptions {
     pub tls: crate::amqp::io::tls::TlsClientOptions,
     /// Default consumer prefetch (credit window), 300 events.
     pub prefetch: u32,
-    /// Log connections, links and token operations under [`NETWORK_TRACE_TARGET`] at info
-    /// level (frames are always available under the AMQP frame target at debug/trace).
+    /// Log this client's traffic at INFO level: connections, links and token operations
+    /// under [`NETWORK_TRACE_TARGET`], and every AMQP frame in and out (performative, channel,
+    /// size, fields; never payloads or secrets) under
+    /// [`FRAME_TRACE_TARGET`](crate::amqp::engine::FRAME_TRACE_TARGET). Off, the frames are
+    /// still emitted at DEBUG for a subscriber that asks for that target.
     pub network_tracing: bool,
 }
 
@@ -185,7 +190,7 @@ impl EventHubClientBuilder {
         self
     }
 
-    /// Turns client-level network tracing on or off.
+    /// Turns this client's network tracing on or off (see [`ClientOptions::network_tracing`]).
     pub fn network_tracing(mut self, on: bool) -> Self {
         self.options.network_tracing = on;
         self
@@ -430,6 +435,11 @@ impl EventHubClient {
         o.hostname = Some(i.host.clone());
         o.connect_timeout = i.options.operation_timeout;
         o.max_frame_size = 256 * 1024;
+        o.frame_trace = if i.options.network_tracing {
+            FrameTrace::Info
+        } else {
+            FrameTrace::Debug
+        };
         o.channel_max = 1023;
         let prop = |k: &str, v: &str| (Symbol::from(k), Value::from(v));
         let props: Fields = vec![

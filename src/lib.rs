@@ -23,7 +23,7 @@ pub mod producer;
 pub mod retry;
 
 pub use batch::{BatchOptions, BatchSizeCalculator, EventDataBatch};
-pub use client::{ClientOptions, EventHubClient, EventHubClientBuilder};
+pub use client::{ClientOptions, EventHubClient, EventHubClientBuilder, NETWORK_TRACE_TARGET};
 pub use consumer::{ConsumerOptions, EventHubConsumer, EventStream, LastEnqueuedEventProperties};
 pub use error::{Error, ErrorKind};
 pub use event::EventData;

@@ -2,8 +2,8 @@
 
 use super::codec::{DecodeError, Encode, Symbol};
 use super::engine::{
-    Connection as Engine, ConnectionConfig, Delivery, LinkConfig, LinkId, SaslClientMechanism,
-    SessionConfig, SessionId,
+    Connection as Engine, ConnectionConfig, Delivery, FrameTrace, LinkConfig, LinkId,
+    SaslClientMechanism, SessionConfig, SessionId,
 };
 use super::error::Error;
 use super::io::driver::{
@@ -53,6 +53,8 @@ pub struct ConnectOptions {
     pub desired_capabilities: Option<Vec<Symbol>>,
     /// Limit for TCP connect, TLS handshake and the open exchange together.
     pub connect_timeout: Duration,
+    /// How this connection's frames are traced.
+    pub frame_trace: FrameTrace,
 }
 
 static CONTAINER_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -88,6 +90,7 @@ impl ConnectOptions {
             properties: None,
             desired_capabilities: None,
             connect_timeout: Duration::from_secs(30),
+            frame_trace: FrameTrace::Debug,
         }
     }
 
@@ -126,6 +129,7 @@ impl ConnectOptions {
             sasl: self.sasl.clone(),
             sasl_server: None,
             allow_no_sasl: true,
+            frame_trace: self.frame_trace,
         }
     }
 }

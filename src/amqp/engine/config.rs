@@ -85,6 +85,24 @@ pub trait SaslAuthenticator: Send + Sync {
     ) -> SaslDecision;
 }
 
+/// How the engine reports the frames it reads and writes, under
+/// [`FRAME_TRACE_TARGET`](super::FRAME_TRACE_TARGET).
+///
+/// Per connection, so that one client of many can be made to log its traffic at a level an
+/// ordinary subscriber shows, while the others stay quiet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FrameTrace {
+    /// No frame events at all.
+    Off,
+    /// Frame events at `DEBUG` (heartbeats at `TRACE`): there for a subscriber that asks
+    /// for the target, invisible otherwise.
+    #[default]
+    Debug,
+    /// Frame events at `INFO` (heartbeats at `DEBUG`): what a client's network tracing
+    /// option turns on.
+    Info,
+}
+
 /// Settings of one connection end.
 #[derive(Clone)]
 pub struct ConnectionConfig {
@@ -110,6 +128,8 @@ pub struct ConnectionConfig {
     pub sasl_server: Option<Arc<dyn SaslAuthenticator>>,
     /// Server: also accept clients that skip SASL when an authenticator is set.
     pub allow_no_sasl: bool,
+    /// How frames in and out are traced.
+    pub frame_trace: FrameTrace,
 }
 
 impl fmt::Debug for ConnectionConfig {
@@ -122,6 +142,7 @@ impl fmt::Debug for ConnectionConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("sasl", &self.sasl)
             .field("sasl_server", &self.sasl_server.is_some())
+            .field("frame_trace", &self.frame_trace)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +161,7 @@ impl Default for ConnectionConfig {
             sasl: None,
             sasl_server: None,
             allow_no_sasl: true,
+            frame_trace: FrameTrace::Debug,
         }
     }
 }

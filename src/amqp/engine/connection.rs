@@ -3,9 +3,9 @@
 
 use super::config::{ConnectionConfig, LinkConfig, SessionConfig};
 use super::event::{Delivery, Event, LinkId, SessionId};
+use super::frame_event;
 use super::link::{Link, LinkAcceptance, LinkState, Outgoing, Partial};
 use super::session::{PendingDisposition, Session, SessionState};
-use super::FRAME_TRACE_TARGET;
 use crate::amqp::codec::{Encode, Str, Symbol};
 use crate::amqp::frame::{
     self, parse_frame, AmqpFrame, ProtocolHeader, ProtocolId, RawFrame, FRAME_TYPE_AMQP,
@@ -161,6 +161,11 @@ impl Connection {
     /// Which side we are.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// The settings this end was made with.
+    pub fn config(&self) -> &ConnectionConfig {
+        &self.config
     }
 
     /// Where the connection is in its life.
@@ -325,11 +330,12 @@ impl Connection {
             }
         };
         let Some(performative) = frame.performative else {
-            tracing::trace!(target: FRAME_TRACE_TARGET, dir = "in", channel = frame.channel, "heartbeat");
+            frame_event!(quiet self.config.frame_trace, conn = %self.config.container_id, dir = "in", channel = frame.channel, "heartbeat");
             return;
         };
-        tracing::debug!(
-            target: FRAME_TRACE_TARGET,
+        frame_event!(
+            loud self.config.frame_trace,
+            conn = %self.config.container_id,
             dir = "in",
             channel = frame.channel,
             performative = performative.name(),
@@ -378,7 +384,7 @@ impl Connection {
     // ---- connection level -------------------------------------------------------------
 
     pub(super) fn write_header(&mut self, h: ProtocolHeader) {
-        tracing::debug!(target: FRAME_TRACE_TARGET, dir = "out", header = ?h.id, "protocol header");
+        frame_event!(loud self.config.frame_trace, conn = %self.config.container_id, dir = "out", header = ?h.id, "protocol header");
         self.out.extend_from_slice(&h.to_bytes());
     }
 
@@ -388,11 +394,12 @@ impl Connection {
         if (self.close_sent || self.state == ConnectionState::Closed)
             && !matches!(p, Performative::Close(_))
         {
-            tracing::trace!(target: FRAME_TRACE_TARGET, performative = p.name(), "dropped after close");
+            frame_event!(quiet self.config.frame_trace, conn = %self.config.container_id, performative = p.name(), "dropped after close");
             return;
         }
-        tracing::debug!(
-            target: FRAME_TRACE_TARGET,
+        frame_event!(
+            loud self.config.frame_trace,
+            conn = %self.config.container_id,
             dir = "out",
             channel,
             performative = p.name(),
@@ -489,7 +496,7 @@ impl Connection {
 
     /// Closes the connection because the peer broke the protocol, and reports it at once.
     pub(super) fn fail(&mut self, error: AmqpError) {
-        tracing::debug!(target: FRAME_TRACE_TARGET, %error, "closing connection on error");
+        frame_event!(loud self.config.frame_trace, conn = %self.config.container_id, %error, "closing connection on error");
         if !self.close_sent && self.open_sent && self.phase == Phase::Frames {
             self.close_sent = true;
             self.write(
@@ -565,7 +572,7 @@ impl Connection {
         }
         if let Some(peer) = self.remote_idle_timeout.filter(|_| !self.close_sent) {
             if now.saturating_duration_since(self.last_sent) >= peer / 2 {
-                tracing::trace!(target: FRAME_TRACE_TARGET, dir = "out", "heartbeat");
+                frame_event!(quiet self.config.frame_trace, conn = %self.config.container_id, dir = "out", "heartbeat");
                 frame::write_empty_frame(&mut self.out);
                 self.last_sent = now;
             }
@@ -752,7 +759,7 @@ impl Connection {
 
     /// Ends a session because the peer broke a session rule.
     fn fail_session(&mut self, local: u16, error: AmqpError) {
-        tracing::debug!(target: FRAME_TRACE_TARGET, %error, channel = local, "ending session on error");
+        frame_event!(loud self.config.frame_trace, conn = %self.config.container_id, %error, channel = local, "ending session on error");
         if self
             .sessions
             .get(&local)
@@ -1142,7 +1149,7 @@ impl Connection {
 
     /// Detaches a link because the peer broke a link rule.
     fn fail_link(&mut self, id: LinkId, error: AmqpError) {
-        tracing::debug!(target: FRAME_TRACE_TARGET, %error, link = id.0, "detaching link on error");
+        frame_event!(loud self.config.frame_trace, conn = %self.config.container_id, %error, link = id.0, "detaching link on error");
         let unanswered = self
             .links
             .get(&id)

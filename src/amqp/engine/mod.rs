@@ -22,7 +22,7 @@ mod sasl;
 mod session;
 
 pub use config::{
-    ConnectionConfig, LinkConfig, SaslAuthenticator, SaslClientMechanism, SaslDecision,
+    ConnectionConfig, FrameTrace, LinkConfig, SaslAuthenticator, SaslClientMechanism, SaslDecision,
     SessionConfig,
 };
 pub use connection::{Connection, ConnectionState, Role as EndpointRole};
@@ -31,3 +31,32 @@ pub use link::LinkAcceptance;
 
 /// The tracing target under which every frame in and out is logged.
 pub const FRAME_TRACE_TARGET: &str = "eventhubs::amqp::frames";
+
+/// Emits a frame event under [`FRAME_TRACE_TARGET`] at the level a [`FrameTrace`] asks for.
+/// `loud` events (frames) go at DEBUG or INFO, `quiet` ones (heartbeats, drops) one level
+/// lower. Tracing call sites need a constant level, hence one arm per level.
+macro_rules! frame_event {
+    (loud $trace:expr, $($arg:tt)+) => {
+        match $trace {
+            $crate::amqp::engine::FrameTrace::Off => {}
+            $crate::amqp::engine::FrameTrace::Debug => {
+                tracing::debug!(target: $crate::amqp::engine::FRAME_TRACE_TARGET, $($arg)+)
+            }
+            $crate::amqp::engine::FrameTrace::Info => {
+                tracing::info!(target: $crate::amqp::engine::FRAME_TRACE_TARGET, $($arg)+)
+            }
+        }
+    };
+    (quiet $trace:expr, $($arg:tt)+) => {
+        match $trace {
+            $crate::amqp::engine::FrameTrace::Off => {}
+            $crate::amqp::engine::FrameTrace::Debug => {
+                tracing::trace!(target: $crate::amqp::engine::FRAME_TRACE_TARGET, $($arg)+)
+            }
+            $crate::amqp::engine::FrameTrace::Info => {
+                tracing::debug!(target: $crate::amqp::engine::FRAME_TRACE_TARGET, $($arg)+)
+            }
+        }
+    };
+}
+pub(crate) use frame_event;

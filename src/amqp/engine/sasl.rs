@@ -2,7 +2,7 @@
 
 use super::config::SaslDecision;
 use super::connection::{err, Connection, ConnectionState, Phase, Role};
-use super::FRAME_TRACE_TARGET;
+use super::frame_event;
 use crate::amqp::codec::{Decode, Decoder};
 use crate::amqp::frame::{self, ProtocolHeader, RawFrame, FRAME_TYPE_SASL};
 use crate::amqp::types::error::condition;
@@ -10,7 +10,7 @@ use crate::amqp::types::sasl::{SaslCode, SaslFrameBody, SaslInit, SaslMechanisms
 
 impl Connection {
     fn write_sasl(&mut self, body: SaslFrameBody) {
-        tracing::debug!(target: FRAME_TRACE_TARGET, dir = "out", sasl = body.name(), frame = ?body);
+        frame_event!(loud self.config.frame_trace, conn = %self.config.container_id, dir = "out", sasl = body.name(), frame = ?body);
         frame::write_sasl_frame(&mut self.out, &body);
     }
 
@@ -38,7 +38,7 @@ impl Connection {
                 return;
             }
         };
-        tracing::debug!(target: FRAME_TRACE_TARGET, dir = "in", sasl = body.name(), frame = ?body);
+        frame_event!(loud self.config.frame_trace, conn = %self.config.container_id, dir = "in", sasl = body.name(), frame = ?body);
         match (self.role, body) {
             (Role::Client, SaslFrameBody::Mechanisms(m)) => self.sasl_client_choose(m),
             (Role::Client, SaslFrameBody::Outcome(o)) => {

@@ -285,7 +285,8 @@ impl Driver {
     /// The socket failed: the engine cannot say goodbye, so fail everything now.
     fn lost(&mut self, e: std::io::Error) {
         if self.failure.is_none() {
-            tracing::debug!(target: crate::amqp::engine::FRAME_TRACE_TARGET, error = %e, "connection lost");
+            let config = self.engine.config();
+            crate::amqp::engine::frame_event!(loud config.frame_trace, conn = %config.container_id, error = %e, "connection lost");
             self.fail_all(Error::from(e));
         }
     }
