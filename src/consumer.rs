@@ -12,6 +12,10 @@ use crate::client::{close_in_background, EventHubClient, LinkHandle};
 use crate::error::{Error, ErrorKind};
 use crate::event::{timestamp_to_system_time, EventData};
 use crate::position::EventPosition;
+use futures_core::Stream;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 /// The default consumer group.
@@ -356,13 +360,24 @@ impl EventHubConsumer {
         }
     }
 
-    /// The consumer as a stream of events: `stream.next().await` yields events until a
-    /// permanent error, which is yielded once before the stream ends.
+    /// The consumer as a stream of events ([`futures_core::Stream`], so every stream
+    /// combinator works on it): it yields events until a permanent error, which it yields
+    /// once before it ends. Events already buffered are handed out without waiting or
+    /// allocating; dropping the stream loses nothing (an event is only counted as handed out
+    /// when the stream yields it).
     pub fn stream(&mut self) -> EventStream<'_> {
         EventStream {
-            consumer: self,
-            done: false,
+            state: StreamState::Idle(self),
         }
+    }
+
+    /// An event already buffered on the link, without waiting.
+    fn try_take_buffered(&mut self) -> Option<Result<EventData, Error>> {
+        if self.disconnected.is_some() {
+            return None;
+        }
+        let m = self.link.as_mut()?.link_mut().try_recv()?;
+        Some(self.take(m))
     }
 
     /// Detaches the link.
@@ -374,23 +389,78 @@ impl EventHubConsumer {
     }
 }
 
+type NextEvent<'a> =
+    Pin<Box<dyn Future<Output = (&'a mut EventHubConsumer, Result<EventData, Error>)> + Send + 'a>>;
+
+enum StreamState<'a> {
+    /// Ready for the next poll; holds the consumer.
+    Idle(&'a mut EventHubConsumer),
+    /// Waiting for an event (or a re-attach); the future holds the consumer meanwhile.
+    Waiting(NextEvent<'a>),
+    /// A permanent error was yielded.
+    Done,
+}
+
 /// An asynchronous stream of a consumer's events (see [`EventHubConsumer::stream`]).
-#[derive(Debug)]
 pub struct EventStream<'a> {
-    consumer: &'a mut EventHubConsumer,
-    done: bool,
+    state: StreamState<'a>,
+}
+
+impl std::fmt::Debug for EventStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            StreamState::Idle(_) => "idle",
+            StreamState::Waiting(_) => "waiting",
+            StreamState::Done => "done",
+        };
+        f.debug_struct("EventStream")
+            .field("state", &state)
+            .finish()
+    }
 }
 
 impl EventStream<'_> {
-    /// The next event; `None` after a permanent error has been returned.
+    /// The next event; `None` after a permanent error has been returned. The same as
+    /// `StreamExt::next`, for callers without a stream extension crate.
     pub async fn next(&mut self) -> Option<Result<EventData, Error>> {
-        if self.done {
-            return None;
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+impl Stream for EventStream<'_> {
+    type Item = Result<EventData, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            match std::mem::replace(&mut this.state, StreamState::Done) {
+                StreamState::Done => return Poll::Ready(None),
+                StreamState::Idle(consumer) => {
+                    // The hot path: prefetched events need no future and no allocation.
+                    if let Some(r) = consumer.try_take_buffered() {
+                        if r.is_ok() {
+                            this.state = StreamState::Idle(consumer);
+                        }
+                        return Poll::Ready(Some(r));
+                    }
+                    this.state = StreamState::Waiting(Box::pin(async move {
+                        let r = consumer.next_event().await;
+                        (consumer, r)
+                    }));
+                }
+                StreamState::Waiting(mut next) => match next.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        this.state = StreamState::Waiting(next);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((consumer, r)) => {
+                        if r.is_ok() {
+                            this.state = StreamState::Idle(consumer);
+                        }
+                        return Poll::Ready(Some(r));
+                    }
+                },
+            }
         }
-        let r = self.consumer.next_event().await;
-        if r.is_err() {
-            self.done = true;
-        }
-        Some(r)
     }
 }

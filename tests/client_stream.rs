@@ -1,0 +1,120 @@
+//! `EventHubConsumer::stream()` as a `futures_core::Stream` against the emulator: order across
+//! the buffered and the waiting path, nothing lost when a stream is dropped half way, and the
+//! end after a permanent error.
+
+mod client_common;
+
+use client_common::*;
+use eventhubs::{ConsumerOptions, ErrorKind, EventData, EventPosition, ProducerOptions};
+use futures_core::Stream;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// The next item through the trait alone, as any stream combinator would poll it.
+async fn poll_next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
+}
+
+async fn send_range(producer: &eventhubs::EventHubProducer, range: std::ops::Range<u32>) {
+    let events: Vec<EventData> = range.map(|i| EventData::from(format!("e{i}"))).collect();
+    producer.send(events).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_yields_in_order_and_dropping_it_loses_nothing() {
+    let emu = emulator().await;
+    let client = client(&emu);
+    let producer = client
+        .create_producer(ProducerOptions::partition("3"))
+        .await
+        .unwrap();
+    send_range(&producer, 0..500).await;
+    let mut consumer = client
+        .create_consumer(
+            "$default",
+            "3",
+            EventPosition::earliest(),
+            ConsumerOptions {
+                prefetch: Some(40),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    let mut next = 0i64;
+    {
+        let mut stream = consumer.stream();
+        while next < 123 {
+            let e = poll_next(&mut stream).await.unwrap().unwrap();
+            assert_eq!(e.sequence_number(), Some(next));
+            assert_eq!(e.body_as_str().unwrap(), format!("e{next}"));
+            next += 1;
+        }
+        // Dropped with prefetched events still on the link.
+    }
+    assert_eq!(consumer.last_sequence_number(), Some(122));
+    let after_drop = consumer.receive(1, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(after_drop[0].sequence_number(), Some(123), "no gap");
+    next += 1;
+
+    // The waiting path: the stream is polled before the events exist.
+    let mut stream = consumer.stream();
+    let sender = {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            send_range(&producer, 500..700).await;
+        })
+    };
+    while next < 700 {
+        let e = stream.next().await.unwrap().unwrap();
+        assert_eq!(e.sequence_number(), Some(next));
+        next += 1;
+    }
+    sender.await.unwrap();
+    // Nothing more: the stream waits rather than ending.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), poll_next(&mut stream))
+            .await
+            .is_err()
+    );
+    drop(stream);
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_ends_after_the_partition_is_taken_over() {
+    let emu = emulator().await;
+    let client = client(&emu);
+    let producer = client
+        .create_producer(ProducerOptions::partition("1"))
+        .await
+        .unwrap();
+    send_range(&producer, 0..5).await;
+    let opts = |level| ConsumerOptions {
+        owner_level: Some(level),
+        ..Default::default()
+    };
+    let mut first = client
+        .create_consumer("$default", "1", EventPosition::earliest(), opts(1))
+        .await
+        .unwrap();
+    let mut stream = first.stream();
+    for i in 0..5 {
+        let e = poll_next(&mut stream).await.unwrap().unwrap();
+        assert_eq!(e.sequence_number(), Some(i));
+    }
+    let _second = client
+        .create_consumer("$default", "1", EventPosition::earliest(), opts(2))
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), poll_next(&mut stream))
+        .await
+        .expect("the takeover reaches the stream")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConsumerDisconnected, "{e}");
+    assert!(poll_next(&mut stream).await.is_none(), "ended");
+    assert!(stream.next().await.is_none(), "and stays ended");
+}
