@@ -186,11 +186,14 @@ impl RpcLink {
     }
 }
 
-/// A token put on the connection, and when to put a fresh one.
+/// A token put on the connection, when to put a fresh one, and how many links rely on it.
 #[derive(Debug)]
 struct Entry {
     token: String,
     refresh_at: SystemTime,
+    /// Links attached under this audience ([`TokenHold`]s). Only held tokens are refreshed;
+    /// an unheld one (a management call's) is forgotten when due and put again on next use.
+    holders: usize,
 }
 
 /// The CBS token manager of one connection: puts a token per audience and refreshes each
@@ -198,7 +201,8 @@ struct Entry {
 pub(crate) struct Cbs {
     rpc: RpcLink,
     credential: Arc<dyn TokenCredential>,
-    tokens: tokio::sync::Mutex<HashMap<String, Entry>>,
+    /// Never held across an await: puts for different audiences run side by side.
+    tokens: Mutex<HashMap<String, Entry>>,
     changed: Notify,
     /// The last refresh failure, if the latest attempt failed.
     pub(crate) refresh_error: Mutex<Option<Error>>,
@@ -207,6 +211,21 @@ pub(crate) struct Cbs {
 impl std::fmt::Debug for Cbs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cbs").field("rpc", &self.rpc).finish()
+    }
+}
+
+/// Keeps the token of one audience refreshed while a link attached under it lives.
+#[derive(Debug)]
+pub(crate) struct TokenHold {
+    cbs: Arc<Cbs>,
+    audience: String,
+}
+
+impl Drop for TokenHold {
+    fn drop(&mut self) {
+        if let Some(e) = lock(&self.cbs.tokens).get_mut(&self.audience) {
+            e.holders = e.holders.saturating_sub(1);
+        }
     }
 }
 
@@ -221,6 +240,39 @@ fn refresh_time(now: SystemTime, expires_on: SystemTime) -> SystemTime {
         .max(now + lifetime.min(Duration::from_millis(500)))
 }
 
+/// Tokens due within this much of the earliest one are refreshed in the same round, so that
+/// links opened together cost one wake-up rather than one each.
+const REFRESH_GROUPING: Duration = Duration::from_secs(1);
+
+/// A refresh that takes longer than this is given up and retried (the loop must not hang on
+/// a request that never gets a reply).
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the refresh loop does with the tokens at `now`: the audiences to put again (held
+/// and due within the grouping window), and the earliest time it has to wake up next. Unheld
+/// due tokens are dropped from `tokens`.
+fn plan_refresh(
+    tokens: &mut HashMap<String, Entry>,
+    now: SystemTime,
+) -> (Vec<String>, Option<SystemTime>) {
+    tokens.retain(|_, e| e.holders > 0 || e.refresh_at > now);
+    let horizon = now + REFRESH_GROUPING;
+    let due: Vec<String> = tokens
+        .iter()
+        .filter(|(_, e)| e.refresh_at <= now)
+        .map(|(a, _)| a.clone())
+        .collect();
+    if due.is_empty() {
+        return (due, tokens.values().map(|e| e.refresh_at).min());
+    }
+    let due = tokens
+        .iter()
+        .filter(|(_, e)| e.holders > 0 && e.refresh_at <= horizon)
+        .map(|(a, _)| a.clone())
+        .collect();
+    (due, None)
+}
+
 impl Cbs {
     /// Attaches the `$cbs` link pair.
     pub(crate) async fn open(
@@ -231,7 +283,7 @@ impl Cbs {
         Ok(Arc::new(Cbs {
             rpc,
             credential,
-            tokens: tokio::sync::Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             refresh_error: Mutex::new(None),
         }))
@@ -243,7 +295,7 @@ impl Cbs {
     }
 
     /// Gets a token for `audience` and puts it; returns the token and its refresh time.
-    async fn put(&self, audience: &str) -> Result<Entry, Error> {
+    async fn put(&self, audience: &str) -> Result<(String, SystemTime), Error> {
         let token = self.credential.get_token(audience).await.map_err(|e| {
             Error::new(
                 ErrorKind::Authentication,
@@ -271,72 +323,110 @@ impl Cbs {
             ));
         }
         tracing::debug!(target: "eventhubs::cbs", audience, expires_on = ?token.expires_on, "token put");
-        Ok(Entry {
-            token: token.token,
-            refresh_at: refresh_time(now, token.expires_on),
-        })
+        Ok((token.token, refresh_time(now, token.expires_on)))
+    }
+
+    /// Records a fresh token for `audience`, keeping its holders.
+    fn store(&self, audience: &str, token: String, refresh_at: SystemTime, hold: bool) {
+        let mut tokens = lock(&self.tokens);
+        let e = tokens.entry(audience.to_owned()).or_insert(Entry {
+            token: String::new(),
+            refresh_at,
+            holders: 0,
+        });
+        e.token = token;
+        e.refresh_at = refresh_at;
+        e.holders += usize::from(hold);
     }
 
     /// Makes sure a valid token for `audience` is on the connection (putting one if needed)
-    /// and returns it.
+    /// and returns it. Concurrent calls for the same audience may both put; the service
+    /// keeps the latest, which is harmless.
     pub(crate) async fn authorize(&self, audience: &str) -> Result<String, Error> {
-        let mut tokens = self.tokens.lock().await;
-        if let Some(e) = tokens.get(audience) {
-            if e.refresh_at > SystemTime::now() {
-                return Ok(e.token.clone());
+        self.authorize_inner(audience, false).await
+    }
+
+    /// [`Cbs::authorize`], and keeps the token refreshed until the hold is dropped.
+    pub(crate) async fn authorize_and_hold(
+        self: &Arc<Self>,
+        audience: &str,
+    ) -> Result<TokenHold, Error> {
+        self.authorize_inner(audience, true).await?;
+        Ok(TokenHold {
+            cbs: self.clone(),
+            audience: audience.to_owned(),
+        })
+    }
+
+    async fn authorize_inner(&self, audience: &str, hold: bool) -> Result<String, Error> {
+        {
+            let mut tokens = lock(&self.tokens);
+            if let Some(e) = tokens.get_mut(audience) {
+                if e.refresh_at > SystemTime::now() {
+                    e.holders += usize::from(hold);
+                    return Ok(e.token.clone());
+                }
             }
         }
-        let entry = self.put(audience).await?;
-        let token = entry.token.clone();
-        tokens.insert(audience.to_owned(), entry);
-        drop(tokens);
+        let (token, refresh_at) = self.put(audience).await?;
+        self.store(audience, token.clone(), refresh_at, hold);
         self.changed.notify_one();
         Ok(token)
     }
 
-    /// Forgets the token for `audience`, so the next [`Cbs::authorize`] puts a fresh one.
-    pub(crate) async fn invalidate(&self, audience: &str) {
-        self.tokens.lock().await.remove(audience);
+    /// Marks the token for `audience` stale, so the next [`Cbs::authorize`] puts a fresh one.
+    pub(crate) fn invalidate(&self, audience: &str) {
+        if let Some(e) = lock(&self.tokens).get_mut(audience) {
+            e.refresh_at = std::time::UNIX_EPOCH;
+        }
     }
 
-    /// The refresh loop: wakes at the earliest refresh time and re-puts due tokens. Failures
-    /// are retried every second (a token still valid keeps the links working meanwhile).
+    /// The refresh loop: wakes at the earliest refresh time and puts the due tokens again,
+    /// all at once. Failures are retried every second (a token still valid keeps the links
+    /// working meanwhile).
     pub(crate) async fn refresh_loop(self: Arc<Self>) {
         loop {
-            let next = {
-                let tokens = self.tokens.lock().await;
-                tokens.values().map(|e| e.refresh_at).min()
-            };
-            let wait = match next {
-                Some(t) => t.duration_since(SystemTime::now()).unwrap_or_default(),
-                None => Duration::from_secs(3600),
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.changed.notified() => continue,
+            let (due, next) = plan_refresh(&mut lock(&self.tokens), SystemTime::now());
+            if due.is_empty() {
+                let wait = match next {
+                    Some(t) => t.duration_since(SystemTime::now()).unwrap_or_default(),
+                    None => Duration::from_secs(3600),
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.changed.notified() => {}
+                }
+                continue;
             }
             if self.is_closed() {
                 return;
             }
-            let due: Vec<String> = {
-                let tokens = self.tokens.lock().await;
-                let now = SystemTime::now();
-                tokens
-                    .iter()
-                    .filter(|(_, e)| e.refresh_at <= now)
-                    .map(|(a, _)| a.clone())
-                    .collect()
-            };
+            let mut puts = tokio::task::JoinSet::new();
             for audience in due {
-                match self.put(&audience).await {
-                    Ok(entry) => {
-                        self.tokens.lock().await.insert(audience, entry);
+                let cbs = self.clone();
+                puts.spawn(async move {
+                    let r = tokio::time::timeout(REFRESH_TIMEOUT, cbs.put(&audience))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Error::new(
+                                ErrorKind::OperationTimeout,
+                                format!("refreshing the token for {audience} took over {REFRESH_TIMEOUT:?}"),
+                            ))
+                        });
+                    (audience, r)
+                });
+            }
+            while let Some(done) = puts.join_next().await {
+                let Ok((audience, r)) = done else { continue };
+                match r {
+                    Ok((token, refresh_at)) => {
+                        self.store(&audience, token, refresh_at, false);
                         *lock(&self.refresh_error) = None;
                     }
                     Err(e) => {
                         tracing::warn!(target: "eventhubs::cbs", error = %e, audience, "token refresh failed");
                         *lock(&self.refresh_error) = Some(e);
-                        if let Some(entry) = self.tokens.lock().await.get_mut(&audience) {
+                        if let Some(entry) = lock(&self.tokens).get_mut(&audience) {
                             entry.refresh_at = SystemTime::now() + Duration::from_secs(1);
                         }
                     }
@@ -370,6 +460,54 @@ mod tests {
         assert!(
             refresh_time(now, now + Duration::from_millis(800)) >= now + Duration::from_millis(500)
         );
+    }
+
+    fn entry(refresh_at: SystemTime, holders: usize) -> Entry {
+        Entry {
+            token: String::from("t"),
+            refresh_at,
+            holders,
+        }
+    }
+
+    #[test]
+    fn refresh_plan_groups_due_tokens_and_forgets_unheld_ones() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let s = Duration::from_secs;
+        let mut tokens: HashMap<String, Entry> = [
+            ("due", entry(now - s(1), 2)),
+            ("soon", entry(now + Duration::from_millis(700), 1)),
+            ("later", entry(now + s(30), 1)),
+            ("unheld-due", entry(now, 0)),
+            ("unheld-later", entry(now + s(5), 0)),
+        ]
+        .into_iter()
+        .map(|(a, e)| (a.to_string(), e))
+        .collect();
+        let (mut due, next) = plan_refresh(&mut tokens, now);
+        due.sort();
+        assert_eq!(
+            due,
+            ["due", "soon"],
+            "due now and within the grouping window"
+        );
+        assert_eq!(next, None);
+        assert!(!tokens.contains_key("unheld-due"), "no link needs it");
+        assert!(
+            tokens.contains_key("unheld-later"),
+            "a management call may reuse it"
+        );
+
+        // Nothing due: wake at the earliest refresh time, unheld ones included (to drop them).
+        tokens.remove("due");
+        tokens.remove("soon");
+        let (due, next) = plan_refresh(&mut tokens, now);
+        assert!(due.is_empty());
+        assert_eq!(next, Some(now + s(5)));
+        let (due, next) = plan_refresh(&mut tokens, now + s(6));
+        assert!(due.is_empty());
+        assert_eq!(next, Some(now + s(30)));
+        assert!(!tokens.contains_key("unheld-later"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::amqp::{ConnectOptions, Connection, ReceiverOptions, SenderOptions, Se
 use crate::auth::{
     ConnectionString, SasCredential, SharedAccessSignatureCredential, TokenCredential,
 };
-use crate::cbs::{AbortOnDrop, Cbs, RpcLink};
+use crate::cbs::{AbortOnDrop, Cbs, RpcLink, TokenHold};
 use crate::error::{Error, ErrorKind};
 use crate::retry::RetryOptions;
 use std::fmt;
@@ -306,14 +306,17 @@ pub(crate) struct LinkHandle<L: CloseLink> {
     pub(crate) conn: Arc<ConnState>,
     pub(crate) session: Session,
     link: Option<L>,
+    /// Keeps the link's token refreshed for as long as the link lives.
+    _token: TokenHold,
 }
 
 impl<L: CloseLink> LinkHandle<L> {
-    fn new(conn: Arc<ConnState>, session: Session, link: L) -> Self {
+    fn new(conn: Arc<ConnState>, session: Session, link: L, token: TokenHold) -> Self {
         LinkHandle {
             conn,
             session,
             link: Some(link),
+            _token: token,
         }
     }
 
@@ -499,30 +502,10 @@ impl EventHubClient {
         path: &str,
         options: SenderOptions,
     ) -> Result<LinkHandle<crate::amqp::Sender>, Error> {
-        let conn = self.connection().await?;
-        let what = format!("attaching a sender to {path}");
-        self.trace(&what);
-        let r = async {
-            conn.cbs.authorize(&self.audience(path)).await?;
-            let session = conn
-                .connection
-                .open_session()
-                .await
-                .map_err(|e| Error::from_amqp(ErrorKind::EventHub, &what, e))?;
-            let link = session
-                .attach_sender(options)
-                .await
-                .map_err(|e| Error::from_amqp(ErrorKind::EventHub, &what, e))?;
-            Ok((session, link))
-        }
-        .await;
-        match r {
-            Ok((session, link)) => Ok(LinkHandle::new(conn, session, link)),
-            Err(e) => {
-                self.connection_failed(&conn).await;
-                Err(e)
-            }
-        }
+        self.open_link(path, "sender", |session| async move {
+            session.attach_sender(options).await
+        })
+        .await
     }
 
     /// Authorizes `path` on the current connection and attaches a receiver to it on a new
@@ -532,25 +515,43 @@ impl EventHubClient {
         path: &str,
         options: ReceiverOptions,
     ) -> Result<LinkHandle<crate::amqp::Receiver>, Error> {
+        self.open_link(path, "receiver", |session| async move {
+            session.attach_receiver(options).await
+        })
+        .await
+    }
+
+    /// Puts (and holds) the token for `path`, opens a session and attaches a link on it with
+    /// `attach`. A failure makes the connection be checked before the next use.
+    async fn open_link<L, F, Fut>(
+        &self,
+        path: &str,
+        kind: &str,
+        attach: F,
+    ) -> Result<LinkHandle<L>, Error>
+    where
+        L: CloseLink,
+        F: FnOnce(Session) -> Fut,
+        Fut: std::future::Future<Output = Result<L, crate::amqp::Error>>,
+    {
         let conn = self.connection().await?;
-        let what = format!("attaching a receiver to {path}");
+        let what = format!("attaching a {kind} to {path}");
         self.trace(&what);
         let r = async {
-            conn.cbs.authorize(&self.audience(path)).await?;
+            let hold = conn.cbs.authorize_and_hold(&self.audience(path)).await?;
             let session = conn
                 .connection
                 .open_session()
                 .await
                 .map_err(|e| Error::from_amqp(ErrorKind::EventHub, &what, e))?;
-            let link = session
-                .attach_receiver(options)
+            let link = attach(session.clone())
                 .await
                 .map_err(|e| Error::from_amqp(ErrorKind::EventHub, &what, e))?;
-            Ok((session, link))
+            Ok((session, link, hold))
         }
         .await;
         match r {
-            Ok((session, link)) => Ok(LinkHandle::new(conn, session, link)),
+            Ok((session, link, hold)) => Ok(LinkHandle::new(conn, session, link, hold)),
             Err(e) => {
                 self.connection_failed(&conn).await;
                 Err(e)

@@ -327,7 +327,7 @@ impl EventHubConsumer {
                     if err.kind() == ErrorKind::Authentication {
                         if let Some(l) = &self.link {
                             let audience = self.client.audience(&self.path);
-                            l.conn.cbs.invalidate(&audience).await;
+                            l.conn.cbs.invalidate(&audience);
                         }
                         err = err.lapsed_authorization();
                     }

@@ -354,7 +354,7 @@ impl EventHubProducer {
                         let err = Error::from_amqp(ErrorKind::EventDataSend, &what, e);
                         if err.kind() == ErrorKind::Authentication {
                             let audience = p.inner.client.audience(&p.inner.path);
-                            link.conn.cbs.invalidate(&audience).await;
+                            link.conn.cbs.invalidate(&audience);
                         }
                         p.link_failed(&link).await;
                         Err(err.lapsed_authorization())

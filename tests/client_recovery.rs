@@ -256,3 +256,110 @@ async fn consumer_resumes_after_a_cut_without_gap_or_duplicate() {
         .unwrap()
         .is_empty());
 }
+
+/// 3-second SAS tokens, each issued 200 ms late, counting issues per audience and the most
+/// issues in flight at once.
+#[derive(Default)]
+struct CountingCredential {
+    calls: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
+}
+
+impl eventhubs::auth::TokenCredential for CountingCredential {
+    fn get_token<'a>(&'a self, audience: &'a str) -> eventhubs::auth::TokenFuture<'a> {
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            *self
+                .calls
+                .lock()
+                .unwrap()
+                .entry(audience.to_string())
+                .or_default() += 1;
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            self.in_flight.fetch_sub(1, SeqCst);
+            SasCredential::new("RootManageSharedAccessKey", "SAS_KEY_VALUE")
+                .with_validity(Duration::from_secs(3))
+                .get_token(audience)
+                .await
+        })
+    }
+
+    fn token_type(&self) -> &str {
+        "servicebus.windows.net:sastoken"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_tokens_of_live_links_are_refreshed_and_together() {
+    use eventhubs::auth::TokenCredential;
+    let emu = emulator().await;
+    let credential = std::sync::Arc::new(CountingCredential::default());
+    struct Shared(std::sync::Arc<CountingCredential>);
+    impl TokenCredential for Shared {
+        fn get_token<'a>(&'a self, audience: &'a str) -> eventhubs::auth::TokenFuture<'a> {
+            self.0.get_token(audience)
+        }
+        fn token_type(&self) -> &str {
+            self.0.token_type()
+        }
+    }
+    let client = builder(&emu)
+        .credential(Shared(credential.clone()))
+        .build()
+        .unwrap();
+    let p0 = client
+        .create_producer(ProducerOptions::partition("0"))
+        .await
+        .unwrap();
+    let p1 = client
+        .create_producer(ProducerOptions::partition("1"))
+        .await
+        .unwrap();
+    let mut c2 = client
+        .create_consumer(
+            "$default",
+            "2",
+            EventPosition::earliest(),
+            ConsumerOptions::default(),
+        )
+        .await
+        .unwrap();
+    p1.close().await.unwrap();
+    // Three 3-second tokens are refreshed 2 s after each put: about three rounds.
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    p0.send(EventData::from("still authorized")).await.unwrap();
+    assert!(c2
+        .receive(1, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let calls = credential.calls.lock().unwrap().clone();
+    let count = |suffix: &str| {
+        calls
+            .iter()
+            .filter(|(a, _)| a.ends_with(suffix))
+            .map(|(_, n)| *n)
+            .sum::<usize>()
+    };
+    assert!(count("/eh1/Partitions/0") >= 3, "{calls:?}");
+    assert!(
+        count("/ConsumerGroups/$default/Partitions/2") >= 3,
+        "{calls:?}"
+    );
+    assert_eq!(
+        count("/eh1/Partitions/1"),
+        1,
+        "a closed producer's token is not refreshed: {calls:?}"
+    );
+    assert!(
+        credential
+            .most_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 2,
+        "tokens due together are refreshed side by side"
+    );
+}
