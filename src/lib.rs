@@ -2,6 +2,45 @@
 //!
 //! The layers, bottom-up: [`amqp::codec`] (the AMQP type system), frames and performatives,
 //! a sans-IO engine, the IO driver, then the Event Hubs client, processor and emulator.
+//!
+//! Sending a batch and reading it back, here against the in-process emulator (any Event Hubs
+//! connection string works the same way; [`blocking`] has the same API for sync code):
+//!
+//! ```
+//! # #[cfg(feature = "emulator")]
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use eventhubs::{ConsumerOptions, EventData, EventHubClient, EventPosition, ProducerOptions};
+//! use std::time::Duration;
+//!
+//! let emulator = eventhubs::emulator::Emulator::start(
+//!     eventhubs::emulator::EmulatorOptions::ephemeral(), // a free port on 127.0.0.1
+//! )
+//! .await?;
+//! let client = EventHubClient::from_connection_string(&emulator.connection_string(), Some("eh1"))?;
+//!
+//! let producer = client.create_producer(ProducerOptions::partition("0")).await?;
+//! let mut batch = producer.create_batch(Default::default()).await?;
+//! for i in 0..3 {
+//!     let event = EventData::from(format!("event {i}")).with_property("index", i as i64);
+//!     if let Err(event) = batch.try_add(event) {
+//!         panic!("a small event always fits an empty batch: {event:?}");
+//!     }
+//! }
+//! producer.send(batch).await?;
+//!
+//! let mut consumer = client
+//!     .create_consumer("$default", "0", EventPosition::earliest(), ConsumerOptions::default())
+//!     .await?;
+//! let events = consumer.receive(10, Duration::from_secs(5)).await?;
+//! assert_eq!(events.len(), 3);
+//! assert_eq!(events[2].body_as_str()?, "event 2");
+//! client.close().await?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "emulator"))]
+//! # fn main() {}
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
