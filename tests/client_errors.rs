@@ -1,9 +1,11 @@
 //! Failure paths against the emulator: bad connection strings, wrong keys, unknown hub,
-//! partition and consumer group, oversized events, owner levels.
+//! partition and consumer group, oversized events, owner levels, sends the service rejects.
 
 mod client_common;
 
 use client_common::*;
+use eventhubs::amqp::codec::Symbol;
+use eventhubs::amqp::types::error::AmqpError;
 use eventhubs::{
     BatchOptions, ConsumerOptions, ErrorKind, EventData, EventHubClient, EventHubClientBuilder,
     EventPosition, ProducerOptions,
@@ -279,4 +281,69 @@ async fn last_enqueued_event_properties_are_tracked() {
     assert_eq!(last.sequence_number, Some(4));
     assert!(last.offset.is_some());
     assert!(last.enqueued_time.is_some());
+}
+
+fn amqp_error(condition: &'static str, description: &'static str) -> AmqpError {
+    AmqpError::with_description(Symbol::from_static(condition), description)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_sends_are_retried_when_transient_and_surfaced_when_not() {
+    let emu = emulator().await;
+    let client = builder(&emu)
+        .retry(eventhubs::RetryOptions {
+            max_retries: 2,
+            delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let producer = client
+        .create_producer(ProducerOptions::partition("0"))
+        .await
+        .unwrap();
+
+    // A transient rejection is retried and the caller sees only a delay; the event is stored
+    // once, by the attempt that was accepted.
+    emu.reject_next_sends([amqp_error("com.microsoft:server-busy", "busy")]);
+    producer.send(EventData::from("after busy")).await.unwrap();
+    assert_eq!(emu.pending_send_faults(), 0);
+    assert_eq!(
+        emu.partition_info("eh1", 0).unwrap().last_sequence_number,
+        0
+    );
+
+    // A permanent rejection is surfaced at once, with its condition and description.
+    emu.reject_next_sends([
+        amqp_error("amqp:not-allowed", "no such thing"),
+        amqp_error("com.microsoft:server-busy", "must stay queued"),
+    ]);
+    let e = producer.send(EventData::from("refused")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::EventDataSend, "{e}");
+    assert_eq!(e.condition(), Some("amqp:not-allowed"));
+    assert_eq!(e.description(), Some("no such thing"));
+    assert!(!e.is_transient());
+    assert_eq!(emu.pending_send_faults(), 1, "not retried");
+
+    // Transient rejections past the retry budget: 1 attempt + 2 retries, then the error.
+    emu.reject_next_sends(std::iter::repeat_n(
+        amqp_error("com.microsoft:server-busy", "still busy"),
+        4,
+    ));
+    let e = producer
+        .send(vec![EventData::from("a"), EventData::from("b")])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::EventDataSend, "{e}");
+    assert_eq!(e.condition(), Some("com.microsoft:server-busy"));
+    assert!(e.is_transient());
+    assert_eq!(emu.pending_send_faults(), 1 + 4 - 3);
+
+    // The remaining fault is used by the next send's first attempt, which is then retried;
+    // nothing rejected was stored.
+    producer.send(EventData::from("last")).await.unwrap();
+    assert_eq!(emu.pending_send_faults(), 0);
+    let info = emu.partition_info("eh1", 0).unwrap();
+    assert_eq!(info.last_sequence_number, 1, "{info:?}");
 }

@@ -504,6 +504,10 @@ async fn ingest(conn: Arc<Conn>, link: IncomingLink, hub_name: String, partition
             let _ = rx.close_with_error(unauthorized(&path)).await;
             return;
         }
+        if let Some(fault) = conn.shared.next_send_fault() {
+            let _ = rx.reject(&delivery, Some(fault));
+            continue;
+        }
         match store(&hub, fixed, &delivery) {
             Ok(()) => {
                 let _ = rx.accept(&delivery);

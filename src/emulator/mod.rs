@@ -19,6 +19,7 @@ pub mod store;
 use crate::amqp::codec::Symbol;
 use crate::amqp::engine::{ConnectionConfig, SaslAuthenticator, SaslDecision};
 use crate::amqp::server::{Listener, ListenerOptions};
+use crate::amqp::types::error::AmqpError;
 pub use config::{EntityConfig, HubConfig, SasKey};
 use hub::Hub;
 use std::collections::HashMap;
@@ -97,11 +98,21 @@ pub(crate) struct Shared {
     hubs: HashMap<String, Arc<Hub>>,
     keys: Vec<SasKey>,
     require_auth: bool,
+    /// Injected faults: the next deliveries to any hub are rejected with these, in order.
+    send_faults: std::sync::Mutex<std::collections::VecDeque<AmqpError>>,
 }
 
 impl Shared {
     fn hub(&self, name: &str) -> Option<Arc<Hub>> {
         self.hubs.get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    /// The injected fault for the next delivery, if any.
+    pub(crate) fn next_send_fault(&self) -> Option<AmqpError> {
+        self.send_faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
     }
 }
 
@@ -184,6 +195,7 @@ impl Emulator {
             hubs,
             keys: options.entities.keys.clone(),
             require_auth: options.require_auth,
+            send_faults: Default::default(),
         });
         let listener_options = ListenerOptions {
             config: ConnectionConfig {
@@ -240,6 +252,26 @@ impl Emulator {
             shared,
             accept,
         })
+    }
+
+    /// Fault injection for tests of senders: the next `errors.len()` deliveries (to any hub
+    /// or partition) are rejected with these errors, in order, and not stored — as the
+    /// service rejects a send it cannot take (`com.microsoft:server-busy`, a quota, ...).
+    pub fn reject_next_sends(&self, errors: impl IntoIterator<Item = AmqpError>) {
+        self.shared
+            .send_faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(errors);
+    }
+
+    /// How many injected rejections are still waiting for a delivery.
+    pub fn pending_send_faults(&self) -> usize {
+        self.shared
+            .send_faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// The address it listens on.
