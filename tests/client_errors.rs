@@ -347,3 +347,43 @@ async fn rejected_sends_are_retried_when_transient_and_surfaced_when_not() {
     let info = emu.partition_info("eh1", 0).unwrap();
     assert_eq!(info.last_sequence_number, 1, "{info:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_service_is_an_operation_timeout() {
+    init_tracing();
+    // Accepts connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            sockets.push(s);
+        }
+    });
+    let cs = format!("Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true");
+    let client = EventHubClientBuilder::from_connection_string(&cs, Some("eh1"))
+        .unwrap()
+        .operation_timeout(Duration::from_millis(300))
+        .retry(eventhubs::RetryOptions {
+            max_retries: 1,
+            delay: Duration::from_millis(10),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let e = client.get_partition_ids().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OperationTimeout, "{e}");
+    assert!(e.is_transient());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the timeout and the retry budget: {:?}",
+        started.elapsed()
+    );
+    let e = client
+        .create_producer(ProducerOptions::partition("0"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OperationTimeout, "{e}");
+    held.abort();
+}
