@@ -36,7 +36,7 @@ async fn tls_with_a_self_signed_emulator_certificate() {
     };
     let client = EventHubClientBuilder::from_connection_string(&cs, None)
         .unwrap()
-        .tls(tls)
+        .tls(tls.clone())
         .retry(client_common::fast_retry())
         .build()
         .unwrap();
@@ -57,6 +57,28 @@ async fn tls_with_a_self_signed_emulator_certificate() {
         .unwrap();
     let got = c.receive(1, Duration::from_secs(5)).await.unwrap();
     assert_eq!(got[0].body_as_str().unwrap(), "over tls");
+
+    // A host and a token credential instead of a connection string: TLS by default.
+    let by_credential = EventHubClientBuilder::new(
+        &format!("localhost:{}", emu.local_addr().port()),
+        "eh1",
+        eventhubs::auth::SasCredential::new("RootManageSharedAccessKey", "SAS_KEY_VALUE"),
+    )
+    .tls(tls.clone())
+    .retry(client_common::fast_retry())
+    .build()
+    .unwrap();
+    assert!(by_credential.options().use_tls);
+    assert_eq!(by_credential.get_properties().await.unwrap().name, "eh1");
+    let producer = by_credential
+        .create_producer(ProducerOptions::partition("0"))
+        .await
+        .unwrap();
+    producer
+        .send(EventData::from("by credential"))
+        .await
+        .unwrap();
+    by_credential.close().await.unwrap();
 
     // Without the emulator's certificate the handshake fails, and is not retried forever.
     let untrusting = EventHubClientBuilder::from_connection_string(&cs, None)
