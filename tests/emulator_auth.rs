@@ -40,6 +40,15 @@ async fn put_token_answers_with_the_service_status_codes() {
     assert_eq!(code, 401, "expired: {d}");
     assert!(d.contains("expired"), "{d}");
 
+    let (code, d) = cbs.put_token("sb://localhost/nosuchhub/Partitions/0").await;
+    assert_eq!(code, 404, "unknown hub: {d}");
+    assert!(d.contains("nosuchhub"), "{d}");
+    assert_eq!(
+        cbs.put_token("sb://localhost/").await.0,
+        200,
+        "namespace-wide"
+    );
+
     let unknown = generate_sas_token(aud, "NoSuchKey", KEY, far);
     let (code, d) = cbs.put_raw_token(aud, s(unknown)).await;
     assert_eq!(code, 401, "unknown key name: {d}");

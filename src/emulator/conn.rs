@@ -321,7 +321,13 @@ fn put_token(conn: &Conn, props: &PropertyMap, request: &Message) -> (i32, Strin
         now_secs(),
     ) {
         Ok(t) => {
-            conn.grant(audience_path(&t.audience), t.expiry);
+            let path = audience_path(&t.audience);
+            // A namespace-wide token is fine; one for an entity must name a hub we have.
+            let hub = path.split('/').next().unwrap_or_default();
+            if !hub.is_empty() && conn.hub(hub).is_none() {
+                return (404, format!("no event hub named {hub:?}"), Body::Empty);
+            }
+            conn.grant(path, t.expiry);
             (200, "OK".into(), Body::Empty)
         }
         // A token that is not a SAS token at all is a bad request; one that is well formed but
