@@ -238,3 +238,56 @@ fn file_manager_survives_kill_9_at_any_point() {
     assert!(last_seq >= 0, "the child wrote at least one checkpoint");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn file_manager_removes_temporary_files_left_by_dead_writers() {
+    let dir = temp_dir("filepm-tmp");
+    let store = FilePartitionManager::new(&dir).unwrap();
+    store
+        .update_checkpoint(Checkpoint {
+            fully_qualified_namespace: "ns.example".into(),
+            event_hub_name: "eh1".into(),
+            consumer_group: "$Default".into(),
+            partition_id: "0".into(),
+            offset: Some("10".into()),
+            sequence_number: Some(1),
+        })
+        .await
+        .unwrap();
+    let listed_dirs: Vec<std::path::PathBuf> = walk(&dir)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .filter_map(|p| p.parent().map(|d| d.to_path_buf()))
+        .collect();
+    let checkpoints = listed_dirs.first().expect("a checkpoint file").clone();
+    let old = checkpoints.join(".tmp-999999-1");
+    let fresh = checkpoints.join(".tmp-999999-2");
+    std::fs::write(&old, "torn").unwrap();
+    std::fs::write(&fresh, "being written").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+    let cps = store
+        .list_checkpoints("ns.example", "eh1", "$Default")
+        .await
+        .unwrap();
+    assert_eq!(cps.len(), 1, "temporary files are never records");
+    assert!(!old.exists(), "an hour-old temporary file is removed");
+    assert!(fresh.exists(), "a fresh one may be a write in progress");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}

@@ -60,6 +60,23 @@ fn field<'a>(fields: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// A temporary file older than this was left by a writer that died between create and
+/// rename (a write takes milliseconds).
+const STALE_TMP_AGE: Duration = Duration::from_secs(600);
+
+/// Removes a leftover temporary file, best effort: another lister may get there first.
+fn remove_if_stale(entry: &fs::DirEntry) {
+    let stale = entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age > STALE_TMP_AGE);
+    if stale {
+        let _ = fs::remove_file(entry.path());
+    }
+}
+
 impl FilePartitionManager {
     /// A store rooted at `root` (created when missing).
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, PartitionManagerError> {
@@ -125,6 +142,10 @@ impl Inner {
         for entry in entries {
             let entry = entry.map_err(|e| io(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".tmp-") {
+                remove_if_stale(&entry);
+                continue;
+            }
             if name.starts_with('.') {
                 continue;
             }
