@@ -320,7 +320,8 @@ impl EventHubProducer {
             .retry
             .run("send", self.inner.timeout, |_| async move {
                 let link = p.link().await?;
-                let what = format!("sending to {}", p.inner.path);
+                // Only failures need the text: a per-send string would be a per-batch allocation.
+                let what = || format!("sending to {}", p.inner.path);
                 let outcome = match link
                     .link()
                     .start_send_bytes(payload.clone(), format, false)
@@ -335,7 +336,7 @@ impl EventHubProducer {
                         Some(e) => {
                             let mut err = Error::from_amqp_error(
                                 ErrorKind::EventDataSend,
-                                format!("{what}: rejected"),
+                                format!("{}: rejected", what()),
                                 e,
                             );
                             if err.kind() == ErrorKind::Authentication {
@@ -343,15 +344,17 @@ impl EventHubProducer {
                             }
                             err
                         }
-                        None => Error::new(ErrorKind::EventDataSend, format!("{what}: rejected")),
+                        None => {
+                            Error::new(ErrorKind::EventDataSend, format!("{}: rejected", what()))
+                        }
                     }),
                     Ok(Some(other)) => Err(Error::new(
                         ErrorKind::EventDataSend,
-                        format!("{what}: the service answered {}", other.name()),
+                        format!("{}: the service answered {}", what(), other.name()),
                     )
                     .with_transient(true)),
                     Err(e) => {
-                        let err = Error::from_amqp(ErrorKind::EventDataSend, &what, e);
+                        let err = Error::from_amqp(ErrorKind::EventDataSend, what(), e);
                         if err.kind() == ErrorKind::Authentication {
                             let audience = p.inner.client.audience(&p.inner.path);
                             link.conn.cbs.invalidate(&audience);
