@@ -69,7 +69,7 @@ declare -A n_rust=([100]=3000000 [1024]=1500000 [65536]=60000)
 declare -A n_python=([100]=80000 [1024]=60000 [65536]=8000)
 
 echo "building ehub and examples/bench_send (release)..." >&2
-cargo build --release --bin ehub --example bench_send >>"$log" 2>&1
+cargo build --release --features cli --bin ehub --example bench_send >>"$log" 2>&1
 ehub=$target/release/ehub
 send=$target/release/examples/bench_send
 

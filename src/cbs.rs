@@ -64,7 +64,7 @@ pub(crate) fn reply_status(reply: &Message) -> (i64, String) {
 pub(crate) fn status_error(what: &str, code: i64, description: &str) -> Error {
     let (kind, condition, transient) = match code {
         401 | 403 => (ErrorKind::Authentication, "amqp:unauthorized-access", false),
-        404 | 410 => (ErrorKind::EventHub, "amqp:not-found", false),
+        404 | 410 => (ErrorKind::NotFound, "amqp:not-found", false),
         400 => (
             ErrorKind::InvalidArgument,
             "com.microsoft:argument-error",

@@ -5,8 +5,13 @@ use crate::amqp::types::error::{condition, AmqpError};
 use std::fmt;
 use std::sync::Arc;
 
-/// What kind of failure an [`Error`] is (the seed's exception classes).
+/// What kind of failure an [`Error`] is.
+///
+/// The kinds follow the exception classes of the original Python client (`EventHubError`,
+/// `ConnectError`, `AuthenticationError`, ...), plus [`ErrorKind::NotFound`]. New kinds may be
+/// added, so a `match` needs a wildcard arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// Any other Event Hubs failure (the root kind).
     EventHub,
@@ -27,6 +32,8 @@ pub enum ErrorKind {
     ConsumerDisconnected,
     /// A bad argument: connection string, option, or parameter.
     InvalidArgument,
+    /// The hub, partition or consumer group does not exist (`amqp:not-found`, status 404).
+    NotFound,
 }
 
 impl ErrorKind {
@@ -41,6 +48,7 @@ impl ErrorKind {
             ErrorKind::OperationTimeout => "operation timed out",
             ErrorKind::ConsumerDisconnected => "consumer disconnected",
             ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::NotFound => "not found",
         }
     }
 }
@@ -139,7 +147,8 @@ impl Error {
 
     /// An error of `kind` carrying the peer's AMQP error; transience follows the condition,
     /// and `unauthorized-access`/`auth-failed` become [`ErrorKind::Authentication`], and
-    /// `link:stolen` [`ErrorKind::ConsumerDisconnected`].
+    /// `link:stolen` [`ErrorKind::ConsumerDisconnected`], and `not-found`
+    /// [`ErrorKind::NotFound`].
     pub fn from_amqp_error(kind: ErrorKind, message: impl Into<String>, e: &AmqpError) -> Self {
         let c = e.condition.as_str();
         let kind = if c == condition::UNAUTHORIZED_ACCESS.as_str()
@@ -148,6 +157,8 @@ impl Error {
             ErrorKind::Authentication
         } else if c == condition::LINK_STOLEN.as_str() {
             ErrorKind::ConsumerDisconnected
+        } else if c == condition::NOT_FOUND.as_str() {
+            ErrorKind::NotFound
         } else {
             kind
         };
@@ -267,6 +278,7 @@ impl Error {
                     | ErrorKind::InvalidArgument
                     | ErrorKind::EventData
                     | ErrorKind::ConsumerDisconnected
+                    | ErrorKind::NotFound
             )
     }
 }
@@ -295,6 +307,7 @@ mod tests {
         assert!(e(condition::LINK_DETACH_FORCED).is_transient());
         assert!(e(condition::CONNECTION_FORCED).is_transient());
         assert!(!e(condition::NOT_FOUND).is_transient());
+        assert_eq!(e(condition::NOT_FOUND).kind(), ErrorKind::NotFound);
         assert!(!e(condition::LINK_MESSAGE_SIZE_EXCEEDED).is_transient());
         let stolen = e(condition::LINK_STOLEN);
         assert_eq!(stolen.kind(), ErrorKind::ConsumerDisconnected);

@@ -101,6 +101,50 @@ impl EventData {
         self.message.application_property(key)
     }
 
+    /// The application property `key` as text, when it is a string or symbol.
+    pub fn property_str(&self, key: &str) -> Option<&str> {
+        self.property(key)?.as_str()
+    }
+
+    /// The application property `key` as an integer, when it is an AMQP integer of any width
+    /// and signedness whose value fits an `i64`.
+    pub fn property_i64(&self, key: &str) -> Option<i64> {
+        self.property(key)?.as_i64()
+    }
+
+    /// The application property `key` as a floating-point number (AMQP float or double).
+    pub fn property_f64(&self, key: &str) -> Option<f64> {
+        match *self.property(key)? {
+            Value::Double(v) => Some(v),
+            Value::Float(v) => Some(v.into()),
+            _ => None,
+        }
+    }
+
+    /// The application property `key`, when it is a boolean.
+    pub fn property_bool(&self, key: &str) -> Option<bool> {
+        match *self.property(key)? {
+            Value::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The application property `key`, when it is binary.
+    pub fn property_bytes(&self, key: &str) -> Option<&Bytes> {
+        match self.property(key)? {
+            Value::Binary(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The application property `key` as a point in time, when it is an AMQP timestamp.
+    pub fn property_time(&self, key: &str) -> Option<SystemTime> {
+        match *self.property(key)? {
+            Value::Timestamp(t) => Some(timestamp_to_system_time(t)),
+            _ => None,
+        }
+    }
+
     /// The application properties in order.
     pub fn properties(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.message
@@ -276,6 +320,27 @@ mod tests {
         assert_eq!(e.partition_key(), None);
         assert!(e.raw_message().message_annotations.is_none());
         assert_eq!(e.encoded_len(), encode_to_vec(e.raw_message()).len());
+    }
+
+    #[test]
+    fn typed_property_getters() {
+        let e = EventData::from("x")
+            .with_property("at", Timestamp(-1500))
+            .with_property("big", u64::MAX)
+            .with_property("sym", crate::amqp::codec::Symbol::from("s"));
+        assert_eq!(
+            e.property_time("at"),
+            Some(UNIX_EPOCH - Duration::from_millis(1500))
+        );
+        assert_eq!(
+            e.property_i64("big"),
+            None,
+            "a ulong beyond i64 is not truncated"
+        );
+        assert_eq!(e.property_str("sym"), Some("s"));
+        assert_eq!(e.property_bool("sym"), None);
+        assert_eq!(e.property_f64("at"), None);
+        assert_eq!(e.property_bytes("at"), None);
     }
 
     #[test]

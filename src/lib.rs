@@ -61,6 +61,10 @@ pub mod processor;
 pub mod producer;
 pub mod retry;
 
+/// An AMQP value, as application properties hold them: what [`EventData::property`] returns
+/// and what [`EventData::with_property`] takes (the typed getters such as
+/// [`EventData::property_i64`] cover the common cases without it).
+pub use amqp::codec::Value as AmqpValue;
 pub use batch::{BatchOptions, BatchSizeCalculator, EventDataBatch};
 pub use client::{ClientOptions, EventHubClient, EventHubClientBuilder, NETWORK_TRACE_TARGET};
 pub use consumer::{ConsumerOptions, EventHubConsumer, EventStream, LastEnqueuedEventProperties};

@@ -52,6 +52,7 @@ pub struct SendOptions {
 /// What [`EventHubProducer::send`] takes: one event, a list that must fit one message, or a
 /// batch.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum SendPayload {
     /// One event, sent as a plain message.
     Event(EventData),

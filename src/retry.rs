@@ -7,6 +7,7 @@ use std::time::Duration;
 
 /// How delays grow between attempts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RetryMode {
     /// `delay · 2^(attempt-1)`, capped at `max_delay`.
     Exponential,

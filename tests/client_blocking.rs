@@ -80,6 +80,7 @@ fn blocking_send_batch_receive() {
         .create_producer(ProducerOptions::partition("99"))
         .unwrap_err();
     assert_eq!(e.condition(), Some("amqp:not-found"));
+    assert_eq!(e.kind(), ErrorKind::NotFound);
     client.close().unwrap();
     let e = client.get_properties().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::EventHub);

@@ -120,9 +120,11 @@ async fn unknown_hub_partition_and_group() {
         .await
         .unwrap_err();
     assert_eq!(e.condition(), Some("amqp:not-found"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(!e.is_transient());
     let e = nohub.get_properties().await.unwrap_err();
     assert_eq!(e.condition(), Some("amqp:not-found"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 
     let client = client(&emu);
     let e = client
@@ -130,8 +132,10 @@ async fn unknown_hub_partition_and_group() {
         .await
         .unwrap_err();
     assert_eq!(e.condition(), Some("amqp:not-found"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     let e = client.get_partition_properties("9").await.unwrap_err();
     assert_eq!(e.condition(), Some("amqp:not-found"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     let e = client
         .create_consumer(
             "nogroup",
@@ -142,6 +146,7 @@ async fn unknown_hub_partition_and_group() {
         .await
         .unwrap_err();
     assert_eq!(e.condition(), Some("amqp:not-found"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     let e = client
         .create_consumer(
             "$default",
@@ -152,6 +157,7 @@ async fn unknown_hub_partition_and_group() {
         .await
         .unwrap_err();
     assert_eq!(e.condition(), Some("amqp:not-found"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     // The connection survives refused links.
     assert_eq!(client.get_partition_ids().await.unwrap().len(), 4);
 }

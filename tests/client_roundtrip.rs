@@ -5,6 +5,7 @@ mod client_common;
 
 use client_common::*;
 use eventhubs::amqp::codec::Value;
+use eventhubs::AmqpValue;
 use eventhubs::{
     BatchOptions, ConsumerOptions, ErrorKind, EventData, EventPosition, ProducerOptions,
     SendOptions,
@@ -68,7 +69,13 @@ async fn round_trip_with_properties_and_all_positions() {
     assert_eq!(producer.max_message_size(), 1024 * 1024);
     let before = SystemTime::now() - Duration::from_secs(1);
     for i in 0..10i64 {
-        let mut e = EventData::from(format!("event {i}")).with_property("index", i);
+        let mut e = EventData::from(format!("event {i}"))
+            .with_property("index", i)
+            .with_property("name", format!("n{i}"))
+            .with_property("ratio", i as f32 / 2.0)
+            .with_property("even", i % 2 == 0)
+            .with_property("raw", bytes::Bytes::from(vec![i as u8; 3]))
+            .with_property("small", i as u8);
         e.set_content_type("text/plain");
         producer.send(e).await.unwrap();
     }
@@ -86,6 +93,24 @@ async fn round_trip_with_properties_and_all_positions() {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.body_as_str().unwrap(), format!("event {i}"));
         assert_eq!(e.property("index"), Some(&Value::Long(i as i64)));
+        assert_eq!(e.property("index"), Some(&AmqpValue::Long(i as i64)));
+        // The typed getters, without reaching into the codec.
+        assert_eq!(e.property_i64("index"), Some(i as i64));
+        assert_eq!(e.property_i64("small"), Some(i as i64), "a ubyte widens");
+        assert_eq!(e.property_str("name"), Some(format!("n{i}").as_str()));
+        assert_eq!(
+            e.property_f64("ratio"),
+            Some(i as f64 / 2.0),
+            "a float widens"
+        );
+        assert_eq!(e.property_bool("even"), Some(i % 2 == 0));
+        assert_eq!(
+            e.property_bytes("raw").map(|b| b.to_vec()),
+            Some(vec![i as u8; 3])
+        );
+        assert_eq!(e.property_str("index"), None, "wrong type is None");
+        assert_eq!(e.property_i64("missing"), None);
+        assert_eq!(e.property_time("index"), None);
         assert_eq!(e.content_type(), Some("text/plain"));
         assert_eq!(e.sequence_number(), Some(i as i64));
         assert!(e.offset().is_some());

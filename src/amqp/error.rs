@@ -8,6 +8,7 @@ use std::sync::Arc;
 ///
 /// Cloneable, so one failure (a lost connection) can be handed to every waiting operation.
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The socket failed or could not be opened.
     #[error("I/O error: {0}")]

@@ -100,6 +100,7 @@ impl ProtocolHeader {
 
 /// Why bytes could not be framed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The peer's protocol header is not one we know.
     #[error("bad protocol header {0:02x?}")]

@@ -40,6 +40,7 @@ impl fmt::Debug for ConnectionString {
 
 /// What is wrong with a connection string. Messages name the key and never echo secrets.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectionStringError {
     /// A `;`-separated part has no `=`.
     #[error("connection string segment {index} has no '=' (expected Key=Value)")]

@@ -90,6 +90,7 @@ pub struct SasToken {
 
 /// Why a token was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SasVerifyError {
     /// Not of the form `SharedAccessSignature k=v&...` with `sr`, `sig`, `se`, `skn`.
     #[error("malformed SAS token: {0}")]

@@ -74,6 +74,7 @@ impl EmulatorOptions {
 
 /// Why the emulator could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EmulatorError {
     /// Binding the port failed.
     #[error("cannot listen on {addr}: {source}")]

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 /// How eagerly a processor claims partitions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Strategy {
     /// One partition per cycle: a smooth hand-over, no duplicate storms (the default).
     #[default]

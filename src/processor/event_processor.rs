@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 /// Why a partition processor is being closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The event processor is stopping; the partition has been released to others.
     Shutdown,

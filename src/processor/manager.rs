@@ -42,6 +42,7 @@ pub struct Checkpoint {
 
 /// A partition manager failure.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PartitionManagerError {
     /// The store could not be read or written.
     #[error("partition store I/O on {path}: {source}")]

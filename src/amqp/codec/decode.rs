@@ -13,6 +13,7 @@ pub const MAX_DEPTH: u32 = 32;
 
 /// What was wrong with the input.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeErrorKind {
     /// The input ended inside a value.
     UnexpectedEnd {
