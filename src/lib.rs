@@ -60,6 +60,7 @@ pub mod position;
 pub mod processor;
 pub mod producer;
 pub mod retry;
+pub mod wire;
 
 pub use batch::{BatchOptions, BatchSizeCalculator, EventDataBatch};
 pub use client::{ClientOptions, EventHubClient, EventHubClientBuilder, NETWORK_TRACE_TARGET};
