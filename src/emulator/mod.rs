@@ -11,8 +11,9 @@
 //! ```
 
 pub mod config;
-mod conn;
 pub mod hub;
+mod nodes;
+mod routing;
 pub mod selector;
 pub mod store;
 
@@ -240,7 +241,7 @@ impl Emulator {
                 tokio::spawn(async move {
                     let peer = incoming.peer_addr();
                     match incoming.handshake().await {
-                        Ok(connection) => conn::serve(shared, connection).await,
+                        Ok(connection) => routing::serve(shared, connection).await,
                         Err(e) => tracing::debug!(%peer, error = %e, "emulator handshake failed"),
                     }
                 });
