@@ -51,7 +51,9 @@ pub(crate) fn put_token(
                 return (404, format!("no event hub named {hub:?}"), Body::Empty);
             }
             conn.grant(path, t.expiry);
-            (200, "OK".into(), Body::Empty)
+            // The service accepts a token with 202, and some clients (fe2o3-amqp-cbs, under
+            // the official Rust SDK) take nothing else as success.
+            (202, "Accepted".into(), Body::Empty)
         }
         // A token that is not a SAS token at all is a bad request; one that is well formed but
         // does not verify (signature, key name, expiry) is unauthorized.
