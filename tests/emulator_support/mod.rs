@@ -84,7 +84,7 @@ pub async fn authorized_port(port: u16) -> (Connection, Session) {
     let (conn, session) = connect_port(port).await;
     let mut cbs = Rpc::attach(&session, "$cbs", Some("cbs-reply")).await;
     let (status, description) = cbs.put_token("sb://localhost/").await;
-    assert_eq!(status, 200, "put-token: {description}");
+    assert_eq!(status, 202, "put-token: {description}");
     (conn, session)
 }
 

@@ -1,0 +1,73 @@
+//! The request/response plumbing shared by the `$cbs` and `$management` nodes: a receiving
+//! link takes requests, each answer goes back on the connection's reply link.
+
+use super::cbs::put_token;
+use super::management::management;
+use crate::amqp::codec::{Encode, Str, Value};
+use crate::amqp::engine::LinkAcceptance;
+use crate::amqp::server::IncomingLink;
+use crate::amqp::types::definitions::ReceiverSettleMode;
+use crate::amqp::types::message::{ApplicationProperties, Message, Properties, PropertyMap};
+use crate::amqp::Receiver;
+use crate::emulator::routing::{reply_link, Conn, Node};
+use bytes::BytesMut;
+use std::sync::Arc;
+
+pub(crate) async fn accept_requests(link: IncomingLink) -> Option<Receiver> {
+    let acceptance = LinkAcceptance {
+        target: link.attach().target.as_deref().cloned(),
+        rcv_settle_mode: Some(ReceiverSettleMode::First),
+        ..Default::default()
+    };
+    link.accept_receiver(acceptance, 100).await.ok()
+}
+
+/// Text of an application property that may arrive as string, symbol or binary.
+pub(crate) fn prop_text(props: &PropertyMap, key: &str) -> Option<String> {
+    match props.get(key)? {
+        Value::String(s) => Some(s.as_str().to_owned()),
+        Value::Symbol(s) => Some(s.as_str().to_owned()),
+        Value::Binary(b) => String::from_utf8(b.to_vec()).ok(),
+        _ => None,
+    }
+}
+
+pub(crate) async fn serve_requests(conn: Arc<Conn>, mut rx: Receiver, node: Node) {
+    while let Ok(delivery) = rx.recv().await {
+        let _ = rx.accept(&delivery);
+        let Ok(request) = delivery.message() else {
+            continue;
+        };
+        let props = request
+            .application_properties
+            .as_ref()
+            .map(|p| p.0.clone())
+            .unwrap_or_default();
+        let (status, description, body) = match node {
+            Node::Cbs => put_token(&conn, &props, &request),
+            _ => management(&conn, &props),
+        };
+        let mut reply = Message {
+            body,
+            ..Default::default()
+        };
+        let mut app = PropertyMap::new();
+        app.insert("status-code", Value::Int(status));
+        app.insert("status-description", Value::String(Str::from(description)));
+        reply.application_properties = Some(ApplicationProperties(app));
+        let request_props = request.properties.clone().unwrap_or_default();
+        reply.properties = Some(Properties {
+            correlation_id: request_props.message_id.clone(),
+            to: request_props.reply_to.clone(),
+            ..Default::default()
+        });
+        let reply_to = request_props.reply_to.map(|r| r.as_str().to_owned());
+        if let Some(sender) = reply_link(&conn, &node, reply_to.as_deref()).await {
+            let mut buf = BytesMut::with_capacity(reply.encoded_len());
+            reply.encode(&mut buf);
+            if let Ok(p) = sender.start_send_bytes(buf.freeze(), 0, true).await {
+                let _ = p.await;
+            }
+        }
+    }
+}

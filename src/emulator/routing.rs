@@ -1,0 +1,258 @@
+//! One client connection to the emulator: parses link addresses, routes each link to its node
+//! (CBS, management, ingest, consume) and keeps the connection's grants and reply links.
+
+use super::hub::Hub;
+use super::nodes::consume::consume;
+use super::nodes::ingest::ingest;
+use super::nodes::requests::{accept_requests, serve_requests};
+use super::Shared;
+use crate::amqp::codec::Symbol;
+use crate::amqp::engine::LinkAcceptance;
+use crate::amqp::server::{IncomingLink, ServerConnection};
+use crate::amqp::types::definitions::SenderSettleMode;
+use crate::amqp::types::error::{condition, AmqpError};
+use crate::amqp::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+pub(super) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub(super) fn err(cond: Symbol, description: impl Into<String>) -> AmqpError {
+    AmqpError::with_description(cond, description.into())
+}
+
+/// What a link address names.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Node {
+    Cbs,
+    Management,
+    Hub(String),
+    Partition(String, String),
+    Consumer(String, String, String),
+    Unknown,
+}
+
+/// Strips `scheme://host[:port]/` and leading slashes, then classifies the path.
+fn parse_address(address: &str) -> Node {
+    let path = match address.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map_or("", |(_, p)| p),
+        None => address,
+    };
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["$cbs"] => Node::Cbs,
+        ["$management"] | [_, "$management"] => Node::Management,
+        [hub] if !hub.is_empty() => Node::Hub((*hub).to_owned()),
+        [hub, p, id] if p.eq_ignore_ascii_case("partitions") => {
+            Node::Partition((*hub).to_owned(), (*id).to_owned())
+        }
+        [hub, c, cg, p, id]
+            if c.eq_ignore_ascii_case("consumergroups") && p.eq_ignore_ascii_case("partitions") =>
+        {
+            Node::Consumer((*hub).to_owned(), (*cg).to_owned(), (*id).to_owned())
+        }
+        _ => Node::Unknown,
+    }
+}
+
+/// The path a token audience grants: `sb://host/hub/...` → `hub/...` (lower case).
+pub(super) fn audience_path(audience: &str) -> String {
+    let path = match audience.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map_or("", |(_, p)| p),
+        None => audience,
+    };
+    path.trim_matches('/').to_ascii_lowercase()
+}
+
+struct Grant {
+    path: String,
+    expiry: u64,
+}
+
+struct ReplyLink {
+    node: Node,
+    target: Option<String>,
+    sender: Arc<Sender>,
+}
+
+/// Per-connection state shared by its link tasks.
+pub(crate) struct Conn {
+    pub(super) shared: Arc<Shared>,
+    grants: Mutex<Vec<Grant>>,
+    replies: Mutex<Vec<ReplyLink>>,
+    replies_changed: Notify,
+}
+
+impl Conn {
+    pub(super) fn authorized(&self, path: &str) -> bool {
+        if !self.shared.require_auth {
+            return true;
+        }
+        let path = path.to_ascii_lowercase();
+        let now = now_secs();
+        self.grants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|g| {
+                g.expiry > now
+                    && (g.path.is_empty()
+                        || path == g.path
+                        || path
+                            .strip_prefix(&g.path)
+                            .is_some_and(|r| r.starts_with('/')))
+            })
+    }
+
+    pub(super) fn grant(&self, path: String, expiry: u64) {
+        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_secs();
+        grants.retain(|g| g.expiry > now && g.path != path);
+        grants.push(Grant { path, expiry });
+    }
+
+    pub(super) fn hub(&self, name: &str) -> Option<Arc<Hub>> {
+        self.shared.hub(name)
+    }
+}
+
+/// Serves one connection until it closes.
+pub(crate) async fn serve(shared: Arc<Shared>, mut connection: ServerConnection) {
+    let conn = Arc::new(Conn {
+        shared,
+        grants: Mutex::new(Vec::new()),
+        replies: Mutex::new(Vec::new()),
+        replies_changed: Notify::new(),
+    });
+    while let Some(link) = connection.next_link().await {
+        let conn = conn.clone();
+        tokio::spawn(async move { route(conn, link).await });
+    }
+}
+
+async fn route(conn: Arc<Conn>, link: IncomingLink) {
+    let attach = link.attach();
+    let peer_sends = link.peer_is_sender();
+    let address = if peer_sends {
+        attach.target.as_ref().and_then(|t| t.address.clone())
+    } else {
+        attach.source.as_ref().and_then(|s| s.address.clone())
+    };
+    let Some(address) = address else {
+        link.refuse(err(condition::INVALID_FIELD, "link has no address"));
+        return;
+    };
+    let node = parse_address(address.as_str());
+    match (node, peer_sends) {
+        (Node::Cbs, true) => {
+            if let Some(rx) = accept_requests(link).await {
+                serve_requests(conn, rx, Node::Cbs).await;
+            }
+        }
+        (Node::Management, true) => {
+            if let Some(rx) = accept_requests(link).await {
+                serve_requests(conn, rx, Node::Management).await;
+            }
+        }
+        (node @ (Node::Cbs | Node::Management), false) => {
+            let target = link
+                .attach()
+                .target
+                .as_ref()
+                .and_then(|t| t.address.as_ref())
+                .map(|a| a.as_str().to_owned());
+            let acceptance = LinkAcceptance {
+                source: link.attach().source.as_deref().cloned(),
+                snd_settle_mode: Some(SenderSettleMode::Settled),
+                ..Default::default()
+            };
+            if let Ok(sender) = link.accept_sender(acceptance, 1000).await {
+                conn.replies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(ReplyLink {
+                        node,
+                        target,
+                        sender: Arc::new(sender),
+                    });
+                conn.replies_changed.notify_waiters();
+            }
+        }
+        (Node::Hub(hub), true) => ingest(conn, link, hub, None).await,
+        (Node::Partition(hub, p), true) => ingest(conn, link, hub, Some(p)).await,
+        (Node::Consumer(hub, cg, p), false) => consume(conn, link, hub, cg, p).await,
+        (_, _) => link.refuse(err(
+            condition::NOT_FOUND,
+            format!("the emulator has no node {address:?} for this link direction"),
+        )),
+    }
+}
+
+/// The link to answer on: the one whose target is the request's reply-to, else the one the
+/// client attached with the node as source on this connection (the Python client sets no
+/// reply-to). Waits a little for a client that attaches it after sending.
+pub(super) async fn reply_link(
+    conn: &Conn,
+    node: &Node,
+    reply_to: Option<&str>,
+) -> Option<Arc<Sender>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let notified = conn.replies_changed.notified();
+        {
+            let replies = conn.replies.lock().unwrap_or_else(|e| e.into_inner());
+            let same_node = |r: &&ReplyLink| r.node == *node;
+            let by_target = reply_to.and_then(|t| {
+                replies
+                    .iter()
+                    .filter(same_node)
+                    .find(|r| r.target.as_deref() == Some(t))
+            });
+            if let Some(r) = by_target.or_else(|| replies.iter().rev().find(same_node)) {
+                return Some(r.sender.clone());
+            }
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return None;
+        }
+    }
+}
+
+pub(super) fn unauthorized(path: &str) -> AmqpError {
+    err(
+        condition::UNAUTHORIZED_ACCESS,
+        format!("no valid token for {path}: put a SAS token to $cbs first"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_as_paths_and_urls() {
+        assert_eq!(parse_address("$cbs"), Node::Cbs);
+        assert_eq!(parse_address("$management"), Node::Management);
+        assert_eq!(parse_address("eh1/$management"), Node::Management);
+        assert_eq!(parse_address("eh1"), Node::Hub("eh1".into()));
+        assert_eq!(
+            parse_address("amqps://localhost:5672/eh1/Partitions/0"),
+            Node::Partition("eh1".into(), "0".into())
+        );
+        assert_eq!(
+            parse_address("amqps://h/eh1/ConsumerGroups/$Default/Partitions/3"),
+            Node::Consumer("eh1".into(), "$Default".into(), "3".into())
+        );
+        assert_eq!(parse_address("eh1/x"), Node::Unknown);
+        assert_eq!(
+            audience_path("sb://localhost/eh1/consumergroups/$default"),
+            "eh1/consumergroups/$default"
+        );
+        assert_eq!(audience_path("amqps://h:5671/"), "");
+    }
+}
