@@ -12,6 +12,8 @@ use crate::amqp::server::{IncomingLink, ServerConnection};
 use crate::amqp::types::definitions::SenderSettleMode;
 use crate::amqp::types::error::{condition, AmqpError};
 use crate::amqp::Sender;
+pub(super) use crate::wire::address::Node;
+use crate::wire::address::CBS_NODE;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
@@ -24,40 +26,6 @@ pub(super) fn now_secs() -> u64 {
 
 pub(super) fn err(cond: Symbol, description: impl Into<String>) -> AmqpError {
     AmqpError::with_description(cond, description.into())
-}
-
-/// What a link address names.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Node {
-    Cbs,
-    Management,
-    Hub(String),
-    Partition(String, String),
-    Consumer(String, String, String),
-    Unknown,
-}
-
-/// Strips `scheme://host[:port]/` and leading slashes, then classifies the path.
-fn parse_address(address: &str) -> Node {
-    let path = match address.split_once("://") {
-        Some((_, rest)) => rest.split_once('/').map_or("", |(_, p)| p),
-        None => address,
-    };
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match parts.as_slice() {
-        ["$cbs"] => Node::Cbs,
-        ["$management"] | [_, "$management"] => Node::Management,
-        [hub] if !hub.is_empty() => Node::Hub((*hub).to_owned()),
-        [hub, p, id] if p.eq_ignore_ascii_case("partitions") => {
-            Node::Partition((*hub).to_owned(), (*id).to_owned())
-        }
-        [hub, c, cg, p, id]
-            if c.eq_ignore_ascii_case("consumergroups") && p.eq_ignore_ascii_case("partitions") =>
-        {
-            Node::Consumer((*hub).to_owned(), (*cg).to_owned(), (*id).to_owned())
-        }
-        _ => Node::Unknown,
-    }
 }
 
 /// The path a token audience grants: `sb://host/hub/...` → `hub/...` (lower case).
@@ -147,19 +115,18 @@ async fn route(conn: Arc<Conn>, link: IncomingLink) {
         link.refuse(err(condition::INVALID_FIELD, "link has no address"));
         return;
     };
-    let node = parse_address(address.as_str());
-    match (node, peer_sends) {
-        (Node::Cbs, true) => {
+    match (Node::parse(address.as_str()), peer_sends) {
+        (Some(Node::Cbs), true) => {
             if let Some(rx) = accept_requests(link).await {
                 serve_requests(conn, rx, Node::Cbs).await;
             }
         }
-        (Node::Management, true) => {
+        (Some(Node::Management), true) => {
             if let Some(rx) = accept_requests(link).await {
                 serve_requests(conn, rx, Node::Management).await;
             }
         }
-        (node @ (Node::Cbs | Node::Management), false) => {
+        (Some(node @ (Node::Cbs | Node::Management)), false) => {
             let target = link
                 .attach()
                 .target
@@ -183,9 +150,18 @@ async fn route(conn: Arc<Conn>, link: IncomingLink) {
                 conn.replies_changed.notify_waiters();
             }
         }
-        (Node::Hub(hub), true) => ingest(conn, link, hub, None).await,
-        (Node::Partition(hub, p), true) => ingest(conn, link, hub, Some(p)).await,
-        (Node::Consumer(hub, cg, p), false) => consume(conn, link, hub, cg, p).await,
+        (Some(Node::Hub(hub)), true) => ingest(conn, link, hub, None).await,
+        (Some(Node::Partition { hub, partition }), true) => {
+            ingest(conn, link, hub, Some(partition)).await
+        }
+        (
+            Some(Node::Consumer {
+                hub,
+                consumer_group,
+                partition,
+            }),
+            false,
+        ) => consume(conn, link, hub, consumer_group, partition).await,
         (_, _) => link.refuse(err(
             condition::NOT_FOUND,
             format!("the emulator has no node {address:?} for this link direction"),
@@ -226,7 +202,7 @@ pub(super) async fn reply_link(
 pub(super) fn unauthorized(path: &str) -> AmqpError {
     err(
         condition::UNAUTHORIZED_ACCESS,
-        format!("no valid token for {path}: put a SAS token to $cbs first"),
+        format!("no valid token for {path}: put a SAS token to {CBS_NODE} first"),
     )
 }
 
@@ -234,21 +210,9 @@ pub(super) fn unauthorized(path: &str) -> AmqpError {
 mod tests {
     use super::*;
 
+    // Address parsing is tested with its definition, in `wire::address`.
     #[test]
-    fn addresses_as_paths_and_urls() {
-        assert_eq!(parse_address("$cbs"), Node::Cbs);
-        assert_eq!(parse_address("$management"), Node::Management);
-        assert_eq!(parse_address("eh1/$management"), Node::Management);
-        assert_eq!(parse_address("eh1"), Node::Hub("eh1".into()));
-        assert_eq!(
-            parse_address("amqps://localhost:5672/eh1/Partitions/0"),
-            Node::Partition("eh1".into(), "0".into())
-        );
-        assert_eq!(
-            parse_address("amqps://h/eh1/ConsumerGroups/$Default/Partitions/3"),
-            Node::Consumer("eh1".into(), "$Default".into(), "3".into())
-        );
-        assert_eq!(parse_address("eh1/x"), Node::Unknown);
+    fn audiences_as_paths() {
         assert_eq!(
             audience_path("sb://localhost/eh1/consumergroups/$default"),
             "eh1/consumergroups/$default"

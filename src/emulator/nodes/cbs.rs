@@ -1,24 +1,16 @@
 //! The `$cbs` node: verifies put-token requests and grants the connection the token's audience.
 
-use super::requests::prop_text;
-use crate::amqp::codec::Value;
-use crate::amqp::types::message::{Body, Message, PropertyMap};
-use crate::auth::{verify_sas_token, SasVerifyError, SAS_TOKEN_TYPE};
+use crate::amqp::types::message::{Body, Message};
+use crate::auth::{verify_sas_token, SasVerifyError};
 use crate::emulator::routing::{audience_path, now_secs, Conn};
+use crate::wire::cbs::{PutTokenRequest, PUT_TOKEN, SAS_TOKEN_TYPE};
 
-pub(crate) fn put_token(
-    conn: &Conn,
-    props: &PropertyMap,
-    request: &Message,
-) -> (i32, String, Body) {
-    if prop_text(props, "operation").as_deref() != Some("put-token") {
-        return (
-            400,
-            "the $cbs node only supports operation put-token".into(),
-            Body::Empty,
-        );
-    }
-    let token_type = prop_text(props, "type").unwrap_or_default();
+pub(crate) fn put_token(conn: &Conn, request: &Message) -> (i32, String, Body) {
+    let request = match PutTokenRequest::from_message(request) {
+        Ok(r) => r,
+        Err(e) => return (400, e.to_string(), Body::Empty),
+    };
+    let token_type = request.token_type;
     if token_type != SAS_TOKEN_TYPE {
         return (
             401,
@@ -26,16 +18,12 @@ pub(crate) fn put_token(
             Body::Empty,
         );
     }
-    let token = match &request.body {
-        Body::Value(Value::String(s)) => s.as_str().to_owned(),
-        Body::Value(Value::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
-        _ => {
-            return (
-                400,
-                "put-token body must be the token string".into(),
-                Body::Empty,
-            )
-        }
+    let Some(token) = request.token else {
+        return (
+            400,
+            format!("{PUT_TOKEN} body must be the token string"),
+            Body::Empty,
+        );
     };
     let keys = &conn.shared.keys;
     match verify_sas_token(

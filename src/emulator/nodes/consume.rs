@@ -1,7 +1,7 @@
 //! The consume node: a consumer group's partition that clients receive events from, with
 //! selector filters, owner levels (epochs) and runtime metrics.
 
-use crate::amqp::codec::{Encode, Str, Symbol, Timestamp, Value};
+use crate::amqp::codec::{Encode, Timestamp};
 use crate::amqp::engine::LinkAcceptance;
 use crate::amqp::server::IncomingLink;
 use crate::amqp::types::definitions::SenderSettleMode;
@@ -10,12 +10,14 @@ use crate::amqp::types::message::Message;
 use crate::emulator::routing::{err, unauthorized, Conn};
 use crate::emulator::selector::parse_selector;
 use crate::emulator::store::{PartitionInfo, Start, StoredEvent};
+use crate::wire::address::consumer_path;
+use crate::wire::annotations::RuntimeMetrics;
+use crate::wire::condition as eventhubs_condition;
+use crate::wire::link_props::{has_capability, read_owner_level, ENABLE_RECEIVER_RUNTIME_METRIC};
+use crate::wire::selector::filter_expression;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::Duration;
-
-const RUNTIME_METRIC: &str = "com.microsoft:enable-receiver-runtime-metric";
-const EPOCH: &str = "com.microsoft:epoch";
 
 pub(crate) async fn consume(
     conn: Arc<Conn>,
@@ -49,38 +51,27 @@ pub(crate) async fn consume(
         ));
         return;
     };
-    let path = format!(
-        "{}/ConsumerGroups/{group}/Partitions/{index}",
-        hub.config.name
-    );
+    let path = consumer_path(&hub.config.name, &group, &index.to_string());
     if !conn.authorized(&path) {
         link.refuse(unauthorized(&path));
         return;
     }
     let attach = link.attach();
-    let start = match attach
-        .source
-        .as_ref()
-        .and_then(|s| s.selector_filter().map(str::to_owned))
-    {
-        Some(expr) => match parse_selector(&expr) {
+    let start = match attach.source.as_ref().and_then(|s| filter_expression(s)) {
+        Some(expr) => match parse_selector(expr) {
             Ok(s) => s,
             Err(e) => {
-                link.refuse(err(condition::ARGUMENT_ERROR, e.to_string()));
+                link.refuse(err(eventhubs_condition::ARGUMENT_ERROR, e.to_string()));
                 return;
             }
         },
         None => Start::Latest,
     };
-    let epoch = attach
-        .properties
-        .as_ref()
-        .and_then(|p| p.iter().find(|(k, _)| k.as_str() == EPOCH))
-        .and_then(|(_, v)| v.as_i64());
-    let metrics = attach
-        .desired_capabilities
-        .as_ref()
-        .is_some_and(|c| c.iter().any(|s| s.as_str() == RUNTIME_METRIC));
+    let epoch = read_owner_level(attach.properties.as_ref());
+    let metrics = has_capability(
+        attach.desired_capabilities.as_deref(),
+        &ENABLE_RECEIVER_RUNTIME_METRIC,
+    );
     let (_guard, mut kicked) = match hub.register_reader(&group, index, epoch) {
         Ok(r) => r,
         Err(e) => {
@@ -91,7 +82,7 @@ pub(crate) async fn consume(
     let acceptance = LinkAcceptance {
         source: attach.source.as_deref().cloned(),
         snd_settle_mode: Some(SenderSettleMode::Settled),
-        offered_capabilities: metrics.then(|| vec![Symbol::from_static(RUNTIME_METRIC)]),
+        offered_capabilities: metrics.then(|| vec![ENABLE_RECEIVER_RUNTIME_METRIC]),
         properties: attach.properties.clone(),
         ..Default::default()
     };
@@ -159,23 +150,13 @@ fn with_runtime_metrics(e: &StoredEvent, info: &PartitionInfo) -> Bytes {
     let Ok(mut m) = Message::decode(e.message.clone()) else {
         return e.message.clone();
     };
-    let a = m.delivery_annotations_mut();
-    a.insert(
-        "last_enqueued_sequence_number",
-        Value::Long(info.last_sequence_number),
-    );
-    a.insert(
-        "last_enqueued_offset",
-        Value::String(Str::from(info.last_offset.to_string())),
-    );
-    a.insert(
-        "last_enqueued_time_utc",
-        Value::Timestamp(info.last_enqueued_time),
-    );
-    a.insert(
-        "runtime_info_retrieval_time_utc",
-        Value::Timestamp(Timestamp::now()),
-    );
+    RuntimeMetrics {
+        last_enqueued_sequence_number: Some(info.last_sequence_number),
+        last_enqueued_offset: Some(info.last_offset.to_string()),
+        last_enqueued_time: Some(info.last_enqueued_time),
+        retrieval_time: Some(Timestamp::now()),
+    }
+    .write_to(m.delivery_annotations_mut());
     let mut buf = BytesMut::with_capacity(m.encoded_len());
     m.encode(&mut buf);
     buf.freeze()

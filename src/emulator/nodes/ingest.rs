@@ -5,14 +5,15 @@ use crate::amqp::engine::LinkAcceptance;
 use crate::amqp::server::IncomingLink;
 use crate::amqp::types::definitions::ReceiverSettleMode;
 use crate::amqp::types::error::{condition, AmqpError};
-use crate::amqp::types::message::{Body, Message};
+use crate::amqp::types::message::Message;
 use crate::amqp::ReceivedMessage;
 use crate::emulator::hub::Hub;
 use crate::emulator::routing::{err, unauthorized, Conn};
+use crate::wire::address::partition_path;
+use crate::wire::annotations::PARTITION_KEY;
+use crate::wire::batch::{self, BATCH_MESSAGE_FORMAT};
 use std::sync::Arc;
 
-/// Message format of an Event Hubs batch: the body's data sections are whole messages.
-pub(crate) const BATCH_FORMAT: u32 = 0x8001_3700;
 /// Largest message accepted on a sending link.
 pub(crate) const MAX_MESSAGE_SIZE: u64 = 1024 * 1024;
 
@@ -47,7 +48,7 @@ pub(crate) async fn ingest(
         None => None,
     };
     let path = match &partition {
-        Some(p) => format!("{}/Partitions/{p}", hub.config.name),
+        Some(p) => partition_path(&hub.config.name, p),
         None => hub.config.name.clone(),
     };
     if !conn.authorized(&path) {
@@ -88,26 +89,16 @@ fn store(hub: &Hub, fixed: Option<u32>, delivery: &ReceivedMessage) -> Result<()
     let message = delivery
         .message()
         .map_err(|e| err(condition::DECODE_ERROR, e.to_string()))?;
-    let key_of = |m: &Message| match m.message_annotation("x-opt-partition-key") {
+    let key_of = |m: &Message| match m.message_annotation(PARTITION_KEY) {
         Some(Value::String(s)) => Some(s.clone()),
         _ => None,
     };
     let mut key = key_of(&message);
-    let events = if delivery.delivery.message_format == BATCH_FORMAT {
-        let Body::Data(sections) = &message.body else {
-            return Err(err(
-                condition::DECODE_ERROR,
-                "batch body must be data sections",
-            ));
-        };
-        let mut events = Vec::with_capacity(sections.len());
-        for (i, data) in sections.iter().enumerate() {
-            let e = Message::decode(data.clone())
-                .map_err(|e| err(condition::DECODE_ERROR, format!("batch event {i}: {e}")))?;
-            if key.is_none() {
-                key = key_of(&e);
-            }
-            events.push(e);
+    let events = if delivery.delivery.message_format == BATCH_MESSAGE_FORMAT {
+        let events =
+            batch::split(&message).map_err(|e| err(condition::DECODE_ERROR, e.to_string()))?;
+        if key.is_none() {
+            key = events.iter().find_map(key_of);
         }
         events
     } else {

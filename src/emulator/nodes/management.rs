@@ -1,30 +1,26 @@
 //! The `$management` node: READ requests for hub and partition properties.
 
-use super::requests::prop_text;
-use crate::amqp::codec::{Str, Value};
-use crate::amqp::types::message::{Body, PropertyMap};
+use crate::amqp::types::message::{Body, Message};
 use crate::auth::verify_sas_token;
 use crate::emulator::routing::{audience_path, now_secs, Conn};
+use crate::wire::management::{
+    HubReadReply, PartitionReadReply, ReadRequest, EVENTHUB_TYPE, PARTITION_TYPE,
+};
 
-pub(crate) fn management(conn: &Conn, props: &PropertyMap) -> (i32, String, Body) {
-    if prop_text(props, "operation").as_deref() != Some("READ") {
-        return (
-            400,
-            "the $management node only supports operation READ".into(),
-            Body::Empty,
-        );
-    }
-    let Some(name) = prop_text(props, "name") else {
-        return (400, "management request without a name".into(), Body::Empty);
+pub(crate) fn management(conn: &Conn, request: &Message) -> (i32, String, Body) {
+    let request = match ReadRequest::from_message(request) {
+        Ok(r) => r,
+        Err(e) => return (400, e.to_string(), Body::Empty),
     };
-    let Some(hub) = conn.hub(&name) else {
+    let name = request.name.as_str();
+    let Some(hub) = conn.hub(name) else {
         return (404, format!("no event hub named {name:?}"), Body::Empty);
     };
-    let authorized = match prop_text(props, "security_token") {
+    let authorized = match &request.security_token {
         Some(token) if conn.shared.require_auth => {
             let keys = &conn.shared.keys;
             verify_sas_token(
-                &token,
+                token,
                 |n| keys.iter().find(|k| k.name == n).map(|k| k.key.as_str()),
                 now_secs(),
             )
@@ -47,36 +43,21 @@ pub(crate) fn management(conn: &Conn, props: &PropertyMap) -> (i32, String, Body
             Body::Empty,
         );
     }
-    let s = |t: &str| Value::String(Str::from(t));
-    match prop_text(props, "type").as_deref() {
-        Some("com.microsoft:eventhub") => {
-            let ids: Vec<Value> = (0..hub.config.partition_count)
-                .map(|i| s(&i.to_string()))
-                .collect();
-            let map = vec![
-                (s("name"), s(&hub.config.name)),
-                (s("type"), s("com.microsoft:eventhub")),
-                (s("created_at"), Value::Timestamp(hub.created_at)),
-                (
-                    s("partition_count"),
-                    Value::Int(hub.config.partition_count as i32),
-                ),
-                (
-                    s("partition_ids"),
-                    Value::Array(
-                        crate::amqp::codec::Array::new(
-                            crate::amqp::codec::ElementType::String,
-                            ids,
-                        )
-                        .unwrap_or_else(|_| crate::amqp::codec::Array::symbols([])),
-                    ),
-                ),
-                (s("georeplication_factor"), Value::Int(1)),
-            ];
-            (200, "OK".into(), Body::Value(Value::Map(map)))
+    match request.entity_type.as_deref() {
+        Some(EVENTHUB_TYPE) => {
+            let reply = HubReadReply {
+                name: Some(hub.config.name.clone()),
+                created_at: Some(hub.created_at),
+                partition_count: Some(hub.config.partition_count.into()),
+                partition_ids: (0..hub.config.partition_count)
+                    .map(|i| i.to_string())
+                    .collect(),
+                georeplication_factor: Some(1),
+            };
+            (200, "OK".into(), Body::Value(reply.to_map()))
         }
-        Some("com.microsoft:partition") => {
-            let Some(pid) = prop_text(props, "partition") else {
+        Some(PARTITION_TYPE) => {
+            let Some(pid) = request.partition else {
                 return (
                     400,
                     "partition READ without a partition".into(),
@@ -95,27 +76,17 @@ pub(crate) fn management(conn: &Conn, props: &PropertyMap) -> (i32, String, Body
                 );
             };
             let info = partition.info();
-            let map = vec![
-                (s("name"), s(&hub.config.name)),
-                (s("partition"), s(&pid)),
-                (s("type"), s("com.microsoft:partition")),
-                (
-                    s("begin_sequence_number"),
-                    Value::Long(info.begin_sequence_number),
-                ),
-                (
-                    s("last_enqueued_sequence_number"),
-                    Value::Long(info.last_sequence_number),
-                ),
-                (s("last_enqueued_offset"), s(&info.last_offset.to_string())),
-                (
-                    s("last_enqueued_time_utc"),
-                    Value::Timestamp(info.last_enqueued_time),
-                ),
-                (s("is_partition_empty"), Value::Bool(info.is_empty)),
-                (s("last_enqueued_sequence_number_epoch"), Value::Long(0)),
-            ];
-            (200, "OK".into(), Body::Value(Value::Map(map)))
+            let reply = PartitionReadReply {
+                name: Some(hub.config.name.clone()),
+                partition: Some(pid),
+                begin_sequence_number: info.begin_sequence_number,
+                last_enqueued_sequence_number: info.last_sequence_number,
+                last_enqueued_offset: Some(info.last_offset.to_string()),
+                last_enqueued_time_utc: Some(info.last_enqueued_time),
+                is_partition_empty: Some(info.is_empty),
+                last_enqueued_sequence_number_epoch: Some(0),
+            };
+            (200, "OK".into(), Body::Value(reply.to_map()))
         }
         other => (
             400,

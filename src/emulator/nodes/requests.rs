@@ -3,13 +3,14 @@
 
 use super::cbs::put_token;
 use super::management::management;
-use crate::amqp::codec::{Encode, Str, Value};
+use crate::amqp::codec::Encode;
 use crate::amqp::engine::LinkAcceptance;
 use crate::amqp::server::IncomingLink;
 use crate::amqp::types::definitions::ReceiverSettleMode;
-use crate::amqp::types::message::{ApplicationProperties, Message, Properties, PropertyMap};
+use crate::amqp::types::message::{Message, Properties};
 use crate::amqp::Receiver;
 use crate::emulator::routing::{reply_link, Conn, Node};
+use crate::wire::rpc::Status;
 use bytes::BytesMut;
 use std::sync::Arc;
 
@@ -22,39 +23,21 @@ pub(crate) async fn accept_requests(link: IncomingLink) -> Option<Receiver> {
     link.accept_receiver(acceptance, 100).await.ok()
 }
 
-/// Text of an application property that may arrive as string, symbol or binary.
-pub(crate) fn prop_text(props: &PropertyMap, key: &str) -> Option<String> {
-    match props.get(key)? {
-        Value::String(s) => Some(s.as_str().to_owned()),
-        Value::Symbol(s) => Some(s.as_str().to_owned()),
-        Value::Binary(b) => String::from_utf8(b.to_vec()).ok(),
-        _ => None,
-    }
-}
-
 pub(crate) async fn serve_requests(conn: Arc<Conn>, mut rx: Receiver, node: Node) {
     while let Ok(delivery) = rx.recv().await {
         let _ = rx.accept(&delivery);
         let Ok(request) = delivery.message() else {
             continue;
         };
-        let props = request
-            .application_properties
-            .as_ref()
-            .map(|p| p.0.clone())
-            .unwrap_or_default();
         let (status, description, body) = match node {
-            Node::Cbs => put_token(&conn, &props, &request),
-            _ => management(&conn, &props),
+            Node::Cbs => put_token(&conn, &request),
+            _ => management(&conn, &request),
         };
         let mut reply = Message {
             body,
             ..Default::default()
         };
-        let mut app = PropertyMap::new();
-        app.insert("status-code", Value::Int(status));
-        app.insert("status-description", Value::String(Str::from(description)));
-        reply.application_properties = Some(ApplicationProperties(app));
+        Status::new(status.into(), description).write_to(&mut reply);
         let request_props = request.properties.clone().unwrap_or_default();
         reply.properties = Some(Properties {
             correlation_id: request_props.message_id.clone(),
