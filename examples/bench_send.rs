@@ -21,14 +21,16 @@
 
 use bytes::{Bytes, BytesMut};
 use eventhubs::amqp::codec::Encode;
-use eventhubs::amqp::types::message::{data_section_len, write_data_section_header, Message};
+use eventhubs::amqp::types::message::Message;
 use eventhubs::amqp::types::messaging::DeliveryState;
 use eventhubs::amqp::{ConnectOptions, Connection, SenderOptions};
 use eventhubs::{BatchOptions, EventData, EventHubClient, ProducerOptions};
 use std::collections::VecDeque;
 use std::time::Instant;
 
-const BATCH_FORMAT: u32 = 0x8001_3700;
+use eventhubs::wire::batch::{
+    data_section_len, write_data_section_header, BATCH_MESSAGE_FORMAT as BATCH_FORMAT,
+};
 
 struct Args {
     mode: String,

@@ -8,13 +8,13 @@
 //! exactly the length of the payload it sends.
 
 use crate::amqp::codec::Encode;
-use crate::amqp::types::message::{data_section_len, write_data_section_header, Message};
+use crate::amqp::types::message::Message;
 use crate::error::{Error, ErrorKind};
 use crate::event::{EventData, PARTITION_KEY_ANNOTATION};
+use crate::wire::batch::{data_section_len, write_data_section_header};
 use bytes::{Bytes, BytesMut};
 
-/// AMQP message format of an Event Hubs batch (Microsoft vendor code `0x800137`, version 0).
-pub const BATCH_MESSAGE_FORMAT: u32 = 0x8001_3700;
+pub use crate::wire::batch::BATCH_MESSAGE_FORMAT;
 
 /// The link limit assumed when the service does not announce one (1 MiB, standard tier).
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1024 * 1024;

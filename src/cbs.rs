@@ -1,11 +1,15 @@
 //! Claims-based security: putting tokens to the `$cbs` node and refreshing them before they
 //! expire; and the request/response link pair that `$cbs` and `$management` share.
 
-use crate::amqp::codec::Value;
+use crate::amqp::types::error::condition as amqp;
 use crate::amqp::types::message::{Message, MessageId};
 use crate::amqp::{ReceiverOptions, SenderOptions, Session};
 use crate::auth::TokenCredential;
 use crate::error::{Error, ErrorKind};
+use crate::wire::address::CBS_NODE;
+use crate::wire::cbs::{PutTokenRequest, PUT_TOKEN};
+use crate::wire::condition as wire;
+use crate::wire::rpc::Status;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,44 +46,24 @@ pub(crate) struct RpcLink {
     _task: AbortOnDrop,
 }
 
-/// The status of a CBS or management reply: `status-code` (or `statusCode`) and description.
-pub(crate) fn reply_status(reply: &Message) -> (i64, String) {
-    let get = |a: &str, b: &str| {
-        reply
-            .application_property(a)
-            .or_else(|| reply.application_property(b))
-    };
-    let code = get("status-code", "statusCode")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    let desc = get("status-description", "statusDescription")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    (code, desc)
-}
-
 /// Maps a non-2xx status to an error: 401 authentication, 404 not found, 408/429/5xx
 /// transient, others permanent.
-pub(crate) fn status_error(what: &str, code: i64, description: &str) -> Error {
-    let (kind, condition, transient) = match code {
-        401 | 403 => (ErrorKind::Authentication, "amqp:unauthorized-access", false),
-        404 | 410 => (ErrorKind::NotFound, "amqp:not-found", false),
-        400 => (
-            ErrorKind::InvalidArgument,
-            "com.microsoft:argument-error",
-            false,
-        ),
-        408 => (ErrorKind::OperationTimeout, "com.microsoft:timeout", true),
-        429 | 503 => (ErrorKind::EventHub, "com.microsoft:server-busy", true),
-        500..=599 => (ErrorKind::EventHub, "amqp:internal-error", true),
-        _ => (ErrorKind::EventHub, "amqp:internal-error", false),
+pub(crate) fn status_error(what: &str, status: &Status) -> Error {
+    let (kind, condition, transient) = match status.code {
+        401 | 403 => (ErrorKind::Authentication, amqp::UNAUTHORIZED_ACCESS, false),
+        404 | 410 => (ErrorKind::NotFound, amqp::NOT_FOUND, false),
+        400 => (ErrorKind::InvalidArgument, wire::ARGUMENT_ERROR, false),
+        408 => (ErrorKind::OperationTimeout, wire::TIMEOUT, true),
+        429 | 503 => (ErrorKind::EventHub, wire::SERVER_BUSY, true),
+        500..=599 => (ErrorKind::EventHub, amqp::INTERNAL_ERROR, true),
+        _ => (ErrorKind::EventHub, amqp::INTERNAL_ERROR, false),
     };
+    let Status { code, description } = status;
     Error::new(
         kind,
         format!("{what} failed with status {code}: {description}"),
     )
-    .with_condition(condition, description)
+    .with_condition(condition.as_str(), description.as_str())
     .with_transient(transient)
 }
 
@@ -279,7 +263,7 @@ impl Cbs {
         session: &Session,
         credential: Arc<dyn TokenCredential>,
     ) -> Result<Arc<Cbs>, Error> {
-        let rpc = RpcLink::open(session, "$cbs").await?;
+        let rpc = RpcLink::open(session, CBS_NODE).await?;
         Ok(Arc::new(Cbs {
             rpc,
             credential,
@@ -307,19 +291,18 @@ impl Cbs {
             .expires_on
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut m = Message::with_value(token.token.as_str());
-        let p = m.application_properties_mut();
-        p.insert("operation", "put-token");
-        p.insert("type", self.credential.token_type());
-        p.insert("name", audience);
-        p.insert("expiration", expiry_secs.to_string());
-        let reply = self.rpc.call(m).await?;
-        let (code, desc) = reply_status(&reply);
-        if !(200..300).contains(&code) {
+        let request = PutTokenRequest::new(
+            self.credential.token_type(),
+            audience,
+            expiry_secs,
+            token.token.as_str(),
+        );
+        let reply = self.rpc.call(request.to_message()).await?;
+        let status = Status::from_message(&reply);
+        if !status.is_success() {
             return Err(status_error(
-                &format!("put-token for {audience}"),
-                code,
-                &desc,
+                &format!("{PUT_TOKEN} for {audience}"),
+                &status,
             ));
         }
         tracing::debug!(target: "eventhubs::cbs", audience, expires_on = ?token.expires_on, "token put");
@@ -513,11 +496,11 @@ mod tests {
     #[test]
     fn statuses() {
         assert_eq!(
-            status_error("x", 401, "no").kind(),
+            status_error("x", &Status::new(401, "no")).kind(),
             ErrorKind::Authentication
         );
-        assert!(!status_error("x", 404, "no").is_transient());
-        assert!(status_error("x", 503, "busy").is_transient());
-        assert!(status_error("x", 500, "oops").is_transient());
+        assert!(!status_error("x", &Status::new(404, "no")).is_transient());
+        assert!(status_error("x", &Status::new(503, "busy")).is_transient());
+        assert!(status_error("x", &Status::new(500, "oops")).is_transient());
     }
 }

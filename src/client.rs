@@ -244,7 +244,7 @@ impl ConnState {
     /// The `$management` link pair, attached on first use.
     pub(crate) async fn management(&self) -> Result<&RpcLink, Error> {
         self.management
-            .get_or_try_init(|| RpcLink::open(&self.session, "$management"))
+            .get_or_try_init(|| RpcLink::open(&self.session, crate::wire::address::MANAGEMENT_NODE))
             .await
     }
 }

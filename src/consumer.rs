@@ -5,13 +5,15 @@
 //! duplicate. When a consumer with a higher owner level takes the partition over
 //! (`amqp:link:stolen`), it fails with [`ErrorKind::ConsumerDisconnected`] and does not retry.
 
-use crate::amqp::codec::{Symbol, Value};
 use crate::amqp::types::definitions::Fields;
 use crate::amqp::{ReceivedMessage, ReceiverOptions};
 use crate::client::{close_in_background, EventHubClient, LinkHandle};
 use crate::error::{Error, ErrorKind};
 use crate::event::{timestamp_to_system_time, EventData};
 use crate::position::EventPosition;
+use crate::wire::address::consumer_path;
+use crate::wire::annotations::RuntimeMetrics;
+use crate::wire::link_props;
 use futures_core::Stream;
 use std::future::Future;
 use std::pin::Pin;
@@ -93,10 +95,7 @@ impl EventHubClient {
             client: self.clone(),
             consumer_group: consumer_group.to_owned(),
             partition_id: partition_id.to_owned(),
-            path: format!(
-                "{}/ConsumerGroups/{consumer_group}/Partitions/{partition_id}",
-                self.event_hub_name()
-            ),
+            path: consumer_path(self.event_hub_name(), consumer_group, partition_id),
             start: position,
             options,
             prefetch,
@@ -152,21 +151,17 @@ impl EventHubConsumer {
 
     fn receiver_options(&self) -> ReceiverOptions {
         let mut o = ReceiverOptions::new(self.path.as_str());
-        o.source = o
-            .source
-            .with_selector_filter(self.resume_position().selector());
+        o.source = self.resume_position().selector_filter().apply(o.source);
         o.prefetch = self.prefetch.max(1);
         let mut props: Fields = Vec::new();
         if let Some(level) = self.options.owner_level {
-            props.push((Symbol::from("com.microsoft:epoch"), Value::Long(level)));
+            props.push(link_props::owner_level(level));
         }
         if !props.is_empty() {
             o.properties = Some(props);
         }
         if self.options.track_last_enqueued_event_properties {
-            o.desired_capabilities = Some(vec![Symbol::from(
-                "com.microsoft:enable-receiver-runtime-metric",
-            )]);
+            o.desired_capabilities = Some(vec![link_props::ENABLE_RECEIVER_RUNTIME_METRIC]);
         }
         o
     }
@@ -246,20 +241,12 @@ impl EventHubConsumer {
         })?;
         if self.options.track_last_enqueued_event_properties {
             if let Some(da) = &msg.delivery_annotations {
-                let ts = |k: &str| match da.get(k) {
-                    Some(Value::Timestamp(t)) => Some(timestamp_to_system_time(*t)),
-                    _ => None,
-                };
+                let m = RuntimeMetrics::from_annotations(da);
                 self.last_enqueued = Some(LastEnqueuedEventProperties {
-                    sequence_number: da
-                        .get("last_enqueued_sequence_number")
-                        .and_then(Value::as_i64),
-                    offset: da
-                        .get("last_enqueued_offset")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                    enqueued_time: ts("last_enqueued_time_utc"),
-                    retrieval_time: ts("runtime_info_retrieval_time_utc"),
+                    sequence_number: m.last_enqueued_sequence_number,
+                    offset: m.last_enqueued_offset,
+                    enqueued_time: m.last_enqueued_time.map(timestamp_to_system_time),
+                    retrieval_time: m.retrieval_time.map(timestamp_to_system_time),
                 });
             }
         }

@@ -2,6 +2,7 @@
 //! hierarchy, keeping the peer's AMQP condition and description.
 
 use crate::amqp::types::error::{condition, AmqpError};
+use crate::wire::condition as eventhubs_condition;
 use std::fmt;
 use std::sync::Arc;
 
@@ -107,17 +108,17 @@ impl fmt::Debug for Error {
 /// permanent.
 pub fn is_transient_condition(c: &str) -> bool {
     [
-        condition::SERVER_BUSY,
-        condition::TIMEOUT,
-        condition::OPERATION_CANCELLED,
-        condition::CONTAINER_CLOSE,
+        eventhubs_condition::SERVER_BUSY,
+        eventhubs_condition::TIMEOUT,
+        eventhubs_condition::OPERATION_CANCELLED,
+        eventhubs_condition::CONTAINER_CLOSE,
         condition::RESOURCE_LIMIT_EXCEEDED,
         condition::LINK_DETACH_FORCED,
         condition::LINK_TRANSFER_LIMIT_EXCEEDED,
         condition::CONNECTION_FORCED,
         condition::INTERNAL_ERROR,
-        condition::PARTITION_NOT_OWNED,
-        condition::STORE_LOCK_LOST,
+        eventhubs_condition::PARTITION_NOT_OWNED,
+        eventhubs_condition::STORE_LOCK_LOST,
     ]
     .iter()
     .any(|t| t.as_str() == c)
@@ -152,7 +153,7 @@ impl Error {
     pub fn from_amqp_error(kind: ErrorKind, message: impl Into<String>, e: &AmqpError) -> Self {
         let c = e.condition.as_str();
         let kind = if c == condition::UNAUTHORIZED_ACCESS.as_str()
-            || c == condition::AUTH_FAILED.as_str()
+            || c == eventhubs_condition::AUTH_FAILED.as_str()
         {
             ErrorKind::Authentication
         } else if c == condition::LINK_STOLEN.as_str() {
@@ -303,7 +304,7 @@ mod tests {
                 A::LinkDetached(Some(AmqpError::with_description(c, "why"))),
             )
         };
-        assert!(e(condition::SERVER_BUSY).is_transient());
+        assert!(e(eventhubs_condition::SERVER_BUSY).is_transient());
         assert!(e(condition::LINK_DETACH_FORCED).is_transient());
         assert!(e(condition::CONNECTION_FORCED).is_transient());
         assert!(!e(condition::NOT_FOUND).is_transient());

@@ -5,14 +5,10 @@ use crate::amqp::types::message::{Annotations, Body, Message, MessageId, Propert
 use bytes::Bytes;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Message annotation: the partition key.
-pub const PARTITION_KEY_ANNOTATION: &str = "x-opt-partition-key";
-/// Message annotation: the per-partition sequence number (set by the service).
-pub const SEQUENCE_NUMBER_ANNOTATION: &str = "x-opt-sequence-number";
-/// Message annotation: the opaque offset (set by the service).
-pub const OFFSET_ANNOTATION: &str = "x-opt-offset";
-/// Message annotation: when the service enqueued the event.
-pub const ENQUEUED_TIME_ANNOTATION: &str = "x-opt-enqueued-time";
+pub use crate::wire::annotations::{
+    ENQUEUED_TIME as ENQUEUED_TIME_ANNOTATION, OFFSET as OFFSET_ANNOTATION,
+    PARTITION_KEY as PARTITION_KEY_ANNOTATION, SEQUENCE_NUMBER as SEQUENCE_NUMBER_ANNOTATION,
+};
 
 /// Converts an AMQP timestamp to a `SystemTime`.
 pub(crate) fn timestamp_to_system_time(t: Timestamp) -> SystemTime {

@@ -60,6 +60,7 @@ pub mod position;
 pub mod processor;
 pub mod producer;
 pub mod retry;
+pub mod wire;
 
 /// An AMQP value, as application properties hold them: what [`EventData::property`] returns
 /// and what [`EventData::with_property`] takes (the typed getters such as

@@ -1,11 +1,14 @@
 //! Runtime metadata through the `$management` node: hub and partition properties.
 
-use crate::amqp::codec::Value;
-use crate::amqp::types::message::{Body, Message};
-use crate::cbs::{reply_status, status_error};
+use crate::amqp::codec::{Timestamp, Value};
+use crate::amqp::types::message::Body;
+use crate::cbs::status_error;
 use crate::client::EventHubClient;
 use crate::error::{Error, ErrorKind};
 use crate::event::timestamp_to_system_time;
+use crate::wire::management::{HubReadReply, PartitionReadReply, ReadRequest, ReplyError};
+use crate::wire::rpc::Status;
+use crate::wire::selector::EARLIEST_OFFSET;
 use std::time::SystemTime;
 
 /// Properties of an event hub.
@@ -40,43 +43,19 @@ pub struct PartitionProperties {
     pub is_empty: bool,
 }
 
-fn field<'a>(map: &'a Value, key: &str, what: &str) -> Result<&'a Value, Error> {
-    map.map_get(key)
-        .ok_or_else(|| Error::new(ErrorKind::EventHub, format!("{what} reply has no {key:?}")))
+fn time(t: Option<Timestamp>) -> SystemTime {
+    t.map_or(std::time::UNIX_EPOCH, timestamp_to_system_time)
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.as_str().to_owned()),
-        Value::Symbol(s) => Some(s.as_str().to_owned()),
-        v => v.as_i64().map(|n| n.to_string()),
-    }
-}
-
-fn time(v: &Value) -> SystemTime {
-    match v {
-        Value::Timestamp(t) => timestamp_to_system_time(*t),
-        v => timestamp_to_system_time(crate::amqp::codec::Timestamp(v.as_i64().unwrap_or(0))),
-    }
-}
-
-fn long(map: &Value, key: &str, what: &str) -> Result<i64, Error> {
-    field(map, key, what)?.as_i64().ok_or_else(|| {
-        Error::new(
-            ErrorKind::EventHub,
-            format!("{what} reply: {key:?} is not an integer"),
-        )
-    })
+/// A reply map that does not say what it must, as an error naming the request.
+fn reply_error(what: &str, e: ReplyError) -> Error {
+    Error::new(ErrorKind::EventHub, format!("{what} {e}"))
 }
 
 impl EventHubClient {
-    /// Sends a READ request of `entity_type` (with `partition` for partitions) and returns
-    /// the reply body's map.
-    async fn management_read(
-        &self,
-        entity_type: &'static str,
-        partition: Option<&str>,
-    ) -> Result<Value, Error> {
+    /// Sends a READ request for the hub, or for `partition` of it, and returns the reply
+    /// body's map.
+    async fn management_read(&self, partition: Option<&str>) -> Result<Value, Error> {
         let what = match partition {
             Some(p) => format!("reading properties of partition {p}"),
             None => "reading event hub properties".to_owned(),
@@ -86,16 +65,12 @@ impl EventHubClient {
             let r = async {
                 let token = conn.cbs.authorize(&self.audience(&self.inner.hub)).await?;
                 let link = conn.management().await?;
-                let mut m = Message::default();
-                let p = m.application_properties_mut();
-                p.insert("operation", "READ");
-                p.insert("name", self.inner.hub.as_str());
-                p.insert("type", entity_type);
-                if let Some(id) = partition {
-                    p.insert("partition", id);
-                }
-                p.insert("security_token", token);
-                link.call(m).await
+                let request = match partition {
+                    Some(id) => ReadRequest::partition(self.inner.hub.as_str(), id),
+                    None => ReadRequest::hub(self.inner.hub.as_str()),
+                };
+                link.call(request.with_security_token(token).to_message())
+                    .await
             }
             .await;
             let reply = match r {
@@ -105,9 +80,9 @@ impl EventHubClient {
                     return Err(e);
                 }
             };
-            let (code, desc) = reply_status(&reply);
-            if !(200..300).contains(&code) {
-                return Err(status_error(&what, code, &desc));
+            let status = Status::from_message(&reply);
+            if !status.is_success() {
+                return Err(status_error(&what, &status));
             }
             match reply.body {
                 Body::Value(v @ Value::Map(_)) => Ok(v),
@@ -122,28 +97,13 @@ impl EventHubClient {
 
     /// The event hub's name, creation time and partition ids.
     pub async fn get_properties(&self) -> Result<EventHubProperties, Error> {
-        let what = "event hub READ";
-        let map = self.management_read("com.microsoft:eventhub", None).await?;
-        let ids = match field(&map, "partition_ids", what)? {
-            Value::Array(a) => a.items().iter().filter_map(text).collect(),
-            Value::List(l) => l.iter().filter_map(text).collect(),
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::EventHub,
-                    "event hub READ reply: partition_ids is not a list",
-                ))
-            }
-        };
+        let map = self.management_read(None).await?;
+        let r = HubReadReply::from_map(&map).map_err(|e| reply_error("event hub READ", e))?;
         Ok(EventHubProperties {
-            name: field(&map, "name", what)
-                .ok()
-                .and_then(text)
-                .unwrap_or_else(|| self.inner.hub.clone()),
-            created_at: map
-                .map_get("created_at")
-                .map_or(std::time::UNIX_EPOCH, time),
-            partition_ids: ids,
-            georeplication_factor: map.map_get("georeplication_factor").and_then(Value::as_i64),
+            name: r.name.unwrap_or_else(|| self.inner.hub.clone()),
+            created_at: time(r.created_at),
+            partition_ids: r.partition_ids,
+            georeplication_factor: r.georeplication_factor,
         })
     }
 
@@ -157,33 +117,20 @@ impl EventHubClient {
         &self,
         partition_id: &str,
     ) -> Result<PartitionProperties, Error> {
-        let what = "partition READ";
-        let map = self
-            .management_read("com.microsoft:partition", Some(partition_id))
-            .await?;
-        let last_seq = long(&map, "last_enqueued_sequence_number", what)?;
+        let map = self.management_read(Some(partition_id)).await?;
+        let r = PartitionReadReply::from_map(&map).map_err(|e| reply_error("partition READ", e))?;
         Ok(PartitionProperties {
-            event_hub_name: map
-                .map_get("name")
-                .and_then(text)
-                .unwrap_or_else(|| self.inner.hub.clone()),
-            id: map
-                .map_get("partition")
-                .and_then(text)
-                .unwrap_or_else(|| partition_id.to_owned()),
-            beginning_sequence_number: long(&map, "begin_sequence_number", what)?,
-            last_enqueued_sequence_number: last_seq,
-            last_enqueued_offset: map
-                .map_get("last_enqueued_offset")
-                .and_then(text)
-                .unwrap_or_else(|| "-1".to_owned()),
-            last_enqueued_time_utc: map
-                .map_get("last_enqueued_time_utc")
-                .map_or(std::time::UNIX_EPOCH, time),
-            is_empty: match map.map_get("is_partition_empty") {
-                Some(Value::Bool(b)) => *b,
-                _ => last_seq < 0,
-            },
+            event_hub_name: r.name.unwrap_or_else(|| self.inner.hub.clone()),
+            id: r.partition.unwrap_or_else(|| partition_id.to_owned()),
+            beginning_sequence_number: r.begin_sequence_number,
+            last_enqueued_sequence_number: r.last_enqueued_sequence_number,
+            last_enqueued_offset: r
+                .last_enqueued_offset
+                .unwrap_or_else(|| EARLIEST_OFFSET.to_owned()),
+            last_enqueued_time_utc: time(r.last_enqueued_time_utc),
+            is_empty: r
+                .is_partition_empty
+                .unwrap_or(r.last_enqueued_sequence_number < 0),
         })
     }
 }

@@ -1,63 +1,50 @@
 //! [`EventPosition`]: where a consumer starts reading a partition.
 
+use crate::wire::selector::{Selector, Start, EARLIEST_OFFSET, LATEST_OFFSET};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Kind {
-    Earliest,
-    Latest,
-    Offset(String),
-    SequenceNumber(i64),
-    EnqueuedTime(i64),
-}
 
 /// A position in a partition's event stream, inclusive or exclusive of the event it names.
 ///
-/// Sent to the service as the receiver's selector filter, e.g.
+/// Sent to the service as the receiver's selector filter ([`Selector`]), e.g.
 /// `amqp.annotation.x-opt-sequence-number > '41'`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventPosition {
-    kind: Kind,
-    inclusive: bool,
+    selector: Selector,
 }
 
 impl EventPosition {
+    fn at(start: Start) -> Self {
+        EventPosition {
+            selector: Selector {
+                start,
+                inclusive: false,
+            },
+        }
+    }
+
     /// The first event still retained (offset `-1`).
     pub fn earliest() -> Self {
-        EventPosition {
-            kind: Kind::Earliest,
-            inclusive: false,
-        }
+        Self::at(Start::Earliest)
     }
 
     /// Only events enqueued after the consumer attaches.
     pub fn latest() -> Self {
-        EventPosition {
-            kind: Kind::Latest,
-            inclusive: false,
-        }
+        Self::at(Start::Latest)
     }
 
     /// After (or, inclusive, at) the event with this offset.
     pub fn offset(offset: impl Into<String>) -> Self {
         let offset = offset.into();
-        let kind = match offset.as_str() {
-            "-1" => Kind::Earliest,
-            "@latest" => Kind::Latest,
-            _ => Kind::Offset(offset),
-        };
-        EventPosition {
-            kind,
-            inclusive: false,
-        }
+        Self::at(match offset.as_str() {
+            EARLIEST_OFFSET => Start::Earliest,
+            LATEST_OFFSET => Start::Latest,
+            _ => Start::Offset(offset),
+        })
     }
 
     /// After (or, inclusive, at) the event with this sequence number.
     pub fn sequence_number(sequence_number: i64) -> Self {
-        EventPosition {
-            kind: Kind::SequenceNumber(sequence_number),
-            inclusive: false,
-        }
+        Self::at(Start::SequenceNumber(sequence_number))
     }
 
     /// Events enqueued after (or, inclusive, at) this time.
@@ -71,38 +58,39 @@ impl EventPosition {
 
     /// Events enqueued after (or, inclusive, at) this many ms since the Unix epoch.
     pub fn enqueued_time_millis(ms: i64) -> Self {
-        EventPosition {
-            kind: Kind::EnqueuedTime(ms),
-            inclusive: false,
-        }
+        Self::at(Start::EnqueuedTime(ms))
     }
 
     /// Includes (true) or excludes (false, the default) the named event.
     pub fn inclusive(mut self, inclusive: bool) -> Self {
-        self.inclusive = inclusive;
+        self.selector.inclusive = inclusive;
         self
     }
 
     /// Whether the named event is included.
     pub fn is_inclusive(&self) -> bool {
-        self.inclusive
+        self.selector.inclusive
     }
 
     /// The selector filter expression for this position.
     pub fn selector(&self) -> String {
-        let op = if self.inclusive { ">=" } else { ">" };
-        match &self.kind {
-            Kind::Earliest => format!("amqp.annotation.x-opt-offset {op} '-1'"),
-            Kind::Latest => format!("amqp.annotation.x-opt-offset {op} '@latest'"),
-            Kind::Offset(o) => {
-                format!(
-                    "amqp.annotation.x-opt-offset {op} '{}'",
-                    o.replace('\'', "''")
-                )
-            }
-            Kind::SequenceNumber(n) => format!("amqp.annotation.x-opt-sequence-number {op} '{n}'"),
-            Kind::EnqueuedTime(ms) => format!("amqp.annotation.x-opt-enqueued-time {op} '{ms}'"),
-        }
+        self.selector.expression()
+    }
+
+    /// The selector filter for this position.
+    pub fn selector_filter(&self) -> &Selector {
+        &self.selector
+    }
+}
+
+impl From<Selector> for EventPosition {
+    /// The position a selector names (an offset of `-1` or `@latest` is earliest or latest).
+    fn from(selector: Selector) -> Self {
+        let position = match selector.start {
+            Start::Offset(o) => EventPosition::offset(o),
+            start => EventPosition::at(start),
+        };
+        position.inclusive(selector.inclusive)
     }
 }
 
@@ -110,38 +98,5 @@ impl Default for EventPosition {
     /// Latest, as the service and the other SDKs default to.
     fn default() -> Self {
         EventPosition::latest()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn selectors() {
-        assert_eq!(
-            EventPosition::earliest().selector(),
-            "amqp.annotation.x-opt-offset > '-1'"
-        );
-        assert_eq!(
-            EventPosition::latest().selector(),
-            "amqp.annotation.x-opt-offset > '@latest'"
-        );
-        assert_eq!(EventPosition::offset("-1"), EventPosition::earliest());
-        assert_eq!(
-            EventPosition::offset("4096").inclusive(true).selector(),
-            "amqp.annotation.x-opt-offset >= '4096'"
-        );
-        assert_eq!(
-            EventPosition::sequence_number(41).selector(),
-            "amqp.annotation.x-opt-sequence-number > '41'"
-        );
-        assert_eq!(
-            EventPosition::enqueued_time(UNIX_EPOCH + Duration::from_millis(1234))
-                .inclusive(true)
-                .selector(),
-            "amqp.annotation.x-opt-enqueued-time >= '1234'"
-        );
     }
 }

@@ -16,6 +16,8 @@ use crate::client::{EventHubClient, LinkHandle};
 use crate::error::{Error, ErrorKind};
 use crate::event::EventData;
 use crate::retry::RetryOptions;
+use crate::wire::address::partition_path;
+use crate::wire::link_props;
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -116,7 +118,7 @@ impl EventHubClient {
         options: ProducerOptions,
     ) -> Result<EventHubProducer, Error> {
         let path = match &options.partition_id {
-            Some(p) => format!("{}/Partitions/{p}", self.event_hub_name()),
+            Some(p) => partition_path(self.event_hub_name(), p),
             None => self.event_hub_name().to_owned(),
         };
         let producer = EventHubProducer {
@@ -185,12 +187,7 @@ impl EventHubProducer {
         // The old link closes once its in-flight sends let go of it.
         drop(self.slot().take());
         let mut o = SenderOptions::new(self.inner.path.as_str());
-        o.properties = Some(vec![(
-            "com.microsoft:timeout".into(),
-            crate::amqp::codec::Value::Uint(
-                u32::try_from(self.inner.timeout.as_millis()).unwrap_or(u32::MAX),
-            ),
-        )]);
+        o.properties = Some(vec![link_props::timeout(self.inner.timeout)]);
         let l = Arc::new(self.inner.client.open_sender(&self.inner.path, o).await?);
         if let Some(m) = l.link().max_message_size() {
             self.inner.max_message_size.store(m, Ordering::Relaxed);

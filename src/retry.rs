@@ -1,6 +1,7 @@
 //! Retry policy: exponential (or fixed) backoff with jitter, applied to transient errors.
 
 use crate::error::Error;
+use crate::wire::condition;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -80,7 +81,7 @@ impl RetryOptions {
         if self.jitter {
             d = d.mul_f64(0.8 + 0.5 * random_unit()).min(self.max_delay);
         }
-        if error.and_then(Error::condition) == Some("com.microsoft:server-busy") {
+        if error.and_then(Error::condition) == Some(condition::SERVER_BUSY.as_str()) {
             d = d.max(Duration::from_secs(4).min(self.max_delay));
         }
         d

@@ -26,8 +26,9 @@ async fn put_token_answers_with_the_service_status_codes() {
     let aud = "sb://localhost/eh1";
     let far = now_secs() + 3600;
 
-    let (code, _) = cbs.put_token(aud).await;
-    assert_eq!(code, 200);
+    // As the service: 202 Accepted, which fe2o3-amqp-cbs (the official Rust SDK) requires.
+    let (code, d) = cbs.put_token(aud).await;
+    assert_eq!((code, d.as_str()), (202, "Accepted"));
 
     let s = |t: String| Value::String(Str::from(t));
     let bad_sig = generate_sas_token(aud, KEY_NAME, "not-the-key", far);
@@ -45,7 +46,7 @@ async fn put_token_answers_with_the_service_status_codes() {
     assert!(d.contains("nosuchhub"), "{d}");
     assert_eq!(
         cbs.put_token("sb://localhost/").await.0,
-        200,
+        202,
         "namespace-wide"
     );
 
@@ -126,7 +127,7 @@ async fn links_without_a_valid_token_are_refused() {
     assert_eq!(refused_sender(&session, "eh1").await, unauthorized);
 
     // A good token opens them all.
-    assert_eq!(cbs.put_token("sb://localhost/eh1").await.0, 200);
+    assert_eq!(cbs.put_token("sb://localhost/eh1").await.0, 202);
     attach_sender(&session, "eh1").await;
     attach_sender(&session, "eh1/Partitions/0").await;
     open_consumer(
@@ -153,7 +154,7 @@ async fn a_token_for_one_hub_does_not_open_another() {
     // Producer-style audience (Python): sb://host/hub.
     let (_c, session) = connect(&em).await;
     let mut cbs = Rpc::attach(&session, "$cbs", None).await;
-    assert_eq!(cbs.put_token("sb://localhost/eh1").await.0, 200);
+    assert_eq!(cbs.put_token("sb://localhost/eh1").await.0, 202);
     attach_sender(&session, "eh1").await;
     attach_sender(&session, "eh1/Partitions/1").await;
     open_consumer(&session, "eh1/ConsumerGroups/cg1/Partitions/1", None).await;
@@ -183,7 +184,7 @@ async fn a_token_for_one_hub_does_not_open_another() {
         cbs2.put_token("sb://localhost/eh2/consumergroups/$default")
             .await
             .0,
-        200
+        202
     );
     open_consumer(&session2, "eh2/ConsumerGroups/$Default/Partitions/0", None).await;
     open_consumer(&session2, "eh2/ConsumerGroups/$default/Partitions/1", None).await;
@@ -200,7 +201,7 @@ async fn a_token_for_one_hub_does_not_open_another() {
         cbs2.put_token("amqps://127.0.0.1:5671/EH10/Partitions/1")
             .await
             .0,
-        200
+        202
     );
     attach_sender(&session2, "eh10/Partitions/1").await;
     assert_eq!(
@@ -259,7 +260,7 @@ async fn links_end_when_their_token_expires_and_a_fresh_token_reopens() {
         cbs.put_raw_token(aud, Value::String(Str::from(short)))
             .await
             .0,
-        200
+        202
     );
     let sender = attach_sender(&session, "eh1/Partitions/0").await;
     send_event(&sender, &event(&b"in time"[..])).await;
@@ -286,7 +287,7 @@ async fn links_end_when_their_token_expires_and_a_fresh_token_reopens() {
     assert_eq!(em.partition_info("eh1", 0).unwrap().last_sequence_number, 0);
 
     // Refreshing the token on the same connection opens links again.
-    assert_eq!(cbs.put_token(aud).await.0, 200);
+    assert_eq!(cbs.put_token(aud).await.0, 202);
     let sender = attach_sender(&session, "eh1/Partitions/0").await;
     send_event(&sender, &event(&b"refreshed"[..])).await;
     assert_eq!(em.partition_info("eh1", 0).unwrap().last_sequence_number, 1);
@@ -322,7 +323,7 @@ async fn tls_with_a_given_certificate() {
     .expect("TLS connection with the emulator's certificate trusted");
     let session = conn.open_session().await.unwrap();
     let mut cbs = Rpc::attach(&session, "$cbs", None).await;
-    assert_eq!(cbs.put_token("amqps://localhost/eh1").await.0, 200);
+    assert_eq!(cbs.put_token("amqps://localhost/eh1").await.0, 202);
     let sender = attach_sender(&session, "eh1/Partitions/0").await;
     send_event(&sender, &event(&b"over tls"[..])).await;
     let mut rx = open_consumer(

@@ -300,7 +300,7 @@ async fn replies_go_to_reply_to_else_to_the_nodes_receiver_on_this_connection() 
     assert!(recv_within(&mut elsewhere, quiet).await.is_none());
 
     // And the CBS reply comes back on the CBS link only.
-    assert_eq!(cbs.put_token("sb://localhost/eh1").await.0, 200);
+    assert_eq!(cbs.put_token("sb://localhost/eh1").await.0, 202);
     assert!(recv_within(&mut mgmt.receiver, quiet).await.is_none());
     assert!(recv_within(&mut b, quiet).await.is_none());
 }

@@ -9,8 +9,8 @@ use emulator_support::*;
 use eventhubs::amqp::codec::{Descriptor, Str, Symbol, Value};
 use eventhubs::amqp::types::definitions::SenderSettleMode;
 use eventhubs::amqp::types::message::Message;
-use eventhubs::amqp::types::messaging::SELECTOR_FILTER_KEY;
 use eventhubs::amqp::{Receiver, ReceiverOptions, Session};
+use eventhubs::wire::selector::FILTER_KEY as SELECTOR_FILTER_KEY;
 use std::time::{Duration, Instant};
 
 const P0: &str = "eh1/ConsumerGroups/$default/Partitions/0";

@@ -192,7 +192,7 @@ async fn messages_over_one_mib_are_refused_with_message_size_exceeded() {
 
     // Just under the limit, as a batch of ~1 KiB events: accepted and unpacked.
     let one = event(vec![7u8; 1000]);
-    let per = eventhubs::amqp::types::message::data_section_len(encode(&one).len());
+    let per = eventhubs::wire::batch::data_section_len(encode(&one).len());
     let n = MIB / per;
     let events = vec![one; n];
     let payload = batch(&Message::default(), &events);

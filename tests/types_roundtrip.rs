@@ -7,15 +7,16 @@ use eventhubs::amqp::codec::{
 };
 use eventhubs::amqp::types::error::AmqpError;
 use eventhubs::amqp::types::message::{
-    data_section_len, write_data_section_header, AnnotationKey, Annotations, ApplicationProperties,
-    Body, DeliveryAnnotations, Footer, Header, Message, MessageAnnotations, MessageId, Properties,
-    PropertyMap,
+    AnnotationKey, Annotations, ApplicationProperties, Body, DeliveryAnnotations, Footer, Header,
+    Message, MessageAnnotations, MessageId, Properties, PropertyMap,
 };
 use eventhubs::amqp::types::messaging::{
     Accepted, DeliveryState, Modified, Received, Rejected, Released, Source, Target,
     TerminusDurability, TerminusExpiryPolicy,
 };
 use eventhubs::amqp::types::sasl::SaslFrameBody;
+use eventhubs::wire::batch::{data_section_len, write_data_section_header};
+use eventhubs::wire::selector::with_filter;
 use proptest::prelude::*;
 
 fn arb_bytes(max: usize) -> impl Strategy<Value = Bytes> {
@@ -252,7 +253,7 @@ fn arb_source() -> impl Strategy<Value = Source> {
                     ..Source::default()
                 };
                 if let Some(expr) = selector {
-                    s = s.with_selector_filter(expr);
+                    s = with_filter(s, expr);
                 }
                 s
             },

@@ -23,6 +23,7 @@ use eventhubs::amqp::types::sasl::{
 use eventhubs::amqp::types::transport::{
     Attach, Begin, Close, Detach, Disposition, End, Flow, Open, Performative, Transfer,
 };
+use eventhubs::wire::selector::with_filter;
 
 fn sym(s: &str) -> Symbol {
     Symbol::from(s)
@@ -205,10 +206,10 @@ pub fn performatives() -> Vec<Performative> {
             role: Role::Receiver,
             snd_settle_mode: SenderSettleMode::Unsettled,
             rcv_settle_mode: ReceiverSettleMode::Second,
-            source: Some(Box::new(
-                Source::new("hub/ConsumerGroups/$default/Partitions/0")
-                    .with_selector_filter("amqp.annotation.x-opt-offset > '-1'"),
-            )),
+            source: Some(Box::new(with_filter(
+                Source::new("hub/ConsumerGroups/$default/Partitions/0"),
+                "amqp.annotation.x-opt-offset > '-1'",
+            ))),
             target: Some(Box::new(Target::new("client-target"))),
             unsettled: Some(Value::Map(vec![(
                 Value::Binary(Bytes::from_static(b"tag")),

@@ -40,7 +40,7 @@ pub trait TokenCredential: Send + Sync {
 
     /// The CBS token type: `jwt` for Azure AD (the default), the SAS type for SAS credentials.
     fn token_type(&self) -> &str {
-        "jwt"
+        crate::wire::cbs::JWT_TOKEN_TYPE
     }
 }
 

@@ -5,8 +5,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// The CBS token type of SAS tokens.
-pub const SAS_TOKEN_TYPE: &str = "servicebus.windows.net:sastoken";
+pub use crate::wire::cbs::SAS_TOKEN_TYPE;
 
 /// Percent-encodes everything but the URL-unreserved characters (`A-Z a-z 0-9 - _ . ~`).
 pub fn percent_encode(s: &str) -> String {

@@ -111,7 +111,111 @@ fn string<'a>(v: &'a Json, at: &str) -> Result<&'a str, ConfigError> {
 /// Largest partition count accepted (the service's maximum on dedicated tiers).
 pub const MAX_PARTITIONS: u32 = 2048;
 
+/// How the user wrote the entities, so that an error names a field as they spelled it: a JSON
+/// file (each hub at its namespace and entity index) or an [`EntityConfig`] built in code.
+enum Written<'a> {
+    Json(&'a [(usize, usize)]),
+    Code,
+}
+
+impl Written<'_> {
+    fn hubs(&self) -> String {
+        match self {
+            Written::Json(_) => "UserConfig.NamespaceConfig[].Entities".into(),
+            Written::Code => "EntityConfig.hubs".into(),
+        }
+    }
+
+    fn hub(&self, i: usize) -> String {
+        match self {
+            Written::Json(at) => {
+                let (ns, e) = at.get(i).copied().unwrap_or_default();
+                format!("UserConfig.NamespaceConfig[{ns}].Entities[{e}]")
+            }
+            Written::Code => format!("EntityConfig.hubs[{i}]"),
+        }
+    }
+
+    fn name(&self, i: usize) -> String {
+        match self {
+            Written::Json(_) => format!("{}.Name", self.hub(i)),
+            Written::Code => format!("{}.name", self.hub(i)),
+        }
+    }
+
+    fn partition_count(&self, i: usize) -> String {
+        match self {
+            Written::Json(_) => format!("{}.PartitionCount", self.hub(i)),
+            Written::Code => format!("{}.partition_count", self.hub(i)),
+        }
+    }
+
+    fn group(&self, i: usize, g: usize) -> String {
+        match self {
+            Written::Json(_) => format!("{}.ConsumerGroups[{g}].Name", self.hub(i)),
+            Written::Code => format!("{}.consumer_groups[{g}]", self.hub(i)),
+        }
+    }
+}
+
+fn partition_count_error(at: &str, shown: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!(
+        "{at} must be a whole number from 1 to {MAX_PARTITIONS}, not {shown}"
+    ))
+}
+
+/// A name that is usable as one segment of a link address.
+fn check_segment(at: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.contains('/') {
+        return Err(ConfigError(format!(
+            "{at} {name:?} must be non-empty and contain no '/'"
+        )));
+    }
+    Ok(())
+}
+
+/// The one check of what the emulator can serve, for the JSON loader and `Emulator::start`
+/// alike: at least one hub; names usable in addresses; 1 to [`MAX_PARTITIONS`] partitions
+/// (0 would leave sends nowhere to go); no hub name twice (names are case-insensitive).
+fn check_hubs(hubs: &[HubConfig], written: &Written<'_>) -> Result<(), ConfigError> {
+    if hubs.is_empty() {
+        return Err(ConfigError(format!(
+            "{} defines no event hub",
+            written.hubs()
+        )));
+    }
+    for (i, hub) in hubs.iter().enumerate() {
+        check_segment(&written.name(i), &hub.name)?;
+        if !(1..=MAX_PARTITIONS).contains(&hub.partition_count) {
+            return Err(partition_count_error(
+                &written.partition_count(i),
+                hub.partition_count,
+            ));
+        }
+        if hubs[..i]
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(&hub.name))
+        {
+            return Err(ConfigError(format!(
+                "{} {:?} is defined twice",
+                written.name(i),
+                hub.name
+            )));
+        }
+        for (g, group) in hub.consumer_groups.iter().enumerate() {
+            check_segment(&written.group(i, g), group)?;
+        }
+    }
+    Ok(())
+}
+
 impl EntityConfig {
+    /// Checks a config built in code the way [`EntityConfig::from_json`] checks a file, with
+    /// the same errors; `Emulator::start` calls it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_hubs(&self.hubs, &Written::Code)
+    }
+
     /// Reads a config file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -129,7 +233,9 @@ impl EntityConfig {
             required(user, "NamespaceConfig", "UserConfig")?,
             "UserConfig.NamespaceConfig",
         )?;
+        // Hubs as written (consumer groups too), checked once all are read.
         let mut hubs: Vec<HubConfig> = Vec::new();
+        let mut places: Vec<(usize, usize)> = Vec::new();
         let mut namespace = String::from("emulatorns1");
         for (ni, ns) in namespaces.iter().enumerate() {
             let at_ns = format!("UserConfig.NamespaceConfig[{ni}]");
@@ -153,54 +259,45 @@ impl EntityConfig {
                 let at = format!("{at_ns}.Entities[{ei}]");
                 let e = object(e, &at)?;
                 let name = string(required(e, "Name", &at)?, &format!("{at}.Name"))?;
-                if name.is_empty() || name.contains('/') {
-                    return Err(ConfigError(format!(
-                        "{at}.Name {name:?} must be non-empty and contain no '/'"
-                    )));
-                }
                 let partition_count = required(e, "PartitionCount", &at)?;
                 let count = match partition_count {
                     Json::Number(n) => n.as_u64(),
                     Json::String(s) => s.parse().ok(),
                     _ => None,
                 }
-                .filter(|&n| (1..=u64::from(MAX_PARTITIONS)).contains(&n))
+                .and_then(|n| u32::try_from(n).ok())
                 .ok_or_else(|| {
-                    ConfigError(format!(
-                        "{at}.PartitionCount must be a whole number from 1 to {MAX_PARTITIONS}, not {partition_count}"
-                    ))
+                    partition_count_error(&format!("{at}.PartitionCount"), partition_count)
                 })?;
-                if hubs.iter().any(|h| h.name.eq_ignore_ascii_case(name)) {
-                    return Err(ConfigError(format!("{at}.Name {name:?} is defined twice")));
-                }
-                let mut groups = vec!["$default".to_owned()];
+                let mut groups = Vec::new();
                 if let Some(list) = optional(e, "ConsumerGroups") {
                     let list = array(list, &format!("{at}.ConsumerGroups"))?;
                     for (gi, g) in list.iter().enumerate() {
                         let at_g = format!("{at}.ConsumerGroups[{gi}]");
                         let g = object(g, &at_g)?;
-                        let g = string(required(g, "Name", &at_g)?, &format!("{at_g}.Name"))?;
-                        if g.is_empty() || g.contains('/') {
-                            return Err(ConfigError(format!(
-                                "{at_g}.Name {g:?} must be non-empty and contain no '/'"
-                            )));
-                        }
-                        if !groups.iter().any(|x| x.eq_ignore_ascii_case(g)) {
-                            groups.push(g.to_owned());
-                        }
+                        groups.push(
+                            string(required(g, "Name", &at_g)?, &format!("{at_g}.Name"))?
+                                .to_owned(),
+                        );
                     }
                 }
                 hubs.push(HubConfig {
                     name: name.to_owned(),
-                    partition_count: count as u32,
+                    partition_count: count,
                     consumer_groups: groups,
                 });
+                places.push((ni, ei));
             }
         }
-        if hubs.is_empty() {
-            return Err(ConfigError(
-                "UserConfig.NamespaceConfig[].Entities defines no event hub".into(),
-            ));
+        check_hubs(&hubs, &Written::Json(&places))?;
+        for hub in &mut hubs {
+            let mut groups = vec!["$default".to_owned()];
+            for g in hub.consumer_groups.drain(..) {
+                if !groups.iter().any(|x| x.eq_ignore_ascii_case(&g)) {
+                    groups.push(g);
+                }
+            }
+            hub.consumer_groups = groups;
         }
         Ok(EntityConfig {
             namespace,

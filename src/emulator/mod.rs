@@ -11,8 +11,10 @@
 //! ```
 
 pub mod config;
-mod conn;
 pub mod hub;
+mod nodes;
+mod replies;
+mod routing;
 pub mod selector;
 pub mod store;
 
@@ -20,7 +22,7 @@ use crate::amqp::codec::Symbol;
 use crate::amqp::engine::{ConnectionConfig, SaslAuthenticator, SaslDecision};
 use crate::amqp::server::{Listener, ListenerOptions};
 use crate::amqp::types::error::AmqpError;
-pub use config::{EntityConfig, HubConfig, SasKey};
+pub use config::{ConfigError, EntityConfig, HubConfig, SasKey};
 use hub::Hub;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -84,6 +86,9 @@ pub enum EmulatorError {
         /// Why.
         source: crate::amqp::Error,
     },
+    /// The entities are not servable (the same errors as a config file's).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A partition file could not be opened.
     #[error("cannot open partition log {path}: {source}")]
     Storage {
@@ -172,7 +177,9 @@ impl std::fmt::Debug for Shared {
 
 impl Emulator {
     /// Opens the partitions (replaying files under `data_dir`) and starts listening.
+    /// Refuses entities that the JSON loader would refuse, with its errors.
     pub async fn start(options: EmulatorOptions) -> Result<Emulator, EmulatorError> {
+        options.entities.validate()?;
         let mut hubs = HashMap::new();
         for h in &options.entities.hubs {
             let mut partitions = Vec::new();
@@ -241,7 +248,7 @@ impl Emulator {
                 tokio::spawn(async move {
                     let peer = incoming.peer_addr();
                     match incoming.handshake().await {
-                        Ok(connection) => conn::serve(shared, connection).await,
+                        Ok(connection) => routing::serve(shared, connection).await,
                         Err(e) => tracing::debug!(%peer, error = %e, "emulator handshake failed"),
                     }
                 });

@@ -1,50 +1,24 @@
-//! The Event Hubs selector filter: `amqp.annotation.x-opt-offset > '123'` and friends.
+//! Where a consumer's selector filter ([`crate::wire::selector::Selector`]) starts it in the
+//! emulator's logs, whose offsets are decimal integers.
 
 use super::store::Start;
-
-/// Why a selector was not understood.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported selector filter {0:?}")]
-pub struct SelectorError(pub String);
+pub use crate::wire::selector::SelectorError;
+use crate::wire::selector::{Selector, Start as At};
 
 /// Parses a selector expression into a start position. Tolerates missing or extra whitespace,
-/// `>`, `>=` and `=`, quoted or unquoted values.
+/// `>`, `>=` and `=`, quoted or unquoted values; an offset must be an integer.
 pub fn parse_selector(expr: &str) -> Result<Start, SelectorError> {
-    let bad = || SelectorError(expr.to_owned());
-    let e = expr.trim();
-    let rest = e.strip_prefix("amqp.annotation.").ok_or_else(bad)?;
-    let (field, rest) = [
-        "x-opt-offset",
-        "x-opt-sequence-number",
-        "x-opt-enqueued-time",
-    ]
-    .iter()
-    .find_map(|f| rest.strip_prefix(f).map(|r| (*f, r)))
-    .ok_or_else(bad)?;
-    let rest = rest.trim_start();
-    let (inclusive, rest) = if let Some(r) = rest.strip_prefix(">=") {
-        (true, r)
-    } else if let Some(r) = rest.strip_prefix('>') {
-        (false, r)
-    } else if let Some(r) = rest.strip_prefix('=') {
-        (true, r)
-    } else {
-        return Err(bad());
-    };
-    let value = rest.trim();
-    let value = value
-        .strip_prefix('\'')
-        .and_then(|v| v.strip_suffix('\''))
-        .unwrap_or(value);
-    if field == "x-opt-offset" && value == "@latest" {
-        return Ok(Start::Latest);
-    }
-    let n: i64 = value.parse().map_err(|_| bad())?;
-    Ok(match field {
-        "x-opt-offset" if n == -1 => Start::Earliest,
-        "x-opt-offset" => Start::Offset(n, inclusive),
-        "x-opt-sequence-number" => Start::Sequence(n, inclusive),
-        _ => Start::EnqueuedTime(n, inclusive),
+    let Selector { start, inclusive } = Selector::parse(expr)?;
+    Ok(match start {
+        At::Earliest => Start::Earliest,
+        At::Latest => Start::Latest,
+        At::Offset(o) => match o.parse::<i64>() {
+            Ok(-1) => Start::Earliest,
+            Ok(n) => Start::Offset(n, inclusive),
+            Err(_) => return Err(SelectorError(expr.to_owned())),
+        },
+        At::SequenceNumber(n) => Start::Sequence(n, inclusive),
+        At::EnqueuedTime(ms) => Start::EnqueuedTime(ms, inclusive),
     })
 }
 

@@ -12,12 +12,7 @@ use std::sync::Mutex;
 use tokio::sync::watch;
 
 /// Service annotation keys stamped on every stored event.
-pub(crate) mod annotation {
-    pub const SEQUENCE_NUMBER: &str = "x-opt-sequence-number";
-    pub const OFFSET: &str = "x-opt-offset";
-    pub const ENQUEUED_TIME: &str = "x-opt-enqueued-time";
-    pub const PARTITION_KEY: &str = "x-opt-partition-key";
-}
+use crate::wire::annotations as annotation;
 
 /// An event as stored: the encoded message with the service's annotations.
 #[derive(Clone, Debug)]

@@ -8,10 +8,7 @@ pub mod raw;
 use bytes::{Bytes, BytesMut};
 use eventhubs::amqp::codec::{Encode, Str, Symbol, Timestamp, Value};
 use eventhubs::amqp::types::definitions::Fields;
-use eventhubs::amqp::types::message::{
-    data_section_len, write_data_section_header, ApplicationProperties, Message, MessageId,
-    PropertyMap,
-};
+use eventhubs::amqp::types::message::{ApplicationProperties, Message, MessageId, PropertyMap};
 use eventhubs::amqp::types::messaging::{DeliveryState, Source, Target};
 use eventhubs::amqp::{
     ConnectOptions, Connection, ReceivedMessage, Receiver, ReceiverOptions, Sender, SenderOptions,
@@ -19,13 +16,14 @@ use eventhubs::amqp::{
 };
 use eventhubs::auth::{generate_sas_token, SAS_TOKEN_TYPE};
 use eventhubs::emulator::{Emulator, EmulatorOptions};
+use eventhubs::wire::{batch as wire_batch, selector};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The emulator's default key name and key.
 pub const KEY_NAME: &str = "RootManageSharedAccessKey";
 pub const KEY: &str = "SAS_KEY_VALUE";
 /// Event Hubs batch message format.
-pub const BATCH_FORMAT: u32 = 0x8001_3700;
+pub const BATCH_FORMAT: u32 = wire_batch::BATCH_MESSAGE_FORMAT;
 /// How long a test waits for something that should happen promptly.
 pub const PROMPT: Duration = Duration::from_secs(5);
 
@@ -84,7 +82,7 @@ pub async fn authorized_port(port: u16) -> (Connection, Session) {
     let (conn, session) = connect_port(port).await;
     let mut cbs = Rpc::attach(&session, "$cbs", Some("cbs-reply")).await;
     let (status, description) = cbs.put_token("sb://localhost/").await;
-    assert_eq!(status, 200, "put-token: {description}");
+    assert_eq!(status, 202, "put-token: {description}");
     (conn, session)
 }
 
@@ -231,7 +229,7 @@ pub async fn recv_n(rx: &mut Receiver, n: usize) -> Vec<Message> {
 pub fn consumer(address: &str, selector: Option<&str>) -> ReceiverOptions {
     let mut source = Source::new(address);
     if let Some(s) = selector {
-        source = source.with_selector_filter(s);
+        source = selector::with_filter(source, s);
     }
     let mut o = ReceiverOptions::new(address);
     o.source = source;
@@ -272,16 +270,11 @@ pub fn batch(envelope: &Message, events: &[Message]) -> Bytes {
     let size = envelope.encoded_len()
         + encoded
             .iter()
-            .map(|e| data_section_len(e.len()))
+            .map(|e| wire_batch::data_section_len(e.len()))
             .sum::<usize>();
-    let mut buf = BytesMut::with_capacity(size);
-    envelope.encode(&mut buf);
-    for e in &encoded {
-        write_data_section_header(&mut buf, e.len());
-        buf.extend_from_slice(e);
-    }
-    assert_eq!(buf.len(), size);
-    buf.freeze()
+    let payload = wire_batch::build(envelope, &encoded);
+    assert_eq!(payload.len(), size);
+    payload
 }
 
 /// Sends `payload` unsettled and asserts it was accepted.

@@ -19,7 +19,7 @@ pub struct AmqpError {
     pub condition: Symbol,
     /// Human-readable text from the peer.
     pub description: Option<Str>,
-    /// Extra details (redirect targets, `com.microsoft:tracking-id`, ...).
+    /// Extra details (redirect targets, tracking ids, ...).
     pub info: Option<Fields>,
 }
 
@@ -103,8 +103,7 @@ impl Decode for AmqpError {
     }
 }
 
-/// Well-known error conditions: AMQP 1.0 (sections 2.8.15-2.8.18, 4.5.x) and the Microsoft
-/// ones that Event Hubs and its SDKs use.
+/// Well-known error conditions of AMQP 1.0 (sections 2.8.15-2.8.18, 4.5.x).
 pub mod condition {
     use crate::amqp::codec::Symbol;
 
@@ -175,49 +174,7 @@ pub mod condition {
         TRANSACTION_ROLLBACK = "amqp:transaction:rollback";
         /// The transaction timed out.
         TRANSACTION_TIMEOUT = "amqp:transaction:timeout";
-
-        /// The service is busy; retry after a back-off.
-        SERVER_BUSY = "com.microsoft:server-busy";
-        /// The operation timed out on the service side.
-        TIMEOUT = "com.microsoft:timeout";
-        /// The operation was cancelled.
-        OPERATION_CANCELLED = "com.microsoft:operation-cancelled";
-        /// The service closed the container (transient).
-        CONTAINER_CLOSE = "com.microsoft:container-close";
-        /// An argument was invalid.
-        ARGUMENT_ERROR = "com.microsoft:argument-error";
-        /// An argument was outside its allowed range (e.g. a start position).
-        ARGUMENT_OUT_OF_RANGE = "com.microsoft:argument-out-of-range";
-        /// The entity is disabled.
-        ENTITY_DISABLED = "com.microsoft:entity-disabled";
-        /// The entity was updated.
-        ENTITY_UPDATED = "com.microsoft:entity-updated";
-        /// Authentication failed.
-        AUTH_FAILED = "com.microsoft:auth-failed";
-        /// A Microsoft-specific precondition failed.
-        MS_PRECONDITION_FAILED = "com.microsoft:precondition-failed";
-        /// The partition is not owned by this node.
-        PARTITION_NOT_OWNED = "com.microsoft:partition-not-owned";
-        /// A store lock was lost.
-        STORE_LOCK_LOST = "com.microsoft:store-lock-lost";
-        /// The publisher has been revoked.
-        PUBLISHER_REVOKED = "com.microsoft:publisher-revoked";
-        /// A message lock was lost.
-        MESSAGE_LOCK_LOST = "com.microsoft:message-lock-lost";
-        /// A session lock was lost.
-        SESSION_LOCK_LOST = "com.microsoft:session-lock-lost";
-        /// A session could not be locked.
-        SESSION_CANNOT_BE_LOCKED = "com.microsoft:session-cannot-be-locked";
-        /// The message was not found.
-        MESSAGE_NOT_FOUND = "com.microsoft:message-not-found";
-        /// The session was not found.
-        SESSION_NOT_FOUND = "com.microsoft:session-not-found";
-        /// The entity already exists.
-        ENTITY_ALREADY_EXISTS = "com.microsoft:entity-already-exists";
     }
-
-    /// `info` key under which the service puts its tracking id.
-    pub const TRACKING_ID_KEY: Symbol = Symbol::from_static("com.microsoft:tracking-id");
 }
 
 /// Helpers shared by the unit tests of the `types` modules.
@@ -312,7 +269,7 @@ mod tests {
     #[test]
     fn full_error_roundtrips() {
         let e = AmqpError::with_description(condition::LINK_STOLEN, "new receiver with epoch 2")
-            .with_info(condition::TRACKING_ID_KEY, "abc-123")
+            .with_info("tracking-id", "abc-123")
             .with_info("port", 5671u32);
         roundtrip(&e);
         alternatives(&e, ERROR_NAME);
@@ -376,13 +333,16 @@ mod tests {
 
     #[test]
     fn display_shows_condition_and_description() {
-        let e = AmqpError::with_description(condition::SERVER_BUSY, "try later");
-        assert_eq!(e.to_string(), "com.microsoft:server-busy: try later");
+        let e = AmqpError::with_description(condition::RESOURCE_LIMIT_EXCEEDED, "try later");
+        assert_eq!(e.to_string(), "amqp:resource-limit-exceeded: try later");
         assert_eq!(
-            AmqpError::new(condition::TIMEOUT).to_string(),
-            "com.microsoft:timeout"
+            AmqpError::new(condition::NOT_IMPLEMENTED).to_string(),
+            "amqp:not-implemented"
         );
-        assert_eq!(AmqpError::new(condition::TIMEOUT).description_str(), "");
+        assert_eq!(
+            AmqpError::new(condition::NOT_IMPLEMENTED).description_str(),
+            ""
+        );
     }
 
     #[test]

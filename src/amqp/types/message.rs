@@ -1,8 +1,8 @@
 //! The AMQP message: its sections, and the message as their concatenation.
 //!
 //! Decoding is zero-copy: [`Message::decode`] keeps `data` bodies, strings and binaries as
-//! slices of the input buffer. Encoding knows its exact size ([`Encode::encoded_len`]), which
-//! the Event Hubs batch code relies on to account for bytes before it writes them.
+//! slices of the input buffer. Encoding knows its exact size ([`Encode::encoded_len`]), so a
+//! writer can account for bytes before it writes them.
 
 use crate::amqp::codec::{
     composite_len, format_code, write_composite_header, Decode, DecodeError, DecodeErrorKind,
@@ -131,7 +131,7 @@ impl Decode for Header {
 /// A key of an annotations map: a symbol (the usual case) or a ulong (reserved).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum AnnotationKey {
-    /// A symbolic key such as `x-opt-sequence-number`.
+    /// A symbolic key such as `x-trace-id`.
     Symbol(Symbol),
     /// A numeric key.
     Ulong(u64),
@@ -335,7 +335,7 @@ map_section!(
     DELIVERY_ANNOTATIONS_NAME
 );
 map_section!(
-    /// Annotations that travel with the message (Event Hubs: `x-opt-sequence-number`, ...).
+    /// Annotations that travel with the message.
     MessageAnnotations(Annotations),
     MESSAGE_ANNOTATIONS_CODE,
     MESSAGE_ANNOTATIONS_NAME
@@ -626,15 +626,13 @@ impl Decode for Properties {
 // body
 
 /// Encoded size of a `data` section holding `n` bytes: `00 53 75` + vbin8/vbin32 + the bytes.
-///
-/// This is the per-event cost that batch size accounting charges (5 or 8 bytes of overhead).
-pub fn data_section_len(n: usize) -> usize {
+fn data_section_len(n: usize) -> usize {
     SECTION_PREFIX_LEN + if n <= 0xff { 2 + n } else { 5 + n }
 }
 
-/// Writes the header of a `data` section whose `n` content bytes the caller writes next, e.g.
-/// an encoded event inside a batch envelope. `n` must fit in a u32 (frames are far smaller).
-pub fn write_data_section_header<B: BufMut>(buf: &mut B, n: usize) {
+/// Writes the header of a `data` section whose `n` content bytes follow. `n` must fit in a
+/// u32 (frames are far smaller).
+fn write_data_section_header<B: BufMut>(buf: &mut B, n: usize) {
     write_section_prefix(buf, DATA_CODE);
     if n <= 0xff {
         buf.put_u8(0xa0);
@@ -994,9 +992,8 @@ impl Message {
 
     /// Writes the sections that precede the body.
     ///
-    /// With [`Message::encode_after_body`] this lets a batch writer put its own body sections
-    /// (one [`write_data_section_header`] plus encoded event per event) between the envelope's
-    /// sections; the footer, if any, must come after them.
+    /// With [`Message::encode_after_body`] this lets a writer put body sections of its own
+    /// making between the message's other sections; the footer, if any, must come after them.
     pub fn encode_before_body<B: BufMut>(&self, buf: &mut B) {
         put_section(&self.header, buf);
         put_section(&self.delivery_annotations, buf);
@@ -1061,12 +1058,11 @@ mod tests {
             first_acquirer: true,
             delivery_count: 2,
         };
-        m.delivery_annotations_mut()
-            .insert("last_enqueued_sequence_number", 41i64);
+        m.delivery_annotations_mut().insert("x-hop-count", 41i64);
         let ma = m.message_annotations_mut();
-        ma.insert("x-opt-sequence-number", 42i64);
-        ma.insert("x-opt-offset", "4096");
-        ma.insert("x-opt-enqueued-time", Timestamp(1_700_000_000_000));
+        ma.insert("x-sequence", 42i64);
+        ma.insert("x-position", "4096");
+        ma.insert("x-time", Timestamp(1_700_000_000_000));
         ma.insert(7u64, true);
         *m.properties_mut() = Properties {
             message_id: Some(MessageId::Uuid(Uuid([7; 16]))),
@@ -1192,12 +1188,12 @@ mod tests {
 
     #[test]
     fn nested_message_in_data_section() {
-        // A batch envelope: each data section holds a fully encoded message.
+        // Data sections may hold fully encoded messages of their own.
         let inner = full_message();
         let inner_len = inner.encoded_len();
         let mut envelope = Vec::new();
         let mut ma = MessageAnnotations::default();
-        ma.insert("x-opt-partition-key", "pk");
+        ma.insert("x-key", "pk");
         ma.encode(&mut envelope);
         for _ in 0..2 {
             write_data_section_header(&mut envelope, inner_len);
@@ -1230,7 +1226,7 @@ mod tests {
         let props = m.properties.as_ref().unwrap();
         assert!(inside(props.to.as_ref().unwrap().as_bytes()));
         assert!(inside(props.user_id.as_ref().unwrap()));
-        let Some(Value::String(offset)) = m.message_annotation("x-opt-offset") else {
+        let Some(Value::String(offset)) = m.message_annotation("x-position") else {
             panic!("offset annotation");
         };
         assert!(inside(offset.as_bytes()));

@@ -11,11 +11,6 @@ use bytes::BufMut;
 /// A source's `filter` field: filter names to described filter values (or null).
 pub type FilterSet = Vec<(Symbol, Value)>;
 
-/// Key of the Event Hubs start-position filter in a source's filter set.
-pub const SELECTOR_FILTER_KEY: Symbol = Symbol::from_static("apache.org:selector-filter:string");
-/// Numeric descriptor of the selector filter value (Apache domain `0x468C`, id 4).
-pub const SELECTOR_FILTER_CODE: u64 = 0x0000_468C_0000_0004;
-
 /// Which terminus state the node keeps across link recovery.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum TerminusDurability {
@@ -150,7 +145,7 @@ pub struct Source {
     pub dynamic_node_properties: Option<Fields>,
     /// `move` or `copy`.
     pub distribution_mode: Option<Symbol>,
-    /// Filters selecting the messages to transfer; Event Hubs uses the selector filter.
+    /// Filters selecting the messages to transfer.
     pub filter: Option<FilterSet>,
     /// Outcome applied to deliveries settled without one (never `received`).
     pub default_outcome: Option<DeliveryState>,
@@ -168,51 +163,6 @@ impl Source {
             ..Source::default()
         }
     }
-
-    /// Adds (or replaces) the Event Hubs selector filter with `expression`, e.g.
-    /// `amqp.annotation.x-opt-offset > '-1'`.
-    pub fn with_selector_filter(mut self, expression: impl Into<Str>) -> Self {
-        let (key, value) = selector_filter(expression);
-        let filters = self.filter.get_or_insert_with(Vec::new);
-        match filters.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => filters.push((key, value)),
-        }
-        self
-    }
-
-    /// The selector filter's expression, if the filter set has one in either descriptor form.
-    pub fn selector_filter(&self) -> Option<&str> {
-        let value = self
-            .filter
-            .as_ref()?
-            .iter()
-            .find(|(k, _)| *k == SELECTOR_FILTER_KEY)
-            .map(|(_, v)| v)?;
-        match value {
-            Value::Described(d)
-                if d.descriptor
-                    .matches(SELECTOR_FILTER_CODE, SELECTOR_FILTER_KEY.as_str()) =>
-            {
-                match &d.value {
-                    Value::String(s) => Some(s.as_str()),
-                    _ => None,
-                }
-            }
-            _ => None,
-        }
-    }
-}
-
-/// A filter-set entry for the Event Hubs selector filter with `expression`.
-pub fn selector_filter(expression: impl Into<Str>) -> (Symbol, Value) {
-    (
-        SELECTOR_FILTER_KEY,
-        Value::described(
-            Descriptor::Code(SELECTOR_FILTER_CODE),
-            Value::String(expression.into()),
-        ),
-    )
 }
 
 crate::encode_composite!(Source, SOURCE_CODE, |s| [
@@ -583,12 +533,14 @@ mod tests {
             dynamic: true,
             dynamic_node_properties: Some(vec![("lifetime".into(), Value::Uint(7))]),
             distribution_mode: Some("copy".into()),
-            filter: None,
+            filter: Some(vec![(
+                "a-filter".into(),
+                Value::described(Descriptor::Code(0x1234), Value::from("x > '1'")),
+            )]),
             default_outcome: Some(DeliveryState::Released(Released)),
             outcomes: Some(vec![ACCEPTED_NAME.into(), REJECTED_NAME.into()]),
             capabilities: Some(vec!["topic".into()]),
         }
-        .with_selector_filter("amqp.annotation.x-opt-offset > '-1'")
     }
 
     #[test]
@@ -616,41 +568,6 @@ mod tests {
         let s: Source = decode_exact(Bytes::from(bytes)).unwrap();
         assert_eq!(s, Source::default());
         assert_eq!(s.expiry_policy, TerminusExpiryPolicy::SessionEnd);
-    }
-
-    #[test]
-    fn selector_filter_has_the_event_hubs_wire_form() {
-        let s = Source::new("eh/Partitions/0").with_selector_filter("x > '1'");
-        let bytes = encode_to_vec(&s);
-        let key = b"\xa3\x21apache.org:selector-filter:string";
-        let value = b"\x00\x80\x00\x00\x46\x8c\x00\x00\x00\x04\xa1\x07x > '1'";
-        let entry: Vec<u8> = key.iter().chain(value.iter()).copied().collect();
-        assert!(bytes.windows(entry.len()).any(|w| w == entry));
-        assert_eq!(s.selector_filter(), Some("x > '1'"));
-        // Replacing keeps one entry.
-        let s = s.with_selector_filter("y >= '2'");
-        assert_eq!(s.filter.as_ref().map(Vec::len), Some(1));
-        assert_eq!(s.selector_filter(), Some("y >= '2'"));
-    }
-
-    #[test]
-    fn selector_filter_symbolic_descriptor_is_read() {
-        let s = Source {
-            filter: Some(vec![(
-                SELECTOR_FILTER_KEY,
-                Value::described(
-                    Descriptor::Symbol(SELECTOR_FILTER_KEY),
-                    Value::from("amqp.annotation.x-opt-sequence-number > '5'"),
-                ),
-            )]),
-            ..Source::default()
-        };
-        let back: Source = decode_exact(Bytes::from(roundtrip(&s))).unwrap();
-        assert_eq!(
-            back.selector_filter(),
-            Some("amqp.annotation.x-opt-sequence-number > '5'")
-        );
-        assert_eq!(Source::default().selector_filter(), None);
     }
 
     #[test]
@@ -746,7 +663,7 @@ mod tests {
             Modified {
                 delivery_failed: true,
                 undeliverable_here: true,
-                message_annotations: Some(vec![("x-opt-why".into(), Value::from("because"))]),
+                message_annotations: Some(vec![("x-why".into(), Value::from("because"))]),
             }
             .into(),
         ]

@@ -1,0 +1,122 @@
+//! The ingest node: a hub or partition address that clients send events to.
+
+use crate::amqp::codec::Value;
+use crate::amqp::engine::LinkAcceptance;
+use crate::amqp::server::IncomingLink;
+use crate::amqp::types::definitions::ReceiverSettleMode;
+use crate::amqp::types::error::{condition, AmqpError};
+use crate::amqp::types::message::Message;
+use crate::amqp::ReceivedMessage;
+use crate::emulator::hub::Hub;
+use crate::emulator::routing::{err, unauthorized, Conn};
+use crate::wire::address::partition_path;
+use crate::wire::annotations::PARTITION_KEY;
+use crate::wire::batch::{self, BATCH_MESSAGE_FORMAT};
+use std::sync::Arc;
+
+/// Largest message accepted on a sending link.
+pub(crate) const MAX_MESSAGE_SIZE: u64 = 1024 * 1024;
+
+pub(crate) async fn ingest(
+    conn: Arc<Conn>,
+    link: IncomingLink,
+    hub_name: String,
+    partition: Option<String>,
+) {
+    let Some(hub) = conn.hub(&hub_name) else {
+        link.refuse(err(
+            condition::NOT_FOUND,
+            format!("no event hub named {hub_name:?}"),
+        ));
+        return;
+    };
+    let fixed = match &partition {
+        Some(p) => match p
+            .parse::<u32>()
+            .ok()
+            .filter(|&i| i < hub.config.partition_count)
+        {
+            Some(i) => Some(i),
+            None => {
+                link.refuse(err(
+                    condition::NOT_FOUND,
+                    format!("event hub {hub_name:?} has no partition {p:?}"),
+                ));
+                return;
+            }
+        },
+        None => None,
+    };
+    let path = match &partition {
+        Some(p) => partition_path(&hub.config.name, p),
+        None => hub.config.name.clone(),
+    };
+    if !conn.authorized(&path) {
+        link.refuse(unauthorized(&path));
+        return;
+    }
+    let acceptance = LinkAcceptance {
+        target: link.attach().target.as_deref().cloned(),
+        rcv_settle_mode: Some(ReceiverSettleMode::First),
+        max_message_size: Some(MAX_MESSAGE_SIZE),
+        ..Default::default()
+    };
+    let Ok(mut rx) = link.accept_receiver(acceptance, 1000).await else {
+        return;
+    };
+    while let Ok(delivery) = rx.recv().await {
+        if !conn.authorized(&path) {
+            let _ = rx.close_with_error(unauthorized(&path)).await;
+            return;
+        }
+        if let Some(fault) = conn.shared.next_send_fault() {
+            let _ = rx.reject(&delivery, Some(fault));
+            continue;
+        }
+        match store(&hub, fixed, &delivery) {
+            Ok(()) => {
+                let _ = rx.accept(&delivery);
+            }
+            Err(e) => {
+                let _ = rx.reject(&delivery, Some(e));
+            }
+        }
+    }
+}
+
+/// Unpacks a delivery into events and stores them on one partition.
+fn store(hub: &Hub, fixed: Option<u32>, delivery: &ReceivedMessage) -> Result<(), AmqpError> {
+    let message = delivery
+        .message()
+        .map_err(|e| err(condition::DECODE_ERROR, e.to_string()))?;
+    let key_of = |m: &Message| match m.message_annotation(PARTITION_KEY) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let mut key = key_of(&message);
+    let events = if delivery.delivery.message_format == BATCH_MESSAGE_FORMAT {
+        let events =
+            batch::split(&message).map_err(|e| err(condition::DECODE_ERROR, e.to_string()))?;
+        if key.is_none() {
+            key = events.iter().find_map(key_of);
+        }
+        events
+    } else {
+        vec![message]
+    };
+    if events.is_empty() {
+        return Ok(());
+    }
+    let partition = match (fixed, &key) {
+        (Some(p), _) => p,
+        (None, Some(k)) => hub.partition_for_key(k.as_str()),
+        (None, None) => hub.next_partition(),
+    };
+    let log = hub
+        .partitions
+        .get(partition as usize)
+        .ok_or_else(|| err(condition::INTERNAL_ERROR, "partition vanished"))?;
+    log.append(events, key.as_ref())
+        .map_err(|e| err(condition::INTERNAL_ERROR, format!("storing events: {e}")))?;
+    Ok(())
+}
