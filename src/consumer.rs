@@ -5,15 +5,21 @@
 //! duplicate. When a consumer with a higher owner level takes the partition over
 //! (`amqp:link:stolen`), it fails with [`ErrorKind::ConsumerDisconnected`] and does not retry.
 
+use crate::amqp::codec::{Decoder, Value};
 use crate::amqp::types::definitions::Fields;
+use crate::amqp::types::error::{condition, AmqpError};
+use crate::amqp::types::message::{MESSAGE_ANNOTATIONS_CODE, MESSAGE_ANNOTATIONS_NAME};
 use crate::amqp::{ReceivedMessage, ReceiverOptions};
 use crate::client::{close_in_background, EventHubClient, LinkHandle};
 use crate::error::{Error, ErrorKind};
-use crate::event::{timestamp_to_system_time, EventData};
+use crate::event::{
+    timestamp_to_system_time, EventData, OFFSET_ANNOTATION, SEQUENCE_NUMBER_ANNOTATION,
+};
 use crate::position::EventPosition;
 use crate::wire::address::consumer_path;
 use crate::wire::annotations::RuntimeMetrics;
 use crate::wire::link_props;
+use bytes::Bytes;
 use futures_core::Stream;
 use std::future::Future;
 use std::pin::Pin;
@@ -63,6 +69,9 @@ pub struct EventHubConsumer {
     last_offset: Option<String>,
     last_enqueued: Option<LastEnqueuedEventProperties>,
     disconnected: Option<Error>,
+    /// An undecodable event met after a batch had events in it: the next call returns it, so
+    /// the events before it are not lost with it.
+    undecodable: Option<Error>,
 }
 
 impl std::fmt::Debug for EventHubConsumer {
@@ -104,6 +113,7 @@ impl EventHubClient {
             last_offset: None,
             last_enqueued: None,
             disconnected: None,
+            undecodable: None,
         };
         c.ensure_link_with_retry().await?;
         Ok(c)
@@ -228,17 +238,18 @@ impl EventHubConsumer {
         }
     }
 
-    /// Turns a delivery into an event and records its position.
+    /// Turns a delivery into an event and records its position. The delivery is decoded before
+    /// it is settled: an event that does not decode is rejected and returned as an
+    /// [`ErrorKind::EventData`] error naming its sequence number, and the position moves past
+    /// it, so that reading goes on with the next event.
     fn take(&mut self, m: ReceivedMessage) -> Result<EventData, Error> {
+        let msg = match m.message() {
+            Ok(msg) => msg,
+            Err(e) => return Err(self.undecodable(&m, &e.to_string())),
+        };
         if let Some(l) = &self.link {
             let _ = l.link().accept(&m);
         }
-        let msg = m.message().map_err(|e| {
-            Error::new(
-                ErrorKind::EventData,
-                format!("undecodable event from {}: {e}", self.path),
-            )
-        })?;
         if self.options.track_last_enqueued_event_properties {
             if let Some(da) = &msg.delivery_annotations {
                 let m = RuntimeMetrics::from_annotations(da);
@@ -260,14 +271,44 @@ impl EventHubConsumer {
         Ok(event)
     }
 
+    /// Rejects an event that does not decode, records its position as far as its annotations
+    /// can be read, and describes it.
+    fn undecodable(&mut self, m: &ReceivedMessage, why: &str) -> Error {
+        if let Some(l) = &self.link {
+            let _ = l.link().reject(
+                m,
+                Some(AmqpError::with_description(condition::DECODE_ERROR, why)),
+            );
+        }
+        let (seq, offset) = lenient_position(m.payload());
+        if seq.is_some() {
+            self.last_sequence_number = seq;
+            self.last_offset = offset;
+        }
+        let at = seq.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+        Error::new(
+            ErrorKind::EventData,
+            format!(
+                "undecodable event (sequence number {at}) from {}: {why}",
+                self.path
+            ),
+        )
+    }
+
     /// Waits up to `timeout` for the first event, then returns it with whatever else is
     /// already buffered, up to `max_batch_size` events. An empty list means nothing arrived
-    /// in time. Link and connection losses are recovered from transparently.
+    /// in time. Link and connection losses are recovered from transparently. An event that
+    /// does not decode is returned as an [`ErrorKind::EventData`] error naming its sequence
+    /// number (after the events before it, on the next call), and the next call goes on after
+    /// it.
     pub async fn receive(
         &mut self,
         max_batch_size: usize,
         timeout: Duration,
     ) -> Result<Vec<EventData>, Error> {
+        if let Some(e) = self.undecodable.take() {
+            return Err(e);
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         let max_batch_size = max_batch_size.max(1);
         let retry = self.client.options().retry.clone();
@@ -301,7 +342,13 @@ impl EventHubConsumer {
                         else {
                             break;
                         };
-                        out.push(self.take(m)?);
+                        match self.take(m) {
+                            Ok(e) => out.push(e),
+                            Err(e) => {
+                                self.undecodable = Some(e);
+                                break;
+                            }
+                        }
                     }
                     return Ok(out);
                 }
@@ -349,7 +396,8 @@ impl EventHubConsumer {
 
     /// The consumer as a stream of events ([`futures_core::Stream`], so every stream
     /// combinator works on it): it yields events until a permanent error, which it yields
-    /// once before it ends. Events already buffered are handed out without waiting or
+    /// once before it ends. An event that does not decode is yielded as an
+    /// [`ErrorKind::EventData`] error naming its sequence number, and the stream goes on. Events already buffered are handed out without waiting or
     /// allocating; dropping the stream loses nothing (an event is only counted as handed out
     /// when the stream yields it).
     pub fn stream(&mut self) -> EventStream<'_> {
@@ -363,6 +411,9 @@ impl EventHubConsumer {
         if self.disconnected.is_some() {
             return None;
         }
+        if let Some(e) = self.undecodable.take() {
+            return Some(Err(e));
+        }
         let m = self.link.as_mut()?.link_mut().try_recv()?;
         Some(self.take(m))
     }
@@ -373,6 +424,43 @@ impl EventHubConsumer {
             l.close().await;
         }
         Ok(())
+    }
+}
+
+/// The sequence number and offset of an event that does not decode, read from its message
+/// annotations alone (the sections before them read as plain values); `None` where even that
+/// fails.
+fn lenient_position(payload: &Bytes) -> (Option<i64>, Option<String>) {
+    let mut d = Decoder::new(payload.clone());
+    while !d.is_empty() {
+        let Ok(Value::Described(section)) = d.read_value() else {
+            break;
+        };
+        if section
+            .descriptor
+            .matches(MESSAGE_ANNOTATIONS_CODE, MESSAGE_ANNOTATIONS_NAME)
+        {
+            let seq = section
+                .value
+                .map_get(SEQUENCE_NUMBER_ANNOTATION)
+                .and_then(Value::as_i64);
+            let offset = section
+                .value
+                .map_get(OFFSET_ANNOTATION)
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            return (seq, offset);
+        }
+    }
+    (None, None)
+}
+
+/// Whether a stream keeps going after yielding `r`: after events, and after an event that did
+/// not decode (the events behind it are still readable).
+fn goes_on(r: &Result<EventData, Error>) -> bool {
+    match r {
+        Ok(_) => true,
+        Err(e) => e.kind() == ErrorKind::EventData,
     }
 }
 
@@ -425,7 +513,7 @@ impl Stream for EventStream<'_> {
                 StreamState::Idle(consumer) => {
                     // The hot path: prefetched events need no future and no allocation.
                     if let Some(r) = consumer.try_take_buffered() {
-                        if r.is_ok() {
+                        if goes_on(&r) {
                             this.state = StreamState::Idle(consumer);
                         }
                         return Poll::Ready(Some(r));
@@ -441,7 +529,7 @@ impl Stream for EventStream<'_> {
                         return Poll::Pending;
                     }
                     Poll::Ready((consumer, r)) => {
-                        if r.is_ok() {
+                        if goes_on(&r) {
                             this.state = StreamState::Idle(consumer);
                         }
                         return Poll::Ready(Some(r));
@@ -449,5 +537,44 @@ impl Stream for EventStream<'_> {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amqp::codec::{Encode, Str};
+    use crate::amqp::types::message::Message;
+
+    fn annotated(seq: i64) -> bytes::BytesMut {
+        let mut m = Message::with_data(Bytes::from_static(b"body"));
+        let a = m.message_annotations_mut();
+        a.insert(SEQUENCE_NUMBER_ANNOTATION, Value::Long(seq));
+        a.insert(OFFSET_ANNOTATION, Value::String(Str::from("640")));
+        let mut buf = bytes::BytesMut::new();
+        m.encode(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn the_position_of_an_event_whose_body_does_not_decode_is_read_from_its_annotations() {
+        let mut buf = annotated(7);
+        // A truncated body: the message no longer decodes, its annotations still do.
+        buf.truncate(buf.len() - 2);
+        let bytes = buf.freeze();
+        assert!(Message::decode(bytes.clone()).is_err());
+        assert_eq!(lenient_position(&bytes), (Some(7), Some("640".to_owned())));
+    }
+
+    #[test]
+    fn no_position_when_the_annotations_do_not_decode_either() {
+        assert_eq!(
+            lenient_position(&Bytes::from_static(b"\x00\x53")),
+            (None, None)
+        );
+        assert_eq!(lenient_position(&Bytes::new()), (None, None));
+        let mut buf = annotated(7);
+        buf.truncate(12);
+        assert_eq!(lenient_position(&buf.freeze()), (None, None));
     }
 }

@@ -268,7 +268,8 @@ pub struct SenderOptions {
     pub name: Option<String>,
     /// The target node.
     pub target: Target,
-    /// Our source (optional).
+    /// Our source; [`SenderOptions::new`] names it after the link, as the official clients do
+    /// (some servers echo it back and fail on a null one).
     pub source: Option<Source>,
     /// How we settle.
     pub snd_settle_mode: SenderSettleMode,
@@ -283,13 +284,15 @@ pub struct SenderOptions {
 }
 
 impl SenderOptions {
-    /// A sender to `address` with defaults (unsettled sends, up to 5000 in flight).
+    /// A sender to `address` with defaults (unsettled sends, up to 5000 in flight), its link
+    /// name generated and its source named after it.
     pub fn new(address: impl Into<String>) -> Self {
         let address: String = address.into();
+        let name = link_name("sender");
         SenderOptions {
-            name: None,
+            source: Some(Source::new(name.as_str())),
+            name: Some(name),
             target: Target::new(address.as_str()),
-            source: None,
             snd_settle_mode: SenderSettleMode::Mixed,
             rcv_settle_mode: ReceiverSettleMode::First,
             properties: None,
@@ -306,7 +309,8 @@ pub struct ReceiverOptions {
     pub name: Option<String>,
     /// The source node (with filters, if any).
     pub source: Source,
-    /// Our target (optional).
+    /// Our target; [`ReceiverOptions::new`] names it after the link, as the official clients
+    /// do (some servers echo it back and fail on a null one).
     pub target: Option<Target>,
     /// Credit kept granted: how many messages may be buffered ahead of `recv`. 0 means manual
     /// credit ([`Receiver::add_credit`]).
@@ -324,13 +328,15 @@ pub struct ReceiverOptions {
 }
 
 impl ReceiverOptions {
-    /// A receiver from `address` with a prefetch of 300 messages.
+    /// A receiver from `address` with a prefetch of 300 messages, its link name generated and
+    /// its target named after it.
     pub fn new(address: impl Into<String>) -> Self {
         let address: String = address.into();
+        let name = link_name("receiver");
         ReceiverOptions {
-            name: None,
+            target: Some(Target::new(name.as_str())),
+            name: Some(name),
             source: Source::new(address.as_str()),
-            target: None,
             prefetch: 300,
             snd_settle_mode: SenderSettleMode::Mixed,
             rcv_settle_mode: ReceiverSettleMode::First,
