@@ -1,14 +1,16 @@
 //! Connection loss and idle timeout over real sockets: nothing hangs.
 
 mod amqp_support;
+mod support;
 
-use amqp_support::{within, Proxy, QueueBroker};
+use amqp_support::{within, QueueBroker};
 use eventhubs::amqp::engine::{ConnectionConfig, LinkAcceptance};
 use eventhubs::amqp::types::message::Message;
 use eventhubs::amqp::{
     ConnectOptions, Connection, Error, Listener, ListenerOptions, ReceiverOptions, SenderOptions,
 };
 use std::time::{Duration, Instant};
+use support::Proxy;
 
 /// A server that accepts every link, grants senders 10 credit and never settles or sends.
 async fn silent_server() -> std::net::SocketAddr {
@@ -48,7 +50,7 @@ async fn silent_server() -> std::net::SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_server_fails_pending_sends_and_receives_promptly() {
-    amqp_support::init_tracing();
+    support::init_tracing();
     let server = silent_server().await;
     let proxy = Proxy::start(server).await;
     let conn = Connection::connect(ConnectOptions::new("127.0.0.1", proxy.port))
@@ -101,7 +103,7 @@ async fn killing_the_server_fails_pending_sends_and_receives_promptly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_a_quiet_connection_alive() {
-    amqp_support::init_tracing();
+    support::init_tracing();
     let b = QueueBroker::start(ListenerOptions {
         config: ConnectionConfig {
             idle_timeout: Some(Duration::from_millis(300)),
@@ -132,7 +134,7 @@ async fn heartbeats_keep_a_quiet_connection_alive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_goes_silent_is_closed_after_the_idle_timeout() {
-    amqp_support::init_tracing();
+    support::init_tracing();
     let b = QueueBroker::start(ListenerOptions::default()).await;
     let proxy = Proxy::start(b.addr()).await;
     let mut opts = ConnectOptions::new("127.0.0.1", proxy.port);

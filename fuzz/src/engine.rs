@@ -17,7 +17,7 @@ use bytes::Bytes;
 use eventhubs::amqp::codec::{Decode, Decoder, Symbol, Value};
 use eventhubs::amqp::engine::{
     Connection, ConnectionConfig, EndpointRole, Event, LinkAcceptance, LinkConfig,
-    SaslAuthenticator, SaslClientMechanism, SaslDecision, SessionConfig,
+    SaslAuthenticator, SaslClientMechanism, SessionConfig,
 };
 use eventhubs::amqp::frame::{
     AmqpFrame, FrameReader, ProtocolHeader, StreamItem, FRAME_TYPE_AMQP, MIN_MAX_FRAME_SIZE,
@@ -73,31 +73,12 @@ impl Options {
     }
 }
 
-/// The server-side SASL authenticator the harness uses.
-#[derive(Debug)]
-pub struct FuzzAuthenticator;
+/// The server-side SASL authenticator: the one the tests' servers use.
+#[path = "../../tests/support/auth.rs"]
+mod auth;
 
-/// The PLAIN initial response the authenticator accepts.
-pub const PLAIN_RESPONSE: &[u8] = b"\0user\0pass";
-
-impl SaslAuthenticator for FuzzAuthenticator {
-    fn mechanisms(&self) -> Vec<Symbol> {
-        vec![Symbol::from("ANONYMOUS"), Symbol::from("PLAIN")]
-    }
-
-    fn authenticate(
-        &self,
-        mechanism: &str,
-        initial_response: &[u8],
-        _hostname: Option<&str>,
-    ) -> SaslDecision {
-        if mechanism == "PLAIN" && initial_response != PLAIN_RESPONSE {
-            SaslDecision::Reject
-        } else {
-            SaslDecision::Accept
-        }
-    }
-}
+/// The PLAIN user and password the harness's server accepts.
+pub const PLAIN_USER: (&str, &str) = ("user", "pass");
 
 fn common_config(opts: Options, container: &str) -> ConnectionConfig {
     ConnectionConfig {
@@ -123,8 +104,8 @@ pub fn client_config(opts: Options) -> ConnectionConfig {
         sasl: opts.sasl().then(|| {
             if opts.alt_sasl() {
                 SaslClientMechanism::Plain {
-                    username: "user".into(),
-                    password: "pass".into(),
+                    username: PLAIN_USER.0.into(),
+                    password: PLAIN_USER.1.into(),
                 }
             } else {
                 SaslClientMechanism::Anonymous
@@ -137,9 +118,14 @@ pub fn client_config(opts: Options) -> ConnectionConfig {
 /// The server's configuration for `opts`.
 pub fn server_config(opts: Options) -> ConnectionConfig {
     ConnectionConfig {
-        sasl_server: opts
-            .sasl()
-            .then(|| Arc::new(FuzzAuthenticator) as Arc<dyn SaslAuthenticator>),
+        sasl_server: opts.sasl().then(|| {
+            let (user, password) = PLAIN_USER;
+            Arc::new(auth::TestAuth::offering(
+                &["ANONYMOUS", "PLAIN"],
+                user,
+                password,
+            )) as Arc<dyn SaslAuthenticator>
+        }),
         allow_no_sasl: !opts.alt_sasl(),
         ..common_config(opts, "fuzz-server")
     }

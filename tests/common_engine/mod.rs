@@ -5,10 +5,10 @@
 #![allow(dead_code)]
 
 use bytes::{Bytes, BytesMut};
-use eventhubs::amqp::codec::{Decode, Decoder, Encode, Str, Symbol};
+use eventhubs::amqp::codec::{Decode, Decoder, Encode, Str};
 use eventhubs::amqp::engine::{
-    Connection, ConnectionConfig, Event, LinkAcceptance, LinkConfig, LinkId, SaslAuthenticator,
-    SaslDecision, SessionConfig, SessionId,
+    Connection, ConnectionConfig, Event, LinkAcceptance, LinkConfig, LinkId, SessionConfig,
+    SessionId,
 };
 use eventhubs::amqp::frame::{
     self, AmqpFrame, FrameReader, ProtocolHeader, RawFrame, StreamItem, MIN_MAX_FRAME_SIZE,
@@ -352,26 +352,6 @@ pub fn accepted() -> Option<DeliveryState> {
 
 pub fn error_condition(e: &Option<AmqpError>) -> Option<&str> {
     e.as_ref().map(|e| e.condition.as_str())
-}
-
-// ---- SASL authenticators -------------------------------------------------------------------
-
-/// Offers the given mechanisms; accepts ANONYMOUS, and PLAIN only for `user`/`secret`.
-pub struct TestAuth {
-    pub offered: Vec<&'static str>,
-}
-
-impl SaslAuthenticator for TestAuth {
-    fn mechanisms(&self) -> Vec<Symbol> {
-        self.offered.iter().map(|m| Symbol::from(*m)).collect()
-    }
-    fn authenticate(&self, mechanism: &str, response: &[u8], _host: Option<&str>) -> SaslDecision {
-        match mechanism {
-            "ANONYMOUS" => SaslDecision::Accept,
-            "PLAIN" if response == b"\0user\0secret" => SaslDecision::Accept,
-            _ => SaslDecision::Reject,
-        }
-    }
 }
 
 // ---- one engine against a script -----------------------------------------------------------
