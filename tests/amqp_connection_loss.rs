@@ -101,9 +101,11 @@ async fn killing_the_server_fails_pending_sends_and_receives_promptly() {
     assert!(conn.is_closed());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// In simulated time: the driver's timers run on tokio's clock.
+#[tokio::test(start_paused = true)]
 async fn heartbeats_keep_a_quiet_connection_alive() {
     support::init_tracing();
+    let _clock = support::fast_clock();
     let b = QueueBroker::start(ListenerOptions {
         config: ConnectionConfig {
             idle_timeout: Some(Duration::from_millis(300)),
@@ -132,9 +134,11 @@ async fn heartbeats_keep_a_quiet_connection_alive() {
     conn.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// In simulated time, so the bounds on when the peer is given up on are exact.
+#[tokio::test(start_paused = true)]
 async fn a_peer_that_goes_silent_is_closed_after_the_idle_timeout() {
     support::init_tracing();
+    let _clock = support::fast_clock();
     let b = QueueBroker::start(ListenerOptions::default()).await;
     let proxy = Proxy::start(b.addr()).await;
     let mut opts = ConnectOptions::new("127.0.0.1", proxy.port);
@@ -145,7 +149,7 @@ async fn a_peer_that_goes_silent_is_closed_after_the_idle_timeout() {
         .attach_receiver(ReceiverOptions::new("nothing"))
         .await
         .unwrap();
-    let t0 = Instant::now();
+    let t0 = tokio::time::Instant::now();
     proxy.black_hole();
     let e = within(5, "recv from a silent peer", rx.recv())
         .await

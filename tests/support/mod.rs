@@ -1,6 +1,6 @@
 //! What the integration tests share whatever layer they test: tracing set-up, an emulator on an
-//! ephemeral port, a TCP fault proxy, the test SASL authenticator, and the gate for tests that
-//! need a third-party peer. Layer-specific helpers stay in their own modules (`common`,
+//! ephemeral port, simulated time over real sockets, a TCP fault proxy, the test SASL
+//! authenticator, and the gate for tests that need a third-party peer. Layer-specific helpers stay in their own modules (`common`,
 //! `common_engine`, `amqp_support`, `client_common`, `emulator_support`, `python_support`).
 #![allow(dead_code)]
 
@@ -59,6 +59,35 @@ pub fn peer(var: &str, what: &str) -> Option<String> {
         println!("skipped: {var} not set ({what} not available)");
     }
     value
+}
+
+// ---- simulated time --------------------------------------------------------------------------
+
+/// Makes paused tokio time run on its own, a millisecond per scheduler turn, for tests that
+/// wait out timers (idle timeouts, heartbeats) over real sockets: seconds pass in a few real
+/// milliseconds, and the socket I/O is polled between every two steps, so the bytes a timer
+/// makes one side write are read before the next step, as in real time.
+///
+/// Plain `pause()` is not enough there: when every task waits, tokio jumps straight to the
+/// next timer, and a timer can fire before the bytes already sent are read (a spurious idle
+/// timeout). The clock keeps one task always runnable, so that jump never happens.
+///
+/// For `#[tokio::test(start_paused = true)]` (a current-thread runtime). Stops when dropped.
+pub struct FastClock(JoinHandle<()>);
+
+/// Starts a [`FastClock`].
+pub fn fast_clock() -> FastClock {
+    FastClock(tokio::spawn(async {
+        loop {
+            tokio::time::advance(std::time::Duration::from_millis(1)).await;
+        }
+    }))
+}
+
+impl Drop for FastClock {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 // ---- a fault proxy ---------------------------------------------------------------------------
