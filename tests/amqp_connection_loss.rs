@@ -9,8 +9,9 @@ use eventhubs::amqp::types::message::Message;
 use eventhubs::amqp::{
     ConnectOptions, Connection, Error, Listener, ListenerOptions, ReceiverOptions, SenderOptions,
 };
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::Proxy;
+use tokio::time::Instant;
 
 /// A server that accepts every link, grants senders 10 credit and never settles or sends.
 async fn silent_server() -> std::net::SocketAddr {
@@ -48,9 +49,11 @@ async fn silent_server() -> std::net::SocketAddr {
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// In simulated time: "promptly" means before any timer could have fired.
+#[tokio::test(start_paused = true)]
 async fn killing_the_server_fails_pending_sends_and_receives_promptly() {
     support::init_tracing();
+    let _clock = support::fast_clock();
     let server = silent_server().await;
     let proxy = Proxy::start(server).await;
     let conn = Connection::connect(ConnectOptions::new("127.0.0.1", proxy.port))
@@ -149,7 +152,7 @@ async fn a_peer_that_goes_silent_is_closed_after_the_idle_timeout() {
         .attach_receiver(ReceiverOptions::new("nothing"))
         .await
         .unwrap();
-    let t0 = tokio::time::Instant::now();
+    let t0 = Instant::now();
     proxy.black_hole();
     let e = within(5, "recv from a silent peer", rx.recv())
         .await
