@@ -14,8 +14,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+// Refresh times are on tokio's clock, so that tests of expiry run under `time::pause()`.
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Aborts a spawned task when dropped.
 #[derive(Debug)]
@@ -174,7 +176,7 @@ impl RpcLink {
 #[derive(Debug)]
 struct Entry {
     token: String,
-    refresh_at: SystemTime,
+    refresh_at: Instant,
     /// Links attached under this audience ([`TokenHold`]s). Only held tokens are refreshed;
     /// an unheld one (a management call's) is forgotten when due and put again on next use.
     holders: usize,
@@ -237,8 +239,8 @@ const REFRESH_TIMEOUT: Duration = Duration::from_secs(60);
 /// due tokens are dropped from `tokens`.
 fn plan_refresh(
     tokens: &mut HashMap<String, Entry>,
-    now: SystemTime,
-) -> (Vec<String>, Option<SystemTime>) {
+    now: Instant,
+) -> (Vec<String>, Option<Instant>) {
     tokens.retain(|_, e| e.holders > 0 || e.refresh_at > now);
     let horizon = now + REFRESH_GROUPING;
     let due: Vec<String> = tokens
@@ -279,14 +281,15 @@ impl Cbs {
     }
 
     /// Gets a token for `audience` and puts it; returns the token and its refresh time.
-    async fn put(&self, audience: &str) -> Result<(String, SystemTime), Error> {
+    async fn put(&self, audience: &str) -> Result<(String, Instant), Error> {
         let token = self.credential.get_token(audience).await.map_err(|e| {
             Error::new(
                 ErrorKind::Authentication,
                 format!("getting a token for {audience}: {e}"),
             )
         })?;
-        let now = SystemTime::now();
+        // The token's lifetime is wall-clock time; when to refresh it is a point on our clock.
+        let (now, clock) = (SystemTime::now(), Instant::now());
         let expiry_secs = token
             .expires_on
             .duration_since(std::time::UNIX_EPOCH)
@@ -306,11 +309,14 @@ impl Cbs {
             ));
         }
         tracing::debug!(target: "eventhubs::cbs", audience, expires_on = ?token.expires_on, "token put");
-        Ok((token.token, refresh_time(now, token.expires_on)))
+        let refresh_in = refresh_time(now, token.expires_on)
+            .duration_since(now)
+            .unwrap_or_default();
+        Ok((token.token, clock + refresh_in))
     }
 
     /// Records a fresh token for `audience`, keeping its holders.
-    fn store(&self, audience: &str, token: String, refresh_at: SystemTime, hold: bool) {
+    fn store(&self, audience: &str, token: String, refresh_at: Instant, hold: bool) {
         let mut tokens = lock(&self.tokens);
         let e = tokens.entry(audience.to_owned()).or_insert(Entry {
             token: String::new(),
@@ -345,7 +351,7 @@ impl Cbs {
         {
             let mut tokens = lock(&self.tokens);
             if let Some(e) = tokens.get_mut(audience) {
-                if e.refresh_at > SystemTime::now() {
+                if e.refresh_at > Instant::now() {
                     e.holders += usize::from(hold);
                     return Ok(e.token.clone());
                 }
@@ -360,7 +366,7 @@ impl Cbs {
     /// Marks the token for `audience` stale, so the next [`Cbs::authorize`] puts a fresh one.
     pub(crate) fn invalidate(&self, audience: &str) {
         if let Some(e) = lock(&self.tokens).get_mut(audience) {
-            e.refresh_at = std::time::UNIX_EPOCH;
+            e.refresh_at = Instant::now();
         }
     }
 
@@ -369,14 +375,12 @@ impl Cbs {
     /// working meanwhile).
     pub(crate) async fn refresh_loop(self: Arc<Self>) {
         loop {
-            let (due, next) = plan_refresh(&mut lock(&self.tokens), SystemTime::now());
+            let now = Instant::now();
+            let (due, next) = plan_refresh(&mut lock(&self.tokens), now);
             if due.is_empty() {
-                let wait = match next {
-                    Some(t) => t.duration_since(SystemTime::now()).unwrap_or_default(),
-                    None => Duration::from_secs(3600),
-                };
+                let wake = next.unwrap_or(now + Duration::from_secs(3600));
                 tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = tokio::time::sleep_until(wake) => {}
                     _ = self.changed.notified() => {}
                 }
                 continue;
@@ -410,7 +414,7 @@ impl Cbs {
                         tracing::warn!(target: "eventhubs::cbs", error = %e, audience, "token refresh failed");
                         *lock(&self.refresh_error) = Some(e);
                         if let Some(entry) = lock(&self.tokens).get_mut(&audience) {
-                            entry.refresh_at = SystemTime::now() + Duration::from_secs(1);
+                            entry.refresh_at = Instant::now() + Duration::from_secs(1);
                         }
                     }
                 }
@@ -445,7 +449,7 @@ mod tests {
         );
     }
 
-    fn entry(refresh_at: SystemTime, holders: usize) -> Entry {
+    fn entry(refresh_at: Instant, holders: usize) -> Entry {
         Entry {
             token: String::from("t"),
             refresh_at,
@@ -455,7 +459,7 @@ mod tests {
 
     #[test]
     fn refresh_plan_groups_due_tokens_and_forgets_unheld_ones() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let now = Instant::now() + Duration::from_secs(1_000_000);
         let s = Duration::from_secs;
         let mut tokens: HashMap<String, Entry> = [
             ("due", entry(now - s(1), 2)),

@@ -1,14 +1,17 @@
 //! Connection loss and idle timeout over real sockets: nothing hangs.
 
 mod amqp_support;
+mod support;
 
-use amqp_support::{within, Proxy, QueueBroker};
+use amqp_support::{within, QueueBroker};
 use eventhubs::amqp::engine::{ConnectionConfig, LinkAcceptance};
 use eventhubs::amqp::types::message::Message;
 use eventhubs::amqp::{
     ConnectOptions, Connection, Error, Listener, ListenerOptions, ReceiverOptions, SenderOptions,
 };
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::Proxy;
+use tokio::time::Instant;
 
 /// A server that accepts every link, grants senders 10 credit and never settles or sends.
 async fn silent_server() -> std::net::SocketAddr {
@@ -46,9 +49,11 @@ async fn silent_server() -> std::net::SocketAddr {
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// In simulated time: "promptly" means before any timer could have fired.
+#[tokio::test(start_paused = true)]
 async fn killing_the_server_fails_pending_sends_and_receives_promptly() {
-    amqp_support::init_tracing();
+    support::init_tracing();
+    let _clock = support::fast_clock();
     let server = silent_server().await;
     let proxy = Proxy::start(server).await;
     let conn = Connection::connect(ConnectOptions::new("127.0.0.1", proxy.port))
@@ -99,9 +104,11 @@ async fn killing_the_server_fails_pending_sends_and_receives_promptly() {
     assert!(conn.is_closed());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// In simulated time: the driver's timers run on tokio's clock.
+#[tokio::test(start_paused = true)]
 async fn heartbeats_keep_a_quiet_connection_alive() {
-    amqp_support::init_tracing();
+    support::init_tracing();
+    let _clock = support::fast_clock();
     let b = QueueBroker::start(ListenerOptions {
         config: ConnectionConfig {
             idle_timeout: Some(Duration::from_millis(300)),
@@ -130,9 +137,11 @@ async fn heartbeats_keep_a_quiet_connection_alive() {
     conn.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// In simulated time, so the bounds on when the peer is given up on are exact.
+#[tokio::test(start_paused = true)]
 async fn a_peer_that_goes_silent_is_closed_after_the_idle_timeout() {
-    amqp_support::init_tracing();
+    support::init_tracing();
+    let _clock = support::fast_clock();
     let b = QueueBroker::start(ListenerOptions::default()).await;
     let proxy = Proxy::start(b.addr()).await;
     let mut opts = ConnectOptions::new("127.0.0.1", proxy.port);

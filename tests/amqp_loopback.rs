@@ -69,10 +69,7 @@ async fn start_echo_server() -> std::net::SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_and_receive_back_over_tcp() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    support::init_tracing();
     let addr = start_echo_server().await;
     let conn = Connection::connect(ConnectOptions::new("127.0.0.1", addr.port()))
         .await
@@ -117,13 +114,14 @@ async fn send_and_receive_back_over_tcp() {
 }
 
 mod amqp_support;
+mod support;
 
 /// Outcomes given just before a detach, end or close must reach the peer first: the engine
 /// used to queue dispositions and write them after the detach/end/close that followed in the
 /// same burst, so the peer (which discards frames after a close) redelivered accepted messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settlements_go_out_before_detach_end_and_close() {
-    amqp_support::init_tracing();
+    support::init_tracing();
     let broker = amqp_support::QueueBroker::start(ListenerOptions::default()).await;
     for round in 0..30 {
         let how = ["detach", "end", "close"][round % 3];

@@ -3,11 +3,12 @@
 //! the in-memory queue broker of `amqp_support`.
 //!
 //! Enabled when `EVENTHUBS_PROTON_CLIENT` names `proton-client.py`; skipped (with a message)
-//! otherwise.
+//! otherwise, and failed under `CI=true`.
 
 mod amqp_support;
+mod support;
 
-use amqp_support::{QueueBroker, TestAuth};
+use amqp_support::QueueBroker;
 use eventhubs::amqp::codec::Value;
 use eventhubs::amqp::engine::ConnectionConfig;
 use eventhubs::amqp::types::message::{Body, Message};
@@ -15,15 +16,10 @@ use eventhubs::amqp::ListenerOptions;
 use serde_json::Value as Json;
 use std::process::Command;
 use std::time::Instant;
+use support::TestAuth;
 
 fn client() -> Option<String> {
-    match std::env::var("EVENTHUBS_PROTON_CLIENT") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            println!("skipped: EVENTHUBS_PROTON_CLIENT not set (Proton client peer not available)");
-            None
-        }
-    }
+    support::peer("EVENTHUBS_PROTON_CLIENT", "Proton client peer")
 }
 
 struct Run {
@@ -165,7 +161,7 @@ async fn proton_recv(script: &str, b: &QueueBroker, address: &str, n: usize, aut
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proton_sends_and_receives_through_our_listener() {
     let Some(script) = client() else { return };
-    amqp_support::init_tracing();
+    support::init_tracing();
     let t0 = Instant::now();
     // Unsettled sends run under a small credit window that our receiver tops up as it
     // goes. Pre-settled sends need credit for all of them up front: Proton's blocking sender
@@ -204,7 +200,7 @@ async fn proton_sends_and_receives_through_our_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proton_with_a_wrong_password_is_refused() {
     let Some(script) = client() else { return };
-    amqp_support::init_tracing();
+    support::init_tracing();
     let b = broker(100).await;
     let r = run(
         &script,

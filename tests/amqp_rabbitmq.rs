@@ -4,6 +4,7 @@
 //! Skipped (with a message) when `RMQ_PORT` is not set.
 
 mod amqp_support;
+mod support;
 
 use amqp_support::{unique, within};
 use bytes::Bytes;
@@ -21,13 +22,8 @@ use eventhubs::amqp::{
 use std::time::{Duration, Instant};
 
 fn rmq_port() -> Option<u16> {
-    match std::env::var("RMQ_PORT") {
-        Ok(p) => Some(p.parse().expect("RMQ_PORT must be a port number")),
-        Err(_) => {
-            println!("skipped: RMQ_PORT not set (RabbitMQ peer not up)");
-            None
-        }
-    }
+    let port = support::peer("RMQ_PORT", "RabbitMQ broker with AMQP 1.0")?;
+    Some(port.parse().expect("RMQ_PORT must be a port number"))
 }
 
 async fn connect(port: u16) -> Connection {
@@ -310,7 +306,7 @@ async fn session(port: u16) -> (Connection, Session) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_rich_messages_round_trip() {
     let Some(port) = rmq_port() else { return };
-    amqp_support::init_tracing();
+    support::init_tracing();
     let t0 = Instant::now();
     let address = format!("/queue/{}", unique("rich"));
     let (conn, session) = session(port).await;
@@ -388,7 +384,7 @@ async fn ten_thousand_rich_messages_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_mebibyte_messages_span_many_frames() {
     let Some(port) = rmq_port() else { return };
-    amqp_support::init_tracing();
+    support::init_tracing();
     let address = format!("/queue/{}", unique("large"));
     let (conn, session) = session(port).await;
     let peer_frame = conn.remote_open().max_frame_size;
@@ -488,7 +484,7 @@ fn text(m: &ReceivedMessage) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accept_reject_release_and_modify_outcomes() {
     let Some(port) = rmq_port() else { return };
-    amqp_support::init_tracing();
+    support::init_tracing();
     let address = format!("/queue/{}", unique("outcomes"));
     let (conn, session) = session(port).await;
     send_all(
@@ -588,7 +584,7 @@ async fn accept_reject_release_and_modify_outcomes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_attaches_fail_fast() {
     let Some(port) = rmq_port() else { return };
-    amqp_support::init_tracing();
+    support::init_tracing();
     let (conn, session) = session(port).await;
     // RabbitMQ ends the whole session with amqp:not-found for a missing /amq/queue/ source.
     let missing = format!("/amq/queue/{}", unique("missing"));
@@ -619,7 +615,7 @@ async fn refused_attaches_fail_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_anonymous_no_sasl_and_bad_password() {
     let Some(port) = rmq_port() else { return };
-    amqp_support::init_tracing();
+    support::init_tracing();
     let address = format!("/queue/{}", unique("auth"));
     for (name, opts) in [
         (

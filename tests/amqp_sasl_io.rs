@@ -1,12 +1,14 @@
 //! SASL over real sockets, and that no `Debug` output leaks a password.
 
 mod amqp_support;
+mod support;
 
-use amqp_support::{within, QueueBroker, TestAuth};
+use amqp_support::{within, QueueBroker};
 use eventhubs::amqp::engine::{ConnectionConfig, SaslClientMechanism};
 use eventhubs::amqp::types::message::Message;
 use eventhubs::amqp::types::sasl::SaslInit;
 use eventhubs::amqp::{ConnectOptions, Connection, Error, ListenerOptions, SenderOptions};
+use support::TestAuth;
 
 async fn sasl_broker(allow_no_sasl: bool) -> QueueBroker {
     QueueBroker::start(ListenerOptions {
@@ -32,7 +34,7 @@ async fn use_it(conn: &Connection) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_accepted_and_rejected() {
-    amqp_support::init_tracing();
+    support::init_tracing();
     let b = sasl_broker(false).await;
     let conn = within(
         10,
@@ -65,7 +67,7 @@ async fn plain_accepted_and_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_accepted_or_refused_as_configured() {
-    amqp_support::init_tracing();
+    support::init_tracing();
     let b = sasl_broker(false).await;
     let conn = Connection::connect(ConnectOptions::new("127.0.0.1", b.port()).sasl_anonymous())
         .await
@@ -75,11 +77,7 @@ async fn anonymous_accepted_or_refused_as_configured() {
     // A server that offers only PLAIN refuses ANONYMOUS.
     let strict = QueueBroker::start(ListenerOptions {
         config: ConnectionConfig {
-            sasl_server: Some(std::sync::Arc::new(TestAuth {
-                user: "tester".into(),
-                password: "s3cret".into(),
-                anonymous: false,
-            })),
+            sasl_server: Some(TestAuth::plain_only("tester", "s3cret")),
             allow_no_sasl: false,
             ..ListenerOptions::default().config
         },
@@ -98,7 +96,7 @@ async fn anonymous_accepted_or_refused_as_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_without_sasl_against_sasl_only_server() {
-    amqp_support::init_tracing();
+    support::init_tracing();
     let b = sasl_broker(false).await;
     let t0 = std::time::Instant::now();
     let e = within(

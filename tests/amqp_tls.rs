@@ -1,8 +1,9 @@
 //! TLS on loopback with certificates made by `rcgen`: verification is always on.
 
 mod amqp_support;
+mod support;
 
-use amqp_support::{within, QueueBroker, TestAuth};
+use amqp_support::{within, QueueBroker};
 use bytes::Bytes;
 use eventhubs::amqp::engine::ConnectionConfig;
 use eventhubs::amqp::io::tls::{TlsClientOptions, TlsServerOptions};
@@ -12,6 +13,7 @@ use eventhubs::amqp::{
 };
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use support::TestAuth;
 
 /// A CA and a server certificate for `localhost` signed by it.
 struct Pki {
@@ -59,7 +61,7 @@ fn trusting(p: &Pki, name: &str) -> TlsClientOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_ca_connects_and_moves_messages() {
-    amqp_support::init_tracing();
+    support::init_tracing();
     let p = pki();
     let b = tls_broker(&p).await;
     // Connect by IP, verify the name `localhost`; SASL PLAIN inside TLS.
@@ -111,7 +113,7 @@ async fn trusted_ca_connects_and_moves_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_certificate_fails_with_a_tls_error() {
-    amqp_support::init_tracing();
+    support::init_tracing();
     let p = pki();
     let b = tls_broker(&p).await;
     // Public roots only: our private CA is unknown.
@@ -149,7 +151,7 @@ async fn untrusted_certificate_fails_with_a_tls_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_server_name_fails() {
-    amqp_support::init_tracing();
+    support::init_tracing();
     let p = pki();
     let b = tls_broker(&p).await;
     let e = within(
@@ -185,7 +187,7 @@ async fn wrong_server_name_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_client_against_tls_listener_fails_promptly() {
-    amqp_support::init_tracing();
+    support::init_tracing();
     let p = pki();
     let b = tls_broker(&p).await;
     let mut opts = ConnectOptions::new("127.0.0.1", b.port()).sasl_anonymous();

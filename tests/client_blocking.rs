@@ -1,24 +1,22 @@
 //! The blocking mirror against the emulator, from plain threads.
 
 mod client_common;
+mod support;
 
 use eventhubs::blocking::EventHubClient;
-use eventhubs::emulator::{Emulator, EmulatorOptions};
+use eventhubs::emulator::Emulator;
 use eventhubs::{
     BatchOptions, ConsumerOptions, ErrorKind, EventData, EventPosition, ProducerOptions,
 };
 use std::time::Duration;
 
 fn start_emulator() -> (tokio::runtime::Runtime, Emulator) {
-    client_common::init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let emu = rt
-        .block_on(Emulator::start(EmulatorOptions::ephemeral()))
-        .unwrap();
+    let emu = rt.block_on(support::emulator());
     (rt, emu)
 }
 

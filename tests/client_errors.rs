@@ -2,6 +2,7 @@
 //! partition and consumer group, oversized events, owner levels, sends the service rejects.
 
 mod client_common;
+mod support;
 
 use client_common::*;
 use eventhubs::amqp::codec::Symbol;
@@ -11,6 +12,7 @@ use eventhubs::{
     EventPosition, ProducerOptions,
 };
 use std::time::Duration;
+use support::{emulator, init_tracing};
 
 #[test]
 fn bad_connection_strings_name_the_key() {

@@ -3,12 +3,14 @@
 //! resuming after a cut without gap or duplicate.
 
 mod client_common;
+mod support;
 
 use client_common::*;
 use eventhubs::auth::SasCredential;
 use eventhubs::{ConsumerOptions, EventData, EventPosition, ProducerOptions};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use support::{emulator, Proxy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_second_tokens_are_refreshed_while_sending() {

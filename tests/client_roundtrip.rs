@@ -2,6 +2,7 @@
 //! position, batches, partition keys, lists.
 
 mod client_common;
+mod support;
 
 use client_common::*;
 use eventhubs::amqp::codec::Value;
@@ -11,6 +12,7 @@ use eventhubs::{
     SendOptions,
 };
 use std::time::{Duration, SystemTime};
+use support::emulator;
 
 async fn recv_n(c: &mut eventhubs::EventHubConsumer, n: usize) -> Vec<EventData> {
     let mut out = Vec::new();

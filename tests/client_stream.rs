@@ -3,12 +3,14 @@
 //! end after a permanent error.
 
 mod client_common;
+mod support;
 
 use client_common::*;
 use eventhubs::{ConsumerOptions, ErrorKind, EventData, EventPosition, ProducerOptions};
 use futures_core::Stream;
 use std::pin::Pin;
 use std::time::Duration;
+use support::emulator;
 
 /// The next item through the trait alone, as any stream combinator would poll it.
 async fn poll_next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {

@@ -7,6 +7,7 @@
 //! sends to the emulator.
 
 mod client_common;
+mod support;
 
 use bytes::BytesMut;
 use eventhubs::amqp::frame::{parse_frame, AmqpFrame, FRAME_TYPE_AMQP};
@@ -154,7 +155,7 @@ async fn recording_proxy(upstream: std::net::SocketAddr) -> (u16, Arc<Mutex<Atta
 
 #[tokio::test]
 async fn cbs_management_producer_and_consumer_links_carry_both_termini() {
-    let emulator = client_common::emulator().await;
+    let emulator = support::emulator().await;
     let (port, recorder) = recording_proxy(emulator.local_addr()).await;
     let conn_str = emulator.connection_string().replace(
         &format!(":{};", emulator.local_addr().port()),

@@ -3,9 +3,10 @@
 #![cfg(feature = "tls")]
 
 mod client_common;
+mod support;
 
 use eventhubs::amqp::io::tls::{TlsClientOptions, TlsServerOptions};
-use eventhubs::emulator::{Emulator, EmulatorOptions};
+use eventhubs::emulator::EmulatorOptions;
 use eventhubs::{
     ConsumerOptions, ErrorKind, EventData, EventHubClientBuilder, EventPosition, ProducerOptions,
 };
@@ -14,16 +15,14 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_self_signed_emulator_certificate() {
-    client_common::init_tracing();
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
     let server = TlsServerOptions::new(vec![ck.cert.der().clone()], key).unwrap();
-    let emu = Emulator::start(EmulatorOptions {
+    let emu = support::emulator_with(EmulatorOptions {
         tls: Some(server),
         ..EmulatorOptions::ephemeral()
     })
-    .await
-    .unwrap();
+    .await;
     let cs = format!(
         "Endpoint=sb://localhost:{}/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;EntityPath=eh1",
         emu.local_addr().port()

@@ -6,6 +6,7 @@
 //! position where the missing bytes should start; an invalid string at its length prefix.
 
 mod common;
+mod support;
 
 use bytes::Bytes;
 use common::unhex;

@@ -3,6 +3,7 @@
 //! non-minimal) form.
 
 mod common;
+mod support;
 
 use bytes::Bytes;
 use common::{hex, unhex};

@@ -1,6 +1,7 @@
 //! Property tests over arbitrary values and arbitrary bytes.
 
 mod common;
+mod support;
 
 use bytes::Bytes;
 use common::{for_each_payload, node_count, strategy};

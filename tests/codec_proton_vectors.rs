@@ -5,6 +5,7 @@
 //! writes list32/map32/array32), but ours must never be longer.
 
 mod common;
+mod support;
 
 use bytes::Bytes;
 use common::{hex, is_compound, json_to_value, same, shapes, unhex};

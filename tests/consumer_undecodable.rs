@@ -7,6 +7,7 @@
 //! body is [`POISON`] into one no AMQP message has (same length, so the frames stay whole).
 
 mod client_common;
+mod support;
 
 use bytes::{Bytes, BytesMut};
 use eventhubs::{ErrorKind, EventHubConsumer};
@@ -129,7 +130,7 @@ fn assert_undecodable(e: &eventhubs::Error, seq: i64) {
 
 #[tokio::test]
 async fn receive_returns_the_events_before_an_undecodable_one_then_its_error_then_the_rest() {
-    let emulator = client_common::emulator().await;
+    let emulator = support::emulator().await;
     let (client, mut consumer) =
         consumer_over_poison(&emulator, &[b"e0", b"e1", POISON, b"e3"]).await;
 
@@ -163,7 +164,7 @@ async fn receive_returns_the_events_before_an_undecodable_one_then_its_error_the
 
 #[tokio::test]
 async fn the_stream_yields_an_undecodable_event_as_an_error_and_goes_on() {
-    let emulator = client_common::emulator().await;
+    let emulator = support::emulator().await;
     let (client, mut consumer) =
         consumer_over_poison(&emulator, &[POISON, b"e1", POISON, b"e3"]).await;
 

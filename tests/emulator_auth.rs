@@ -2,6 +2,7 @@
 //! grants by audience, links refused without a valid token, SASL PLAIN.
 
 mod emulator_support;
+mod support;
 
 use emulator_support::*;
 use eventhubs::amqp::codec::{Str, Value};
@@ -9,6 +10,7 @@ use eventhubs::amqp::types::message::PropertyMap;
 use eventhubs::amqp::ConnectOptions;
 use eventhubs::auth::generate_sas_token;
 use eventhubs::emulator::{EmulatorOptions, EntityConfig, HubConfig};
+use support::{emulator, emulator_with};
 
 fn hub(name: &str, partitions: u32) -> HubConfig {
     HubConfig {
@@ -20,7 +22,7 @@ fn hub(name: &str, partitions: u32) -> HubConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_token_answers_with_the_service_status_codes() {
-    let em = start().await;
+    let em = emulator().await;
     let (_conn, session) = connect(&em).await;
     let mut cbs = Rpc::attach(&session, "$cbs", Some("cbs-client-reply")).await;
     let aud = "sb://localhost/eh1";
@@ -91,7 +93,7 @@ async fn put_token_answers_with_the_service_status_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_without_a_valid_token_are_refused() {
-    let em = start().await;
+    let em = emulator().await;
     let (_conn, session) = connect(&em).await;
     let unauthorized = "amqp:unauthorized-access";
     assert_eq!(refused_sender(&session, "eh1").await, unauthorized);
@@ -144,7 +146,7 @@ async fn a_token_for_one_hub_does_not_open_another() {
         hubs: vec![hub("eh1", 2), hub("eh10", 2), hub("eh2", 2)],
         ..EntityConfig::default()
     };
-    let em = start_with(EmulatorOptions {
+    let em = emulator_with(EmulatorOptions {
         entities,
         ..EmulatorOptions::ephemeral()
     })
@@ -212,7 +214,7 @@ async fn a_token_for_one_hub_does_not_open_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn management_needs_a_token_on_the_connection_or_in_the_request() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = connect(&em).await;
     let mut mgmt = Rpc::attach(&session, "$management", None).await;
     let (code, d) = status(&mgmt.read("eh1", "com.microsoft:eventhub", None).await);
@@ -237,7 +239,7 @@ async fn management_needs_a_token_on_the_connection_or_in_the_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_plain_checks_the_key() {
-    let em = start().await;
+    let em = emulator().await;
     let port = em.local_addr().port();
     let good = ConnectOptions::new("127.0.0.1", port).sasl_plain(KEY_NAME, KEY);
     let conn = eventhubs::amqp::Connection::connect(good)
@@ -250,7 +252,7 @@ async fn sasl_plain_checks_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_end_when_their_token_expires_and_a_fresh_token_reopens() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = connect(&em).await;
     let mut cbs = Rpc::attach(&session, "$cbs", None).await;
     let aud = "sb://localhost/eh1";
@@ -302,7 +304,7 @@ async fn tls_with_a_given_certificate() {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         generated.signing_key.serialize_der(),
     ));
-    let em = start_with(EmulatorOptions {
+    let em = emulator_with(EmulatorOptions {
         tls: Some(TlsServerOptions::new(vec![cert.clone()], key).unwrap()),
         ..EmulatorOptions::ephemeral()
     })

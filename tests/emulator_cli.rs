@@ -3,6 +3,7 @@
 //! sequence numbers and offsets continuing after a restart on the same data directory).
 
 mod emulator_support;
+mod support;
 
 use bytes::Bytes;
 use emulator_support::*;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::init_tracing;
 
 const EHUB: &str = env!("CARGO_BIN_EXE_ehub");
 

@@ -3,6 +3,7 @@
 //! and binary operation/type values.
 
 mod emulator_support;
+mod support;
 
 use bytes::Bytes;
 use emulator_support::*;
@@ -10,6 +11,7 @@ use eventhubs::amqp::codec::{ElementType, Str, Timestamp, Uuid, Value};
 use eventhubs::amqp::types::message::{ApplicationProperties, Message, MessageId, PropertyMap};
 use std::collections::BTreeSet;
 use std::time::Duration;
+use support::emulator;
 
 /// The reply body as a map with string keys (every key must be an AMQP string).
 fn reply_map(reply: &Message) -> Vec<(String, Value)> {
@@ -64,7 +66,7 @@ fn now_ms() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventhub_read_returns_the_exact_map() {
     let before = now_ms();
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let mut mgmt = Rpc::attach(&session, "$management", Some("mgmt-reply")).await;
     let reply = mgmt.read("eh1", "com.microsoft:eventhub", None).await;
@@ -112,7 +114,7 @@ async fn eventhub_read_returns_the_exact_map() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_read_returns_the_exact_map_empty_and_filled() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let mut mgmt = Rpc::attach(&session, "$management", None).await;
     let partition_keys = BTreeSet::from([
@@ -187,7 +189,7 @@ async fn partition_read_returns_the_exact_map_empty_and_filled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_scoped_and_absolute_management_addresses() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     for node in [
         "eh1/$management",
@@ -223,7 +225,7 @@ fn python_style_read(id: Option<MessageId>) -> Message {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn correlation_id_keeps_the_message_id_type_and_binary_requests_work() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let mut mgmt = Rpc::attach(&session, "$management", None).await;
     let ids = [
@@ -252,7 +254,7 @@ async fn correlation_id_keeps_the_message_id_type_and_binary_requests_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_go_to_reply_to_else_to_the_nodes_receiver_on_this_connection() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let mut mgmt = Rpc::attach(&session, "$management", Some("reply-a")).await;
     let mut b = reply_receiver(&session, "$management", Some("reply-b")).await;

@@ -3,11 +3,13 @@
 //! starting and failing later (a hub with 0 partitions used to panic on the first send).
 
 mod emulator_support;
+mod support;
 
 use emulator_support::*;
 use eventhubs::emulator::{
     config::MAX_PARTITIONS, Emulator, EmulatorError, EmulatorOptions, EntityConfig, HubConfig,
 };
+use support::{emulator_with, init_tracing};
 
 fn hub(name: &str, partitions: u32, groups: &[&str]) -> HubConfig {
     HubConfig {
@@ -139,7 +141,7 @@ async fn unusable_consumer_group_names_are_refused_at_start() {
 /// is stored (the path that divided by the partition count).
 #[tokio::test]
 async fn the_edges_of_the_valid_range_start() {
-    let em = start_with(EmulatorOptions {
+    let em = emulator_with(EmulatorOptions {
         entities: EntityConfig {
             hubs: vec![
                 hub("one", 1, &["$default"]),

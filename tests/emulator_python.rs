@@ -14,6 +14,7 @@
 #![cfg(feature = "emulator")]
 
 mod python_support;
+mod support;
 
 use python_support::*;
 
@@ -21,7 +22,6 @@ use python_support::*;
 #[test]
 fn python_hub_and_partition_properties() {
     let Some(py) = python() else {
-        println!("{SKIP}");
         return;
     };
     check_client(&py);
@@ -47,7 +47,6 @@ fn python_hub_and_partition_properties() {
 #[test]
 fn python_ten_thousand_events_sent_and_read_back() {
     let Some(py) = python() else {
-        println!("{SKIP}");
         return;
     };
     check_client(&py);
@@ -105,7 +104,6 @@ fn python_ten_thousand_events_sent_and_read_back() {
 #[test]
 fn python_owner_level_takes_over() {
     let Some(py) = python() else {
-        println!("{SKIP}");
         return;
     };
     check_client(&py);
@@ -121,7 +119,6 @@ fn python_owner_level_takes_over() {
 #[test]
 fn python_consumer_client_with_in_memory_checkpoints() {
     let Some(py) = python() else {
-        println!("{SKIP}");
         return;
     };
     check_client(&py);

@@ -3,6 +3,7 @@
 //! consumer group names, unknown entities.
 
 mod emulator_support;
+mod support;
 
 use bytes::Bytes;
 use emulator_support::*;
@@ -12,6 +13,7 @@ use eventhubs::amqp::types::message::Message;
 use eventhubs::amqp::{Receiver, ReceiverOptions, Session};
 use eventhubs::wire::selector::FILTER_KEY as SELECTOR_FILTER_KEY;
 use std::time::{Duration, Instant};
+use support::{emulator, emulator_with};
 
 const P0: &str = "eh1/ConsumerGroups/$default/Partitions/0";
 const QUIET: Duration = Duration::from_millis(250);
@@ -47,7 +49,7 @@ async fn nothing_arrives(rx: &mut Receiver) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_start_position() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let sender = attach_sender(&session, "eh1/Partitions/0").await;
     for i in 0..5 {
@@ -139,7 +141,7 @@ async fn every_start_position() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credit_is_honoured_and_events_are_presettled() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let sender = attach_sender(&session, "eh1/Partitions/0").await;
     for i in 0..10 {
@@ -189,7 +191,7 @@ async fn credit_is_honoured_and_events_are_presettled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_waits_for_new_events_and_gets_them_promptly() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let mut rx = open_consumer(&session, P0, Some(EARLIEST)).await;
     let sender = attach_sender(&session, "eh1/Partitions/0").await;
@@ -212,7 +214,7 @@ async fn a_receiver_waits_for_new_events_and_gets_them_promptly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owner_levels_steal_and_refuse() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let sender = attach_sender(&session, "eh1/Partitions/0").await;
     send_event(&sender, &numbered(0)).await;
@@ -291,7 +293,7 @@ async fn owner_levels_steal_and_refuse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_five_readers_without_owner_level() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let mut readers = Vec::new();
     for i in 0..5 {
@@ -337,7 +339,7 @@ async fn at_most_five_readers_without_owner_level() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_of_a_closed_connection_give_their_places_back() {
-    let em = start().await;
+    let em = emulator().await;
     let (conn, session) = authorized(&em).await;
     let mut first = Vec::new();
     for _ in 0..5 {
@@ -385,7 +387,7 @@ async fn readers_of_a_closed_connection_give_their_places_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_drops_the_oldest_and_positions_follow() {
-    let em = start_with(eventhubs::emulator::EmulatorOptions {
+    let em = emulator_with(eventhubs::emulator::EmulatorOptions {
         retention: eventhubs::emulator::Retention {
             max_events: 5,
             max_bytes: usize::MAX,
@@ -443,7 +445,7 @@ async fn recv_within_or_end(rx: &mut Receiver) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_metrics_when_desired() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let sender = attach_sender(&session, "eh1/Partitions/3").await;
     for i in 0..4 {
@@ -503,7 +505,7 @@ async fn runtime_metrics_when_desired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_sources_are_not_found() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     for address in [
         "nohub/ConsumerGroups/$default/Partitions/0",

@@ -5,6 +5,7 @@
 //! live links answers. And our own client accepts the service's 202 to put-token.
 
 mod emulator_support;
+mod support;
 
 use emulator_support::*;
 use eventhubs::amqp::codec::{Str, Timestamp, Value};
@@ -16,6 +17,7 @@ use eventhubs::emulator::EmulatorOptions;
 use eventhubs::{EventData, EventHubClient, ProducerOptions};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::{emulator, emulator_with};
 
 /// The reply address the official Rust SDK gives its CBS client, every time.
 const SDK_CBS_REPLY: &str = "rust_amqp_cbs";
@@ -112,7 +114,7 @@ async fn sdk_round(conn: &Connection, node: &str, reply_to: &str, request: &Mess
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_sdk_style_authorizations_in_a_row_are_each_answered_with_202() {
-    let em = start().await;
+    let em = emulator().await;
     let (conn, _session) = connect(&em).await;
     for i in 0..10 {
         let request = put_token_request(i, "sb://localhost/eh1", SDK_CBS_REPLY);
@@ -127,7 +129,7 @@ async fn ten_sdk_style_authorizations_in_a_row_are_each_answered_with_202() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_sdk_style_management_reads_in_a_row_are_each_answered() {
-    let em = start().await;
+    let em = emulator().await;
     let (conn, _session) = connect(&em).await;
     for i in 0..10 {
         let request = hub_read_request(i, SDK_MGMT_REPLY);
@@ -141,7 +143,7 @@ async fn ten_sdk_style_management_reads_in_a_row_are_each_answered() {
 /// one live link with the address, and with several live ones to the newest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_newest_live_link_with_the_reply_address_answers() {
-    let em = start().await;
+    let em = emulator().await;
     let (_conn, session) = connect(&em).await;
     let quiet = Duration::from_millis(200);
     let sender = attach_sender(&session, "$cbs").await;
@@ -264,7 +266,7 @@ async fn replies_wait_briefly_for_their_link_and_are_dropped_without_one() {
 /// Our own client takes the 202 as success: it authorizes, reads properties and sends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_client_accepts_the_202() {
-    let em = start_with(EmulatorOptions::ephemeral()).await;
+    let em = emulator_with(EmulatorOptions::ephemeral()).await;
     let client = EventHubClient::from_connection_string(&em.connection_string(), Some("eh1"))
         .expect("client");
     let props = client

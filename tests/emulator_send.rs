@@ -2,6 +2,7 @@
 //! addresses (paths and URLs), batches unpacked into events, the 1 MiB limit, pipelining.
 
 mod emulator_support;
+mod support;
 
 use bytes::Bytes;
 use emulator_support::raw::RawPeer;
@@ -13,6 +14,7 @@ use eventhubs::amqp::types::transport::Performative;
 use eventhubs::emulator::EmulatorOptions;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use support::{emulator, emulator_with};
 
 const MIB: usize = 1024 * 1024;
 
@@ -29,7 +31,7 @@ fn last_seq(em: &eventhubs::emulator::Emulator, p: u32) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_sends_are_spread_round_robin() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let sender = attach_sender(&session, "eh1").await;
     for i in 0..8u8 {
@@ -42,7 +44,7 @@ async fn hub_sends_are_spread_round_robin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_partition_key_same_partition_and_the_key_is_stamped() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let sender = attach_sender(&session, "eh1").await;
     let keys = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"];
@@ -90,7 +92,7 @@ async fn same_partition_key_same_partition_and_the_key_is_stamped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partition_addresses_as_paths_and_urls() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     for (address, p) in [
         ("eh1/Partitions/3", 3),
@@ -123,7 +125,7 @@ async fn partition_addresses_as_paths_and_urls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_unpacked_into_annotated_events() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let sender = attach_sender(&session, "eh1/Partitions/1").await;
     send_event(&sender, &event(&b"before"[..])).await;
@@ -185,7 +187,7 @@ async fn batches_are_unpacked_into_annotated_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_over_one_mib_are_refused_with_message_size_exceeded() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let sender = attach_sender(&session, "eh1/Partitions/0").await;
     assert_eq!(sender.max_message_size(), Some(MIB as u64));
@@ -210,7 +212,7 @@ async fn messages_over_one_mib_are_refused_with_message_size_exceeded() {
     assert_eq!(condition(&e), "amqp:link:message-size-exceeded");
 
     // A peer that ignores the announced limit: the emulator refuses the delivery.
-    let open = start_with(EmulatorOptions {
+    let open = emulator_with(EmulatorOptions {
         require_auth: false,
         ..EmulatorOptions::ephemeral()
     })
@@ -242,7 +244,7 @@ async fn messages_over_one_mib_are_refused_with_message_size_exceeded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_deliveries_are_all_settled() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     let sender = attach_sender(&session, "eh1/Partitions/2").await;
     let n = 3000u32;
@@ -291,7 +293,7 @@ async fn pipelined_deliveries_are_all_settled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_send_targets_are_not_found() {
-    let em = start().await;
+    let em = emulator().await;
     let (_c, session) = authorized(&em).await;
     for address in [
         "nohub",

@@ -2,6 +2,7 @@
 //! headers, SASL, open/close, max-frame-size, channel-max, idle timeout and connection errors.
 
 mod common_engine;
+mod support;
 
 use common_engine::*;
 use eventhubs::amqp::engine::{
@@ -15,10 +16,11 @@ use eventhubs::amqp::types::sasl::{
 use eventhubs::amqp::types::transport::{Close, Performative};
 use std::sync::Arc;
 use std::time::Duration;
+use support::TestAuth;
 
 fn sasl_server_config(offered: Vec<&'static str>, allow_no_sasl: bool) -> ConnectionConfig {
     ConnectionConfig {
-        sasl_server: Some(Arc::new(TestAuth { offered })),
+        sasl_server: Some(Arc::new(TestAuth::offering(&offered, "user", "secret"))),
         allow_no_sasl,
         ..ConnectionConfig::default()
     }

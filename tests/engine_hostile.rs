@@ -5,6 +5,7 @@
 //! write well-formed frames within the size the peer allows.
 
 mod common_engine;
+mod support;
 
 use common_engine::*;
 use eventhubs::amqp::engine::{
@@ -18,6 +19,7 @@ use eventhubs::amqp::types::sasl::{SaslCode, SaslFrameBody, SaslMechanisms, Sasl
 use proptest::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
+use support::TestAuth;
 
 const OUR_MAX_FRAME: u32 = 4096;
 
@@ -31,9 +33,11 @@ fn config(role_client: bool, sasl: bool) -> ConnectionConfig {
         if role_client {
             c.sasl = Some(SaslClientMechanism::Anonymous);
         } else {
-            c.sasl_server = Some(Arc::new(TestAuth {
-                offered: vec!["ANONYMOUS", "PLAIN"],
-            }));
+            c.sasl_server = Some(Arc::new(TestAuth::offering(
+                &["ANONYMOUS", "PLAIN"],
+                "user",
+                "secret",
+            )));
             c.allow_no_sasl = false;
         }
     }

@@ -9,7 +9,8 @@
 //! `cargo build --release --examples`.
 #![cfg(feature = "emulator")]
 
-use eventhubs::emulator::{Emulator, EmulatorOptions};
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -56,9 +57,7 @@ fn last_line(s: &str) -> &str {
 #[test]
 fn the_examples_send_and_receive_through_the_emulator() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let emu = runtime
-        .block_on(Emulator::start(EmulatorOptions::ephemeral()))
-        .unwrap();
+    let emu = runtime.block_on(support::emulator());
     let conn = emu.connection_string();
 
     assert_eq!(

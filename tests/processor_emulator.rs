@@ -1,6 +1,8 @@
 //! The event processor against the emulator over real sockets: convergence without flapping,
 //! take-over after a crash, graceful hand-over without duplicates, restart from checkpoints.
 
+mod support;
+
 use eventhubs::emulator::{Emulator, EmulatorOptions, EntityConfig, HubConfig};
 use eventhubs::processor::{
     EventProcessor, EventProcessorOptions, FilePartitionManager, InMemoryPartitionManager,
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 const HUB: &str = "eh8";
 
 async fn emulator(partitions: u32) -> Emulator {
-    Emulator::start(EmulatorOptions {
+    support::emulator_with(EmulatorOptions {
         entities: EntityConfig {
             hubs: vec![HubConfig {
                 name: HUB.into(),
@@ -26,7 +28,6 @@ async fn emulator(partitions: u32) -> Emulator {
         ..EmulatorOptions::ephemeral()
     })
     .await
-    .unwrap()
 }
 
 fn client(e: &Emulator) -> EventHubClient {

@@ -7,6 +7,8 @@
 //! installs it); otherwise skipped with a message, except under `CI=true`, where a missing peer
 //! fails the test.
 
+mod support;
+
 use eventhubs::{
     EventData, EventHubClient, EventHubClientBuilder, EventPosition, ProducerOptions, RetryOptions,
 };
@@ -19,17 +21,7 @@ use std::time::Duration;
 const HUB: &str = "eh1";
 
 fn rhea_modules() -> Option<String> {
-    match std::env::var("EVENTHUBS_RHEA") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "EVENTHUBS_RHEA not set under CI=true: the rhea peer test must run in CI"
-            );
-            println!("skipped: EVENTHUBS_RHEA not set (rhea peer not available)");
-            None
-        }
-    }
+    support::peer("EVENTHUBS_RHEA", "rhea peer (npm rhea)")
 }
 
 /// The rhea server process; dropping it closes its stdin (it exits) and reaps it.

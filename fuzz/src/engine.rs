@@ -13,14 +13,14 @@
 //! [`Event::Closed`] and no event after it.
 
 use super::Chunker;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use eventhubs::amqp::codec::{Decode, Decoder, Symbol, Value};
 use eventhubs::amqp::engine::{
     Connection, ConnectionConfig, EndpointRole, Event, LinkAcceptance, LinkConfig,
-    SaslAuthenticator, SaslClientMechanism, SaslDecision, SessionConfig,
+    SaslAuthenticator, SaslClientMechanism, SessionConfig,
 };
 use eventhubs::amqp::frame::{
-    parse_frame, AmqpFrame, ProtocolHeader, FRAME_HEADER_SIZE, FRAME_TYPE_AMQP, MIN_MAX_FRAME_SIZE,
+    AmqpFrame, FrameReader, ProtocolHeader, StreamItem, FRAME_TYPE_AMQP, MIN_MAX_FRAME_SIZE,
 };
 use eventhubs::amqp::types::definitions::Role;
 use eventhubs::amqp::types::error::{condition, AmqpError};
@@ -73,31 +73,12 @@ impl Options {
     }
 }
 
-/// The server-side SASL authenticator the harness uses.
-#[derive(Debug)]
-pub struct FuzzAuthenticator;
+/// The server-side SASL authenticator: the one the tests' servers use.
+#[path = "../../tests/support/auth.rs"]
+mod auth;
 
-/// The PLAIN initial response the authenticator accepts.
-pub const PLAIN_RESPONSE: &[u8] = b"\0user\0pass";
-
-impl SaslAuthenticator for FuzzAuthenticator {
-    fn mechanisms(&self) -> Vec<Symbol> {
-        vec![Symbol::from("ANONYMOUS"), Symbol::from("PLAIN")]
-    }
-
-    fn authenticate(
-        &self,
-        mechanism: &str,
-        initial_response: &[u8],
-        _hostname: Option<&str>,
-    ) -> SaslDecision {
-        if mechanism == "PLAIN" && initial_response != PLAIN_RESPONSE {
-            SaslDecision::Reject
-        } else {
-            SaslDecision::Accept
-        }
-    }
-}
+/// The PLAIN user and password the harness's server accepts.
+pub const PLAIN_USER: (&str, &str) = ("user", "pass");
 
 fn common_config(opts: Options, container: &str) -> ConnectionConfig {
     ConnectionConfig {
@@ -123,8 +104,8 @@ pub fn client_config(opts: Options) -> ConnectionConfig {
         sasl: opts.sasl().then(|| {
             if opts.alt_sasl() {
                 SaslClientMechanism::Plain {
-                    username: "user".into(),
-                    password: "pass".into(),
+                    username: PLAIN_USER.0.into(),
+                    password: PLAIN_USER.1.into(),
                 }
             } else {
                 SaslClientMechanism::Anonymous
@@ -137,9 +118,14 @@ pub fn client_config(opts: Options) -> ConnectionConfig {
 /// The server's configuration for `opts`.
 pub fn server_config(opts: Options) -> ConnectionConfig {
     ConnectionConfig {
-        sasl_server: opts
-            .sasl()
-            .then(|| Arc::new(FuzzAuthenticator) as Arc<dyn SaslAuthenticator>),
+        sasl_server: opts.sasl().then(|| {
+            let (user, password) = PLAIN_USER;
+            Arc::new(auth::TestAuth::offering(
+                &["ANONYMOUS", "PLAIN"],
+                user,
+                password,
+            )) as Arc<dyn SaslAuthenticator>
+        }),
         allow_no_sasl: !opts.alt_sasl(),
         ..common_config(opts, "fuzz-server")
     }
@@ -316,9 +302,9 @@ impl App {
 }
 
 /// Parses everything an engine writes and checks it is well-formed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OutputChecker {
-    buf: BytesMut,
+    reader: FrameReader,
     close_sent: bool,
     /// The last frames written, described, for failure messages.
     recent: std::collections::VecDeque<String>,
@@ -326,32 +312,36 @@ pub struct OutputChecker {
     pub log: Vec<u8>,
 }
 
+impl Default for OutputChecker {
+    fn default() -> Self {
+        OutputChecker {
+            // Any size frames: the peer's limit is checked below, with the frame described.
+            reader: FrameReader::new(u32::MAX),
+            close_sent: false,
+            recent: Default::default(),
+            log: Vec::new(),
+        }
+    }
+}
+
 impl OutputChecker {
     /// Takes the next bytes the engine wrote; `max_frame_size` is the peer's limit.
     pub fn feed(&mut self, bytes: &[u8], max_frame_size: u32) {
         self.log.extend_from_slice(bytes);
-        self.buf.extend_from_slice(bytes);
+        self.reader.push(bytes);
         loop {
-            if self.buf.len() >= 4 && &self.buf[..4] == b"AMQP" {
-                if self.buf.len() < 8 {
-                    return;
+            let (raw, size) = match self.reader.next_with_bytes() {
+                Ok(Some((StreamItem::Header(header), _))) => {
+                    assert!(
+                        header.is_v1_0(),
+                        "engine wrote a header for another version"
+                    );
+                    continue;
                 }
-                let mut h = [0u8; 8];
-                h.copy_from_slice(&self.buf.split_to(8));
-                let header = ProtocolHeader::parse(h)
-                    .unwrap_or_else(|e| panic!("engine wrote a bad protocol header: {e}"));
-                assert!(
-                    header.is_v1_0(),
-                    "engine wrote a header for another version"
-                );
-                continue;
-            }
-            let raw = match parse_frame(&mut self.buf, u32::MAX) {
-                Ok(Some(raw)) => raw,
+                Ok(Some((StreamItem::Frame(raw), wire))) => (raw, wire.len()),
                 Ok(None) => return,
                 Err(e) => panic!("engine wrote bytes that do not frame: {e}"),
             };
-            let size = raw.body.len() + FRAME_HEADER_SIZE;
             let mut is_attach = false;
             let described = if raw.frame_type == FRAME_TYPE_AMQP {
                 let channel = raw.channel;

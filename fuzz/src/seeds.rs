@@ -10,7 +10,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use eventhubs::amqp::codec::{
     Array, Descriptor, ElementType, Encode, Str, Symbol, Timestamp, Uuid, Value,
 };
-use eventhubs::amqp::frame::{write_amqp_frame, write_empty_frame, write_sasl_frame};
+use eventhubs::amqp::frame::{
+    write_amqp_frame, write_empty_frame, write_sasl_frame, FrameReader, StreamItem,
+};
 use eventhubs::amqp::types::definitions::{ReceiverSettleMode, Role, SenderSettleMode};
 use eventhubs::amqp::types::error::{condition, AmqpError};
 use eventhubs::amqp::types::message::{Body, Message, MessageId};
@@ -521,25 +523,18 @@ pub fn parse_frame() -> Vec<Vec<u8>> {
     out
 }
 
-/// Removes the 8-byte protocol headers from an engine's output, leaving only frames.
+/// Removes the 8-byte protocol headers from an engine's output, leaving only frames (and any
+/// bytes that do not frame, as they are).
 pub fn strip_headers(stream: &[u8]) -> Vec<u8> {
+    let mut reader = FrameReader::new(u32::MAX);
+    reader.push(stream);
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < stream.len() {
-        if stream[i..].starts_with(b"AMQP") {
-            i += 8;
-            continue;
+    while let Ok(Some((item, wire))) = reader.next_with_bytes() {
+        if let StreamItem::Frame(_) = item {
+            out.extend_from_slice(&wire);
         }
-        if stream.len() - i < 4 {
-            out.extend_from_slice(&stream[i..]);
-            break;
-        }
-        let size =
-            u32::from_be_bytes([stream[i], stream[i + 1], stream[i + 2], stream[i + 3]]) as usize;
-        let end = (i + size.max(8)).min(stream.len());
-        out.extend_from_slice(&stream[i..end]);
-        i = end;
     }
+    out.extend_from_slice(reader.buffered());
     out
 }
 

@@ -143,21 +143,33 @@ pub struct RawFrame {
     pub body: Bytes,
 }
 
-/// Cuts the next whole frame from `buf`, or returns `None` until enough bytes have arrived.
-///
-/// The size is checked against `max_frame_size` as soon as the header is readable, so a peer
-/// cannot make us buffer more than the limit.
-pub fn parse_frame(
-    buf: &mut BytesMut,
-    max_frame_size: u32,
-) -> Result<Option<RawFrame>, FrameError> {
-    if buf.len() < FRAME_HEADER_SIZE {
-        return Ok(None);
+/// The fields of a frame header that passed every check, for a frame of `size` bytes.
+struct FrameHeader {
+    size: usize,
+    body_offset: usize,
+    frame_type: u8,
+    channel: u16,
+}
+
+impl FrameHeader {
+    fn raw(&self, body: Bytes) -> RawFrame {
+        RawFrame {
+            frame_type: self.frame_type,
+            channel: self.channel,
+            body,
+        }
     }
-    let size = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    let doff = buf[4];
-    let frame_type = buf[5];
-    let channel = u16::from_be_bytes([buf[6], buf[7]]);
+}
+
+/// Reads and checks the frame header at the start of `buf`; `None` until 8 bytes are there.
+fn check_frame_header(buf: &[u8], max_frame_size: u32) -> Result<Option<FrameHeader>, FrameError> {
+    let Some(h) = buf.get(..FRAME_HEADER_SIZE) else {
+        return Ok(None);
+    };
+    let size = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+    let doff = h[4];
+    let frame_type = h[5];
+    let channel = u16::from_be_bytes([h[6], h[7]]);
     if (size as usize) < FRAME_HEADER_SIZE {
         return Err(FrameError::FrameTooSmall(size));
     }
@@ -173,17 +185,123 @@ pub fn parse_frame(
     if frame_type != FRAME_TYPE_AMQP && frame_type != FRAME_TYPE_SASL {
         return Err(FrameError::UnknownFrameType(frame_type));
     }
-    if buf.len() < size as usize {
-        buf.reserve(size as usize - buf.len());
-        return Ok(None);
-    }
-    let mut frame = buf.split_to(size as usize).freeze();
-    frame.advance(usize::from(doff) * 4);
-    Ok(Some(RawFrame {
+    Ok(Some(FrameHeader {
+        size: size as usize,
+        body_offset: usize::from(doff) * 4,
         frame_type,
         channel,
-        body: frame,
     }))
+}
+
+/// Cuts the next whole frame from `buf`, or returns `None` until enough bytes have arrived.
+///
+/// The size is checked against `max_frame_size` as soon as the header is readable, so a peer
+/// cannot make us buffer more than the limit.
+pub fn parse_frame(
+    buf: &mut BytesMut,
+    max_frame_size: u32,
+) -> Result<Option<RawFrame>, FrameError> {
+    Ok(cut_frame(buf, max_frame_size)?.map(|(h, mut frame)| {
+        frame.advance(h.body_offset);
+        h.raw(frame)
+    }))
+}
+
+/// Splits the next whole frame (header included) off `buf`, with its checked header.
+fn cut_frame(
+    buf: &mut BytesMut,
+    max_frame_size: u32,
+) -> Result<Option<(FrameHeader, Bytes)>, FrameError> {
+    let Some(h) = check_frame_header(buf, max_frame_size)? else {
+        return Ok(None);
+    };
+    if buf.len() < h.size {
+        buf.reserve(h.size - buf.len());
+        return Ok(None);
+    }
+    let frame = buf.split_to(h.size).freeze();
+    Ok(Some((h, frame)))
+}
+
+/// One unit of an AMQP byte stream: a protocol header or a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamItem {
+    /// An 8-byte protocol header (`AMQP` and a known protocol id).
+    Header(ProtocolHeader),
+    /// A frame, body not yet decoded.
+    Frame(RawFrame),
+}
+
+/// Splits a byte stream, fed in pieces of any size, into protocol headers and frames.
+///
+/// For code that watches a whole stream from outside (tests, fuzz harnesses, tools) rather
+/// than taking part in it: unlike the engine it does not know when a header is due, so eight
+/// bytes starting with `AMQP` are read as a header wherever they stand. (A frame whose size
+/// field spells `AMQP` would be over a gigabyte, beyond any sane limit.)
+///
+/// Bounded: a frame's size is checked against the limit as soon as its header is readable,
+/// so no more than the limit is ever reserved for a frame still arriving. Errors are sticky:
+/// the offending bytes stay at the front, so every later call reports the same error.
+#[derive(Clone, Debug)]
+pub struct FrameReader {
+    buf: BytesMut,
+    max_frame_size: u32,
+}
+
+impl FrameReader {
+    /// A reader that refuses frames larger than `max_frame_size` (never below 512).
+    pub fn new(max_frame_size: u32) -> Self {
+        FrameReader {
+            buf: BytesMut::new(),
+            max_frame_size,
+        }
+    }
+
+    /// Changes the limit for the frames not yet read (e.g. once `open` has been exchanged).
+    pub fn set_max_frame_size(&mut self, max_frame_size: u32) {
+        self.max_frame_size = max_frame_size;
+    }
+
+    /// The current frame size limit.
+    pub fn max_frame_size(&self) -> u32 {
+        self.max_frame_size
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes pushed but not yet returned as a whole header or frame.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The next header or frame, or `None` until enough bytes have arrived.
+    pub fn next_item(&mut self) -> Result<Option<StreamItem>, FrameError> {
+        Ok(self.next_with_bytes()?.map(|(item, _)| item))
+    }
+
+    /// [`Self::next_item`], also returning the item's bytes exactly as they stood in the
+    /// stream (for tools that copy or measure them).
+    pub fn next_with_bytes(&mut self) -> Result<Option<(StreamItem, Bytes)>, FrameError> {
+        if self.buf.starts_with(b"AMQP") {
+            let Some(h) = self.buf.get(..8) else {
+                return Ok(None);
+            };
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(h);
+            let header = ProtocolHeader::parse(bytes)?;
+            let wire = self.buf.split_to(8).freeze();
+            return Ok(Some((StreamItem::Header(header), wire)));
+        }
+        Ok(
+            cut_frame(&mut self.buf, self.max_frame_size)?.map(|(h, frame)| {
+                let body = frame.slice(h.body_offset..);
+                (StreamItem::Frame(h.raw(body)), frame)
+            }),
+        )
+    }
 }
 
 /// A decoded AMQP frame: a performative (or none, for a heartbeat) and the payload after it.
@@ -251,4 +369,181 @@ pub fn write_sasl_frame<B: BufMut>(buf: &mut B, body: &impl Encode) {
 /// Writes an empty AMQP frame (a heartbeat) on channel 0.
 pub fn write_empty_frame<B: BufMut>(buf: &mut B) {
     put_header(buf, FRAME_HEADER_SIZE, FRAME_TYPE_AMQP, 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A frame written by hand: `doff` words of header, then `body`.
+    fn frame(doff: u8, frame_type: u8, channel: u16, body: &[u8]) -> Vec<u8> {
+        let size = usize::from(doff) * 4 + body.len();
+        let mut v = Vec::new();
+        v.extend_from_slice(&(size as u32).to_be_bytes());
+        v.extend_from_slice(&[doff, frame_type]);
+        v.extend_from_slice(&channel.to_be_bytes());
+        v.resize(usize::from(doff) * 4, 0xee);
+        v.extend_from_slice(body);
+        v
+    }
+
+    /// A stream as a SASL-then-AMQP client writes it, extended header and heartbeat included.
+    fn stream() -> (Vec<u8>, Vec<Vec<u8>>) {
+        let units = vec![
+            ProtocolHeader::SASL.to_bytes().to_vec(),
+            frame(2, FRAME_TYPE_SASL, 0, b"sasl-init"),
+            ProtocolHeader::AMQP.to_bytes().to_vec(),
+            frame(2, FRAME_TYPE_AMQP, 0, b"open"),
+            frame(3, FRAME_TYPE_AMQP, 7, b"extended"),
+            frame(2, FRAME_TYPE_AMQP, 0, b""),
+            frame(2, FRAME_TYPE_AMQP, 1, &[0x41; 600]),
+        ];
+        (units.concat(), units)
+    }
+
+    fn drain(r: &mut FrameReader, out: &mut Vec<(StreamItem, Bytes)>) -> Result<(), FrameError> {
+        while let Some(item) = r.next_with_bytes()? {
+            out.push(item);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn splits_headers_and_frames_whatever_the_chunking() {
+        let (bytes, units) = stream();
+        for chunk in [1, 3, 7, 8, 9, 64, bytes.len()] {
+            let mut r = FrameReader::new(65536);
+            let mut out = Vec::new();
+            for piece in bytes.chunks(chunk) {
+                r.push(piece);
+                drain(&mut r, &mut out).unwrap();
+            }
+            assert!(r.buffered().is_empty(), "chunk {chunk}");
+            let wires: Vec<&[u8]> = out.iter().map(|(_, w)| w.as_ref()).collect();
+            let expected: Vec<&[u8]> = units.iter().map(Vec::as_slice).collect();
+            assert_eq!(wires, expected, "chunk {chunk}");
+            assert_eq!(out[0].0, StreamItem::Header(ProtocolHeader::SASL));
+            assert_eq!(out[2].0, StreamItem::Header(ProtocolHeader::AMQP));
+            let StreamItem::Frame(extended) = &out[4].0 else {
+                panic!("a frame: {:?}", out[4].0);
+            };
+            assert_eq!(extended.channel, 7);
+            assert_eq!(
+                extended.body.as_ref(),
+                b"extended",
+                "extended header skipped"
+            );
+            let StreamItem::Frame(heartbeat) = &out[5].0 else {
+                panic!("a frame: {:?}", out[5].0);
+            };
+            assert!(heartbeat.body.is_empty());
+        }
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_from_its_header_alone() {
+        let mut r = FrameReader::new(1024);
+        r.push(&frame(2, FRAME_TYPE_AMQP, 0, &[0; 1100])[..8]);
+        assert_eq!(
+            r.next_item(),
+            Err(FrameError::FrameTooLarge {
+                size: 1108,
+                max: 1024
+            })
+        );
+        assert!(r.buf.capacity() < 1024, "nothing reserved for it");
+        // Sticky: the same answer again, and the 512-byte floor applies to smaller limits.
+        assert!(r.next_item().is_err());
+        let mut r = FrameReader::new(0);
+        r.push(&frame(2, FRAME_TYPE_AMQP, 0, &[0; 504]));
+        assert!(matches!(r.next_item(), Ok(Some(StreamItem::Frame(_)))));
+    }
+
+    #[test]
+    fn typed_errors_for_hostile_headers() {
+        let cases: [(&[u8], FrameError); 4] = [
+            (
+                b"AMQP\x09\x01\x00\x00",
+                FrameError::BadProtocolHeader(*b"AMQP\x09\x01\x00\x00"),
+            ),
+            (&[0, 0, 0, 7, 2, 0, 0, 0], FrameError::FrameTooSmall(7)),
+            (
+                &[0, 0, 0, 8, 3, 0, 0, 0],
+                FrameError::BadDataOffset { doff: 3, size: 8 },
+            ),
+            (&[0, 0, 0, 8, 2, 9, 0, 0], FrameError::UnknownFrameType(9)),
+        ];
+        for (bytes, expected) in cases {
+            let mut r = FrameReader::new(u32::MAX);
+            r.push(&bytes[..7]);
+            assert_eq!(r.next_item(), Ok(None), "{bytes:02x?}: waits for 8 bytes");
+            r.push(&bytes[7..]);
+            assert_eq!(r.next_item(), Err(expected), "{bytes:02x?}");
+        }
+    }
+
+    #[test]
+    fn a_limit_change_applies_to_the_frames_not_yet_read() {
+        let big = frame(2, FRAME_TYPE_AMQP, 0, &[0; 1000]);
+        let mut r = FrameReader::new(512);
+        r.push(&big);
+        assert!(r.next_item().is_err());
+        r.set_max_frame_size(4096);
+        assert_eq!(r.max_frame_size(), 4096);
+        assert!(matches!(r.next_item(), Ok(Some(StreamItem::Frame(_)))));
+    }
+
+    proptest! {
+        /// Hostile bytes in any chunking: no panic, every byte either returned or still
+        /// buffered, and what is buffered never exceeds what was pushed.
+        #[test]
+        fn never_panics_and_accounts_for_every_byte(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+            chunk in 1usize..64,
+            max in 0u32..4096,
+        ) {
+            let mut r = FrameReader::new(max);
+            let (mut pushed, mut returned) = (0, 0);
+            'feed: for piece in bytes.chunks(chunk) {
+                r.push(piece);
+                pushed += piece.len();
+                loop {
+                    match r.next_with_bytes() {
+                        Ok(Some((_, wire))) => returned += wire.len(),
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+            }
+            prop_assert_eq!(returned + r.buffered().len(), pushed);
+        }
+
+        /// Well-formed streams come back unit for unit, in any chunking.
+        #[test]
+        fn round_trips_written_frames(
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..700), 0..8),
+            chunk in 1usize..128,
+        ) {
+            let mut units = vec![ProtocolHeader::AMQP.to_bytes().to_vec()];
+            for (i, b) in bodies.iter().enumerate() {
+                units.push(frame(2 + (i % 3) as u8, FRAME_TYPE_AMQP, i as u16, b));
+            }
+            let bytes = units.concat();
+            let mut r = FrameReader::new(u32::MAX);
+            let mut out = Vec::new();
+            for piece in bytes.chunks(chunk) {
+                r.push(piece);
+                drain(&mut r, &mut out).unwrap();
+            }
+            let wires: Vec<Vec<u8>> = out.iter().map(|(_, w)| w.to_vec()).collect();
+            prop_assert_eq!(wires, units);
+            for ((item, _), body) in out[1..].iter().zip(&bodies) {
+                match item {
+                    StreamItem::Frame(f) => prop_assert_eq!(f.body.as_ref(), body.as_slice()),
+                    other => prop_assert!(false, "not a frame: {:?}", other),
+                }
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Helpers for the socket-level AMQP tests: a tiny in-memory queue broker built on our
-//! [`Listener`], a test SASL authenticator, and small utilities.
+//! [`Listener`], and small utilities (the SASL authenticator and the fault proxy are in
+//! `support`).
 //!
 //! The broker stores every message sent to an address in a FIFO queue for that address and
 //! serves it to receivers attached to the same address, only under their credit, pre-settled
@@ -9,8 +10,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use eventhubs::amqp::codec::Symbol;
-use eventhubs::amqp::engine::{LinkAcceptance, SaslAuthenticator, SaslDecision};
+use eventhubs::amqp::engine::LinkAcceptance;
 use eventhubs::amqp::types::definitions::SenderSettleMode;
 use eventhubs::amqp::types::messaging::DeliveryState;
 use eventhubs::amqp::{IncomingLink, Listener, ListenerOptions, ServerConnection};
@@ -337,62 +337,6 @@ fn link_snd_mode(presettle: bool) -> SenderSettleMode {
     }
 }
 
-/// A SASL authenticator offering PLAIN and ANONYMOUS; PLAIN accepts one user.
-#[derive(Debug)]
-pub struct TestAuth {
-    /// The accepted user.
-    pub user: String,
-    /// Its password.
-    pub password: String,
-    /// Whether ANONYMOUS is offered and accepted.
-    pub anonymous: bool,
-}
-
-impl TestAuth {
-    /// `user`/`password` over PLAIN, plus ANONYMOUS.
-    pub fn new(user: &str, password: &str) -> Arc<Self> {
-        Arc::new(TestAuth {
-            user: user.into(),
-            password: password.into(),
-            anonymous: true,
-        })
-    }
-}
-
-impl SaslAuthenticator for TestAuth {
-    fn mechanisms(&self) -> Vec<Symbol> {
-        let mut m = vec![Symbol::from("PLAIN")];
-        if self.anonymous {
-            m.push(Symbol::from("ANONYMOUS"));
-        }
-        m
-    }
-
-    fn authenticate(
-        &self,
-        mechanism: &str,
-        initial_response: &[u8],
-        _hostname: Option<&str>,
-    ) -> SaslDecision {
-        match mechanism {
-            "ANONYMOUS" if self.anonymous => SaslDecision::Accept,
-            "PLAIN" => {
-                // [authzid] NUL authcid NUL passwd
-                let parts: Vec<&[u8]> = initial_response.split(|&b| b == 0).collect();
-                let ok = parts.len() == 3
-                    && parts[1] == self.user.as_bytes()
-                    && parts[2] == self.password.as_bytes();
-                if ok {
-                    SaslDecision::Accept
-                } else {
-                    SaslDecision::Reject
-                }
-            }
-            _ => SaslDecision::Reject,
-        }
-    }
-}
-
 /// A unique suffix for queue names (the RabbitMQ broker outlives test runs).
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -406,14 +350,6 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// Installs a test tracing subscriber driven by `RUST_LOG` (once per process).
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
 }
 
 /// Runs `f` with a time limit, panicking with `what` when it runs over (no hangs).
@@ -436,81 +372,5 @@ pub async fn eventually<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
             "condition not met within {secs} s"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A TCP proxy between a client and `upstream` that a test can cut (both sockets closed at
-/// once, as when the server process dies) or black-hole (bytes read and dropped in both
-/// directions, as when the peer hangs without closing).
-pub struct Proxy {
-    /// The port clients connect to.
-    pub port: u16,
-    cut: Arc<Notify>,
-    black_hole: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Proxy {
-    /// Starts a proxy for one client connection.
-    pub async fn start(upstream: SocketAddr) -> Proxy {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = l.local_addr().unwrap().port();
-        let cut = Arc::new(Notify::new());
-        let black_hole = Arc::new(AtomicBool::new(false));
-        let (c, bh) = (cut.clone(), black_hole.clone());
-        tokio::spawn(async move {
-            let (down, _) = l.accept().await.unwrap();
-            let up = tokio::net::TcpStream::connect(upstream).await.unwrap();
-            let (mut dr, mut dw) = down.into_split();
-            let (mut ur, mut uw) = up.into_split();
-            let bh2 = bh.clone();
-            let a = async move {
-                let mut buf = vec![0u8; 65536];
-                loop {
-                    let n = match dr.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    if !bh.load(Ordering::SeqCst) && uw.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            };
-            let b = async move {
-                let mut buf = vec![0u8; 65536];
-                loop {
-                    let n = match ur.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    if !bh2.load(Ordering::SeqCst) && dw.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-            };
-            // Either direction ending, or a cut, drops all four halves.
-            tokio::select! {
-                _ = a => {}
-                _ = b => {}
-                _ = c.notified() => {}
-            }
-        });
-        Proxy {
-            port,
-            cut,
-            black_hole,
-        }
-    }
-
-    /// Closes both connections now.
-    pub fn cut(&self) {
-        self.cut.notify_one();
-    }
-
-    /// From now on, drops every byte in both directions (the sockets stay open).
-    pub fn black_hole(&self) {
-        self.black_hole
-            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -11,9 +11,10 @@ use std::process::{Command, Stdio};
 /// Name of the environment variable that enables the Proton peer tests.
 pub const ENV: &str = "EVENTHUBS_PROTON_ORACLE";
 
-/// The oracle command line from the environment, or `None` when the peer is not set up.
+/// The oracle command line from the environment, or `None` when the peer is not set up (a
+/// failure under `CI=true`: see `support::peer`).
 pub fn command() -> Option<Vec<String>> {
-    let raw = std::env::var(ENV).ok()?;
+    let raw = crate::support::peer(ENV, "Proton codec oracle")?;
     let words: Vec<String> = raw.split_whitespace().map(String::from).collect();
     (!words.is_empty()).then_some(words)
 }

@@ -5,12 +5,14 @@
 #![allow(dead_code)]
 
 use bytes::{Bytes, BytesMut};
-use eventhubs::amqp::codec::{Decode, Decoder, Encode, Str, Symbol};
+use eventhubs::amqp::codec::{Decode, Decoder, Encode, Str};
 use eventhubs::amqp::engine::{
-    Connection, ConnectionConfig, Event, LinkAcceptance, LinkConfig, LinkId, SaslAuthenticator,
-    SaslDecision, SessionConfig, SessionId,
+    Connection, ConnectionConfig, Event, LinkAcceptance, LinkConfig, LinkId, SessionConfig,
+    SessionId,
 };
-use eventhubs::amqp::frame::{self, AmqpFrame, ProtocolHeader, RawFrame, MIN_MAX_FRAME_SIZE};
+use eventhubs::amqp::frame::{
+    self, AmqpFrame, FrameReader, ProtocolHeader, RawFrame, StreamItem, MIN_MAX_FRAME_SIZE,
+};
 use eventhubs::amqp::types::definitions::{ReceiverSettleMode, Role, SenderSettleMode};
 use eventhubs::amqp::types::error::AmqpError;
 use eventhubs::amqp::types::messaging::{Accepted, DeliveryState, Source, Target};
@@ -118,42 +120,41 @@ impl Wire {
 
 /// Decodes the byte stream an engine writes. Panics on anything malformed: our engine must only
 /// ever write valid frames.
-#[derive(Default)]
 pub struct WireReader {
-    buf: BytesMut,
+    reader: FrameReader,
     frames: Vec<Wire>,
     /// Size of the largest frame seen.
     pub largest: u32,
 }
 
+impl Default for WireReader {
+    fn default() -> Self {
+        WireReader {
+            reader: FrameReader::new(u32::MAX),
+            frames: Vec::new(),
+            largest: 0,
+        }
+    }
+}
+
 impl WireReader {
     /// Adds written bytes; `limit` is the largest frame size the writer may use right now.
     pub fn push(&mut self, bytes: &[u8], limit: u32) {
-        self.buf.extend_from_slice(bytes);
-        loop {
-            if self.buf.len() >= 4 && &self.buf[..4] == b"AMQP" {
-                if self.buf.len() < 8 {
-                    return;
+        self.reader.push(bytes);
+        // The reader takes anything; the writer's limit is checked here, with a message.
+        while let Some((item, wire)) = self.reader.next_with_bytes().expect("bad frame") {
+            match item {
+                StreamItem::Header(header) => self.frames.push(Wire::Header(header)),
+                StreamItem::Frame(raw) => {
+                    let size = wire.len() as u32;
+                    assert!(
+                        size <= limit,
+                        "engine wrote a frame of {size} bytes; the peer's limit is {limit}"
+                    );
+                    self.largest = self.largest.max(size);
+                    self.frames.push(decode_raw(raw, size));
                 }
-                let mut h = [0u8; 8];
-                h.copy_from_slice(&self.buf.split_to(8));
-                let header = ProtocolHeader::parse(h).expect("engine wrote a bad header");
-                self.frames.push(Wire::Header(header));
-                continue;
             }
-            if self.buf.len() < 8 {
-                return;
-            }
-            let size = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-            assert!(
-                size <= limit,
-                "engine wrote a frame of {size} bytes; the peer's limit is {limit}"
-            );
-            let Some(raw) = frame::parse_frame(&mut self.buf, u32::MAX).expect("bad frame") else {
-                return;
-            };
-            self.largest = self.largest.max(size);
-            self.frames.push(decode_raw(raw, size));
         }
     }
 
@@ -164,7 +165,7 @@ impl WireReader {
 
     /// True when a frame is only partly written (never the case between polls).
     pub fn has_partial(&self) -> bool {
-        !self.buf.is_empty()
+        !self.reader.buffered().is_empty()
     }
 }
 
@@ -351,26 +352,6 @@ pub fn accepted() -> Option<DeliveryState> {
 
 pub fn error_condition(e: &Option<AmqpError>) -> Option<&str> {
     e.as_ref().map(|e| e.condition.as_str())
-}
-
-// ---- SASL authenticators -------------------------------------------------------------------
-
-/// Offers the given mechanisms; accepts ANONYMOUS, and PLAIN only for `user`/`secret`.
-pub struct TestAuth {
-    pub offered: Vec<&'static str>,
-}
-
-impl SaslAuthenticator for TestAuth {
-    fn mechanisms(&self) -> Vec<Symbol> {
-        self.offered.iter().map(|m| Symbol::from(*m)).collect()
-    }
-    fn authenticate(&self, mechanism: &str, response: &[u8], _host: Option<&str>) -> SaslDecision {
-        match mechanism {
-            "ANONYMOUS" => SaslDecision::Accept,
-            "PLAIN" if response == b"\0user\0secret" => SaslDecision::Accept,
-            _ => SaslDecision::Reject,
-        }
-    }
 }
 
 // ---- one engine against a script -----------------------------------------------------------

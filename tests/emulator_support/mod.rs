@@ -1,6 +1,7 @@
-//! Helpers for the emulator integration tests: start an emulator, connect our low-level AMQP
-//! client to it, run CBS / `$management` request-response exchanges, build batches, and read
-//! the service annotations off received events. Everything goes over real loopback sockets.
+//! Helpers for the emulator integration tests (which start one with `support::emulator`):
+//! connect our low-level AMQP client to it, run CBS / `$management` request-response
+//! exchanges, build batches, and read the service annotations off received events. Everything
+//! goes over real loopback sockets.
 #![allow(dead_code)]
 
 pub mod raw;
@@ -15,7 +16,7 @@ use eventhubs::amqp::{
     Session,
 };
 use eventhubs::auth::{generate_sas_token, SAS_TOKEN_TYPE};
-use eventhubs::emulator::{Emulator, EmulatorOptions};
+use eventhubs::emulator::Emulator;
 use eventhubs::wire::{batch as wire_batch, selector};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,27 +27,6 @@ pub const KEY: &str = "SAS_KEY_VALUE";
 pub const BATCH_FORMAT: u32 = wire_batch::BATCH_MESSAGE_FORMAT;
 /// How long a test waits for something that should happen promptly.
 pub const PROMPT: Duration = Duration::from_secs(5);
-
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
-/// An emulator with the default entities (hub `eh1`, 4 partitions, `$default` and `cg1`) on an
-/// ephemeral port, requiring CBS tokens.
-pub async fn start() -> Emulator {
-    init_tracing();
-    Emulator::start(EmulatorOptions::ephemeral())
-        .await
-        .expect("emulator starts")
-}
-
-pub async fn start_with(options: EmulatorOptions) -> Emulator {
-    init_tracing();
-    Emulator::start(options).await.expect("emulator starts")
-}
 
 pub fn now_secs() -> u64 {
     SystemTime::now()

@@ -2,9 +2,11 @@
 //! client refuses to produce (e.g. a message larger than the link's max-message-size, which
 //! our sender stops locally).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use eventhubs::amqp::codec::Str;
-use eventhubs::amqp::frame::{parse_frame, write_amqp_frame, AmqpFrame, ProtocolHeader};
+use eventhubs::amqp::frame::{
+    write_amqp_frame, AmqpFrame, FrameReader, ProtocolHeader, StreamItem,
+};
 use eventhubs::amqp::types::definitions::{ReceiverSettleMode, Role, SenderSettleMode};
 use eventhubs::amqp::types::messaging::{Source, Target};
 use eventhubs::amqp::types::transport::{Attach, Begin, Open, Performative, Transfer};
@@ -14,7 +16,7 @@ use tokio::net::TcpStream;
 
 pub struct RawPeer {
     tcp: TcpStream,
-    buf: BytesMut,
+    frames: FrameReader,
 }
 
 impl RawPeer {
@@ -24,13 +26,14 @@ impl RawPeer {
         tcp.write_all(&ProtocolHeader::AMQP.to_bytes())
             .await
             .unwrap();
-        let mut header = [0u8; 8];
-        tcp.read_exact(&mut header).await.unwrap();
-        assert_eq!(header, ProtocolHeader::AMQP.to_bytes());
         let mut peer = RawPeer {
             tcp,
-            buf: BytesMut::new(),
+            frames: FrameReader::new(1 << 20),
         };
+        match peer.next_item(Duration::from_secs(5)).await {
+            Some(StreamItem::Header(h)) => assert_eq!(h, ProtocolHeader::AMQP),
+            other => panic!("expected the AMQP protocol header, got {other:?}"),
+        }
         peer.write(Open {
             container_id: Str::from("raw-peer"),
             max_frame_size: 65536,
@@ -65,19 +68,34 @@ impl RawPeer {
     pub async fn next(&mut self, d: Duration) -> Option<(Performative, Bytes)> {
         let deadline = tokio::time::Instant::now() + d;
         loop {
-            if let Some(raw) = parse_frame(&mut self.buf, 1 << 20).unwrap() {
-                let f = AmqpFrame::decode(raw).unwrap();
-                match f.performative {
-                    Some(p) => return Some((p, f.payload)),
-                    None => continue,
+            match self.next_item_until(deadline).await? {
+                StreamItem::Frame(raw) => {
+                    let f = AmqpFrame::decode(raw).unwrap();
+                    if let Some(p) = f.performative {
+                        return Some((p, f.payload));
+                    }
                 }
+                StreamItem::Header(h) => panic!("protocol header {h:?} after the open"),
+            }
+        }
+    }
+
+    async fn next_item(&mut self, d: Duration) -> Option<StreamItem> {
+        self.next_item_until(tokio::time::Instant::now() + d).await
+    }
+
+    /// The next header or frame; `None` at end of stream or at `deadline`.
+    async fn next_item_until(&mut self, deadline: tokio::time::Instant) -> Option<StreamItem> {
+        loop {
+            if let Some(item) = self.frames.next_item().unwrap() {
+                return Some(item);
             }
             let mut chunk = [0u8; 65536];
             let n = match tokio::time::timeout_at(deadline, self.tcp.read(&mut chunk)).await {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
                 Ok(Ok(n)) => n,
             };
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.frames.push(&chunk[..n]);
         }
     }
 

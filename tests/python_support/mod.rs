@@ -4,7 +4,7 @@
 //! `tests/emulator_python.rs` for the conventions).
 #![allow(dead_code)]
 
-use eventhubs::emulator::{Emulator, EmulatorOptions};
+use eventhubs::emulator::Emulator;
 use serde_json::Value as Json;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,15 +12,16 @@ use std::process::{Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-pub const SKIP: &str =
-    "skipped: EVENTHUBS_PYTHON_CLIENT not set (official Python client not installed)";
 pub const HUB: &str = "eh1";
 pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
 
+/// The interpreter that has the official client, from `EVENTHUBS_PYTHON_CLIENT`; `None` (the
+/// test skips) when unset, a failure under `CI=true`.
 pub fn python() -> Option<String> {
-    std::env::var("EVENTHUBS_PYTHON_CLIENT")
-        .ok()
-        .filter(|p| !p.trim().is_empty())
+    crate::support::peer(
+        "EVENTHUBS_PYTHON_CLIENT",
+        "official Python client (azure-eventhub)",
+    )
 }
 
 pub fn scripts_dir() -> PathBuf {
@@ -61,9 +62,7 @@ impl Running {
             .enable_all()
             .build()
             .expect("runtime");
-        let emulator = runtime
-            .block_on(Emulator::start(EmulatorOptions::ephemeral()))
-            .expect("emulator starts");
+        let emulator = runtime.block_on(crate::support::emulator());
         Running {
             emulator: Some(emulator),
             runtime,

@@ -13,7 +13,6 @@ use crate::amqp::types::messaging::DeliveryState;
 use crate::amqp::types::transport::{Attach, Open};
 use bytes::{Buf, Bytes};
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
@@ -237,7 +236,7 @@ impl Driver {
                         std::io::ErrorKind::UnexpectedEof,
                         "peer closed the socket",
                     )),
-                    Ok(n) => self.engine.handle_bytes(&rbuf[..n], Instant::now()),
+                    Ok(n) => self.engine.handle_bytes(&rbuf[..n], now()),
                     Err(e) => self.lost(e),
                 },
                 w = write_or_flush(&mut wr, pending.front()), if !pending.is_empty() || needs_flush => match w {
@@ -274,7 +273,7 @@ impl Driver {
                     }
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
-                    self.engine.handle_timeout(Instant::now());
+                    self.engine.handle_timeout(now());
                 }
             }
         }
@@ -619,7 +618,14 @@ async fn write_or_flush<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// The time handed to the engine: tokio's clock, so that the engine's timers (idle timeout,
+/// heartbeats) follow `tokio::time::pause()` in tests as the driver's sleeps do. Whoever
+/// creates an engine for a driver should take its start time from here too.
+pub(crate) fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
         None => std::future::pending().await,

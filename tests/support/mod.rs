@@ -1,0 +1,184 @@
+//! What the integration tests share whatever layer they test: tracing set-up, an emulator on an
+//! ephemeral port, simulated time over real sockets, a TCP fault proxy, the test SASL
+//! authenticator, and the gate for tests that need a third-party peer. Layer-specific helpers stay in their own modules (`common`,
+//! `common_engine`, `amqp_support`, `client_common`, `emulator_support`, `python_support`).
+#![allow(dead_code)]
+
+pub mod auth;
+
+#[allow(unused_imports)]
+pub use auth::TestAuth;
+
+#[cfg(feature = "emulator")]
+use eventhubs::emulator::{Emulator, EmulatorOptions};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::task::JoinHandle;
+
+/// Installs a test tracing subscriber driven by `RUST_LOG` (once per process).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+#[cfg(feature = "emulator")]
+/// An emulator with the default entities (hub `eh1`, 4 partitions, `$default` and `cg1`) on an
+/// ephemeral port, requiring CBS tokens.
+pub async fn emulator() -> Emulator {
+    emulator_with(EmulatorOptions::ephemeral()).await
+}
+
+#[cfg(feature = "emulator")]
+/// An emulator with `options`.
+pub async fn emulator_with(options: EmulatorOptions) -> Emulator {
+    init_tracing();
+    Emulator::start(options).await.expect("emulator starts")
+}
+
+// ---- peers -----------------------------------------------------------------------------------
+
+/// The value of `var`, which points a peer test at its third-party peer (`what`), or `None`
+/// when it is unset or empty: the test then skips, saying so.
+///
+/// Under `CI=true` a missing peer fails the test instead, so that a peer CI set up and then
+/// lost (a renamed variable, a failed install) cannot pass as a row of skips.
+pub fn peer(var: &str, what: &str) -> Option<String> {
+    let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty());
+    if value.is_none() {
+        let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        assert!(
+            !ci,
+            "{var} is not set but CI=true: the {what} this test needs is missing \
+             (set {var}, see .ci/run)"
+        );
+        println!("skipped: {var} not set ({what} not available)");
+    }
+    value
+}
+
+// ---- simulated time --------------------------------------------------------------------------
+
+/// Makes paused tokio time run on its own, a millisecond per scheduler turn, for tests that
+/// wait out timers (idle timeouts, heartbeats) over real sockets: seconds pass in a few real
+/// milliseconds, and the socket I/O is polled between every two steps, so the bytes a timer
+/// makes one side write are read before the next step, as in real time.
+///
+/// Plain `pause()` is not enough there: when every task waits, tokio jumps straight to the
+/// next timer, and a timer can fire before the bytes already sent are read (a spurious idle
+/// timeout). The clock keeps one task always runnable, so that jump never happens.
+///
+/// For `#[tokio::test(start_paused = true)]` (a current-thread runtime). Stops when dropped.
+pub struct FastClock(JoinHandle<()>);
+
+/// Starts a [`FastClock`].
+pub fn fast_clock() -> FastClock {
+    FastClock(tokio::spawn(async {
+        loop {
+            tokio::time::advance(std::time::Duration::from_millis(1)).await;
+        }
+    }))
+}
+
+impl Drop for FastClock {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+// ---- a fault proxy ---------------------------------------------------------------------------
+
+/// A TCP proxy in front of `upstream` whose connections a test can break the ways networks
+/// and servers break: all closed at once ([`Proxy::kill_all`]), closed with the listener gone
+/// as when the server process dies ([`Proxy::cut`]), or silent with the sockets still open as
+/// when the peer hangs ([`Proxy::black_hole`]).
+pub struct Proxy {
+    /// The port clients connect to.
+    pub port: u16,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    black_hole: Arc<AtomicBool>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts proxying every connection to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Default::default();
+        let black_hole = Arc::new(AtomicBool::new(false));
+        let (c, bh) = (conns.clone(), black_hole.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let bh = bh.clone();
+                let task = tokio::spawn(async move {
+                    let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = up.set_nodelay(true);
+                    let _ = down.set_nodelay(true);
+                    let (dr, dw) = down.into_split();
+                    let (ur, uw) = up.into_split();
+                    // Either direction ending drops all four halves.
+                    tokio::select! {
+                        _ = pipe(dr, uw, bh.clone()) => {}
+                        _ = pipe(ur, dw, bh) => {}
+                    }
+                });
+                c.lock().unwrap().push(task);
+            }
+        });
+        Proxy {
+            port,
+            conns,
+            black_hole,
+            accept,
+        }
+    }
+
+    /// Closes every connection made so far (both sockets at once); new ones are still
+    /// proxied. Returns how many were open.
+    pub fn kill_all(&self) -> usize {
+        let mut conns = self.conns.lock().unwrap();
+        let n = conns.iter().filter(|t| !t.is_finished()).count();
+        for t in conns.drain(..) {
+            t.abort();
+        }
+        n
+    }
+
+    /// Closes every connection and stops listening, as when the server process dies.
+    pub fn cut(&self) {
+        self.accept.abort();
+        self.kill_all();
+    }
+
+    /// From now on, drops every byte in both directions (the sockets stay open).
+    pub fn black_hole(&self) {
+        self.black_hole.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// Copies `from` to `to` until either ends, dropping the bytes while `black_hole` is set.
+async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, black_hole: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if !black_hole.load(Ordering::SeqCst) && to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
