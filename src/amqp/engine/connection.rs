@@ -593,3 +593,154 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(idle_timeout: Option<Duration>) -> ConnectionConfig {
+        ConnectionConfig {
+            idle_timeout,
+            ..ConnectionConfig::default()
+        }
+    }
+
+    /// Moves bytes both ways until neither end has anything to say.
+    fn exchange(a: &mut Connection, b: &mut Connection, now: Instant) {
+        loop {
+            let mut quiet = true;
+            if let Some(bytes) = a.poll_transmit() {
+                b.handle_bytes(&bytes, now);
+                quiet = false;
+            }
+            if let Some(bytes) = b.poll_transmit() {
+                a.handle_bytes(&bytes, now);
+                quiet = false;
+            }
+            if quiet {
+                return;
+            }
+        }
+    }
+
+    fn opened(
+        client_idle: Option<Duration>,
+        server_idle: Option<Duration>,
+    ) -> (Connection, Connection, Instant) {
+        let t0 = Instant::now();
+        let mut c = Connection::client(config(client_idle), t0);
+        let mut s = Connection::server(config(server_idle), t0);
+        exchange(&mut c, &mut s, t0);
+        assert_eq!(c.state(), ConnectionState::Open);
+        assert_eq!(s.state(), ConnectionState::Open);
+        (c, s, t0)
+    }
+
+    #[test]
+    fn long_descriptions_are_cut_on_a_char_boundary() {
+        let e = err(condition::DECODE_ERROR, "é".repeat(200));
+        let d = e.description.unwrap();
+        assert!(d.len() <= MAX_DESCRIPTION_LEN + 3);
+        assert!(d.ends_with("..."));
+        let e = err(condition::DECODE_ERROR, "short");
+        assert_eq!(e.description.as_deref(), Some("short"));
+    }
+
+    #[test]
+    fn a_client_without_sasl_sends_header_and_open_at_once() {
+        let mut c = Connection::client(config(None), Instant::now());
+        let out = c.poll_transmit().unwrap();
+        assert_eq!(&out[..8], &ProtocolHeader::AMQP.to_bytes()[..]);
+        assert!(out.len() > 8, "open follows the header");
+        assert_eq!(c.poll_timeout(), None, "no timer before the frames phase");
+        assert_eq!(c.state(), ConnectionState::Handshaking);
+    }
+
+    #[test]
+    fn heartbeats_at_half_the_peers_idle_timeout() {
+        let (mut c, mut s, t0) = opened(None, Some(Duration::from_secs(10)));
+        // The server wants a frame every 10 s: the client's deadline is 5 s after its last.
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        c.handle_timeout(t0 + Duration::from_secs(4));
+        assert_eq!(c.poll_transmit(), None);
+        c.handle_timeout(t0 + Duration::from_secs(5));
+        let beat = c.poll_transmit().unwrap();
+        assert_eq!(beat.len(), frame::FRAME_HEADER_SIZE, "an empty frame");
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        s.handle_bytes(&beat, t0 + Duration::from_secs(5));
+        assert!(s
+            .poll_event()
+            .is_some_and(|e| matches!(e, Event::Opened { .. })));
+        assert_eq!(s.poll_event(), None, "a heartbeat is no event");
+    }
+
+    #[test]
+    fn a_silent_peer_closes_the_connection() {
+        let (_c, mut s, t0) = opened(None, Some(Duration::from_secs(10)));
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        while s.poll_event().is_some() {}
+        s.handle_timeout(t0 + Duration::from_secs(10));
+        assert!(s.is_closed());
+        match s.poll_event() {
+            Some(Event::Closed {
+                error: Some(e),
+                by_peer: false,
+            }) => {
+                assert_eq!(e.condition, condition::RESOURCE_LIMIT_EXCEEDED);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(s.poll_transmit().is_some(), "the close goes out");
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn an_unknown_protocol_header_is_answered_and_closed() {
+        let t0 = Instant::now();
+        let mut s = Connection::server(config(None), t0);
+        s.handle_bytes(b"HTTP/1.1", t0);
+        assert!(s.is_closed());
+        assert_eq!(
+            s.poll_transmit().unwrap(),
+            Bytes::from(ProtocolHeader::AMQP.to_bytes().to_vec())
+        );
+        assert!(matches!(
+            s.poll_event(),
+            Some(Event::Closed {
+                error: Some(_),
+                by_peer: false
+            })
+        ));
+        // Nothing more is read.
+        s.handle_bytes(&ProtocolHeader::AMQP.to_bytes(), t0);
+        assert_eq!(s.buffered_input(), 0);
+        assert_eq!(s.poll_event(), None);
+    }
+
+    #[test]
+    fn frames_before_open_close_the_connection() {
+        let t0 = Instant::now();
+        let mut s = Connection::server(config(None), t0);
+        // A begin first is refused as "before open".
+        let begin = crate::amqp::types::transport::Begin {
+            remote_channel: None,
+            next_outgoing_id: 0,
+            incoming_window: 1,
+            outgoing_window: 1,
+            handle_max: 1,
+            offered_capabilities: None,
+            desired_capabilities: None,
+            properties: None,
+        };
+        let mut input = BytesMut::new();
+        input.extend_from_slice(&ProtocolHeader::AMQP.to_bytes());
+        frame::write_amqp_frame(&mut input, 0, &Performative::Begin(begin), &[]);
+        s.handle_bytes(&input, t0);
+        match s.poll_event() {
+            Some(Event::Closed { error: Some(e), .. }) => {
+                assert_eq!(e.condition, condition::NOT_ALLOWED);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
