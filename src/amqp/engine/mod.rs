@@ -16,6 +16,7 @@
 
 mod config;
 mod connection;
+mod delivery;
 mod event;
 mod link;
 mod sasl;

@@ -1,0 +1,439 @@
+//! Incoming transfers: a delivery reassembled from its frames (the `more` flag), under the
+//! link's size limit, with aborts and link errors that drop the rest of a delivery.
+
+use crate::amqp::engine::connection::{err, Connection};
+use crate::amqp::engine::event::{Delivery, Event};
+use crate::amqp::engine::link::{Credit, LinkState};
+use crate::amqp::engine::session::SessionState;
+use crate::amqp::types::definitions::Role as LinkRole;
+use crate::amqp::types::error::{condition, AmqpError};
+use crate::amqp::types::messaging::DeliveryState;
+use crate::amqp::types::transport::Transfer;
+use bytes::{Bytes, BytesMut};
+
+/// Reassembly limit for links that set no max-message-size: enough for any Event Hubs tier,
+/// small enough that a hostile peer cannot make us buffer without bound.
+pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: u64 = 256 * 1024 * 1024;
+
+/// A delivery being reassembled from several transfer frames.
+#[derive(Debug)]
+struct Partial {
+    delivery_id: u32,
+    tag: Bytes,
+    format: u32,
+    settled: bool,
+    state: Option<DeliveryState>,
+    /// The only frame so far: kept as the frame's own slice (zero copy).
+    first: Bytes,
+    /// From the second frame on, everything so far, copied together.
+    rest: Option<BytesMut>,
+    size: u64,
+}
+
+impl Partial {
+    /// Appends a frame's payload; a one-frame delivery stays a slice of its frame.
+    fn push(&mut self, payload: Bytes) {
+        match (&mut self.rest, self.first.is_empty()) {
+            (None, true) => self.first = payload,
+            (None, false) => {
+                let mut buf = BytesMut::with_capacity(self.first.len() + payload.len());
+                buf.extend_from_slice(&self.first);
+                buf.extend_from_slice(&payload);
+                self.rest = Some(buf);
+            }
+            (Some(buf), _) => buf.extend_from_slice(&payload),
+        }
+    }
+
+    fn finish(self) -> Delivery {
+        Delivery {
+            delivery_id: self.delivery_id,
+            tag: self.tag,
+            message_format: self.format,
+            settled: self.settled,
+            state: self.state,
+            payload: match self.rest {
+                Some(buf) => buf.freeze(),
+                None => self.first,
+            },
+        }
+    }
+}
+
+/// A receiving link's reassembly state.
+#[derive(Debug)]
+pub(crate) struct Reassembly {
+    partial: Option<Partial>,
+    /// The delivery ran past the limit or the link failed: drop its remaining frames.
+    discarding: bool,
+    /// Largest message we reassemble.
+    pub max_message_size: u64,
+}
+
+impl Default for Reassembly {
+    fn default() -> Self {
+        Reassembly {
+            partial: None,
+            discarding: false,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+impl Reassembly {
+    /// Takes in one transfer frame. A delivery's first frame uses one of the link's `credit`.
+    /// Returns the whole delivery on its last frame; an error is the peer's breach of a link
+    /// rule (the link must be detached with it).
+    pub(crate) fn on_transfer(
+        &mut self,
+        t: Transfer,
+        payload: Bytes,
+        credit: &mut Credit,
+    ) -> Result<Option<Delivery>, AmqpError> {
+        if t.aborted {
+            // An abort on a delivery's first frame still started a delivery on the sender's
+            // side.
+            if self.partial.is_none() && !self.discarding && t.delivery_id.is_some() {
+                credit.count_aborted();
+            }
+            self.partial = None;
+            self.discarding = false;
+            return Ok(None);
+        }
+        match &self.partial {
+            Some(p) => {
+                if let Some(id) = t.delivery_id.filter(|&id| id != p.delivery_id) {
+                    return Err(err(
+                        condition::INVALID_FIELD,
+                        format!(
+                            "transfer for delivery {id} while delivery {} is incomplete",
+                            p.delivery_id
+                        ),
+                    ));
+                }
+            }
+            None => {
+                if self.discarding {
+                    if !t.more {
+                        self.discarding = false;
+                    }
+                    return Ok(None);
+                }
+                let Some(delivery_id) = t.delivery_id else {
+                    return Err(err(
+                        condition::INVALID_FIELD,
+                        "first transfer of a delivery has no delivery-id",
+                    ));
+                };
+                if !credit.take() {
+                    return Err(err(
+                        condition::LINK_TRANSFER_LIMIT_EXCEEDED,
+                        "transfer without link credit",
+                    ));
+                }
+                self.partial = Some(Partial {
+                    delivery_id,
+                    tag: t.delivery_tag.unwrap_or_default(),
+                    format: t.message_format.unwrap_or(0),
+                    settled: false,
+                    state: None,
+                    first: Bytes::new(),
+                    rest: None,
+                    size: 0,
+                });
+            }
+        }
+        let Some(p) = self.partial.as_mut() else {
+            return Ok(None);
+        };
+        p.size += payload.len() as u64;
+        if p.size > self.max_message_size {
+            return Err(err(
+                condition::LINK_MESSAGE_SIZE_EXCEEDED,
+                format!(
+                    "message of at least {} bytes exceeds max-message-size {}",
+                    p.size, self.max_message_size
+                ),
+            ));
+        }
+        // Settled and state may come on any frame; the last word counts.
+        if t.settled == Some(true) {
+            p.settled = true;
+        }
+        if t.state.is_some() {
+            p.state = t.state;
+        }
+        p.push(payload);
+        if t.more {
+            return Ok(None);
+        }
+        Ok(self.partial.take().map(Partial::finish))
+    }
+
+    /// Drops the delivery in progress and whatever frames of it still come.
+    pub(crate) fn discard(&mut self) {
+        self.partial = None;
+        self.discarding = true;
+    }
+}
+
+impl Connection {
+    pub(in crate::amqp::engine) fn on_transfer(&mut self, local: u16, t: Transfer, payload: Bytes) {
+        let Some(s) = self.sessions.get_mut(&local) else {
+            return;
+        };
+        if s.state == SessionState::EndSent {
+            return;
+        }
+        match s.on_incoming_transfer() {
+            Err(e) => {
+                self.fail_session(local, e);
+                return;
+            }
+            Ok(true) => {
+                let f = s.flow();
+                self.write(local, f.into(), &[]);
+            }
+            Ok(false) => {}
+        }
+        let Some(id) = self.link_by_remote(local, t.handle) else {
+            return;
+        };
+        let Some(l) = self.links.get_mut(&id) else {
+            return;
+        };
+        if l.state == LinkState::DetachSent {
+            return;
+        }
+        if l.role != LinkRole::Receiver {
+            self.fail_link(
+                id,
+                err(
+                    condition::NOT_ALLOWED,
+                    "transfer on a link where we are the sender",
+                ),
+            );
+            return;
+        }
+        let delivery = match l.incoming.on_transfer(t, payload, &mut l.credit) {
+            Ok(Some(d)) => d,
+            Ok(None) => return,
+            Err(e) => {
+                self.fail_link(id, e);
+                return;
+            }
+        };
+        if !delivery.settled {
+            if let Some(s) = self.sessions.get_mut(&local) {
+                s.unsettled.track_incoming(delivery.delivery_id, id);
+            }
+        }
+        self.events
+            .push_back(Event::Delivery { link: id, delivery });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(delivery_id: Option<u32>, more: bool) -> Transfer {
+        Transfer {
+            delivery_id,
+            delivery_tag: delivery_id.map(|id| Bytes::copy_from_slice(&id.to_be_bytes())),
+            more,
+            ..Transfer::default()
+        }
+    }
+
+    fn credit(link_credit: u32) -> Credit {
+        Credit {
+            delivery_count: 0,
+            link_credit,
+            drain: false,
+        }
+    }
+
+    #[test]
+    fn a_single_frame_delivery_is_a_slice_of_its_frame() {
+        let mut r = Reassembly::default();
+        let mut c = credit(1);
+        let body = Bytes::from_static(b"hello");
+        let mut t = frame(Some(7), false);
+        t.message_format = Some(0x8001_3700);
+        t.settled = Some(true);
+        let d = r.on_transfer(t, body.clone(), &mut c).unwrap().unwrap();
+        assert_eq!(d.delivery_id, 7);
+        assert_eq!(d.tag, Bytes::copy_from_slice(&7u32.to_be_bytes()));
+        assert_eq!(d.message_format, 0x8001_3700);
+        assert!(d.settled);
+        assert_eq!(d.payload.as_ptr(), body.as_ptr(), "no copy");
+        assert_eq!(
+            c,
+            Credit {
+                delivery_count: 1,
+                link_credit: 0,
+                drain: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_message_split_over_many_frames_comes_whole_on_the_last() {
+        let mut r = Reassembly::default();
+        let mut c = credit(5);
+        let parts: Vec<Bytes> = (0u8..50).map(|i| Bytes::from(vec![i; 100])).collect();
+        for (i, part) in parts.iter().enumerate() {
+            let first = i == 0;
+            let last = i == parts.len() - 1;
+            // Continuations may repeat the delivery id or leave it out.
+            let id = (first || i % 2 == 0).then_some(3);
+            let mut t = frame(id, !last);
+            if !first {
+                t.delivery_tag = None;
+            }
+            if i == 10 {
+                t.state = Some(DeliveryState::Accepted(
+                    crate::amqp::types::messaging::Accepted,
+                ));
+            }
+            if last {
+                t.settled = Some(true);
+            }
+            let got = r.on_transfer(t, part.clone(), &mut c).unwrap();
+            assert_eq!(got.is_some(), last, "frame {i}");
+            if let Some(d) = got {
+                let whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+                assert_eq!(d.payload, whole);
+                assert_eq!(d.delivery_id, 3);
+                assert!(d.settled, "settled on the last frame counts");
+                assert!(d.state.is_some(), "a state on a middle frame is kept");
+            }
+        }
+        assert_eq!(c.link_credit, 4, "one delivery, one credit");
+        assert_eq!(c.delivery_count, 1);
+    }
+
+    #[test]
+    fn empty_frames_and_an_empty_message() {
+        let mut r = Reassembly::default();
+        let mut c = credit(2);
+        let d = r.on_transfer(frame(Some(0), false), Bytes::new(), &mut c);
+        assert_eq!(d.unwrap().unwrap().payload, Bytes::new());
+        assert!(r
+            .on_transfer(frame(Some(1), true), Bytes::new(), &mut c)
+            .unwrap()
+            .is_none());
+        assert!(r
+            .on_transfer(frame(None, true), Bytes::from_static(b"ab"), &mut c)
+            .unwrap()
+            .is_none());
+        let d = r.on_transfer(frame(None, false), Bytes::from_static(b"c"), &mut c);
+        assert_eq!(d.unwrap().unwrap().payload, Bytes::from_static(b"abc"));
+    }
+
+    #[test]
+    fn the_size_limit_counts_every_frame() {
+        let mut r = Reassembly {
+            max_message_size: 10,
+            ..Reassembly::default()
+        };
+        let mut c = credit(3);
+        let d = r.on_transfer(frame(Some(0), false), Bytes::from(vec![0; 10]), &mut c);
+        assert!(d.unwrap().is_some(), "exactly the limit is fine");
+        r.on_transfer(frame(Some(1), true), Bytes::from(vec![0; 6]), &mut c)
+            .unwrap();
+        let e = r
+            .on_transfer(frame(None, true), Bytes::from(vec![0; 5]), &mut c)
+            .unwrap_err();
+        assert_eq!(e.condition, condition::LINK_MESSAGE_SIZE_EXCEEDED);
+        // The link fails; the rest of that delivery is dropped, the next one is received.
+        r.discard();
+        assert!(r
+            .on_transfer(frame(None, true), Bytes::from(vec![0; 50]), &mut c)
+            .unwrap()
+            .is_none());
+        assert!(r
+            .on_transfer(frame(None, false), Bytes::from(vec![0; 50]), &mut c)
+            .unwrap()
+            .is_none());
+        let d = r.on_transfer(frame(Some(2), false), Bytes::from_static(b"ok"), &mut c);
+        assert_eq!(d.unwrap().unwrap().delivery_id, 2);
+        assert_eq!(c.link_credit, 0);
+    }
+
+    #[test]
+    fn an_aborted_transfer_drops_the_delivery() {
+        let mut r = Reassembly::default();
+        let mut c = credit(2);
+        r.on_transfer(frame(Some(0), true), Bytes::from_static(b"part"), &mut c)
+            .unwrap();
+        let mut abort = frame(None, false);
+        abort.aborted = true;
+        assert!(r
+            .on_transfer(abort.clone(), Bytes::new(), &mut c)
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            c,
+            Credit {
+                delivery_count: 1,
+                link_credit: 1,
+                drain: false
+            }
+        );
+        // An abort on a first frame counts as a delivery the sender started.
+        let mut first_abort = frame(Some(1), false);
+        first_abort.aborted = true;
+        r.on_transfer(first_abort, Bytes::new(), &mut c).unwrap();
+        assert_eq!(
+            c,
+            Credit {
+                delivery_count: 2,
+                link_credit: 0,
+                drain: false
+            }
+        );
+        // An abort also ends discarding.
+        r.discard();
+        r.on_transfer(abort, Bytes::new(), &mut c).unwrap();
+        let e = r
+            .on_transfer(frame(Some(2), false), Bytes::new(), &mut c)
+            .unwrap_err();
+        assert_eq!(
+            e.condition,
+            condition::LINK_TRANSFER_LIMIT_EXCEEDED,
+            "received, not dropped"
+        );
+    }
+
+    #[test]
+    fn a_first_frame_needs_a_delivery_id_and_credit() {
+        let mut r = Reassembly::default();
+        let mut c = credit(1);
+        let e = r
+            .on_transfer(frame(None, false), Bytes::new(), &mut c)
+            .unwrap_err();
+        assert_eq!(e.condition, condition::INVALID_FIELD);
+        assert_eq!(c.link_credit, 1, "nothing counted");
+        let mut c = credit(0);
+        let e = r
+            .on_transfer(frame(Some(0), false), Bytes::new(), &mut c)
+            .unwrap_err();
+        assert_eq!(e.condition, condition::LINK_TRANSFER_LIMIT_EXCEEDED);
+        assert_eq!(c.delivery_count, 0);
+    }
+
+    #[test]
+    fn a_continuation_naming_another_delivery_is_refused() {
+        let mut r = Reassembly::default();
+        let mut c = credit(2);
+        r.on_transfer(frame(Some(4), true), Bytes::from_static(b"a"), &mut c)
+            .unwrap();
+        let e = r
+            .on_transfer(frame(Some(5), false), Bytes::from_static(b"b"), &mut c)
+            .unwrap_err();
+        assert_eq!(e.condition, condition::INVALID_FIELD);
+        assert_eq!(c.link_credit, 1, "the second delivery never started");
+    }
+}
