@@ -13,6 +13,7 @@
 pub mod config;
 pub mod hub;
 mod nodes;
+mod replies;
 mod routing;
 pub mod selector;
 pub mod store;

@@ -5,16 +5,15 @@ use super::hub::Hub;
 use super::nodes::consume::consume;
 use super::nodes::ingest::ingest;
 use super::nodes::requests::{accept_requests, serve_requests};
+use super::replies::ReplyLinks;
 use super::Shared;
 use crate::amqp::codec::Symbol;
 use crate::amqp::engine::LinkAcceptance;
 use crate::amqp::server::{IncomingLink, ServerConnection};
 use crate::amqp::types::definitions::SenderSettleMode;
 use crate::amqp::types::error::{condition, AmqpError};
-use crate::amqp::Sender;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::Notify;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(super) fn now_secs() -> u64 {
     SystemTime::now()
@@ -74,18 +73,11 @@ struct Grant {
     expiry: u64,
 }
 
-struct ReplyLink {
-    node: Node,
-    target: Option<String>,
-    sender: Arc<Sender>,
-}
-
 /// Per-connection state shared by its link tasks.
 pub(crate) struct Conn {
     pub(super) shared: Arc<Shared>,
     grants: Mutex<Vec<Grant>>,
-    replies: Mutex<Vec<ReplyLink>>,
-    replies_changed: Notify,
+    pub(super) replies: ReplyLinks,
 }
 
 impl Conn {
@@ -126,8 +118,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut connection: ServerConnection)
     let conn = Arc::new(Conn {
         shared,
         grants: Mutex::new(Vec::new()),
-        replies: Mutex::new(Vec::new()),
-        replies_changed: Notify::new(),
+        replies: ReplyLinks::new(),
     });
     while let Some(link) = connection.next_link().await {
         let conn = conn.clone();
@@ -172,15 +163,7 @@ async fn route(conn: Arc<Conn>, link: IncomingLink) {
                 ..Default::default()
             };
             if let Ok(sender) = link.accept_sender(acceptance, 1000).await {
-                conn.replies
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(ReplyLink {
-                        node,
-                        target,
-                        sender: Arc::new(sender),
-                    });
-                conn.replies_changed.notify_waiters();
+                conn.replies.serve(node, target, sender).await;
             }
         }
         (Node::Hub(hub), true) => ingest(conn, link, hub, None).await,
@@ -190,36 +173,6 @@ async fn route(conn: Arc<Conn>, link: IncomingLink) {
             condition::NOT_FOUND,
             format!("the emulator has no node {address:?} for this link direction"),
         )),
-    }
-}
-
-/// The link to answer on: the one whose target is the request's reply-to, else the one the
-/// client attached with the node as source on this connection (the Python client sets no
-/// reply-to). Waits a little for a client that attaches it after sending.
-pub(super) async fn reply_link(
-    conn: &Conn,
-    node: &Node,
-    reply_to: Option<&str>,
-) -> Option<Arc<Sender>> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let notified = conn.replies_changed.notified();
-        {
-            let replies = conn.replies.lock().unwrap_or_else(|e| e.into_inner());
-            let same_node = |r: &&ReplyLink| r.node == *node;
-            let by_target = reply_to.and_then(|t| {
-                replies
-                    .iter()
-                    .filter(same_node)
-                    .find(|r| r.target.as_deref() == Some(t))
-            });
-            if let Some(r) = by_target.or_else(|| replies.iter().rev().find(same_node)) {
-                return Some(r.sender.clone());
-            }
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            return None;
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use crate::amqp::server::IncomingLink;
 use crate::amqp::types::definitions::ReceiverSettleMode;
 use crate::amqp::types::message::{ApplicationProperties, Message, Properties, PropertyMap};
 use crate::amqp::Receiver;
-use crate::emulator::routing::{reply_link, Conn, Node};
+use crate::emulator::routing::{Conn, Node};
 use bytes::BytesMut;
 use std::sync::Arc;
 
@@ -62,12 +62,10 @@ pub(crate) async fn serve_requests(conn: Arc<Conn>, mut rx: Receiver, node: Node
             ..Default::default()
         });
         let reply_to = request_props.reply_to.map(|r| r.as_str().to_owned());
-        if let Some(sender) = reply_link(&conn, &node, reply_to.as_deref()).await {
-            let mut buf = BytesMut::with_capacity(reply.encoded_len());
-            reply.encode(&mut buf);
-            if let Ok(p) = sender.start_send_bytes(buf.freeze(), 0, true).await {
-                let _ = p.await;
-            }
-        }
+        let mut buf = BytesMut::with_capacity(reply.encoded_len());
+        reply.encode(&mut buf);
+        conn.replies
+            .deliver(&node, reply_to.as_deref(), buf.freeze())
+            .await;
     }
 }
