@@ -10,6 +10,8 @@ use crate::amqp::codec::{
 };
 use bytes::{BufMut, Bytes};
 
+pub use super::section_map::{MapKey, SectionMap};
+
 /// Numeric descriptor of the `header` section.
 pub const HEADER_CODE: u64 = 0x70;
 /// Numeric descriptor of the `delivery-annotations` section.
@@ -202,23 +204,9 @@ impl Decode for AnnotationKey {
 }
 
 /// An annotations map (delivery annotations, message annotations, footer), in wire order.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Annotations(pub Vec<(AnnotationKey, Value)>);
+pub type Annotations = SectionMap<AnnotationKey>;
 
 impl Annotations {
-    /// An empty map.
-    pub fn new() -> Self {
-        Annotations(Vec::new())
-    }
-
-    /// The value under symbol `key`.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
-    }
-
     /// The value under numeric `key`.
     pub fn get_code(&self, key: u64) -> Option<&Value> {
         self.0
@@ -226,61 +214,15 @@ impl Annotations {
             .find(|(k, _)| *k == AnnotationKey::Ulong(key))
             .map(|(_, v)| v)
     }
-
-    /// Sets `key` to `value`, keeping its position if present; returns the old value.
-    pub fn insert(
-        &mut self,
-        key: impl Into<AnnotationKey>,
-        value: impl Into<Value>,
-    ) -> Option<Value> {
-        let key = key.into();
-        let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => Some(std::mem::replace(&mut slot.1, value)),
-            None => {
-                self.0.push((key, value));
-                None
-            }
-        }
-    }
-
-    /// Removes the entry under symbol `key`.
-    pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let i = self.0.iter().position(|(k, _)| k.as_str() == Some(key))?;
-        Some(self.0.remove(i).1)
-    }
-
-    /// The entries in order.
-    pub fn iter(&self) -> impl Iterator<Item = &(AnnotationKey, Value)> {
-        self.0.iter()
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True when there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
-impl Encode for Annotations {
-    fn encoded_len(&self) -> usize {
-        self.0.encoded_len()
+impl MapKey for AnnotationKey {
+    fn is_named(&self, name: &str) -> bool {
+        self.as_str() == Some(name)
     }
-    fn encode<B: BufMut>(&self, buf: &mut B) {
-        self.0.encode(buf)
-    }
-}
 
-impl Decode for Annotations {
-    /// A null map (seen from lax peers) reads as an empty one.
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        Ok(Annotations(
-            Option::<Vec<_>>::decode(d)?.unwrap_or_default(),
-        ))
+    fn decode_key(d: &mut Decoder) -> Result<Self, DecodeError> {
+        AnnotationKey::decode(d)
     }
 }
 
@@ -360,73 +302,26 @@ map_section!(
 ///
 /// Decoding also accepts symbol keys (read as strings) so one lax peer's key type does not cost
 /// the whole message; encoding always writes strings.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PropertyMap(pub Vec<(Str, Value)>);
+pub type PropertyMap = SectionMap<Str>;
 
-impl PropertyMap {
-    /// An empty map.
-    pub fn new() -> Self {
-        PropertyMap(Vec::new())
+impl MapKey for Str {
+    fn is_named(&self, name: &str) -> bool {
+        *self == name
     }
 
-    /// The value under `key`.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
-    }
-
-    /// Sets `key` to `value`, keeping its position if present; returns the old value.
-    pub fn insert(&mut self, key: impl Into<Str>, value: impl Into<Value>) -> Option<Value> {
-        let key = key.into();
-        let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => Some(std::mem::replace(&mut slot.1, value)),
-            None => {
-                self.0.push((key, value));
-                None
-            }
-        }
-    }
-
-    /// Removes the entry under `key`.
-    pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let i = self.0.iter().position(|(k, _)| *k == key)?;
-        Some(self.0.remove(i).1)
-    }
-
-    /// The entries in order.
-    pub fn iter(&self) -> impl Iterator<Item = &(Str, Value)> {
-        self.0.iter()
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True when there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// A property key as read from the wire: a string, or a symbol taken as one.
-struct PropertyKey(Str);
-
-impl Decode for PropertyKey {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
+    /// A string, or a symbol taken as one.
+    fn decode_key(d: &mut Decoder) -> Result<Self, DecodeError> {
         let at = d.offset();
         let found = d.peek_u8()?;
         if matches!(found, format_code::STR8 | format_code::STR32) {
-            return Str::decode(d).map(PropertyKey);
+            return Str::decode(d);
         }
         match d.read_value()? {
-            Value::String(s) => Ok(PropertyKey(s)),
-            Value::Symbol(s) => Ok(PropertyKey(Str::from_utf8(s.as_bytes().clone()).map_err(
-                |_| DecodeError {
-                    offset: at,
-                    kind: DecodeErrorKind::InvalidUtf8,
-                },
-            )?)),
+            Value::String(s) => Ok(s),
+            Value::Symbol(s) => Str::from_utf8(s.as_bytes().clone()).map_err(|_| DecodeError {
+                offset: at,
+                kind: DecodeErrorKind::InvalidUtf8,
+            }),
             _ => Err(DecodeError {
                 offset: at,
                 kind: DecodeErrorKind::UnexpectedType {
@@ -435,25 +330,6 @@ impl Decode for PropertyKey {
                 },
             }),
         }
-    }
-}
-
-impl Encode for PropertyMap {
-    fn encoded_len(&self) -> usize {
-        self.0.encoded_len()
-    }
-    fn encode<B: BufMut>(&self, buf: &mut B) {
-        self.0.encode(buf)
-    }
-}
-
-impl Decode for PropertyMap {
-    /// A null map (seen from lax peers) reads as an empty one.
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let pairs = Option::<Vec<(PropertyKey, Value)>>::decode(d)?.unwrap_or_default();
-        Ok(PropertyMap(
-            pairs.into_iter().map(|(k, v)| (k.0, v)).collect(),
-        ))
     }
 }
 
@@ -1085,7 +961,10 @@ mod tests {
         };
         m.application_properties_mut().insert("count", 3i32);
         m.application_properties_mut().insert("name", "x");
-        m.footer = Some(Footer(Annotations(vec![("hash".into(), Value::Uint(1))])));
+        m.footer = Some(Footer(Annotations::from(vec![(
+            "hash".into(),
+            Value::Uint(1),
+        )])));
         m
     }
 
