@@ -5,8 +5,8 @@
 //! the Event Hubs batch code relies on to account for bytes before it writes them.
 
 use crate::amqp::codec::{
-    composite_len, format_code, write_composite_header, Decode, DecodeError, DecodeErrorKind,
-    Decoder, Descriptor, Encode, Str, Symbol, Timestamp, Uuid, Value,
+    composite_len, composite_type, format_code, write_composite_header, Decode, DecodeError,
+    DecodeErrorKind, Decoder, Descriptor, Encode, Str, Symbol, Timestamp, Uuid, Value,
 };
 use bytes::{BufMut, Bytes};
 
@@ -78,19 +78,21 @@ fn write_section_prefix<B: BufMut>(buf: &mut B, code: u64) {
 // ---------------------------------------------------------------------------------------------
 // header
 
-/// Transport headers of a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
-    /// Whether intermediaries must store the message durably.
-    pub durable: bool,
-    /// Relative priority (default 4).
-    pub priority: u8,
-    /// Time to live in milliseconds.
-    pub ttl: Option<u32>,
-    /// True when the message has not been acquired by any link before.
-    pub first_acquirer: bool,
-    /// Number of earlier unsuccessful delivery attempts.
-    pub delivery_count: u32,
+composite_type! {
+    /// Transport headers of a message.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Header(HEADER_CODE, HEADER_NAME) {
+        /// Whether intermediaries must store the message durably.
+        pub durable: bool => or_default,
+        /// Relative priority (default 4).
+        pub priority: u8 => or(4),
+        /// Time to live in milliseconds.
+        pub ttl: Option<u32> => optional,
+        /// True when the message has not been acquired by any link before.
+        pub first_acquirer: bool => or_default,
+        /// Number of earlier unsuccessful delivery attempts.
+        pub delivery_count: u32 => or_default,
+    }
 }
 
 impl Default for Header {
@@ -103,27 +105,6 @@ impl Default for Header {
             first_acquirer: false,
             delivery_count: 0,
         }
-    }
-}
-
-crate::encode_composite!(Header, HEADER_CODE, |s| [
-    s.durable,
-    s.priority,
-    s.ttl,
-    s.first_acquirer,
-    s.delivery_count,
-]);
-
-impl Decode for Header {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(HEADER_CODE, HEADER_NAME)?;
-        Ok(Header {
-            durable: l.or_default()?,
-            priority: l.or(4)?,
-            ttl: l.optional()?,
-            first_acquirer: l.or_default()?,
-            delivery_count: l.or_default()?,
-        })
     }
 }
 
@@ -430,71 +411,36 @@ impl Decode for MessageId {
     }
 }
 
-/// Immutable properties of a message.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Properties {
-    /// Application-assigned message id.
-    pub message_id: Option<MessageId>,
-    /// Identity of the user that produced the message.
-    pub user_id: Option<Bytes>,
-    /// Destination address.
-    pub to: Option<Str>,
-    /// Application subject.
-    pub subject: Option<Str>,
-    /// Address to reply to.
-    pub reply_to: Option<Str>,
-    /// Id of the message this one relates to (replies echo the request's message id).
-    pub correlation_id: Option<MessageId>,
-    /// MIME type of the body.
-    pub content_type: Option<Symbol>,
-    /// Content encoding of the body.
-    pub content_encoding: Option<Symbol>,
-    /// When the message expires.
-    pub absolute_expiry_time: Option<Timestamp>,
-    /// When the message was created.
-    pub creation_time: Option<Timestamp>,
-    /// Group the message belongs to.
-    pub group_id: Option<Str>,
-    /// Position within the group.
-    pub group_sequence: Option<u32>,
-    /// Group to reply to.
-    pub reply_to_group_id: Option<Str>,
-}
-
-crate::encode_composite!(Properties, PROPERTIES_CODE, |s| [
-    s.message_id,
-    s.user_id,
-    s.to,
-    s.subject,
-    s.reply_to,
-    s.correlation_id,
-    s.content_type,
-    s.content_encoding,
-    s.absolute_expiry_time,
-    s.creation_time,
-    s.group_id,
-    s.group_sequence,
-    s.reply_to_group_id,
-]);
-
-impl Decode for Properties {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(PROPERTIES_CODE, PROPERTIES_NAME)?;
-        Ok(Properties {
-            message_id: l.optional()?,
-            user_id: l.optional()?,
-            to: l.optional()?,
-            subject: l.optional()?,
-            reply_to: l.optional()?,
-            correlation_id: l.optional()?,
-            content_type: l.optional()?,
-            content_encoding: l.optional()?,
-            absolute_expiry_time: l.optional()?,
-            creation_time: l.optional()?,
-            group_id: l.optional()?,
-            group_sequence: l.optional()?,
-            reply_to_group_id: l.optional()?,
-        })
+composite_type! {
+    /// Immutable properties of a message.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct Properties(PROPERTIES_CODE, PROPERTIES_NAME) {
+        /// Application-assigned message id.
+        pub message_id: Option<MessageId> => optional,
+        /// Identity of the user that produced the message.
+        pub user_id: Option<Bytes> => optional,
+        /// Destination address.
+        pub to: Option<Str> => optional,
+        /// Application subject.
+        pub subject: Option<Str> => optional,
+        /// Address to reply to.
+        pub reply_to: Option<Str> => optional,
+        /// Id of the message this one relates to (replies echo the request's message id).
+        pub correlation_id: Option<MessageId> => optional,
+        /// MIME type of the body.
+        pub content_type: Option<Symbol> => optional,
+        /// Content encoding of the body.
+        pub content_encoding: Option<Symbol> => optional,
+        /// When the message expires.
+        pub absolute_expiry_time: Option<Timestamp> => optional,
+        /// When the message was created.
+        pub creation_time: Option<Timestamp> => optional,
+        /// Group the message belongs to.
+        pub group_id: Option<Str> => optional,
+        /// Position within the group.
+        pub group_sequence: Option<u32> => optional,
+        /// Group to reply to.
+        pub reply_to_group_id: Option<Str> => optional,
     }
 }
 
