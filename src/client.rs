@@ -434,16 +434,17 @@ impl EventHubClient {
             .unwrap_or_else(|| (i.host.clone(), i.port));
         let what = format!("connecting to {host}:{port}");
         self.trace(&what);
-        let mut o = ConnectOptions::new(host.clone(), port).sasl_anonymous();
-        o.hostname = Some(i.host.clone());
-        o.connect_timeout = i.options.operation_timeout;
-        o.max_frame_size = 256 * 1024;
-        o.frame_trace = if i.options.network_tracing {
-            FrameTrace::Info
-        } else {
-            FrameTrace::Debug
-        };
-        o.channel_max = 1023;
+        let mut o = ConnectOptions::new(host.clone(), port)
+            .sasl_anonymous()
+            .hostname(i.host.clone())
+            .connect_timeout(i.options.operation_timeout)
+            .max_frame_size(256 * 1024)
+            .frame_trace(if i.options.network_tracing {
+                FrameTrace::Info
+            } else {
+                FrameTrace::Debug
+            })
+            .channel_max(1023);
         let prop = |k: &str, v: &str| (Symbol::from(k), Value::from(v));
         let props: Fields = vec![
             prop("product", "eventhubs-rs"),
@@ -455,7 +456,7 @@ impl EventHubClient {
                 concat!("eventhubs-rs/", env!("CARGO_PKG_VERSION")),
             ),
         ];
-        o.properties = Some(props);
+        o = o.properties(props);
         #[cfg(feature = "tls")]
         if i.options.use_tls {
             let mut tls = i.options.tls.clone();

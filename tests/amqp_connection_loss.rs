@@ -117,8 +117,8 @@ async fn heartbeats_keep_a_quiet_connection_alive() {
         ..ListenerOptions::default()
     })
     .await;
-    let mut opts = ConnectOptions::new("127.0.0.1", b.port());
-    opts.idle_timeout = Some(Duration::from_millis(300));
+    let opts =
+        ConnectOptions::new("127.0.0.1", b.port()).idle_timeout(Some(Duration::from_millis(300)));
     let conn = Connection::connect(opts).await.unwrap();
     assert_eq!(conn.remote_open().idle_time_out, Some(300));
     let s = conn.open_session().await.unwrap();
@@ -144,8 +144,8 @@ async fn a_peer_that_goes_silent_is_closed_after_the_idle_timeout() {
     let _clock = support::fast_clock();
     let b = QueueBroker::start(ListenerOptions::default()).await;
     let proxy = Proxy::start(b.addr()).await;
-    let mut opts = ConnectOptions::new("127.0.0.1", proxy.port);
-    opts.idle_timeout = Some(Duration::from_millis(500));
+    let opts =
+        ConnectOptions::new("127.0.0.1", proxy.port).idle_timeout(Some(Duration::from_millis(500)));
     let conn = Connection::connect(opts).await.unwrap();
     let s = conn.open_session().await.unwrap();
     let mut rx = s

@@ -64,14 +64,14 @@ fn pki() -> Pki {
 }
 
 fn client_options(p: &Pki, port: u16, cert: Option<ClientCertificate>) -> ConnectOptions {
-    let mut o = ConnectOptions::new("127.0.0.1", port).tls(TlsClientOptions {
-        server_name: Some("localhost".into()),
-        extra_roots: vec![p.ca.clone()],
-        only_extra_roots: true,
-        client_certificate: cert,
-    });
-    o.sasl = Some(SaslClientMechanism::External);
-    o
+    ConnectOptions::new("127.0.0.1", port)
+        .tls(TlsClientOptions {
+            server_name: Some("localhost".into()),
+            extra_roots: vec![p.ca.clone()],
+            only_extra_roots: true,
+            client_certificate: cert,
+        })
+        .sasl(SaslClientMechanism::External)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

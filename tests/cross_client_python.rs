@@ -180,11 +180,11 @@ fn props_of(i: usize, sender: Sender) -> PropertyMap {
     if sender == Sender::Ours {
         entries.retain(|(k, _)| *k != "dec");
     }
-    PropertyMap(
+    PropertyMap::from(
         entries
             .into_iter()
             .map(|(k, v)| (Str::from(k), v))
-            .collect(),
+            .collect::<Vec<_>>(),
     )
 }
 

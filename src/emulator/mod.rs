@@ -20,8 +20,8 @@ pub mod store;
 
 use crate::amqp::codec::Symbol;
 use crate::amqp::engine::{ConnectionConfig, SaslAuthenticator, SaslDecision};
-use crate::amqp::server::{Listener, ListenerOptions};
 use crate::amqp::types::error::AmqpError;
+use crate::amqp::{Listener, ListenerOptions};
 pub use config::{ConfigError, EntityConfig, HubConfig, SasKey};
 use hub::Hub;
 use std::collections::HashMap;

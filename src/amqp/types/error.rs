@@ -1,7 +1,7 @@
 //! The AMQP `error` composite and the well-known error conditions.
 
 use super::definitions::Fields;
-use crate::amqp::codec::{Decode, DecodeError, Decoder, Str, Symbol, Value};
+use crate::amqp::codec::{composite_type, Str, Symbol, Value};
 use std::fmt;
 
 /// Numeric descriptor of `amqp:error:list`.
@@ -9,18 +9,20 @@ pub const ERROR_CODE: u64 = 0x1d;
 /// Symbolic descriptor of the error composite.
 pub const ERROR_NAME: &str = "amqp:error:list";
 
-/// An AMQP error as carried by `detach`, `end`, `close` and `rejected`.
-///
-/// The condition and description are kept verbatim so that the client's own error type can
-/// report exactly what the peer said.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AmqpError {
-    /// The error condition, e.g. [`condition::NOT_FOUND`].
-    pub condition: Symbol,
-    /// Human-readable text from the peer.
-    pub description: Option<Str>,
-    /// Extra details (redirect targets, tracking ids, ...).
-    pub info: Option<Fields>,
+composite_type! {
+    /// An AMQP error as carried by `detach`, `end`, `close` and `rejected`.
+    ///
+    /// The condition and description are kept verbatim so that the client's own error type can
+    /// report exactly what the peer said.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct AmqpError(ERROR_CODE, ERROR_NAME) {
+        /// The error condition, e.g. [`condition::NOT_FOUND`].
+        pub condition: Symbol => required("condition"),
+        /// Human-readable text from the peer.
+        pub description: Option<Str> => optional,
+        /// Extra details (redirect targets, tracking ids, ...).
+        pub info: Option<Fields> => optional,
+    }
 }
 
 impl AmqpError {
@@ -85,23 +87,6 @@ impl fmt::Display for AmqpError {
 }
 
 impl std::error::Error for AmqpError {}
-
-crate::encode_composite!(AmqpError, ERROR_CODE, |s| [
-    s.condition,
-    s.description,
-    s.info
-]);
-
-impl Decode for AmqpError {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(ERROR_CODE, ERROR_NAME)?;
-        Ok(AmqpError {
-            condition: l.required("condition")?,
-            description: l.optional()?,
-            info: l.optional()?,
-        })
-    }
-}
 
 /// Well-known error conditions of AMQP 1.0 (sections 2.8.15-2.8.18, 4.5.x).
 pub mod condition {

@@ -5,10 +5,12 @@
 //! writer can account for bytes before it writes them.
 
 use crate::amqp::codec::{
-    composite_len, format_code, write_composite_header, Decode, DecodeError, DecodeErrorKind,
-    Decoder, Descriptor, Encode, Str, Symbol, Timestamp, Uuid, Value,
+    composite_len, composite_type, format_code, write_composite_header, Decode, DecodeError,
+    DecodeErrorKind, Decoder, Descriptor, Encode, Str, Symbol, Timestamp, Uuid, Value,
 };
 use bytes::{BufMut, Bytes};
+
+pub use super::section_map::{MapKey, SectionMap};
 
 /// Numeric descriptor of the `header` section.
 pub const HEADER_CODE: u64 = 0x70;
@@ -76,19 +78,21 @@ fn write_section_prefix<B: BufMut>(buf: &mut B, code: u64) {
 // ---------------------------------------------------------------------------------------------
 // header
 
-/// Transport headers of a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
-    /// Whether intermediaries must store the message durably.
-    pub durable: bool,
-    /// Relative priority (default 4).
-    pub priority: u8,
-    /// Time to live in milliseconds.
-    pub ttl: Option<u32>,
-    /// True when the message has not been acquired by any link before.
-    pub first_acquirer: bool,
-    /// Number of earlier unsuccessful delivery attempts.
-    pub delivery_count: u32,
+composite_type! {
+    /// Transport headers of a message.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Header(HEADER_CODE, HEADER_NAME) {
+        /// Whether intermediaries must store the message durably.
+        pub durable: bool => or_default,
+        /// Relative priority (default 4).
+        pub priority: u8 => or(4),
+        /// Time to live in milliseconds.
+        pub ttl: Option<u32> => optional,
+        /// True when the message has not been acquired by any link before.
+        pub first_acquirer: bool => or_default,
+        /// Number of earlier unsuccessful delivery attempts.
+        pub delivery_count: u32 => or_default,
+    }
 }
 
 impl Default for Header {
@@ -101,27 +105,6 @@ impl Default for Header {
             first_acquirer: false,
             delivery_count: 0,
         }
-    }
-}
-
-crate::encode_composite!(Header, HEADER_CODE, |s| [
-    s.durable,
-    s.priority,
-    s.ttl,
-    s.first_acquirer,
-    s.delivery_count,
-]);
-
-impl Decode for Header {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(HEADER_CODE, HEADER_NAME)?;
-        Ok(Header {
-            durable: l.or_default()?,
-            priority: l.or(4)?,
-            ttl: l.optional()?,
-            first_acquirer: l.or_default()?,
-            delivery_count: l.or_default()?,
-        })
     }
 }
 
@@ -202,23 +185,9 @@ impl Decode for AnnotationKey {
 }
 
 /// An annotations map (delivery annotations, message annotations, footer), in wire order.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Annotations(pub Vec<(AnnotationKey, Value)>);
+pub type Annotations = SectionMap<AnnotationKey>;
 
 impl Annotations {
-    /// An empty map.
-    pub fn new() -> Self {
-        Annotations(Vec::new())
-    }
-
-    /// The value under symbol `key`.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
-    }
-
     /// The value under numeric `key`.
     pub fn get_code(&self, key: u64) -> Option<&Value> {
         self.0
@@ -226,61 +195,15 @@ impl Annotations {
             .find(|(k, _)| *k == AnnotationKey::Ulong(key))
             .map(|(_, v)| v)
     }
-
-    /// Sets `key` to `value`, keeping its position if present; returns the old value.
-    pub fn insert(
-        &mut self,
-        key: impl Into<AnnotationKey>,
-        value: impl Into<Value>,
-    ) -> Option<Value> {
-        let key = key.into();
-        let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => Some(std::mem::replace(&mut slot.1, value)),
-            None => {
-                self.0.push((key, value));
-                None
-            }
-        }
-    }
-
-    /// Removes the entry under symbol `key`.
-    pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let i = self.0.iter().position(|(k, _)| k.as_str() == Some(key))?;
-        Some(self.0.remove(i).1)
-    }
-
-    /// The entries in order.
-    pub fn iter(&self) -> impl Iterator<Item = &(AnnotationKey, Value)> {
-        self.0.iter()
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True when there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
-impl Encode for Annotations {
-    fn encoded_len(&self) -> usize {
-        self.0.encoded_len()
+impl MapKey for AnnotationKey {
+    fn is_named(&self, name: &str) -> bool {
+        self.as_str() == Some(name)
     }
-    fn encode<B: BufMut>(&self, buf: &mut B) {
-        self.0.encode(buf)
-    }
-}
 
-impl Decode for Annotations {
-    /// A null map (seen from lax peers) reads as an empty one.
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        Ok(Annotations(
-            Option::<Vec<_>>::decode(d)?.unwrap_or_default(),
-        ))
+    fn decode_key(d: &mut Decoder) -> Result<Self, DecodeError> {
+        AnnotationKey::decode(d)
     }
 }
 
@@ -360,73 +283,26 @@ map_section!(
 ///
 /// Decoding also accepts symbol keys (read as strings) so one lax peer's key type does not cost
 /// the whole message; encoding always writes strings.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PropertyMap(pub Vec<(Str, Value)>);
+pub type PropertyMap = SectionMap<Str>;
 
-impl PropertyMap {
-    /// An empty map.
-    pub fn new() -> Self {
-        PropertyMap(Vec::new())
+impl MapKey for Str {
+    fn is_named(&self, name: &str) -> bool {
+        *self == name
     }
 
-    /// The value under `key`.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
-    }
-
-    /// Sets `key` to `value`, keeping its position if present; returns the old value.
-    pub fn insert(&mut self, key: impl Into<Str>, value: impl Into<Value>) -> Option<Value> {
-        let key = key.into();
-        let value = value.into();
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => Some(std::mem::replace(&mut slot.1, value)),
-            None => {
-                self.0.push((key, value));
-                None
-            }
-        }
-    }
-
-    /// Removes the entry under `key`.
-    pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let i = self.0.iter().position(|(k, _)| *k == key)?;
-        Some(self.0.remove(i).1)
-    }
-
-    /// The entries in order.
-    pub fn iter(&self) -> impl Iterator<Item = &(Str, Value)> {
-        self.0.iter()
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True when there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// A property key as read from the wire: a string, or a symbol taken as one.
-struct PropertyKey(Str);
-
-impl Decode for PropertyKey {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
+    /// A string, or a symbol taken as one.
+    fn decode_key(d: &mut Decoder) -> Result<Self, DecodeError> {
         let at = d.offset();
         let found = d.peek_u8()?;
         if matches!(found, format_code::STR8 | format_code::STR32) {
-            return Str::decode(d).map(PropertyKey);
+            return Str::decode(d);
         }
         match d.read_value()? {
-            Value::String(s) => Ok(PropertyKey(s)),
-            Value::Symbol(s) => Ok(PropertyKey(Str::from_utf8(s.as_bytes().clone()).map_err(
-                |_| DecodeError {
-                    offset: at,
-                    kind: DecodeErrorKind::InvalidUtf8,
-                },
-            )?)),
+            Value::String(s) => Ok(s),
+            Value::Symbol(s) => Str::from_utf8(s.as_bytes().clone()).map_err(|_| DecodeError {
+                offset: at,
+                kind: DecodeErrorKind::InvalidUtf8,
+            }),
             _ => Err(DecodeError {
                 offset: at,
                 kind: DecodeErrorKind::UnexpectedType {
@@ -435,25 +311,6 @@ impl Decode for PropertyKey {
                 },
             }),
         }
-    }
-}
-
-impl Encode for PropertyMap {
-    fn encoded_len(&self) -> usize {
-        self.0.encoded_len()
-    }
-    fn encode<B: BufMut>(&self, buf: &mut B) {
-        self.0.encode(buf)
-    }
-}
-
-impl Decode for PropertyMap {
-    /// A null map (seen from lax peers) reads as an empty one.
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let pairs = Option::<Vec<(PropertyKey, Value)>>::decode(d)?.unwrap_or_default();
-        Ok(PropertyMap(
-            pairs.into_iter().map(|(k, v)| (k.0, v)).collect(),
-        ))
     }
 }
 
@@ -554,71 +411,36 @@ impl Decode for MessageId {
     }
 }
 
-/// Immutable properties of a message.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Properties {
-    /// Application-assigned message id.
-    pub message_id: Option<MessageId>,
-    /// Identity of the user that produced the message.
-    pub user_id: Option<Bytes>,
-    /// Destination address.
-    pub to: Option<Str>,
-    /// Application subject.
-    pub subject: Option<Str>,
-    /// Address to reply to.
-    pub reply_to: Option<Str>,
-    /// Id of the message this one relates to (replies echo the request's message id).
-    pub correlation_id: Option<MessageId>,
-    /// MIME type of the body.
-    pub content_type: Option<Symbol>,
-    /// Content encoding of the body.
-    pub content_encoding: Option<Symbol>,
-    /// When the message expires.
-    pub absolute_expiry_time: Option<Timestamp>,
-    /// When the message was created.
-    pub creation_time: Option<Timestamp>,
-    /// Group the message belongs to.
-    pub group_id: Option<Str>,
-    /// Position within the group.
-    pub group_sequence: Option<u32>,
-    /// Group to reply to.
-    pub reply_to_group_id: Option<Str>,
-}
-
-crate::encode_composite!(Properties, PROPERTIES_CODE, |s| [
-    s.message_id,
-    s.user_id,
-    s.to,
-    s.subject,
-    s.reply_to,
-    s.correlation_id,
-    s.content_type,
-    s.content_encoding,
-    s.absolute_expiry_time,
-    s.creation_time,
-    s.group_id,
-    s.group_sequence,
-    s.reply_to_group_id,
-]);
-
-impl Decode for Properties {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(PROPERTIES_CODE, PROPERTIES_NAME)?;
-        Ok(Properties {
-            message_id: l.optional()?,
-            user_id: l.optional()?,
-            to: l.optional()?,
-            subject: l.optional()?,
-            reply_to: l.optional()?,
-            correlation_id: l.optional()?,
-            content_type: l.optional()?,
-            content_encoding: l.optional()?,
-            absolute_expiry_time: l.optional()?,
-            creation_time: l.optional()?,
-            group_id: l.optional()?,
-            group_sequence: l.optional()?,
-            reply_to_group_id: l.optional()?,
-        })
+composite_type! {
+    /// Immutable properties of a message.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct Properties(PROPERTIES_CODE, PROPERTIES_NAME) {
+        /// Application-assigned message id.
+        pub message_id: Option<MessageId> => optional,
+        /// Identity of the user that produced the message.
+        pub user_id: Option<Bytes> => optional,
+        /// Destination address.
+        pub to: Option<Str> => optional,
+        /// Application subject.
+        pub subject: Option<Str> => optional,
+        /// Address to reply to.
+        pub reply_to: Option<Str> => optional,
+        /// Id of the message this one relates to (replies echo the request's message id).
+        pub correlation_id: Option<MessageId> => optional,
+        /// MIME type of the body.
+        pub content_type: Option<Symbol> => optional,
+        /// Content encoding of the body.
+        pub content_encoding: Option<Symbol> => optional,
+        /// When the message expires.
+        pub absolute_expiry_time: Option<Timestamp> => optional,
+        /// When the message was created.
+        pub creation_time: Option<Timestamp> => optional,
+        /// Group the message belongs to.
+        pub group_id: Option<Str> => optional,
+        /// Position within the group.
+        pub group_sequence: Option<u32> => optional,
+        /// Group to reply to.
+        pub reply_to_group_id: Option<Str> => optional,
     }
 }
 
@@ -1081,7 +903,10 @@ mod tests {
         };
         m.application_properties_mut().insert("count", 3i32);
         m.application_properties_mut().insert("name", "x");
-        m.footer = Some(Footer(Annotations(vec![("hash".into(), Value::Uint(1))])));
+        m.footer = Some(Footer(Annotations::from(vec![(
+            "hash".into(),
+            Value::Uint(1),
+        )])));
         m
     }
 

@@ -1,11 +1,14 @@
-//! The low-level AMQP server: a listener that accepts connections and hands out the links
-//! peers attach, for the application (the emulator) to accept or refuse.
+//! Listening: a listener that accepts connections and hands out the links peers attach, for
+//! the application (the emulator) to accept or refuse.
 
-use super::client::{Connection, Receiver, Sender};
+use super::connection::Connection;
+use super::dial::fresh_container_id;
 use super::engine::{Connection as Engine, ConnectionConfig, LinkAcceptance, LinkId, SessionId};
 use super::error::Error;
 use super::io::driver::{self, Command, DriverHandle, DriverSetup, IncomingAttach};
 use super::io::BoxedTransport;
+use super::receiver::Receiver;
+use super::sender::Sender;
 use super::types::definitions::Role;
 use super::types::error::AmqpError;
 use super::types::transport::{Attach, Open};
@@ -30,7 +33,7 @@ impl Default for ListenerOptions {
     fn default() -> Self {
         ListenerOptions {
             config: ConnectionConfig {
-                container_id: super::client::fresh_container_id("eventhubs-server"),
+                container_id: fresh_container_id("eventhubs-server"),
                 ..ConnectionConfig::default()
             },
             #[cfg(feature = "tls")]
