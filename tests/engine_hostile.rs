@@ -8,6 +8,7 @@ mod common_engine;
 mod support;
 
 use common_engine::*;
+use eventhubs::amqp::engine::testing;
 use eventhubs::amqp::engine::{
     Connection, ConnectionConfig, EndpointRole, Event, LinkAcceptance, LinkConfig,
     SaslClientMechanism, SessionConfig,
@@ -172,9 +173,9 @@ impl Victim {
         } else {
             assert_eq!(self.closed_events, 0, "Closed event but not closed");
             assert!(
-                self.conn.buffered_input() < OUR_MAX_FRAME as usize,
+                testing::buffered_input(&self.conn) < OUR_MAX_FRAME as usize,
                 "holding {} bytes of partial input",
-                self.conn.buffered_input()
+                testing::buffered_input(&self.conn)
             );
         }
     }

@@ -15,6 +15,7 @@
 use super::Chunker;
 use bytes::Bytes;
 use eventhubs::amqp::codec::{Decode, Decoder, Symbol, Value};
+use eventhubs::amqp::engine::testing;
 use eventhubs::amqp::engine::{
     Connection, ConnectionConfig, EndpointRole, Event, LinkAcceptance, LinkConfig,
     SaslAuthenticator, SaslClientMechanism, SessionConfig,
@@ -439,7 +440,8 @@ impl Driver {
             }
             while let Some(bytes) = self.conn.poll_transmit() {
                 progressed = true;
-                self.out.feed(&bytes, self.conn.remote_max_frame_size());
+                self.out
+                    .feed(&bytes, testing::remote_max_frame_size(&self.conn));
                 self.app.summary.written += bytes.len();
                 written.extend_from_slice(&bytes);
             }

@@ -167,8 +167,8 @@ impl Connection {
         &self.config
     }
 
-    /// Where the connection is in its life.
-    pub fn state(&self) -> ConnectionState {
+    /// Where the connection is in its life (for tests: [`super::testing::state`]).
+    pub(crate) fn state(&self) -> ConnectionState {
         self.state
     }
 
@@ -183,13 +183,13 @@ impl Connection {
     }
 
     /// The largest frame we may send: the peer's announced limit.
-    pub fn remote_max_frame_size(&self) -> u32 {
+    pub(crate) fn remote_max_frame_size(&self) -> u32 {
         self.remote_max_frame_size
     }
 
     /// Bytes received but not yet processed: at most one partial frame, so never more than our
     /// max-frame-size (or a partial protocol header).
-    pub fn buffered_input(&self) -> usize {
+    pub(crate) fn buffered_input(&self) -> usize {
         self.inbuf.len()
     }
 

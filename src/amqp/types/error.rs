@@ -173,7 +173,7 @@ pub(crate) mod test_support {
 
     /// Encodes, checks the length is exact, decodes back, and checks that every strict prefix
     /// fails to decode without panicking. Returns the encoding.
-    pub fn roundtrip<T: Encode + Decode + PartialEq + Debug>(v: &T) -> Vec<u8> {
+    pub(crate) fn roundtrip<T: Encode + Decode + PartialEq + Debug>(v: &T) -> Vec<u8> {
         let bytes = encode_to_vec(v);
         assert_eq!(bytes.len(), v.encoded_len(), "encoded_len of {v:?}");
         let back: T = decode_exact(Bytes::from(bytes.clone())).expect("decodes");
@@ -186,7 +186,7 @@ pub(crate) mod test_support {
     }
 
     /// Splits an encoded described list into its descriptor and items.
-    pub fn split(bytes: &[u8]) -> (Descriptor, Vec<Value>) {
+    pub(crate) fn split(bytes: &[u8]) -> (Descriptor, Vec<Value>) {
         let mut d = Decoder::new(Bytes::copy_from_slice(bytes));
         match d.read_value().expect("a value") {
             Value::Described(b) => match b.value {
@@ -198,7 +198,7 @@ pub(crate) mod test_support {
     }
 
     /// Encodes a described list, in list32 form when `wide`.
-    pub fn described_list(descriptor: &Descriptor, items: &[Value], wide: bool) -> Vec<u8> {
+    pub(crate) fn described_list(descriptor: &Descriptor, items: &[Value], wide: bool) -> Vec<u8> {
         let mut out = vec![0x00];
         descriptor.encode(&mut out);
         let body: Vec<u8> = items.iter().flat_map(encode_to_vec).collect();
@@ -219,7 +219,7 @@ pub(crate) mod test_support {
 
     /// Checks the alternative encodings a peer may legally send decode to the same value:
     /// the symbolic descriptor, list32, and trailing null fields left out.
-    pub fn alternatives<T: Encode + Decode + PartialEq + Debug>(v: &T, name: &'static str) {
+    pub(crate) fn alternatives<T: Encode + Decode + PartialEq + Debug>(v: &T, name: &'static str) {
         let (descriptor, items) = split(&encode_to_vec(v));
         let symbolic = Descriptor::Symbol(Symbol::from_static(name));
         for (desc, wide) in [(&descriptor, true), (&symbolic, false), (&symbolic, true)] {
@@ -237,7 +237,9 @@ pub(crate) mod test_support {
     }
 
     /// Decodes `bytes` as `T`, expecting an error.
-    pub fn decode_err<T: Decode + Debug>(bytes: Vec<u8>) -> crate::amqp::codec::DecodeErrorKind {
+    pub(crate) fn decode_err<T: Decode + Debug>(
+        bytes: Vec<u8>,
+    ) -> crate::amqp::codec::DecodeErrorKind {
         decode_exact::<T>(Bytes::from(bytes))
             .expect_err("must not decode")
             .kind
