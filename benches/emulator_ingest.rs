@@ -56,11 +56,11 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 async fn emulator(retention: Retention) -> Emulator {
-    Emulator::start(EmulatorOptions {
-        require_auth: false,
-        retention,
-        ..EmulatorOptions::ephemeral()
-    })
+    Emulator::start(
+        EmulatorOptions::ephemeral()
+            .with_require_auth(false)
+            .with_retention(retention),
+    )
     .await
     .expect("emulator starts")
 }

@@ -70,23 +70,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }],
         ..EntityConfig::default()
     };
-    let emulator = Emulator::start(EmulatorOptions {
-        entities,
-        ..EmulatorOptions::ephemeral()
-    })
-    .await?;
+    let emulator = Emulator::start(EmulatorOptions::ephemeral().with_entities(entities)).await?;
     println!("emulator: {}", emulator.connection_string_for(HUB));
 
     let client = EventHubClient::from_connection_string(&emulator.connection_string(), Some(HUB))?;
     let manager = Arc::new(InMemoryPartitionManager::new());
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let options = EventProcessorOptions {
-        load_balancing_interval: Duration::from_millis(500),
-        ownership_expiration: Duration::from_secs(3),
-        max_batch_size: 500,
-        max_wait_time: Duration::from_millis(200),
-        ..EventProcessorOptions::default()
-    };
+    let options = EventProcessorOptions::default()
+        .with_load_balancing_interval(Duration::from_millis(500))
+        .with_ownership_expiration(Duration::from_secs(3))
+        .with_max_batch_size(500)
+        .with_max_wait_time(Duration::from_millis(200));
     let make = |name: &'static str| {
         let tally = tally.clone();
         EventProcessor::new(

@@ -24,6 +24,7 @@ pub const NETWORK_TRACE_TARGET: &str = "eventhubs::network";
 
 /// Client options; set them through [`EventHubClientBuilder`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// Retry policy for transient failures.
     pub retry: RetryOptions,

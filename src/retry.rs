@@ -18,6 +18,7 @@ pub enum RetryMode {
 
 /// Retry settings (defaults: 3 retries, 800 ms base delay, 60 s cap, ±20-30 % jitter).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RetryOptions {
     /// Retries after the first attempt (0 disables retrying).
     pub max_retries: u32,
@@ -29,6 +30,40 @@ pub struct RetryOptions {
     pub mode: RetryMode,
     /// Randomise delays by a factor in `[0.8, 1.3)` so that clients do not retry in step.
     pub jitter: bool,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
+/// default and these).
+impl RetryOptions {
+    /// Sets how many times a transient failure is retried.
+    pub fn with_max_retries(mut self, value: u32) -> Self {
+        self.max_retries = value;
+        self
+    }
+
+    /// Sets the base delay between attempts.
+    pub fn with_delay(mut self, value: Duration) -> Self {
+        self.delay = value;
+        self
+    }
+
+    /// Sets the longest delay between attempts.
+    pub fn with_max_delay(mut self, value: Duration) -> Self {
+        self.max_delay = value;
+        self
+    }
+
+    /// Sets how delays grow between attempts.
+    pub fn with_mode(mut self, value: RetryMode) -> Self {
+        self.mode = value;
+        self
+    }
+
+    /// Sets whether delays are randomised (so that clients do not retry in step).
+    pub fn with_jitter(mut self, value: bool) -> Self {
+        self.jitter = value;
+        self
+    }
 }
 
 impl Default for RetryOptions {

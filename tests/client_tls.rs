@@ -18,11 +18,7 @@ async fn tls_with_a_self_signed_emulator_certificate() {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
     let server = TlsServerOptions::new(vec![ck.cert.der().clone()], key).unwrap();
-    let emu = support::emulator_with(EmulatorOptions {
-        tls: Some(server),
-        ..EmulatorOptions::ephemeral()
-    })
-    .await;
+    let emu = support::emulator_with(EmulatorOptions::ephemeral().with_tls(server)).await;
     let cs = format!(
         "Endpoint=sb://localhost:{}/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;EntityPath=eh1",
         emu.local_addr().port()

@@ -146,11 +146,7 @@ async fn a_token_for_one_hub_does_not_open_another() {
         hubs: vec![hub("eh1", 2), hub("eh10", 2), hub("eh2", 2)],
         ..EntityConfig::default()
     };
-    let em = emulator_with(EmulatorOptions {
-        entities,
-        ..EmulatorOptions::ephemeral()
-    })
-    .await;
+    let em = emulator_with(EmulatorOptions::ephemeral().with_entities(entities)).await;
     let unauthorized = "amqp:unauthorized-access";
 
     // Producer-style audience (Python): sb://host/hub.
@@ -304,10 +300,10 @@ async fn tls_with_a_given_certificate() {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         generated.signing_key.serialize_der(),
     ));
-    let em = emulator_with(EmulatorOptions {
-        tls: Some(TlsServerOptions::new(vec![cert.clone()], key).unwrap()),
-        ..EmulatorOptions::ephemeral()
-    })
+    let em = emulator_with(
+        EmulatorOptions::ephemeral()
+            .with_tls(TlsServerOptions::new(vec![cert.clone()], key).unwrap()),
+    )
     .await;
     let port = em.local_addr().port();
     let tls = TlsClientOptions {

@@ -22,13 +22,10 @@ fn hub(name: &str, partitions: u32, groups: &[&str]) -> HubConfig {
 /// The error `Emulator::start` gives for these hubs.
 async fn refused(hubs: Vec<HubConfig>) -> String {
     init_tracing();
-    let options = EmulatorOptions {
-        entities: EntityConfig {
-            hubs,
-            ..EntityConfig::default()
-        },
-        ..EmulatorOptions::ephemeral()
-    };
+    let options = EmulatorOptions::ephemeral().with_entities(EntityConfig {
+        hubs,
+        ..EntityConfig::default()
+    });
     match Emulator::start(options).await {
         Ok(em) => panic!("started on {} with invalid entities", em.local_addr()),
         Err(EmulatorError::Config(e)) => e.0,
@@ -141,16 +138,13 @@ async fn unusable_consumer_group_names_are_refused_at_start() {
 /// is stored (the path that divided by the partition count).
 #[tokio::test]
 async fn the_edges_of_the_valid_range_start() {
-    let em = emulator_with(EmulatorOptions {
-        entities: EntityConfig {
-            hubs: vec![
-                hub("one", 1, &["$default"]),
-                hub("max", MAX_PARTITIONS, &[]),
-            ],
-            ..EntityConfig::default()
-        },
-        ..EmulatorOptions::ephemeral()
-    })
+    let em = emulator_with(EmulatorOptions::ephemeral().with_entities(EntityConfig {
+        hubs: vec![
+            hub("one", 1, &["$default"]),
+            hub("max", MAX_PARTITIONS, &[]),
+        ],
+        ..EntityConfig::default()
+    }))
     .await;
     let (_conn, session) = authorized(&em).await;
     let sender = attach_sender(&session, "one").await;

@@ -166,13 +166,13 @@ async fn run(cli: Cli) -> ExitCode {
                 .iter()
                 .map(|h| format!("{} ({} partitions)", h.name, h.partition_count))
                 .collect();
-            let options = EmulatorOptions {
-                bind: SocketAddr::new(bind, port),
-                entities,
-                data_dir,
-                require_auth: !no_auth,
-                ..EmulatorOptions::default()
-            };
+            let mut options = EmulatorOptions::default()
+                .with_bind(SocketAddr::new(bind, port))
+                .with_entities(entities)
+                .with_require_auth(!no_auth);
+            if let Some(dir) = data_dir {
+                options = options.with_data_dir(dir);
+            }
             let emulator = match Emulator::start(options).await {
                 Ok(e) => e,
                 Err(e) => {
@@ -269,12 +269,11 @@ async fn send(
     key: Option<String>,
 ) -> Result<(), eventhubs::Error> {
     let client = target.client()?;
-    let producer = client
-        .create_producer(ProducerOptions {
-            partition_id: partition,
-            ..ProducerOptions::default()
-        })
-        .await?;
+    let options = match partition {
+        Some(p) => ProducerOptions::partition(p),
+        None => ProducerOptions::default(),
+    };
+    let producer = client.create_producer(options).await?;
     let body = bytes::Bytes::from(vec![b'x'; size]);
     let started = Instant::now();
     let mut sent = 0u64;

@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 
 /// How to run the emulator.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EmulatorOptions {
     /// Address to listen on (default `127.0.0.1:5672`).
     pub bind: SocketAddr,
@@ -48,6 +49,46 @@ pub struct EmulatorOptions {
     /// TLS (normally on 5671); `None` for plain AMQP.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::amqp::io::tls::TlsServerOptions>,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
+/// default and these).
+impl EmulatorOptions {
+    /// Sets the address to listen on.
+    pub fn with_bind(mut self, value: SocketAddr) -> Self {
+        self.bind = value;
+        self
+    }
+
+    /// Sets the hubs, partitions and consumer groups.
+    pub fn with_entities(mut self, value: EntityConfig) -> Self {
+        self.entities = value;
+        self
+    }
+
+    /// Sets a directory that keeps events across restarts (by default they live in memory).
+    pub fn with_data_dir(mut self, value: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(value.into());
+        self
+    }
+
+    /// Sets how long events are kept.
+    pub fn with_retention(mut self, value: Retention) -> Self {
+        self.retention = value;
+        self
+    }
+
+    /// Sets whether clients must authenticate (SASL and CBS tokens).
+    pub fn with_require_auth(mut self, value: bool) -> Self {
+        self.require_auth = value;
+        self
+    }
+
+    /// Sets serve `amqps://` with this certificate.
+    pub fn with_tls(mut self, value: crate::amqp::io::tls::TlsServerOptions) -> Self {
+        self.tls = Some(value);
+        self
+    }
 }
 
 impl Default for EmulatorOptions {
