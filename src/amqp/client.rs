@@ -130,6 +130,7 @@ impl ConnectOptions {
             sasl_server: None,
             allow_no_sasl: true,
             frame_trace: self.frame_trace,
+            limits: Default::default(),
         }
     }
 }

@@ -23,7 +23,7 @@ mod sasl;
 mod session;
 
 pub use config::{
-    ConnectionConfig, FrameTrace, LinkConfig, SaslAuthenticator, SaslClientMechanism, SaslDecision,
+    ConnectionConfig, ConnectionLimits, FrameTrace, LinkConfig, SaslAuthenticator, SaslClientMechanism, SaslDecision,
     SessionConfig,
 };
 pub use connection::{Connection, ConnectionState, Role as EndpointRole};

@@ -280,6 +280,10 @@ impl Connection {
                 id
             }
             None => {
+                if self.links.len() >= self.config.limits.max_links {
+                    self.limit_exceeded("max_links", self.config.limits.max_links);
+                    return;
+                }
                 let id = self.new_link_id();
                 self.links.insert(id, Link::from_peer(id, local, &attach));
                 id
