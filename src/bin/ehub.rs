@@ -68,6 +68,12 @@ enum Command {
         /// Accept links without a CBS token.
         #[arg(long)]
         no_auth: bool,
+        /// Connections served at once; more are dropped on arrival.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// Seconds a new connection has to finish its SASL and open handshake.
+        #[arg(long, default_value_t = 30)]
+        handshake_timeout: u64,
     },
     /// Prints the hub's and each partition's properties.
     Info {
@@ -150,6 +156,8 @@ async fn run(cli: Cli) -> ExitCode {
             bind,
             data_dir,
             no_auth,
+            max_connections,
+            handshake_timeout,
         } => {
             let entities = match config {
                 Some(path) => match EntityConfig::from_file(&path) {
@@ -171,6 +179,8 @@ async fn run(cli: Cli) -> ExitCode {
                 entities,
                 data_dir,
                 require_auth: !no_auth,
+                max_connections,
+                handshake_timeout: std::time::Duration::from_secs(handshake_timeout),
                 ..EmulatorOptions::default()
             };
             let emulator = match Emulator::start(options).await {

@@ -48,6 +48,12 @@ pub struct EmulatorOptions {
     /// TLS (normally on 5671); `None` for plain AMQP.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::amqp::io::tls::TlsServerOptions>,
+    /// Connections served at once (default 1024); a TCP connection beyond it is dropped at
+    /// once, so that idle sockets cannot pile up.
+    pub max_connections: usize,
+    /// How long a new TCP connection has to finish its TLS, SASL and open handshake before it
+    /// is dropped (default 30 s).
+    pub handshake_timeout: std::time::Duration,
 }
 
 impl Default for EmulatorOptions {
@@ -60,6 +66,8 @@ impl Default for EmulatorOptions {
             require_auth: true,
             #[cfg(feature = "tls")]
             tls: None,
+            max_connections: 1024,
+            handshake_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -219,7 +227,7 @@ impl Emulator {
             },
             #[cfg(feature = "tls")]
             tls: options.tls.clone(),
-            ..ListenerOptions::default()
+            handshake_timeout: options.handshake_timeout,
         };
         let listener = Listener::bind(options.bind, listener_options)
             .await
@@ -234,6 +242,8 @@ impl Emulator {
                 source,
             })?;
         let accept_shared = shared.clone();
+        let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+        let max_connections = options.max_connections;
         let accept = tokio::spawn(async move {
             loop {
                 let incoming = match listener.accept().await {
@@ -244,14 +254,29 @@ impl Emulator {
                         continue;
                     }
                 };
+                let peer = incoming.peer_addr();
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, limit = "max_connections", value = max_connections, "connection refused: limit reached");
+                    drop(incoming);
+                    continue;
+                };
                 let shared = accept_shared.clone();
-                tokio::spawn(async move {
-                    let peer = incoming.peer_addr();
-                    match incoming.handshake().await {
-                        Ok(connection) => routing::serve(shared, connection).await,
-                        Err(e) => tracing::debug!(%peer, error = %e, "emulator handshake failed"),
-                    }
-                });
+                let span = tracing::info_span!("connection", %peer);
+                tokio::spawn(tracing::Instrument::instrument(
+                    async move {
+                        let _slot = slot;
+                        match incoming.handshake().await {
+                            Ok(connection) => routing::serve(shared, connection).await,
+                            Err(crate::amqp::error::Error::Timeout) => tracing::warn!(
+                                %peer,
+                                limit = "handshake_timeout",
+                                "connection dropped: handshake not finished in time"
+                            ),
+                            Err(e) => tracing::debug!(%peer, error = %e, "emulator handshake failed"),
+                        }
+                    },
+                    span,
+                ));
             }
         });
         tracing::info!(%addr, "Event Hubs emulator listening");
