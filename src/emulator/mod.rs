@@ -272,7 +272,9 @@ impl Emulator {
                                 limit = "handshake_timeout",
                                 "connection dropped: handshake not finished in time"
                             ),
-                            Err(e) => tracing::debug!(%peer, error = %e, "emulator handshake failed"),
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "emulator handshake failed")
+                            }
                         }
                     },
                     span,

@@ -3,8 +3,8 @@
 
 use super::BoxedTransport;
 use crate::amqp::engine::{
-    Connection as Engine, ConnectionLimits, Delivery, Event, LinkAcceptance, LinkConfig, LinkId, SessionConfig,
-    SessionId,
+    Connection as Engine, ConnectionLimits, Delivery, Event, LinkAcceptance, LinkConfig, LinkId,
+    SessionConfig, SessionId,
 };
 use crate::amqp::error::Error;
 use crate::amqp::types::definitions::Role;
@@ -293,7 +293,8 @@ impl Driver {
                 }
                 _ = sleep_until(stall_deadline), if stall_deadline.is_some() => {
                     self.output_stalled(&mut out, &limits);
-                    give_up_at = Some(now() + limits.output_stall_timeout);
+                    // The close gets twice the stall's time to go out, then the socket goes.
+                    give_up_at = Some(now() + 2 * limits.output_stall_timeout);
                 }
                 _ = sleep_until(give_up_at), if give_up_at.is_some() => break,
             }
