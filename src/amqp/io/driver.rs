@@ -217,6 +217,9 @@ struct Driver {
 /// Commands handled per wake-up before output is written, so bursts go out in few writes.
 const COMMAND_BATCH: usize = 256;
 
+/// The least time a close forced by a stalled peer gets to reach it.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Driver {
     async fn run(mut self, io: BoxedTransport) {
         let (mut rd, mut wr) = tokio::io::split(io);
@@ -293,14 +296,28 @@ impl Driver {
                 }
                 _ = sleep_until(stall_deadline), if stall_deadline.is_some() => {
                     self.output_stalled(&mut out, &limits);
-                    // The close gets twice the stall's time to go out, then the socket goes.
-                    give_up_at = Some(now() + 2 * limits.output_stall_timeout);
+                    // The close gets the stall's time (at least a few seconds) to go out,
+                    // then the socket goes.
+                    give_up_at = Some(now() + limits.output_stall_timeout.max(CLOSE_GRACE));
                 }
                 _ = sleep_until(give_up_at), if give_up_at.is_some() => break,
             }
         }
         let _ = wr.flush().await;
         let _ = wr.shutdown().await;
+        if let Some(deadline) = give_up_at {
+            // Dropping a socket with unread input resets it, and a reset destroys the close
+            // still in the peer's buffers: read and discard until the peer hangs up.
+            let discard = async {
+                while let Ok(n) = rd.read(&mut rbuf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            };
+            let _ =
+                tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), discard).await;
+        }
     }
 
     /// The peer left our output unread for too long: what it did not read is dropped (it
