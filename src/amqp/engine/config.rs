@@ -152,7 +152,8 @@ pub struct ConnectionLimits {
     pub max_links: usize,
     /// Links the peer attached that still wait for the application's decision.
     pub max_pending_attaches: usize,
-    /// Unsettled deliveries the connection may hold at once, both directions together.
+    /// Unsettled deliveries from the peer one session may hold at once (ours are bounded by
+    /// the application's own in-flight limits).
     pub max_unsettled: usize,
 }
 
