@@ -68,6 +68,12 @@ enum Command {
         /// Accept links without a CBS token.
         #[arg(long)]
         no_auth: bool,
+        /// Connections served at once; more are dropped on arrival.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// Seconds a new connection has to finish its SASL and open handshake.
+        #[arg(long, default_value_t = 30)]
+        handshake_timeout: u64,
     },
     /// Prints the hub's and each partition's properties.
     Info {
@@ -150,6 +156,8 @@ async fn run(cli: Cli) -> ExitCode {
             bind,
             data_dir,
             no_auth,
+            max_connections,
+            handshake_timeout,
         } => {
             let entities = match config {
                 Some(path) => match EntityConfig::from_file(&path) {
@@ -169,7 +177,9 @@ async fn run(cli: Cli) -> ExitCode {
             let mut options = EmulatorOptions::default()
                 .with_bind(SocketAddr::new(bind, port))
                 .with_entities(entities)
-                .with_require_auth(!no_auth);
+                .with_require_auth(!no_auth)
+                .with_max_connections(max_connections)
+                .with_handshake_timeout(std::time::Duration::from_secs(handshake_timeout));
             if let Some(dir) = data_dir {
                 options = options.with_data_dir(dir);
             }

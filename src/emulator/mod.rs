@@ -49,6 +49,12 @@ pub struct EmulatorOptions {
     /// TLS (normally on 5671); `None` for plain AMQP.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::amqp::io::tls::TlsServerOptions>,
+    /// Connections served at once (default 1024); a TCP connection beyond it is dropped at
+    /// once, so that idle sockets cannot pile up.
+    pub max_connections: usize,
+    /// How long a new TCP connection has to finish its TLS, SASL and open handshake before it
+    /// is dropped (default 30 s).
+    pub handshake_timeout: std::time::Duration,
 }
 
 /// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
@@ -84,7 +90,19 @@ impl EmulatorOptions {
         self
     }
 
-    /// Sets serve `amqps://` with this certificate.
+    /// Sets the most connections served at once (more are dropped as they arrive).
+    pub fn with_max_connections(mut self, value: usize) -> Self {
+        self.max_connections = value;
+        self
+    }
+
+    /// Sets how long a new connection may take to finish its AMQP (and SASL) handshake.
+    pub fn with_handshake_timeout(mut self, value: std::time::Duration) -> Self {
+        self.handshake_timeout = value;
+        self
+    }
+
+    /// Serves `amqps://` with this certificate.
     pub fn with_tls(mut self, value: crate::amqp::io::tls::TlsServerOptions) -> Self {
         self.tls = Some(value);
         self
@@ -101,6 +119,8 @@ impl Default for EmulatorOptions {
             require_auth: true,
             #[cfg(feature = "tls")]
             tls: None,
+            max_connections: 1024,
+            handshake_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -260,7 +280,7 @@ impl Emulator {
             },
             #[cfg(feature = "tls")]
             tls: options.tls.clone(),
-            ..ListenerOptions::default()
+            handshake_timeout: options.handshake_timeout,
         };
         let listener = Listener::bind(options.bind, listener_options)
             .await
@@ -275,6 +295,8 @@ impl Emulator {
                 source,
             })?;
         let accept_shared = shared.clone();
+        let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+        let max_connections = options.max_connections;
         let accept = tokio::spawn(async move {
             loop {
                 let incoming = match listener.accept().await {
@@ -285,14 +307,31 @@ impl Emulator {
                         continue;
                     }
                 };
+                let peer = incoming.peer_addr();
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, limit = "max_connections", value = max_connections, "connection refused: limit reached");
+                    drop(incoming);
+                    continue;
+                };
                 let shared = accept_shared.clone();
-                tokio::spawn(async move {
-                    let peer = incoming.peer_addr();
-                    match incoming.handshake().await {
-                        Ok(connection) => routing::serve(shared, connection).await,
-                        Err(e) => tracing::debug!(%peer, error = %e, "emulator handshake failed"),
-                    }
-                });
+                let span = tracing::info_span!("connection", %peer);
+                tokio::spawn(tracing::Instrument::instrument(
+                    async move {
+                        let _slot = slot;
+                        match incoming.handshake().await {
+                            Ok(connection) => routing::serve(shared, connection).await,
+                            Err(crate::amqp::error::Error::Timeout) => tracing::warn!(
+                                %peer,
+                                limit = "handshake_timeout",
+                                "connection dropped: handshake not finished in time"
+                            ),
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "emulator handshake failed")
+                            }
+                        }
+                    },
+                    span,
+                ));
             }
         });
         tracing::info!(%addr, "Event Hubs emulator listening");

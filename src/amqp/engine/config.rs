@@ -130,6 +130,44 @@ pub struct ConnectionConfig {
     pub allow_no_sasl: bool,
     /// How frames in and out are traced.
     pub frame_trace: FrameTrace,
+    /// What one peer may make this end hold.
+    pub limits: ConnectionLimits,
+}
+
+/// Bounds on what one peer can make a connection end hold in memory. Exceeding one closes the
+/// connection (or ends the session, or detaches the link) with `amqp:resource-limit-exceeded`.
+///
+/// The defaults sit far above what a healthy peer needs, so that only a hostile or broken one
+/// ever meets them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Output bytes queued for the socket above which the driver stops reading from the peer.
+    pub max_queued_output: usize,
+    /// How long the queued output may stay above `max_queued_output` before the connection
+    /// is closed.
+    pub output_stall_timeout: Duration,
+    /// Sessions the peer may have begun at once.
+    pub max_sessions: usize,
+    /// Links (on all sessions) the connection may hold at once, pending ones included.
+    pub max_links: usize,
+    /// Links the peer attached that still wait for the application's decision.
+    pub max_pending_attaches: usize,
+    /// Unsettled deliveries from the peer one session may hold at once (ours are bounded by
+    /// the application's own in-flight limits).
+    pub max_unsettled: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_queued_output: 16 * 1024 * 1024,
+            output_stall_timeout: Duration::from_secs(30),
+            max_sessions: 1024,
+            max_links: 4096,
+            max_pending_attaches: 256,
+            max_unsettled: 1_000_000,
+        }
+    }
 }
 
 impl fmt::Debug for ConnectionConfig {
@@ -143,6 +181,7 @@ impl fmt::Debug for ConnectionConfig {
             .field("sasl", &self.sasl)
             .field("sasl_server", &self.sasl_server.is_some())
             .field("frame_trace", &self.frame_trace)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -162,6 +201,7 @@ impl Default for ConnectionConfig {
             sasl_server: None,
             allow_no_sasl: true,
             frame_trace: FrameTrace::Debug,
+            limits: ConnectionLimits::default(),
         }
     }
 }

@@ -23,8 +23,8 @@ mod sasl;
 mod session;
 
 pub use config::{
-    ConnectionConfig, FrameTrace, LinkConfig, SaslAuthenticator, SaslClientMechanism, SaslDecision,
-    SessionConfig,
+    ConnectionConfig, ConnectionLimits, FrameTrace, LinkConfig, SaslAuthenticator,
+    SaslClientMechanism, SaslDecision, SessionConfig,
 };
 pub use connection::{Connection, ConnectionState, Role as EndpointRole};
 pub use event::{Delivery, Event, LinkId, SessionId};

@@ -280,6 +280,20 @@ impl Connection {
                 id
             }
             None => {
+                let limits = &self.config.limits;
+                if self.links.len() >= limits.max_links {
+                    self.limit_exceeded("max_links", limits.max_links);
+                    return;
+                }
+                let waiting = self
+                    .links
+                    .values()
+                    .filter(|l| l.state == LinkState::AttachReceived)
+                    .count();
+                if waiting >= limits.max_pending_attaches {
+                    self.limit_exceeded("max_pending_attaches", limits.max_pending_attaches);
+                    return;
+                }
                 let id = self.new_link_id();
                 self.links.insert(id, Link::from_peer(id, local, &attach));
                 id
