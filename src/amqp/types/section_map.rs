@@ -4,13 +4,15 @@
 use crate::amqp::codec::{Decode, DecodeError, Decoder, Encode, Value};
 use bytes::BufMut;
 
-/// A key type of a [`SectionMap`]: how it compares with a name, and how it is read from the
-/// wire (which may be laxer than the type's own [`Decode`]).
+/// A key type of a [`SectionMap`]: how it compares with a name, and how a map of such keys is
+/// read from the wire (which may be laxer than the key type's own [`Decode`]).
 pub trait MapKey: Encode + PartialEq + Sized {
     /// True when this key is the name `name`.
     fn is_named(&self, name: &str) -> bool;
-    /// Reads one key of a map.
-    fn decode_key(d: &mut Decoder) -> Result<Self, DecodeError>;
+    /// Reads a map with keys of this type, `None` for null. A whole map rather than one key,
+    /// so that a key type read its own way decodes straight into the entries, with no second
+    /// pass over them.
+    fn decode_entries(d: &mut Decoder) -> Result<Option<Vec<(Self, Value)>>, DecodeError>;
 }
 
 /// An AMQP map kept in wire order, as a list of pairs: sections are small, and a list keeps
@@ -85,21 +87,9 @@ impl<K: MapKey> Encode for SectionMap<K> {
     }
 }
 
-/// A key read the map's way rather than its type's way.
-struct WireKey<K>(K);
-
-impl<K: MapKey> Decode for WireKey<K> {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        K::decode_key(d).map(WireKey)
-    }
-}
-
 impl<K: MapKey> Decode for SectionMap<K> {
     /// A null map (seen from lax peers) reads as an empty one.
     fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let pairs = Option::<Vec<(WireKey<K>, Value)>>::decode(d)?.unwrap_or_default();
-        Ok(SectionMap(
-            pairs.into_iter().map(|(k, v)| (k.0, v)).collect(),
-        ))
+        Ok(SectionMap(K::decode_entries(d)?.unwrap_or_default()))
     }
 }

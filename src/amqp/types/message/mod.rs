@@ -202,8 +202,8 @@ impl MapKey for AnnotationKey {
         self.as_str() == Some(name)
     }
 
-    fn decode_key(d: &mut Decoder) -> Result<Self, DecodeError> {
-        AnnotationKey::decode(d)
+    fn decode_entries(d: &mut Decoder) -> Result<Option<Vec<(Self, Value)>>, DecodeError> {
+        Option::<Vec<(AnnotationKey, Value)>>::decode(d)
     }
 }
 
@@ -290,19 +290,30 @@ impl MapKey for Str {
         *self == name
     }
 
-    /// A string, or a symbol taken as one.
-    fn decode_key(d: &mut Decoder) -> Result<Self, DecodeError> {
+    fn decode_entries(d: &mut Decoder) -> Result<Option<Vec<(Self, Value)>>, DecodeError> {
+        let pairs = Option::<Vec<(PropertyKey, Value)>>::decode(d)?;
+        Ok(pairs.map(|p| p.into_iter().map(|(k, v)| (k.0, v)).collect()))
+    }
+}
+
+/// A property key as read from the wire: a string, or a symbol taken as one.
+struct PropertyKey(Str);
+
+impl Decode for PropertyKey {
+    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
         let at = d.offset();
         let found = d.peek_u8()?;
         if matches!(found, format_code::STR8 | format_code::STR32) {
-            return Str::decode(d);
+            return Str::decode(d).map(PropertyKey);
         }
         match d.read_value()? {
-            Value::String(s) => Ok(s),
-            Value::Symbol(s) => Str::from_utf8(s.as_bytes().clone()).map_err(|_| DecodeError {
-                offset: at,
-                kind: DecodeErrorKind::InvalidUtf8,
-            }),
+            Value::String(s) => Ok(PropertyKey(s)),
+            Value::Symbol(s) => Ok(PropertyKey(Str::from_utf8(s.as_bytes().clone()).map_err(
+                |_| DecodeError {
+                    offset: at,
+                    kind: DecodeErrorKind::InvalidUtf8,
+                },
+            )?)),
             _ => Err(DecodeError {
                 offset: at,
                 kind: DecodeErrorKind::UnexpectedType {
