@@ -87,6 +87,12 @@ impl EmulatorOptions {
         self
     }
 
+    /// Sets when partition files under the data directory are synced to the device.
+    pub fn with_fsync(mut self, value: Fsync) -> Self {
+        self.fsync = value;
+        self
+    }
+
     /// Sets whether clients must authenticate (SASL and CBS tokens).
     pub fn with_require_auth(mut self, value: bool) -> Self {
         self.require_auth = value;
