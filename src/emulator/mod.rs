@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use store::Partition;
-pub use store::{PartitionInfo, Retention};
+pub use store::{Fsync, PartitionInfo, Retention};
 use tokio::task::JoinHandle;
 
 /// How to run the emulator.
@@ -44,6 +44,9 @@ pub struct EmulatorOptions {
     pub data_dir: Option<PathBuf>,
     /// How much each partition retains.
     pub retention: Retention,
+    /// When partition files under `data_dir` are synced to the device (default
+    /// [`Fsync::Never`]: safe against an emulator crash, not against an OS crash).
+    pub fsync: Fsync,
     /// Require a valid CBS token before links attach (default true, like the service).
     pub require_auth: bool,
     /// TLS (normally on 5671); `None` for plain AMQP.
@@ -84,6 +87,12 @@ impl EmulatorOptions {
         self
     }
 
+    /// Sets when partition files under the data directory are synced to the device.
+    pub fn with_fsync(mut self, value: Fsync) -> Self {
+        self.fsync = value;
+        self
+    }
+
     /// Sets whether clients must authenticate (SASL and CBS tokens).
     pub fn with_require_auth(mut self, value: bool) -> Self {
         self.require_auth = value;
@@ -116,6 +125,7 @@ impl Default for EmulatorOptions {
             entities: EntityConfig::default(),
             data_dir: None,
             retention: Retention::default(),
+            fsync: Fsync::default(),
             require_auth: true,
             #[cfg(feature = "tls")]
             tls: None,
@@ -226,6 +236,8 @@ pub struct Emulator {
     addr: SocketAddr,
     shared: Arc<Shared>,
     accept: JoinHandle<()>,
+    /// Syncs partition files that `Fsync::Interval` left dirty when sends pause.
+    flusher: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -248,7 +260,7 @@ impl Emulator {
                 let partition = match &options.data_dir {
                     Some(dir) => {
                         let path = store::partition_path(dir, &h.name, p);
-                        Partition::open(&path, options.retention)
+                        Partition::open(&path, options.retention, options.fsync)
                             .map_err(|source| EmulatorError::Storage { path, source })?
                     }
                     None => Partition::in_memory(options.retention),
@@ -334,11 +346,16 @@ impl Emulator {
                 ));
             }
         });
+        let flusher = match (options.fsync, &options.data_dir) {
+            (Fsync::Interval(period), Some(_)) => Some(spawn_flusher(&shared, period)),
+            _ => None,
+        };
         tracing::info!(%addr, "Event Hubs emulator listening");
         Ok(Emulator {
             addr,
             shared,
             accept,
+            flusher,
         })
     }
 
@@ -407,12 +424,38 @@ impl Emulator {
 
     /// Stops accepting connections (existing ones end when their clients leave).
     pub fn shutdown(self) {
-        self.accept.abort();
+        drop(self);
     }
 }
 
 impl Drop for Emulator {
     fn drop(&mut self) {
         self.accept.abort();
+        if let Some(f) = &self.flusher {
+            f.abort();
+        }
     }
+}
+
+/// Every `period`, syncs the partitions whose last writes are older than that, so that
+/// `Fsync::Interval` bounds the unsynced window even after the last send.
+fn spawn_flusher(shared: &Shared, period: std::time::Duration) -> JoinHandle<()> {
+    let partitions: Vec<Arc<Partition>> = shared
+        .hubs
+        .values()
+        .flat_map(|h| h.partitions.iter().cloned())
+        .collect();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period.max(std::time::Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = std::time::Instant::now();
+            for p in &partitions {
+                if let Err(e) = p.sync_if_due(now) {
+                    tracing::warn!(error = %e, "syncing a partition file failed");
+                }
+            }
+        }
+    })
 }
