@@ -106,14 +106,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let emulator = Emulator::start(EmulatorOptions::ephemeral().with_entities(EntityConfig {
-        hubs: vec![HubConfig {
-            name: "bench".into(),
-            partition_count: PARTITIONS,
-            consumer_groups: vec!["$default".into()],
-        }],
-        ..EntityConfig::default()
-    }))
+    let emulator = Emulator::start(EmulatorOptions::ephemeral().with_entities(
+        EntityConfig::default().with_hubs(vec![HubConfig::new("bench".into(), PARTITIONS)
+                .with_consumer_groups(vec!["$default".into()])]),
+    ))
     .await
     .expect("emulator");
     let client =

@@ -62,14 +62,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let entities = EntityConfig {
-        hubs: vec![HubConfig {
-            name: HUB.into(),
-            partition_count: PARTITIONS,
-            consumer_groups: vec!["$default".into()],
-        }],
-        ..EntityConfig::default()
-    };
+    let entities =
+        EntityConfig::default()
+            .with_hubs(vec![HubConfig::new(HUB.into(), PARTITIONS)
+                .with_consumer_groups(vec!["$default".into()])]);
     let emulator = Emulator::start(EmulatorOptions::ephemeral().with_entities(entities)).await?;
     println!("emulator: {}", emulator.connection_string_for(HUB));
 

@@ -59,12 +59,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let session = client.begin_session(SessionConfig::default())?;
     let link = client.attach(
         session,
-        LinkConfig {
-            name: "engine-pair".into(),
-            role: Role::Sender,
-            target: Some(Target::new("queue")),
-            ..LinkConfig::default()
-        },
+        LinkConfig::default()
+            .with_name("engine-pair".into())
+            .with_role(Role::Sender)
+            .with_target(Target::new("queue")),
     )?;
     pump(&mut client, &mut server, now);
     let server_link = std::iter::from_fn(|| server.poll_event())

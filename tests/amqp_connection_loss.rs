@@ -4,7 +4,7 @@ mod amqp_support;
 mod support;
 
 use amqp_support::{within, QueueBroker};
-use eventhubs::amqp::engine::{ConnectionConfig, LinkAcceptance};
+use eventhubs::amqp::engine::LinkAcceptance;
 use eventhubs::amqp::types::message::Message;
 use eventhubs::amqp::{
     ConnectOptions, Connection, Error, Listener, ListenerOptions, ReceiverOptions, SenderOptions,
@@ -29,16 +29,18 @@ async fn silent_server() -> std::net::SocketAddr {
                 while let Some(link) = conn.next_link().await {
                     if link.peer_is_sender() {
                         let target = link.attach().target.as_deref().cloned();
-                        let acc = LinkAcceptance {
-                            target,
-                            ..Default::default()
+                        let acc = {
+                            let mut o = LinkAcceptance::default();
+                            o.target = target;
+                            o
                         };
                         keep.0.push(link.accept_receiver(acc, 10).await.unwrap());
                     } else {
                         let source = link.attach().source.as_deref().cloned();
-                        let acc = LinkAcceptance {
-                            source,
-                            ..Default::default()
+                        let acc = {
+                            let mut o = LinkAcceptance::default();
+                            o.source = source;
+                            o
                         };
                         keep.1.push(link.accept_sender(acc, 10).await.unwrap());
                     }
@@ -109,13 +111,13 @@ async fn killing_the_server_fails_pending_sends_and_receives_promptly() {
 async fn heartbeats_keep_a_quiet_connection_alive() {
     support::init_tracing();
     let _clock = support::fast_clock();
-    let b = QueueBroker::start(ListenerOptions {
-        config: ConnectionConfig {
-            idle_timeout: Some(Duration::from_millis(300)),
-            ..ListenerOptions::default().config
-        },
-        ..ListenerOptions::default()
-    })
+    let b = QueueBroker::start(
+        ListenerOptions::default().with_config(
+            ListenerOptions::default()
+                .config
+                .with_idle_timeout(Duration::from_millis(300)),
+        ),
+    )
     .await;
     let opts =
         ConnectOptions::new("127.0.0.1", b.port()).idle_timeout(Some(Duration::from_millis(300)));

@@ -23,11 +23,12 @@ async fn tls_with_a_self_signed_emulator_certificate() {
         "Endpoint=sb://localhost:{}/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;EntityPath=eh1",
         emu.local_addr().port()
     );
-    let tls = TlsClientOptions {
-        extra_roots: vec![ck.cert.der().clone()],
-        only_extra_roots: true,
-        client_certificate: None,
-        ..Default::default()
+    let tls = {
+        let mut o = TlsClientOptions::default()
+            .with_extra_roots(vec![ck.cert.der().clone()])
+            .with_only_extra_roots(true);
+        o.client_certificate = None;
+        o
     };
     let client = EventHubClientBuilder::from_connection_string(&cs, None)
         .unwrap()

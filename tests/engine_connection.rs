@@ -20,19 +20,15 @@ use std::time::Duration;
 use support::TestAuth;
 
 fn sasl_server_config(offered: Vec<&'static str>, allow_no_sasl: bool) -> ConnectionConfig {
-    ConnectionConfig {
-        sasl_server: Some(Arc::new(TestAuth::offering(&offered, "user", "secret"))),
-        allow_no_sasl,
-        ..ConnectionConfig::default()
-    }
+    ConnectionConfig::default()
+        .with_sasl_server(Arc::new(TestAuth::offering(&offered, "user", "secret")))
+        .with_allow_no_sasl(allow_no_sasl)
 }
 
 fn sasl_client_config(m: SaslClientMechanism) -> ConnectionConfig {
-    ConnectionConfig {
-        sasl: Some(m),
-        hostname: Some("ns.example".into()),
-        ..ConnectionConfig::default()
-    }
+    ConnectionConfig::default()
+        .with_sasl(m)
+        .with_hostname("ns.example".into())
 }
 
 fn plain(user: &str, password: &str) -> SaslClientMechanism {
@@ -53,14 +49,12 @@ fn close_error(p: &[(u16, Performative)]) -> Option<AmqpError> {
 
 #[test]
 fn client_without_sasl_writes_header_and_open_at_once() {
-    let cfg = ConnectionConfig {
-        container_id: "me".into(),
-        hostname: Some("host".into()),
-        max_frame_size: 4096,
-        channel_max: 7,
-        idle_timeout: Some(Duration::from_secs(30)),
-        ..ConnectionConfig::default()
-    };
+    let cfg = ConnectionConfig::default()
+        .with_container_id("me".into())
+        .with_hostname("host".into())
+        .with_max_frame_size(4096)
+        .with_channel_max(7)
+        .with_idle_timeout(Duration::from_secs(30));
     let mut c = Scripted::client(cfg);
     let w = c.frames();
     assert_eq!(w[0], Wire::Header(ProtocolHeader::AMQP));
@@ -605,10 +599,7 @@ fn malformed_frames_close_with_framing_or_decode_errors() {
 
 #[test]
 fn our_open_announces_at_least_512_and_we_enforce_our_limit_at_once() {
-    let mut c = Scripted::client(ConnectionConfig {
-        max_frame_size: 100,
-        ..ConnectionConfig::default()
-    });
+    let mut c = Scripted::client(ConnectionConfig::default().with_max_frame_size(100));
     let w = c.frames();
     let Some(Performative::Open(o)) = w[1].performative() else {
         panic!()
@@ -616,10 +607,7 @@ fn our_open_announces_at_least_512_and_we_enforce_our_limit_at_once() {
     assert_eq!(o.max_frame_size, 512);
 
     let mut c = Scripted::opened_client(
-        ConnectionConfig {
-            max_frame_size: 1024,
-            ..ConnectionConfig::default()
-        },
+        ConnectionConfig::default().with_max_frame_size(1024),
         open("server"),
     );
     // Only the header of a 1025-byte frame: rejected before its body arrives.
@@ -639,10 +627,7 @@ fn our_open_announces_at_least_512_and_we_enforce_our_limit_at_once() {
 #[test]
 fn a_frame_of_exactly_our_limit_is_accepted() {
     let mut c = Scripted::opened_client(
-        ConnectionConfig {
-            max_frame_size: 600,
-            ..ConnectionConfig::default()
-        },
+        ConnectionConfig::default().with_max_frame_size(600),
         open("server"),
     );
     // A heartbeat padded with an extended header to exactly 600 bytes.
@@ -687,10 +672,7 @@ fn peer_channel_max_limits_our_sessions() {
 #[test]
 fn a_begin_above_our_channel_max_closes_the_connection() {
     let mut s = Scripted::opened_server(
-        ConnectionConfig {
-            channel_max: 3,
-            ..ConnectionConfig::default()
-        },
+        ConnectionConfig::default().with_channel_max(3),
         open("client"),
     );
     s.feed_perf(3, begin(None, 10));
@@ -745,9 +727,10 @@ fn heartbeats_go_out_at_half_the_peer_idle_timeout() {
     let mut o = open("server");
     o.idle_time_out = Some(10_000);
     let mut c = Scripted::opened_client(
-        ConnectionConfig {
-            idle_timeout: None,
-            ..ConnectionConfig::default()
+        {
+            let mut o = ConnectionConfig::default();
+            o.idle_timeout = None;
+            o
         },
         o,
     );
@@ -776,9 +759,10 @@ fn heartbeats_go_out_at_half_the_peer_idle_timeout() {
 #[test]
 fn no_heartbeats_without_a_peer_idle_timeout() {
     let mut c = Scripted::opened_client(
-        ConnectionConfig {
-            idle_timeout: None,
-            ..ConnectionConfig::default()
+        {
+            let mut o = ConnectionConfig::default();
+            o.idle_timeout = None;
+            o
         },
         open("server"),
     );
@@ -791,10 +775,7 @@ fn no_heartbeats_without_a_peer_idle_timeout() {
 #[test]
 fn a_silent_peer_is_closed_with_resource_limit_exceeded() {
     let mut c = Scripted::opened_client(
-        ConnectionConfig {
-            idle_timeout: Some(Duration::from_secs(2)),
-            ..ConnectionConfig::default()
-        },
+        ConnectionConfig::default().with_idle_timeout(Duration::from_secs(2)),
         open("server"),
     );
     let w = c.frames();
@@ -825,10 +806,7 @@ fn a_silent_peer_is_closed_with_resource_limit_exceeded() {
 
 #[test]
 fn joined_engines_with_idle_timeouts_stay_up_through_silence() {
-    let cfg = |ms| ConnectionConfig {
-        idle_timeout: Some(Duration::from_millis(ms)),
-        ..ConnectionConfig::default()
-    };
+    let cfg = |ms| ConnectionConfig::default().with_idle_timeout(Duration::from_millis(ms));
     let mut p = Pair::opened(cfg(1_000), cfg(4_000));
     for _ in 0..100 {
         let next = [p.client.poll_timeout(), p.server.poll_timeout()]

@@ -13,10 +13,7 @@ use eventhubs::amqp::types::transport::Performative;
 
 fn server(limits: ConnectionLimits) -> Scripted {
     Scripted::opened_server(
-        ConnectionConfig {
-            limits,
-            ..ConnectionConfig::default()
-        },
+        ConnectionConfig::default().with_limits(limits),
         open("hostile"),
     )
 }
@@ -59,10 +56,7 @@ fn too_many_links_close_the_connection() {
         s.feed_perf(0, attach(&format!("l{handle}"), handle, Role::Sender));
         for e in s.events() {
             if let Event::LinkAttachRequested { link, .. } = e {
-                let acceptance = LinkAcceptance {
-                    target: Some(Target::new("tgt")),
-                    ..LinkAcceptance::default()
-                };
+                let acceptance = LinkAcceptance::default().with_target(Target::new("tgt"));
                 s.conn.accept_link(link, acceptance).unwrap();
                 accepted += 1;
             }
@@ -110,10 +104,7 @@ fn too_many_unsettled_deliveries_close_the_connection() {
             _ => None,
         })
         .unwrap();
-    let acceptance = LinkAcceptance {
-        target: Some(Target::new("tgt")),
-        ..LinkAcceptance::default()
-    };
+    let acceptance = LinkAcceptance::default().with_target(Target::new("tgt"));
     s.conn.accept_link(link, acceptance).unwrap();
     s.conn.add_credit(link, 100);
     s.collect();

@@ -155,13 +155,8 @@ async fn drain(
 #[tokio::test]
 async fn a_listener_closes_a_peer_that_floods_and_never_reads() {
     support::init_tracing();
-    let options = ListenerOptions {
-        config: ConnectionConfig {
-            limits: limits(),
-            ..ListenerOptions::default().config
-        },
-        ..ListenerOptions::default()
-    };
+    let options = ListenerOptions::default()
+        .with_config(ListenerOptions::default().config.with_limits(limits()));
     let listener = Listener::bind("127.0.0.1:0", options).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move {
@@ -238,10 +233,7 @@ async fn a_client_closes_a_server_that_floods_and_never_reads() {
     });
 
     let tcp = small_socket(port).await;
-    let config = ConnectionConfig {
-        limits: limits(),
-        ..ConnectionConfig::default()
-    };
+    let config = ConnectionConfig::default().with_limits(limits());
     let conn = Connection::connect_over(Box::new(tcp), config)
         .await
         .unwrap();

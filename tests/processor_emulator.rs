@@ -16,14 +16,12 @@ use std::time::{Duration, Instant};
 const HUB: &str = "eh8";
 
 async fn emulator(partitions: u32) -> Emulator {
-    support::emulator_with(EmulatorOptions::ephemeral().with_entities(EntityConfig {
-        hubs: vec![HubConfig {
-            name: HUB.into(),
-            partition_count: partitions,
-            consumer_groups: vec!["$default".into()],
-        }],
-        ..EntityConfig::default()
-    }))
+    support::emulator_with(
+        EmulatorOptions::ephemeral().with_entities(
+            EntityConfig::default().with_hubs(vec![HubConfig::new(HUB.into(), partitions)
+                .with_consumer_groups(vec!["$default".into()])]),
+        ),
+    )
     .await
 }
 

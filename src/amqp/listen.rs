@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Settings for accepted connections.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ListenerOptions {
     /// Engine settings; set `sasl_server` to require SASL.
     pub config: ConnectionConfig,
@@ -27,6 +28,28 @@ pub struct ListenerOptions {
     pub tls: Option<super::io::tls::TlsServerOptions>,
     /// Limit for the TLS handshake and the open exchange of a new connection.
     pub handshake_timeout: Duration,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`: build it from its default or
+/// constructor and these).
+impl ListenerOptions {
+    /// Sets `config`: engine settings; set `sasl_server` to require SASL.
+    pub fn with_config(mut self, value: ConnectionConfig) -> Self {
+        self.config = value;
+        self
+    }
+
+    /// Sets `tls`: tls.
+    pub fn with_tls(mut self, value: super::io::tls::TlsServerOptions) -> Self {
+        self.tls = Some(value);
+        self
+    }
+
+    /// Sets `handshake_timeout`: limit for the TLS handshake and the open exchange of a new connection.
+    pub fn with_handshake_timeout(mut self, value: Duration) -> Self {
+        self.handshake_timeout = value;
+        self
+    }
 }
 
 impl Default for ListenerOptions {

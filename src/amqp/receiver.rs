@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 /// Settings for a receiving link.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ReceiverOptions {
     /// Link name; generated when `None`.
     pub name: Option<String>,
@@ -36,6 +37,64 @@ pub struct ReceiverOptions {
     pub properties: Option<Fields>,
     /// Capabilities we want.
     pub desired_capabilities: Option<Vec<Symbol>>,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`: build it from its default or
+/// constructor and these).
+impl ReceiverOptions {
+    /// Sets `name`: link name; generated when `None`.
+    pub fn with_name(mut self, value: String) -> Self {
+        self.name = Some(value);
+        self
+    }
+
+    /// Sets `source`: the source node (with filters, if any).
+    pub fn with_source(mut self, value: Source) -> Self {
+        self.source = value;
+        self
+    }
+
+    /// Sets `target`: our target; [`ReceiverOptions::new`] names it after the link, as the official clients.
+    pub fn with_target(mut self, value: Target) -> Self {
+        self.target = Some(value);
+        self
+    }
+
+    /// Sets `prefetch`: credit kept granted: how many messages may be buffered ahead of `recv`. 0 means manual.
+    pub fn with_prefetch(mut self, value: u32) -> Self {
+        self.prefetch = value;
+        self
+    }
+
+    /// Sets `snd_settle_mode`: how the sender should settle.
+    pub fn with_snd_settle_mode(mut self, value: SenderSettleMode) -> Self {
+        self.snd_settle_mode = value;
+        self
+    }
+
+    /// Sets `rcv_settle_mode`: how we settle.
+    pub fn with_rcv_settle_mode(mut self, value: ReceiverSettleMode) -> Self {
+        self.rcv_settle_mode = value;
+        self
+    }
+
+    /// Sets `max_message_size`: largest message we accept.
+    pub fn with_max_message_size(mut self, value: u64) -> Self {
+        self.max_message_size = Some(value);
+        self
+    }
+
+    /// Sets `properties`: link properties.
+    pub fn with_properties(mut self, value: Fields) -> Self {
+        self.properties = Some(value);
+        self
+    }
+
+    /// Sets `desired_capabilities`: capabilities we want.
+    pub fn with_desired_capabilities(mut self, value: Vec<Symbol>) -> Self {
+        self.desired_capabilities = Some(value);
+        self
+    }
 }
 
 impl ReceiverOptions {

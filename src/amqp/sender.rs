@@ -19,6 +19,7 @@ use tokio::sync::{oneshot, watch, Semaphore};
 
 /// Settings for a sending link.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SenderOptions {
     /// Link name; generated when `None`.
     pub name: Option<String>,
@@ -37,6 +38,58 @@ pub struct SenderOptions {
     pub desired_capabilities: Option<Vec<Symbol>>,
     /// Most unsettled sends at once; further sends wait (bounds memory).
     pub max_in_flight: usize,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`: build it from its default or
+/// constructor and these).
+impl SenderOptions {
+    /// Sets `name`: link name; generated when `None`.
+    pub fn with_name(mut self, value: String) -> Self {
+        self.name = Some(value);
+        self
+    }
+
+    /// Sets `target`: the target node.
+    pub fn with_target(mut self, value: Target) -> Self {
+        self.target = value;
+        self
+    }
+
+    /// Sets `source`: our source; [`SenderOptions::new`] names it after the link, as the official clients do.
+    pub fn with_source(mut self, value: Source) -> Self {
+        self.source = Some(value);
+        self
+    }
+
+    /// Sets `snd_settle_mode`: how we settle.
+    pub fn with_snd_settle_mode(mut self, value: SenderSettleMode) -> Self {
+        self.snd_settle_mode = value;
+        self
+    }
+
+    /// Sets `rcv_settle_mode`: how the receiver should settle.
+    pub fn with_rcv_settle_mode(mut self, value: ReceiverSettleMode) -> Self {
+        self.rcv_settle_mode = value;
+        self
+    }
+
+    /// Sets `properties`: link properties.
+    pub fn with_properties(mut self, value: Fields) -> Self {
+        self.properties = Some(value);
+        self
+    }
+
+    /// Sets `desired_capabilities`: capabilities we want.
+    pub fn with_desired_capabilities(mut self, value: Vec<Symbol>) -> Self {
+        self.desired_capabilities = Some(value);
+        self
+    }
+
+    /// Sets `max_in_flight`: most unsettled sends at once; further sends wait (bounds memory).
+    pub fn with_max_in_flight(mut self, value: usize) -> Self {
+        self.max_in_flight = value;
+        self
+    }
 }
 
 impl SenderOptions {
