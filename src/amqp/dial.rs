@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 /// The settings of the AMQP connection itself are the engine's [`ConnectionConfig`], held as
 /// is; the builder methods set its fields, so there is one list of connection settings.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ConnectOptions {
     /// Host name or address.
     pub host: String,
