@@ -39,7 +39,8 @@ impl ListenerOptions {
         self
     }
 
-    /// Sets `tls`: tls.
+    /// Serves TLS with these server settings (`amqps://`).
+    #[cfg(feature = "tls")]
     pub fn with_tls(mut self, value: super::io::tls::TlsServerOptions) -> Self {
         self.tls = Some(value);
         self

@@ -112,6 +112,7 @@ impl EmulatorOptions {
     }
 
     /// Serves `amqps://` with this certificate.
+    #[cfg(feature = "tls")]
     pub fn with_tls(mut self, value: crate::amqp::io::tls::TlsServerOptions) -> Self {
         self.tls = Some(value);
         self
