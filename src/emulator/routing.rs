@@ -36,6 +36,35 @@ pub(super) fn audience_path(audience: &str) -> String {
     path.trim_matches('/').to_ascii_lowercase()
 }
 
+/// The host a token audience names (`sb://Host:5671/hub` → `host`), without port, brackets
+/// or user info; `None` when the audience has no scheme and so names no host.
+pub(super) fn audience_host(audience: &str) -> Option<String> {
+    let (_, rest) = audience.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(h, _)| h),
+        None => host.split_once(':').map_or(host, |(h, _)| h),
+    };
+    Some(host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Names under which this machine is reached from itself; a token for any of them is a token
+/// for the emulator, as `localhost` and `127.0.0.1` are the same place to a client.
+fn is_local_name(host: &str) -> bool {
+    static MACHINE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let machine = MACHINE.get_or_init(|| {
+        ["/proc/sys/kernel/hostname", "/etc/hostname"]
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .map(|n| n.trim().to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+    });
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+        || host.ends_with(".localhost")
+        || machine.as_deref() == Some(host)
+}
+
 struct Grant {
     path: String,
     expiry: u64,
@@ -44,6 +73,8 @@ struct Grant {
 /// Per-connection state shared by its link tasks.
 pub(crate) struct Conn {
     pub(super) shared: Arc<Shared>,
+    /// The namespace host the client opened this connection to (`open.hostname`), lower case.
+    hostname: Option<String>,
     grants: Mutex<Vec<Grant>>,
     pub(super) replies: ReplyLinks,
 }
@@ -69,6 +100,18 @@ impl Conn {
             })
     }
 
+    /// Whether a token audience naming `host` is for the namespace this connection reached:
+    /// the host the client opened to, or any local name of this machine.
+    fn serves_host(&self, host: &str) -> bool {
+        is_local_name(host) || self.hostname.as_deref() == Some(host)
+    }
+
+    /// Whether a token for `audience` may grant anything here: it names no host, or one
+    /// [`Self::serves_host`] accepts.
+    pub(super) fn serves_audience(&self, audience: &str) -> bool {
+        audience_host(audience).is_none_or(|h| self.serves_host(&h))
+    }
+
     pub(super) fn grant(&self, path: String, expiry: u64) {
         let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
         let now = now_secs();
@@ -83,8 +126,14 @@ impl Conn {
 
 /// Serves one connection until it closes.
 pub(crate) async fn serve(shared: Arc<Shared>, mut connection: ServerConnection) {
+    let hostname = connection
+        .remote_open()
+        .hostname
+        .as_ref()
+        .map(|h| h.as_str().trim_end_matches('.').to_ascii_lowercase());
     let conn = Arc::new(Conn {
         shared,
+        hostname,
         grants: Mutex::new(Vec::new()),
         replies: ReplyLinks::new(),
     });
@@ -171,5 +220,21 @@ mod tests {
             "eh1/consumergroups/$default"
         );
         assert_eq!(audience_path("amqps://h:5671/"), "");
+    }
+
+    #[test]
+    fn audience_hosts() {
+        let h = |a| audience_host(a);
+        assert_eq!(h("sb://LocalHost/eh1").as_deref(), Some("localhost"));
+        assert_eq!(
+            h("amqps://ns.example:5671/eh1").as_deref(),
+            Some("ns.example")
+        );
+        assert_eq!(h("sb://[::1]:5672/eh1").as_deref(), Some("::1"));
+        assert_eq!(h("sb://user@ns.example./").as_deref(), Some("ns.example"));
+        assert_eq!(h("sb://ns.example").as_deref(), Some("ns.example"));
+        assert_eq!(h("eh1/partitions/0"), None);
+        assert!(is_local_name("127.0.0.1") && is_local_name("localhost"));
+        assert!(!is_local_name("other-namespace.example"));
     }
 }

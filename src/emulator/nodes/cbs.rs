@@ -2,7 +2,7 @@
 
 use crate::amqp::types::message::{Body, Message};
 use crate::auth::{verify_sas_token, SasVerifyError};
-use crate::emulator::routing::{audience_path, now_secs, Conn};
+use crate::emulator::routing::{audience_host, audience_path, now_secs, Conn};
 use crate::wire::cbs::{PutTokenRequest, PUT_TOKEN, SAS_TOKEN_TYPE};
 
 pub(crate) fn put_token(conn: &Conn, request: &Message) -> (i32, String, Body) {
@@ -32,6 +32,16 @@ pub(crate) fn put_token(conn: &Conn, request: &Message) -> (i32, String, Body) {
         now_secs(),
     ) {
         Ok(t) => {
+            // As the service: a token signed for another namespace grants nothing here, even
+            // when the key happens to be the same.
+            if !conn.serves_audience(&t.audience) {
+                let host = audience_host(&t.audience).unwrap_or_default();
+                return (
+                    401,
+                    format!("the token's audience host {host:?} is not this namespace"),
+                    Body::Empty,
+                );
+            }
             let path = audience_path(&t.audience);
             // A namespace-wide token is fine; one for an entity must name a hub we have.
             let hub = path.split('/').next().unwrap_or_default();

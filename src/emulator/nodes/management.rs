@@ -25,6 +25,9 @@ pub(crate) fn management(conn: &Conn, request: &Message) -> (i32, String, Body) 
                 now_secs(),
             )
             .map(|t| {
+                if !conn.serves_audience(&t.audience) {
+                    return false;
+                }
                 let p = audience_path(&t.audience);
                 let hub_path = hub.config.name.to_ascii_lowercase();
                 p.is_empty()
