@@ -75,9 +75,10 @@ async fn start_listener() -> SocketAddr {
                         continue;
                     }
                     let target = link.attach().target.as_deref().cloned();
-                    let acceptance = LinkAcceptance {
-                        target,
-                        ..Default::default()
+                    let acceptance = {
+                        let mut o = LinkAcceptance::default();
+                        o.target = target;
+                        o
                     };
                     let Ok(mut rx) = link.accept_receiver(acceptance, PREFETCH).await else {
                         continue;

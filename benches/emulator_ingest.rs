@@ -1,16 +1,19 @@
 //! Emulator ingest: events per second through our low-level sender (100-byte events packed in
 //! ~1 MiB Event Hubs batches, pipelined) into one partition of an in-process emulator, and the
-//! resident memory the emulator needs per million retained 100-byte events.
+//! resident memory the emulator needs per million retained 100-byte events, and the same ingest
+//! into partition files (`data_dir`) under each `Fsync` mode.
 //!
 //! `cargo bench --bench emulator_ingest` (env `EHUB_BENCH_EVENTS`: events for the throughput
-//! run, default 3 000 000; `EHUB_BENCH_RETAINED`: events for the memory run, default 1 000 000).
+//! run, default 3 000 000; `EHUB_BENCH_RETAINED`: events for the memory run, default 1 000 000;
+//! `EHUB_BENCH_DISK_EVENTS`: events per fsync mode, default 1 000 000, written under
+//! `EHUB_BENCH_DATA_DIR`, default a scratch directory in `target/`).
 
 use bytes::{Bytes, BytesMut};
 use eventhubs::amqp::codec::Encode;
 use eventhubs::amqp::types::message::Message;
 use eventhubs::amqp::types::messaging::DeliveryState;
 use eventhubs::amqp::{ConnectOptions, Connection, Sender, SenderOptions};
-use eventhubs::emulator::{Emulator, EmulatorOptions, Retention};
+use eventhubs::emulator::{Emulator, EmulatorOptions, Fsync, Retention};
 use std::time::Instant;
 
 use eventhubs::wire::batch::{
@@ -56,13 +59,49 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 async fn emulator(retention: Retention) -> Emulator {
-    Emulator::start(EmulatorOptions {
-        require_auth: false,
-        retention,
-        ..EmulatorOptions::ephemeral()
-    })
+    Emulator::start(
+        EmulatorOptions::ephemeral()
+            .with_require_auth(false)
+            .with_retention(retention),
+    )
     .await
     .expect("emulator starts")
+}
+
+/// Bounded retention so that a run measures ingest, not memory growth.
+const INGEST_RETENTION: Retention = Retention {
+    max_events: 2_000_000,
+    max_bytes: 256 << 20,
+};
+
+/// Ingest of `events` into partition files under `dir` with `fsync`, printed as one line.
+async fn disk_ingest(dir: &std::path::Path, fsync: Fsync, payload: &Bytes, per_batch: usize) {
+    let _ = std::fs::remove_dir_all(dir);
+    let em = Emulator::start(
+        EmulatorOptions::ephemeral()
+            .with_require_auth(false)
+            .with_retention(INGEST_RETENTION)
+            .with_data_dir(dir)
+            .with_fsync(fsync),
+    )
+    .await
+    .expect("emulator starts");
+    let (conn, sender) = sender_to(&em).await;
+    ingest(&sender, payload, 10).await; // warm-up
+    let batches = env_usize("EHUB_BENCH_DISK_EVENTS", 1_000_000).div_ceil(per_batch);
+    let start = Instant::now();
+    ingest(&sender, payload, batches).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let n = batches * per_batch;
+    println!(
+        "ingest to disk, fsync {fsync:?}: {n} events in {batches} batches in {elapsed:.2} s: {:.0} events/s, {:.1} MiB/s, {:.0} batches/s",
+        n as f64 / elapsed,
+        (batches * payload.len()) as f64 / elapsed / (1024.0 * 1024.0),
+        batches as f64 / elapsed,
+    );
+    let _ = conn.close().await;
+    drop(em);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 async fn sender_to(em: &Emulator) -> (Connection, Sender) {
@@ -152,11 +191,7 @@ fn main() {
     // Throughput: bounded retention so the run measures ingest, not memory growth.
     let events = env_usize("EHUB_BENCH_EVENTS", 3_000_000);
     runtime.block_on(async {
-        let em = emulator(Retention {
-            max_events: 2_000_000,
-            max_bytes: 256 << 20,
-        })
-        .await;
+        let em = emulator(INGEST_RETENTION).await;
         let (conn, sender) = sender_to(&em).await;
         ingest(&sender, &payload, 10).await; // warm-up
         let batches = events.div_ceil(per_batch);
@@ -171,5 +206,20 @@ fn main() {
             batches as f64 / elapsed,
         );
         let _ = conn.close().await;
+    });
+
+    // Durability: the same load into partition files, once per fsync mode.
+    let dir = std::env::var_os("EHUB_BENCH_DATA_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("emulator_ingest"),
+        std::path::PathBuf::from,
+    );
+    runtime.block_on(async {
+        for fsync in [
+            Fsync::Never,
+            Fsync::Interval(Fsync::DEFAULT_INTERVAL),
+            Fsync::Always,
+        ] {
+            disk_ingest(&dir, fsync, &payload, per_batch).await;
+        }
     });
 }

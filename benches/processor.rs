@@ -44,10 +44,7 @@ async fn plain_consumers(client: &EventHubClient, per_partition: u64) -> f64 {
                     "$default",
                     &p.to_string(),
                     EventPosition::earliest(),
-                    ConsumerOptions {
-                        prefetch: Some(300),
-                        ..ConsumerOptions::default()
-                    },
+                    ConsumerOptions::default().with_prefetch(300),
                 )
                 .await
                 .expect("consumer");
@@ -76,13 +73,11 @@ async fn processor(client: &EventHubClient, per_partition: u64) -> f64 {
         "$default",
         move || Count { n: counter.clone() },
         Arc::new(InMemoryPartitionManager::new()),
-        EventProcessorOptions {
-            strategy: Strategy::Greedy,
-            max_batch_size: BATCH,
-            prefetch: 300,
-            max_wait_time: Duration::from_millis(100),
-            ..EventProcessorOptions::default()
-        },
+        EventProcessorOptions::default()
+            .with_strategy(Strategy::Greedy)
+            .with_max_batch_size(BATCH)
+            .with_prefetch(300)
+            .with_max_wait_time(Duration::from_millis(100)),
     )
     .expect("processor");
     let total = per_partition * u64::from(PARTITIONS);
@@ -111,17 +106,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let emulator = Emulator::start(EmulatorOptions {
-        entities: EntityConfig {
-            hubs: vec![HubConfig {
-                name: "bench".into(),
-                partition_count: PARTITIONS,
-                consumer_groups: vec!["$default".into()],
-            }],
-            ..EntityConfig::default()
-        },
-        ..EmulatorOptions::ephemeral()
-    })
+    let emulator = Emulator::start(EmulatorOptions::ephemeral().with_entities(
+        EntityConfig::default().with_hubs(vec![HubConfig::new("bench".into(), PARTITIONS)
+                .with_consumer_groups(vec!["$default".into()])]),
+    ))
     .await
     .expect("emulator");
     let client =

@@ -66,31 +66,21 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), common::Failure> {
     let total = common::count_from_env("DEMO_EVENTS", 20_000)?;
-    let entities = EntityConfig {
-        hubs: vec![HubConfig {
-            name: HUB.into(),
-            partition_count: PARTITIONS,
-            consumer_groups: vec!["$default".into()],
-        }],
-        ..EntityConfig::default()
-    };
-    let emulator = Emulator::start(EmulatorOptions {
-        entities,
-        ..EmulatorOptions::ephemeral()
-    })
-    .await?;
+    let entities =
+        EntityConfig::default()
+            .with_hubs(vec![HubConfig::new(HUB.into(), PARTITIONS)
+                .with_consumer_groups(vec!["$default".into()])]);
+    let emulator = Emulator::start(EmulatorOptions::ephemeral().with_entities(entities)).await?;
     println!("emulator: {}", emulator.connection_string_for(HUB));
 
     let client = EventHubClient::from_connection_string(&emulator.connection_string(), Some(HUB))?;
     let manager = Arc::new(InMemoryPartitionManager::new());
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let options = EventProcessorOptions {
-        load_balancing_interval: Duration::from_millis(500),
-        ownership_expiration: Duration::from_secs(3),
-        max_batch_size: 500,
-        max_wait_time: Duration::from_millis(200),
-        ..EventProcessorOptions::default()
-    };
+    let options = EventProcessorOptions::default()
+        .with_load_balancing_interval(Duration::from_millis(500))
+        .with_ownership_expiration(Duration::from_secs(3))
+        .with_max_batch_size(500)
+        .with_max_wait_time(Duration::from_millis(200));
     let make = |name: &'static str| {
         let tally = tally.clone();
         EventProcessor::new(

@@ -21,6 +21,7 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1024 * 1024;
 
 /// Options for a new batch.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct BatchOptions {
     /// Largest batch in bytes; defaults to (and may not exceed) the link's max-message-size.
     pub max_size: Option<usize>,

@@ -34,6 +34,7 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// 4 × 5 s + at most 7.3 s, under 30 s. An endpoint that connects and then stops answering
 /// fails each attempt after `operation_timeout` (60 s) instead.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// Retry policy for transient failures.
     pub retry: RetryOptions,
@@ -476,16 +477,17 @@ impl EventHubClient {
         let (host, port) = self.endpoint();
         let what = format!("connecting to {host}:{port}");
         self.trace(&what);
-        let mut o = ConnectOptions::new(host.clone(), port).sasl_anonymous();
-        o.hostname = Some(i.host.clone());
-        o.connect_timeout = i.options.connect_timeout.min(i.options.operation_timeout);
-        o.max_frame_size = 256 * 1024;
-        o.frame_trace = if i.options.network_tracing {
-            FrameTrace::Info
-        } else {
-            FrameTrace::Debug
-        };
-        o.channel_max = 1023;
+        let mut o = ConnectOptions::new(host.clone(), port)
+            .sasl_anonymous()
+            .hostname(i.host.clone())
+            .connect_timeout(i.options.connect_timeout.min(i.options.operation_timeout))
+            .max_frame_size(256 * 1024)
+            .frame_trace(if i.options.network_tracing {
+                FrameTrace::Info
+            } else {
+                FrameTrace::Debug
+            })
+            .channel_max(1023);
         let prop = |k: &str, v: &str| (Symbol::from(k), Value::from(v));
         let props: Fields = vec![
             prop("product", "eventhubs-rs"),
@@ -497,7 +499,7 @@ impl EventHubClient {
                 concat!("eventhubs-rs/", env!("CARGO_PKG_VERSION")),
             ),
         ];
-        o.properties = Some(props);
+        o = o.properties(props);
         #[cfg(feature = "tls")]
         if i.options.use_tls {
             let mut tls = i.options.tls.clone();

@@ -31,6 +31,7 @@ pub const DEFAULT_CONSUMER_GROUP: &str = "$Default";
 
 /// Options for [`EventHubClient::create_consumer`].
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct ConsumerOptions {
     /// Owner level (epoch): the consumer with the highest level owns the partition exclusively.
     pub owner_level: Option<i64>,
@@ -38,6 +39,28 @@ pub struct ConsumerOptions {
     pub prefetch: Option<u32>,
     /// Ask the service for the partition's last enqueued event with each delivery.
     pub track_last_enqueued_event_properties: bool,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
+/// default and these).
+impl ConsumerOptions {
+    /// Sets the owner level (epoch): a consumer with a higher one takes the partition over.
+    pub fn with_owner_level(mut self, value: i64) -> Self {
+        self.owner_level = Some(value);
+        self
+    }
+
+    /// Sets how many events may be buffered ahead of `receive` (by default the client's).
+    pub fn with_prefetch(mut self, value: u32) -> Self {
+        self.prefetch = Some(value);
+        self
+    }
+
+    /// Sets whether the service reports the partition's last enqueued event with each delivery.
+    pub fn with_track_last_enqueued_event_properties(mut self, value: bool) -> Self {
+        self.track_last_enqueued_event_properties = value;
+        self
+    }
 }
 
 /// The partition's last enqueued event, as reported along with received events.

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 /// Options for [`EventHubClient::create_producer`].
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct ProducerOptions {
     /// Send to this partition; `None` lets the service choose (round-robin or by key).
     pub partition_id: Option<String>,
@@ -32,6 +33,28 @@ pub struct ProducerOptions {
     pub send_timeout: Option<Duration>,
     /// Retry policy; defaults to the client's.
     pub retry: Option<RetryOptions>,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
+/// default and these).
+impl ProducerOptions {
+    /// Sets the partition to send to (by default the service picks one).
+    pub fn with_partition_id(mut self, value: impl Into<String>) -> Self {
+        self.partition_id = Some(value.into());
+        self
+    }
+
+    /// Sets the timeout of each send (by default the client's operation timeout).
+    pub fn with_send_timeout(mut self, value: Duration) -> Self {
+        self.send_timeout = Some(value);
+        self
+    }
+
+    /// Sets the retry policy of this producer (by default the client's).
+    pub fn with_retry(mut self, value: RetryOptions) -> Self {
+        self.retry = Some(value);
+        self
+    }
 }
 
 impl ProducerOptions {
@@ -46,9 +69,20 @@ impl ProducerOptions {
 
 /// Options for one send.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct SendOptions {
     /// Partition key for the events (producers to the hub only).
     pub partition_key: Option<String>,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
+/// default and these).
+impl SendOptions {
+    /// Sets the partition key: events with one key land in one partition, in order.
+    pub fn with_partition_key(mut self, value: impl Into<String>) -> Self {
+        self.partition_key = Some(value.into());
+        self
+    }
 }
 
 /// What [`EventHubProducer::send`] takes: one event, a list that must fit one message, or a

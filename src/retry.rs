@@ -58,6 +58,7 @@ impl fmt::Debug for RetryObserver {
 /// jittered up to 1.3×); with the client's per-attempt timeouts this bounds how long a call
 /// takes to fail (see [`crate::ClientOptions::connect_timeout`]).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RetryOptions {
     /// Retries after the first attempt (0 disables retrying).
     pub max_retries: u32,
@@ -71,6 +72,46 @@ pub struct RetryOptions {
     pub jitter: bool,
     /// Told before each retry (default none).
     pub observer: Option<RetryObserver>,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
+/// default and these).
+impl RetryOptions {
+    /// Sets how many times a transient failure is retried.
+    pub fn with_max_retries(mut self, value: u32) -> Self {
+        self.max_retries = value;
+        self
+    }
+
+    /// Sets the base delay between attempts.
+    pub fn with_delay(mut self, value: Duration) -> Self {
+        self.delay = value;
+        self
+    }
+
+    /// Sets the longest delay between attempts.
+    pub fn with_max_delay(mut self, value: Duration) -> Self {
+        self.max_delay = value;
+        self
+    }
+
+    /// Sets how delays grow between attempts.
+    pub fn with_mode(mut self, value: RetryMode) -> Self {
+        self.mode = value;
+        self
+    }
+
+    /// Sets whether delays are randomised (so that clients do not retry in step).
+    pub fn with_jitter(mut self, value: bool) -> Self {
+        self.jitter = value;
+        self
+    }
+
+    /// Sets the callback told before each retry (for progress output).
+    pub fn with_observer(mut self, observer: RetryObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
 }
 
 impl Default for RetryOptions {

@@ -4,7 +4,7 @@ mod amqp_support;
 mod support;
 
 use amqp_support::{within, QueueBroker};
-use eventhubs::amqp::engine::{ConnectionConfig, LinkAcceptance};
+use eventhubs::amqp::engine::LinkAcceptance;
 use eventhubs::amqp::types::message::Message;
 use eventhubs::amqp::{
     ConnectOptions, Connection, Error, Listener, ListenerOptions, ReceiverOptions, SenderOptions,
@@ -29,16 +29,18 @@ async fn silent_server() -> std::net::SocketAddr {
                 while let Some(link) = conn.next_link().await {
                     if link.peer_is_sender() {
                         let target = link.attach().target.as_deref().cloned();
-                        let acc = LinkAcceptance {
-                            target,
-                            ..Default::default()
+                        let acc = {
+                            let mut o = LinkAcceptance::default();
+                            o.target = target;
+                            o
                         };
                         keep.0.push(link.accept_receiver(acc, 10).await.unwrap());
                     } else {
                         let source = link.attach().source.as_deref().cloned();
-                        let acc = LinkAcceptance {
-                            source,
-                            ..Default::default()
+                        let acc = {
+                            let mut o = LinkAcceptance::default();
+                            o.source = source;
+                            o
                         };
                         keep.1.push(link.accept_sender(acc, 10).await.unwrap());
                     }
@@ -109,16 +111,16 @@ async fn killing_the_server_fails_pending_sends_and_receives_promptly() {
 async fn heartbeats_keep_a_quiet_connection_alive() {
     support::init_tracing();
     let _clock = support::fast_clock();
-    let b = QueueBroker::start(ListenerOptions {
-        config: ConnectionConfig {
-            idle_timeout: Some(Duration::from_millis(300)),
-            ..ListenerOptions::default().config
-        },
-        ..ListenerOptions::default()
-    })
+    let b = QueueBroker::start(
+        ListenerOptions::default().with_config(
+            ListenerOptions::default()
+                .config
+                .with_idle_timeout(Duration::from_millis(300)),
+        ),
+    )
     .await;
-    let mut opts = ConnectOptions::new("127.0.0.1", b.port());
-    opts.idle_timeout = Some(Duration::from_millis(300));
+    let opts =
+        ConnectOptions::new("127.0.0.1", b.port()).idle_timeout(Some(Duration::from_millis(300)));
     let conn = Connection::connect(opts).await.unwrap();
     assert_eq!(conn.remote_open().idle_time_out, Some(300));
     let s = conn.open_session().await.unwrap();
@@ -144,8 +146,8 @@ async fn a_peer_that_goes_silent_is_closed_after_the_idle_timeout() {
     let _clock = support::fast_clock();
     let b = QueueBroker::start(ListenerOptions::default()).await;
     let proxy = Proxy::start(b.addr()).await;
-    let mut opts = ConnectOptions::new("127.0.0.1", proxy.port);
-    opts.idle_timeout = Some(Duration::from_millis(500));
+    let opts =
+        ConnectOptions::new("127.0.0.1", proxy.port).idle_timeout(Some(Duration::from_millis(500)));
     let conn = Connection::connect(opts).await.unwrap();
     let s = conn.open_session().await.unwrap();
     let mut rx = s

@@ -27,9 +27,10 @@ async fn start_echo_server() -> std::net::SocketAddr {
                         let target = link.attach().target.as_deref().cloned();
                         rx = Some(
                             link.accept_receiver(
-                                LinkAcceptance {
-                                    target,
-                                    ..Default::default()
+                                {
+                                    let mut o = LinkAcceptance::default();
+                                    o.target = target;
+                                    o
                                 },
                                 100,
                             )
@@ -40,9 +41,10 @@ async fn start_echo_server() -> std::net::SocketAddr {
                         let source = link.attach().source.as_deref().cloned();
                         tx = Some(
                             link.accept_sender(
-                                LinkAcceptance {
-                                    source,
-                                    ..Default::default()
+                                {
+                                    let mut o = LinkAcceptance::default();
+                                    o.source = source;
+                                    o
                                 },
                                 1000,
                             )
@@ -76,17 +78,11 @@ async fn send_and_receive_back_over_tcp() {
         .unwrap();
     let session = conn.open_session().await.unwrap();
     let mut receiver = session
-        .attach_receiver(ReceiverOptions {
-            source: Source::new("q"),
-            ..ReceiverOptions::new("q")
-        })
+        .attach_receiver(ReceiverOptions::new("q").with_source(Source::new("q")))
         .await
         .unwrap();
     let sender = session
-        .attach_sender(SenderOptions {
-            target: Target::new("q"),
-            ..SenderOptions::new("q")
-        })
+        .attach_sender(SenderOptions::new("q").with_target(Target::new("q")))
         .await
         .unwrap();
     // Read concurrently: the echo server can only run ahead of us by our prefetch.
@@ -134,10 +130,7 @@ async fn settlements_go_out_before_detach_end_and_close() {
             .unwrap();
         let session = conn.open_session().await.unwrap();
         let mut rx = session
-            .attach_receiver(ReceiverOptions {
-                prefetch: 0,
-                ..ReceiverOptions::new(address.as_str())
-            })
+            .attach_receiver(ReceiverOptions::new(address.as_str()).with_prefetch(0))
             .await
             .unwrap();
         rx.add_credit(3).unwrap();

@@ -10,7 +10,6 @@ mod support;
 
 use amqp_support::QueueBroker;
 use eventhubs::amqp::codec::Value;
-use eventhubs::amqp::engine::ConnectionConfig;
 use eventhubs::amqp::types::message::{Body, Message};
 use eventhubs::amqp::ListenerOptions;
 use serde_json::Value as Json;
@@ -69,15 +68,13 @@ fn args(op: &str, port: u16, address: &str, n: usize, extra: &[&str]) -> Vec<Str
 
 async fn broker(prefetch: u32) -> QueueBroker {
     QueueBroker::start_with_prefetch(
-        ListenerOptions {
-            config: ConnectionConfig {
-                sasl_server: Some(TestAuth::new("tester", "s3cret")),
+        ListenerOptions::default().with_config(
+            ListenerOptions::default()
+                .config
+                .with_sasl_server(TestAuth::new("tester", "s3cret"))
                 // `--no-sasl` clients are let in too.
-                allow_no_sasl: true,
-                ..ListenerOptions::default().config
-            },
-            ..ListenerOptions::default()
-        },
+                .with_allow_no_sasl(true),
+        ),
         prefetch,
     )
     .await

@@ -315,10 +315,7 @@ async fn ten_thousand_rich_messages_round_trip() {
         .await
         .expect("attach sender");
     let mut rx = session
-        .attach_receiver(ReceiverOptions {
-            prefetch: 0,
-            ..ReceiverOptions::new(address.as_str())
-        })
+        .attach_receiver(ReceiverOptions::new(address.as_str()).with_prefetch(0))
         .await
         .expect("attach receiver");
     const N: u32 = 10_000;
@@ -393,10 +390,7 @@ async fn one_mebibyte_messages_span_many_frames() {
         .await
         .unwrap();
     let mut rx = session
-        .attach_receiver(ReceiverOptions {
-            prefetch: 0,
-            ..ReceiverOptions::new(address.as_str())
-        })
+        .attach_receiver(ReceiverOptions::new(address.as_str()).with_prefetch(0))
         .await
         .unwrap();
     const MIB: usize = 1 << 20;
@@ -494,10 +488,7 @@ async fn accept_reject_release_and_modify_outcomes() {
     )
     .await;
     let mut rx = session
-        .attach_receiver(ReceiverOptions {
-            prefetch: 0,
-            ..ReceiverOptions::new(address.as_str())
-        })
+        .attach_receiver(ReceiverOptions::new(address.as_str()).with_prefetch(0))
         .await
         .unwrap();
     let first = receive_n(&mut rx, 4, 4, 10).await;
@@ -553,10 +544,7 @@ async fn accept_reject_release_and_modify_outcomes() {
     // The unsettled message went back to the queue with the session.
     let session = conn.open_session().await.unwrap();
     let mut rx = session
-        .attach_receiver(ReceiverOptions {
-            prefetch: 0,
-            ..ReceiverOptions::new(address.as_str())
-        })
+        .attach_receiver(ReceiverOptions::new(address.as_str()).with_prefetch(0))
         .await
         .unwrap();
     let last = receive_n(&mut rx, 1, 5, 10).await;
@@ -565,10 +553,7 @@ async fn accept_reject_release_and_modify_outcomes() {
     rx.close().await.unwrap();
     // Everything is settled: the queue is empty now (accept went out before the detach).
     let mut rx = session
-        .attach_receiver(ReceiverOptions {
-            prefetch: 0,
-            ..ReceiverOptions::new(address.as_str())
-        })
+        .attach_receiver(ReceiverOptions::new(address.as_str()).with_prefetch(0))
         .await
         .unwrap();
     rx.add_credit(5).unwrap();
@@ -633,10 +618,7 @@ async fn sasl_anonymous_no_sasl_and_bad_password() {
         let s = conn.open_session().await.unwrap();
         send_all(&s, &address, &[name]).await;
         let mut rx = s
-            .attach_receiver(ReceiverOptions {
-                prefetch: 0,
-                ..ReceiverOptions::new(address.as_str())
-            })
+            .attach_receiver(ReceiverOptions::new(address.as_str()).with_prefetch(0))
             .await
             .unwrap();
         let m = receive_n(&mut rx, 1, 1, 10).await;

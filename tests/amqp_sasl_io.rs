@@ -11,14 +11,14 @@ use eventhubs::amqp::{ConnectOptions, Connection, Error, ListenerOptions, Sender
 use support::TestAuth;
 
 async fn sasl_broker(allow_no_sasl: bool) -> QueueBroker {
-    QueueBroker::start(ListenerOptions {
-        config: ConnectionConfig {
-            sasl_server: Some(TestAuth::new("tester", "s3cret")),
-            allow_no_sasl,
-            ..ListenerOptions::default().config
-        },
-        ..ListenerOptions::default()
-    })
+    QueueBroker::start(
+        ListenerOptions::default().with_config(
+            ListenerOptions::default()
+                .config
+                .with_sasl_server(TestAuth::new("tester", "s3cret"))
+                .with_allow_no_sasl(allow_no_sasl),
+        ),
+    )
     .await
 }
 
@@ -75,14 +75,14 @@ async fn anonymous_accepted_or_refused_as_configured() {
     use_it(&conn).await;
     conn.close().await.unwrap();
     // A server that offers only PLAIN refuses ANONYMOUS.
-    let strict = QueueBroker::start(ListenerOptions {
-        config: ConnectionConfig {
-            sasl_server: Some(TestAuth::plain_only("tester", "s3cret")),
-            allow_no_sasl: false,
-            ..ListenerOptions::default().config
-        },
-        ..ListenerOptions::default()
-    })
+    let strict = QueueBroker::start(
+        ListenerOptions::default().with_config(
+            ListenerOptions::default()
+                .config
+                .with_sasl_server(TestAuth::plain_only("tester", "s3cret"))
+                .with_allow_no_sasl(false),
+        ),
+    )
     .await;
     let e = within(
         10,
@@ -130,10 +130,7 @@ fn debug_output_never_contains_the_password() {
         username: "user".into(),
         password: SECRET.into(),
     };
-    let config = ConnectionConfig {
-        sasl: Some(mech.clone()),
-        ..ConnectionConfig::default()
-    };
+    let config = ConnectionConfig::default().with_sasl(mech.clone());
     let init = SaslInit::plain("user", SECRET);
     for (what, text) in [
         ("ConnectOptions", format!("{opts:?} {opts:#?}")),

@@ -5,7 +5,6 @@ mod support;
 
 use amqp_support::{within, QueueBroker};
 use bytes::Bytes;
-use eventhubs::amqp::engine::ConnectionConfig;
 use eventhubs::amqp::io::tls::{TlsClientOptions, TlsServerOptions};
 use eventhubs::amqp::types::message::Message;
 use eventhubs::amqp::{
@@ -39,23 +38,26 @@ fn pki() -> Pki {
 }
 
 async fn tls_broker(p: &Pki) -> QueueBroker {
-    QueueBroker::start(ListenerOptions {
-        tls: Some(TlsServerOptions::new(p.chain.clone(), p.key.clone_key()).unwrap()),
-        config: ConnectionConfig {
-            sasl_server: Some(TestAuth::new("tester", "s3cret")),
-            ..ListenerOptions::default().config
-        },
-        ..ListenerOptions::default()
-    })
+    QueueBroker::start(
+        ListenerOptions::default()
+            .with_tls(TlsServerOptions::new(p.chain.clone(), p.key.clone_key()).unwrap())
+            .with_config(
+                ListenerOptions::default()
+                    .config
+                    .with_sasl_server(TestAuth::new("tester", "s3cret")),
+            ),
+    )
     .await
 }
 
 fn trusting(p: &Pki, name: &str) -> TlsClientOptions {
-    TlsClientOptions {
-        server_name: Some(name.to_owned()),
-        extra_roots: vec![p.ca.clone()],
-        only_extra_roots: true,
-        client_certificate: None,
+    {
+        let mut o = TlsClientOptions::default()
+            .with_server_name(name.to_owned())
+            .with_extra_roots(vec![p.ca.clone()])
+            .with_only_extra_roots(true);
+        o.client_certificate = None;
+        o
     }
 }
 
@@ -100,10 +102,7 @@ async fn trusted_ca_connects_and_moves_messages() {
     // Also the extra root added beside the webpki roots (the default).
     let conn = Connection::connect(
         ConnectOptions::new("localhost", b.port())
-            .tls(TlsClientOptions {
-                extra_roots: vec![p.ca.clone()],
-                ..TlsClientOptions::default()
-            })
+            .tls(TlsClientOptions::default().with_extra_roots(vec![p.ca.clone()]))
             .sasl_anonymous(),
     )
     .await
@@ -172,11 +171,12 @@ async fn wrong_server_name_fails() {
     // Connecting by IP without a server name verifies the IP, which the certificate lacks.
     let e = Connection::connect(
         ConnectOptions::new("127.0.0.1", b.port())
-            .tls(TlsClientOptions {
-                extra_roots: vec![p.ca.clone()],
-                only_extra_roots: true,
-                client_certificate: None,
-                ..TlsClientOptions::default()
+            .tls({
+                let mut o = TlsClientOptions::default()
+                    .with_extra_roots(vec![p.ca.clone()])
+                    .with_only_extra_roots(true);
+                o.client_certificate = None;
+                o
             })
             .sasl_anonymous(),
     )

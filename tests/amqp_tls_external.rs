@@ -6,7 +6,7 @@ mod amqp_support;
 use amqp_support::{within, QueueBroker};
 use eventhubs::amqp::codec::Symbol;
 use eventhubs::amqp::engine::SaslClientMechanism;
-use eventhubs::amqp::engine::{ConnectionConfig, SaslAuthenticator, SaslDecision};
+use eventhubs::amqp::engine::{SaslAuthenticator, SaslDecision};
 use eventhubs::amqp::io::tls::{ClientCertificate, TlsClientOptions, TlsServerOptions};
 use eventhubs::amqp::types::message::Message;
 use eventhubs::amqp::{ConnectOptions, Connection, Error, ListenerOptions, SenderOptions};
@@ -64,35 +64,38 @@ fn pki() -> Pki {
 }
 
 fn client_options(p: &Pki, port: u16, cert: Option<ClientCertificate>) -> ConnectOptions {
-    let mut o = ConnectOptions::new("127.0.0.1", port).tls(TlsClientOptions {
-        server_name: Some("localhost".into()),
-        extra_roots: vec![p.ca.clone()],
-        only_extra_roots: true,
-        client_certificate: cert,
-    });
-    o.sasl = Some(SaslClientMechanism::External);
-    o
+    ConnectOptions::new("127.0.0.1", port)
+        .tls({
+            let mut o = TlsClientOptions::default()
+                .with_server_name("localhost".into())
+                .with_extra_roots(vec![p.ca.clone()])
+                .with_only_extra_roots(true);
+            o.client_certificate = cert;
+            o
+        })
+        .sasl(SaslClientMechanism::External)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificate_and_sasl_external() {
     let p = pki();
-    let broker = QueueBroker::start(ListenerOptions {
-        tls: Some(
-            TlsServerOptions::requiring_client_certificates(
-                p.server_chain.clone(),
-                p.server_key.clone_key(),
-                vec![p.ca.clone()],
+    let broker = QueueBroker::start(
+        ListenerOptions::default()
+            .with_tls(
+                TlsServerOptions::requiring_client_certificates(
+                    p.server_chain.clone(),
+                    p.server_key.clone_key(),
+                    vec![p.ca.clone()],
+                )
+                .unwrap(),
             )
-            .unwrap(),
-        ),
-        config: ConnectionConfig {
-            sasl_server: Some(Arc::new(ExternalOnly)),
-            allow_no_sasl: false,
-            ..ListenerOptions::default().config
-        },
-        ..ListenerOptions::default()
-    })
+            .with_config(
+                ListenerOptions::default()
+                    .config
+                    .with_sasl_server(Arc::new(ExternalOnly))
+                    .with_allow_no_sasl(false),
+            ),
+    )
     .await;
 
     // With the certificate: TLS client auth, then SASL EXTERNAL, then real traffic.

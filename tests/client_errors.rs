@@ -96,11 +96,11 @@ async fn nothing_listening_is_a_connect_error() {
     let cs = format!("Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true");
     let client = EventHubClientBuilder::from_connection_string(&cs, Some("eh1"))
         .unwrap()
-        .retry(eventhubs::RetryOptions {
-            max_retries: 1,
-            delay: Duration::from_millis(10),
-            ..Default::default()
-        })
+        .retry(
+            eventhubs::RetryOptions::default()
+                .with_max_retries(1)
+                .with_delay(Duration::from_millis(10)),
+        )
         .build()
         .unwrap();
     let e = client.get_partition_ids().await.unwrap_err();
@@ -214,10 +214,7 @@ async fn higher_owner_level_disconnects_the_consumer() {
         .await
         .unwrap();
     producer.send(EventData::from("one")).await.unwrap();
-    let opts = |level| ConsumerOptions {
-        owner_level: Some(level),
-        ..Default::default()
-    };
+    let opts = |level| ConsumerOptions::default().with_owner_level(level);
     let mut first = client
         .create_consumer("$default", "0", EventPosition::earliest(), opts(1))
         .await
@@ -276,10 +273,7 @@ async fn last_enqueued_event_properties_are_tracked() {
             "$default",
             "2",
             EventPosition::earliest(),
-            ConsumerOptions {
-                track_last_enqueued_event_properties: true,
-                ..Default::default()
-            },
+            ConsumerOptions::default().with_track_last_enqueued_event_properties(true),
         )
         .await
         .unwrap();
@@ -299,12 +293,12 @@ fn amqp_error(condition: &'static str, description: &'static str) -> AmqpError {
 async fn rejected_sends_are_retried_when_transient_and_surfaced_when_not() {
     let emu = emulator().await;
     let client = builder(&emu)
-        .retry(eventhubs::RetryOptions {
-            max_retries: 2,
-            delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(100),
-            ..Default::default()
-        })
+        .retry(
+            eventhubs::RetryOptions::default()
+                .with_max_retries(2)
+                .with_delay(Duration::from_millis(20))
+                .with_max_delay(Duration::from_millis(100)),
+        )
         .build()
         .unwrap();
     let producer = client
@@ -372,11 +366,11 @@ async fn a_silent_service_is_an_operation_timeout() {
     let client = EventHubClientBuilder::from_connection_string(&cs, Some("eh1"))
         .unwrap()
         .operation_timeout(Duration::from_millis(300))
-        .retry(eventhubs::RetryOptions {
-            max_retries: 1,
-            delay: Duration::from_millis(10),
-            ..Default::default()
-        })
+        .retry(
+            eventhubs::RetryOptions::default()
+                .with_max_retries(1)
+                .with_delay(Duration::from_millis(10)),
+        )
         .build()
         .unwrap();
     let started = std::time::Instant::now();

@@ -219,10 +219,7 @@ async fn consumer_resumes_after_a_cut_without_gap_or_duplicate() {
             "$default",
             "3",
             EventPosition::earliest(),
-            ConsumerOptions {
-                prefetch: Some(20),
-                ..Default::default()
-            },
+            ConsumerOptions::default().with_prefetch(20),
         )
         .await
         .unwrap();

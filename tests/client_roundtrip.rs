@@ -213,9 +213,7 @@ async fn batches_lists_and_partition_keys() {
     let e = producer
         .send_with_options(
             EventData::from("x"),
-            SendOptions {
-                partition_key: Some("k".into()),
-            },
+            SendOptions::default().with_partition_key("k"),
         )
         .await
         .unwrap_err();
@@ -236,17 +234,13 @@ async fn batches_lists_and_partition_keys() {
     hub.send(keyed).await.unwrap();
     hub.send_with_options(
         EventData::from("k3"),
-        SendOptions {
-            partition_key: Some("device-7".into()),
-        },
+        SendOptions::default().with_partition_key("device-7"),
     )
     .await
     .unwrap();
     hub.send_with_options(
         vec![EventData::from("k4"), EventData::from("k5")],
-        SendOptions {
-            partition_key: Some("device-7".into()),
-        },
+        SendOptions::default().with_partition_key("device-7"),
     )
     .await
     .unwrap();

@@ -36,10 +36,7 @@ async fn stream_yields_in_order_and_dropping_it_loses_nothing() {
             "$default",
             "3",
             EventPosition::earliest(),
-            ConsumerOptions {
-                prefetch: Some(40),
-                ..Default::default()
-            },
+            ConsumerOptions::default().with_prefetch(40),
         )
         .await
         .unwrap();
@@ -94,10 +91,7 @@ async fn stream_ends_after_the_partition_is_taken_over() {
         .await
         .unwrap();
     send_range(&producer, 0..5).await;
-    let opts = |level| ConsumerOptions {
-        owner_level: Some(level),
-        ..Default::default()
-    };
+    let opts = |level| ConsumerOptions::default().with_owner_level(level);
     let mut first = client
         .create_consumer("$default", "1", EventPosition::earliest(), opts(1))
         .await

@@ -30,16 +30,14 @@ async fn a_silent_endpoint_fails_get_properties_within_the_bound() {
     let heard = Arc::new(Mutex::new(Vec::new()));
     let log = heard.clone();
     let connect_timeout = Duration::from_millis(300);
-    let retry = RetryOptions {
-        max_retries: 3,
-        delay: Duration::from_millis(20),
-        mode: RetryMode::Fixed,
-        jitter: false,
-        observer: Some(RetryObserver::new(move |n| {
+    let retry = RetryOptions::default()
+        .with_max_retries(3)
+        .with_delay(Duration::from_millis(20))
+        .with_mode(RetryMode::Fixed)
+        .with_jitter(false)
+        .with_observer(RetryObserver::new(move |n| {
             log.lock().unwrap().push((n.attempt, n.attempts));
-        })),
-        ..RetryOptions::default()
-    };
+        }));
     let client = EventHubClientBuilder::from_connection_string(&cs, Some("eh1"))
         .unwrap()
         .retry(retry)
@@ -61,10 +59,7 @@ async fn a_silent_endpoint_fails_get_properties_within_the_bound() {
 #[test]
 fn the_default_time_to_fail_is_under_30_seconds() {
     let o = ClientOptions::default();
-    let r = RetryOptions {
-        jitter: false,
-        ..o.retry.clone()
-    };
+    let r = o.retry.clone().with_jitter(false);
     // Jitter stretches a wait by at most 1.3×.
     let waits: Duration = (1..=r.max_retries)
         .map(|n| r.delay_for(n, None).mul_f64(1.3).min(r.max_delay))

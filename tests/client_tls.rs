@@ -18,20 +18,17 @@ async fn tls_with_a_self_signed_emulator_certificate() {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
     let server = TlsServerOptions::new(vec![ck.cert.der().clone()], key).unwrap();
-    let emu = support::emulator_with(EmulatorOptions {
-        tls: Some(server),
-        ..EmulatorOptions::ephemeral()
-    })
-    .await;
+    let emu = support::emulator_with(EmulatorOptions::ephemeral().with_tls(server)).await;
     let cs = format!(
         "Endpoint=sb://localhost:{}/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;EntityPath=eh1",
         emu.local_addr().port()
     );
-    let tls = TlsClientOptions {
-        extra_roots: vec![ck.cert.der().clone()],
-        only_extra_roots: true,
-        client_certificate: None,
-        ..Default::default()
+    let tls = {
+        let mut o = TlsClientOptions::default()
+            .with_extra_roots(vec![ck.cert.der().clone()])
+            .with_only_extra_roots(true);
+        o.client_certificate = None;
+        o
     };
     let client = EventHubClientBuilder::from_connection_string(&cs, None)
         .unwrap()

@@ -180,11 +180,11 @@ fn props_of(i: usize, sender: Sender) -> PropertyMap {
     if sender == Sender::Ours {
         entries.retain(|(k, _)| *k != "dec");
     }
-    PropertyMap(
+    PropertyMap::from(
         entries
             .into_iter()
             .map(|(k, v)| (Str::from(k), v))
-            .collect(),
+            .collect::<Vec<_>>(),
     )
 }
 
@@ -800,8 +800,9 @@ async fn send_all(client: &EventHubClient) -> (usize, BTreeMap<String, usize>) {
                 "pid" => (&to_partition[pid_of(start, count).expect("pid")], None),
                 _ => (&hub, None),
             };
-            let options = SendOptions {
-                partition_key: key.clone(),
+            let options = match &key {
+                Some(k) => SendOptions::default().with_partition_key(k.as_str()),
+                None => SendOptions::default(),
             };
             let style = chunk_style(start);
             *styles.entry(format!("{style:?}")).or_default() += idx.len();
@@ -823,9 +824,9 @@ async fn send_all(client: &EventHubClient) -> (usize, BTreeMap<String, usize>) {
                 }
                 Style::Batch => {
                     let mut batch = producer
-                        .create_batch(BatchOptions {
-                            partition_key: key,
-                            ..BatchOptions::default()
+                        .create_batch(match key {
+                            Some(k) => BatchOptions::default().partition_key(k),
+                            None => BatchOptions::default(),
                         })
                         .await
                         .expect("batch");

@@ -41,8 +41,9 @@ async fn a_token_for_another_namespace_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_the_client_opened_to_is_this_namespace() {
     let em = emulator().await;
-    let mut o = ConnectOptions::new("127.0.0.1", em.local_addr().port()).sasl_anonymous();
-    o.hostname = Some("emulator.example".into());
+    let o = ConnectOptions::new("127.0.0.1", em.local_addr().port())
+        .sasl_anonymous()
+        .hostname("emulator.example");
     let conn = Connection::connect(o).await.expect("connect");
     let session = conn.open_session().await.expect("session");
     let mut cbs = Rpc::attach(&session, "$cbs", Some("cbs-reply")).await;

@@ -13,11 +13,8 @@ use eventhubs::emulator::{EmulatorOptions, EntityConfig, HubConfig};
 use support::{emulator, emulator_with};
 
 fn hub(name: &str, partitions: u32) -> HubConfig {
-    HubConfig {
-        name: name.into(),
-        partition_count: partitions,
-        consumer_groups: vec!["$default".into(), "cg1".into()],
-    }
+    HubConfig::new(name.into(), partitions)
+        .with_consumer_groups(vec!["$default".into(), "cg1".into()])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,15 +139,9 @@ async fn links_without_a_valid_token_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_for_one_hub_does_not_open_another() {
-    let entities = EntityConfig {
-        hubs: vec![hub("eh1", 2), hub("eh10", 2), hub("eh2", 2)],
-        ..EntityConfig::default()
-    };
-    let em = emulator_with(EmulatorOptions {
-        entities,
-        ..EmulatorOptions::ephemeral()
-    })
-    .await;
+    let entities =
+        EntityConfig::default().with_hubs(vec![hub("eh1", 2), hub("eh10", 2), hub("eh2", 2)]);
+    let em = emulator_with(EmulatorOptions::ephemeral().with_entities(entities)).await;
     let unauthorized = "amqp:unauthorized-access";
 
     // Producer-style audience (Python): sb://host/hub.
@@ -304,17 +295,19 @@ async fn tls_with_a_given_certificate() {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         generated.signing_key.serialize_der(),
     ));
-    let em = emulator_with(EmulatorOptions {
-        tls: Some(TlsServerOptions::new(vec![cert.clone()], key).unwrap()),
-        ..EmulatorOptions::ephemeral()
-    })
+    let em = emulator_with(
+        EmulatorOptions::ephemeral()
+            .with_tls(TlsServerOptions::new(vec![cert.clone()], key).unwrap()),
+    )
     .await;
     let port = em.local_addr().port();
-    let tls = TlsClientOptions {
-        server_name: Some("localhost".into()),
-        extra_roots: vec![cert],
-        only_extra_roots: true,
-        client_certificate: None,
+    let tls = {
+        let mut o = TlsClientOptions::default()
+            .with_server_name("localhost".into())
+            .with_extra_roots(vec![cert])
+            .with_only_extra_roots(true);
+        o.client_certificate = None;
+        o
     };
     let conn = eventhubs::amqp::Connection::connect(
         ConnectOptions::new("127.0.0.1", port)
@@ -343,10 +336,7 @@ async fn tls_with_a_given_certificate() {
     assert!(eventhubs::amqp::Connection::connect(plain).await.is_err());
     let untrusted = ConnectOptions::new("127.0.0.1", port)
         .sasl_anonymous()
-        .tls(TlsClientOptions {
-            server_name: Some("localhost".into()),
-            ..TlsClientOptions::default()
-        });
+        .tls(TlsClientOptions::default().with_server_name("localhost".into()));
     assert!(eventhubs::amqp::Connection::connect(untrusted)
         .await
         .is_err());

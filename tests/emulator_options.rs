@@ -12,23 +12,15 @@ use eventhubs::emulator::{
 use support::{emulator_with, init_tracing};
 
 fn hub(name: &str, partitions: u32, groups: &[&str]) -> HubConfig {
-    HubConfig {
-        name: name.into(),
-        partition_count: partitions,
-        consumer_groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-    }
+    HubConfig::new(name.into(), partitions)
+        .with_consumer_groups(groups.iter().map(|g| (*g).to_owned()).collect())
 }
 
 /// The error `Emulator::start` gives for these hubs.
 async fn refused(hubs: Vec<HubConfig>) -> String {
     init_tracing();
-    let options = EmulatorOptions {
-        entities: EntityConfig {
-            hubs,
-            ..EntityConfig::default()
-        },
-        ..EmulatorOptions::ephemeral()
-    };
+    let options =
+        EmulatorOptions::ephemeral().with_entities(EntityConfig::default().with_hubs(hubs));
     match Emulator::start(options).await {
         Ok(em) => panic!("started on {} with invalid entities", em.local_addr()),
         Err(EmulatorError::Config(e)) => e.0,
@@ -141,16 +133,12 @@ async fn unusable_consumer_group_names_are_refused_at_start() {
 /// is stored (the path that divided by the partition count).
 #[tokio::test]
 async fn the_edges_of_the_valid_range_start() {
-    let em = emulator_with(EmulatorOptions {
-        entities: EntityConfig {
-            hubs: vec![
-                hub("one", 1, &["$default"]),
-                hub("max", MAX_PARTITIONS, &[]),
-            ],
-            ..EntityConfig::default()
-        },
-        ..EmulatorOptions::ephemeral()
-    })
+    let em = emulator_with(EmulatorOptions::ephemeral().with_entities(
+        EntityConfig::default().with_hubs(vec![
+            hub("one", 1, &["$default"]),
+            hub("max", MAX_PARTITIONS, &[]),
+        ]),
+    ))
     .await;
     let (_conn, session) = authorized(&em).await;
     let sender = attach_sender(&session, "one").await;

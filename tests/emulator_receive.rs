@@ -387,13 +387,14 @@ async fn readers_of_a_closed_connection_give_their_places_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_drops_the_oldest_and_positions_follow() {
-    let em = emulator_with(eventhubs::emulator::EmulatorOptions {
-        retention: eventhubs::emulator::Retention {
-            max_events: 5,
-            max_bytes: usize::MAX,
-        },
-        ..eventhubs::emulator::EmulatorOptions::ephemeral()
-    })
+    let em = emulator_with(
+        eventhubs::emulator::EmulatorOptions::ephemeral().with_retention(
+            eventhubs::emulator::Retention {
+                max_events: 5,
+                max_bytes: usize::MAX,
+            },
+        ),
+    )
     .await;
     let (_c, session) = authorized(&em).await;
     let sender = attach_sender(&session, "eh1/Partitions/0").await;

@@ -212,11 +212,7 @@ async fn messages_over_one_mib_are_refused_with_message_size_exceeded() {
     assert_eq!(condition(&e), "amqp:link:message-size-exceeded");
 
     // A peer that ignores the announced limit: the emulator refuses the delivery.
-    let open = emulator_with(EmulatorOptions {
-        require_auth: false,
-        ..EmulatorOptions::ephemeral()
-    })
-    .await;
+    let open = emulator_with(EmulatorOptions::ephemeral().with_require_auth(false)).await;
     let mut raw = RawPeer::connect(open.local_addr().port()).await;
     let attach = raw.attach_sender("eh1/Partitions/0").await;
     assert_eq!(attach.max_message_size, Some(MIB as u64));

@@ -5,6 +5,7 @@ mod common_engine;
 mod support;
 
 use common_engine::*;
+use eventhubs::amqp::engine::testing;
 use eventhubs::amqp::engine::{
     Connection, ConnectionConfig, ConnectionState, Event, SaslClientMechanism, SessionConfig,
 };
@@ -19,19 +20,15 @@ use std::time::Duration;
 use support::TestAuth;
 
 fn sasl_server_config(offered: Vec<&'static str>, allow_no_sasl: bool) -> ConnectionConfig {
-    ConnectionConfig {
-        sasl_server: Some(Arc::new(TestAuth::offering(&offered, "user", "secret"))),
-        allow_no_sasl,
-        ..ConnectionConfig::default()
-    }
+    ConnectionConfig::default()
+        .with_sasl_server(Arc::new(TestAuth::offering(&offered, "user", "secret")))
+        .with_allow_no_sasl(allow_no_sasl)
 }
 
 fn sasl_client_config(m: SaslClientMechanism) -> ConnectionConfig {
-    ConnectionConfig {
-        sasl: Some(m),
-        hostname: Some("ns.example".into()),
-        ..ConnectionConfig::default()
-    }
+    ConnectionConfig::default()
+        .with_sasl(m)
+        .with_hostname("ns.example".into())
 }
 
 fn plain(user: &str, password: &str) -> SaslClientMechanism {
@@ -52,14 +49,12 @@ fn close_error(p: &[(u16, Performative)]) -> Option<AmqpError> {
 
 #[test]
 fn client_without_sasl_writes_header_and_open_at_once() {
-    let cfg = ConnectionConfig {
-        container_id: "me".into(),
-        hostname: Some("host".into()),
-        max_frame_size: 4096,
-        channel_max: 7,
-        idle_timeout: Some(Duration::from_secs(30)),
-        ..ConnectionConfig::default()
-    };
+    let cfg = ConnectionConfig::default()
+        .with_container_id("me".into())
+        .with_hostname("host".into())
+        .with_max_frame_size(4096)
+        .with_channel_max(7)
+        .with_idle_timeout(Duration::from_secs(30));
     let mut c = Scripted::client(cfg);
     let w = c.frames();
     assert_eq!(w[0], Wire::Header(ProtocolHeader::AMQP));
@@ -73,7 +68,7 @@ fn client_without_sasl_writes_header_and_open_at_once() {
         (4096, 7, Some(30_000))
     );
     assert_eq!(w.len(), 2);
-    assert_eq!(c.conn.state(), ConnectionState::Handshaking);
+    assert_eq!(testing::state(&c.conn), ConnectionState::Handshaking);
     assert!(c.events().is_empty());
 }
 
@@ -89,8 +84,8 @@ fn client_accepts_pipelined_header_and_open() {
         panic!("{ev:?}");
     };
     assert_eq!(remote.container_id.as_str(), "peer");
-    assert_eq!(c.conn.state(), ConnectionState::Open);
-    assert_eq!(c.conn.remote_max_frame_size(), 65536);
+    assert_eq!(testing::state(&c.conn), ConnectionState::Open);
+    assert_eq!(testing::remote_max_frame_size(&c.conn), 65536);
     assert!(
         c.frames().is_empty(),
         "a client answers nothing to the server's open"
@@ -116,7 +111,7 @@ fn server_answers_pipelined_header_and_open_fed_byte_by_byte() {
     }
     assert_eq!(names(&s.frames()), ["open"]);
     assert!(matches!(s.events()[..], [Event::Opened { .. }]));
-    assert_eq!(s.conn.state(), ConnectionState::Open);
+    assert_eq!(testing::state(&s.conn), ConnectionState::Open);
 }
 
 #[test]
@@ -211,7 +206,7 @@ fn sasl_anonymous_client_against_a_scripted_server() {
     c.feed_header(ProtocolHeader::AMQP);
     c.feed_perf(0, open("server"));
     assert!(matches!(c.events()[..], [Event::Opened { .. }]));
-    assert_eq!(c.conn.state(), ConnectionState::Open);
+    assert_eq!(testing::state(&c.conn), ConnectionState::Open);
 }
 
 #[test]
@@ -392,7 +387,7 @@ fn client_without_sasl_against_a_sasl_only_server() {
         ConnectionConfig::default(),
         sasl_server_config(vec!["ANONYMOUS"], true),
     );
-    assert_eq!(p.server.state(), ConnectionState::Open);
+    assert_eq!(testing::state(&p.server), ConnectionState::Open);
 }
 
 // ---- open and close -------------------------------------------------------------------------
@@ -401,7 +396,7 @@ fn client_without_sasl_against_a_sasl_only_server() {
 fn close_handshake_initiated_by_us() {
     let mut c = Scripted::opened_client(ConnectionConfig::default(), open("server"));
     c.conn.close(None);
-    assert_eq!(c.conn.state(), ConnectionState::Closing);
+    assert_eq!(testing::state(&c.conn), ConnectionState::Closing);
     let p = c.perfs();
     assert_eq!(close_error(&p), None);
     assert!(c.events().is_empty(), "Closed waits for the peer's close");
@@ -548,7 +543,7 @@ fn frame_on_a_channel_without_session_closes_the_connection() {
     hb[7] = 9;
     c.feed(&hb);
     assert!(c.frames().is_empty() && c.events().is_empty());
-    assert_eq!(c.conn.state(), ConnectionState::Open);
+    assert_eq!(testing::state(&c.conn), ConnectionState::Open);
 }
 
 #[test]
@@ -604,10 +599,7 @@ fn malformed_frames_close_with_framing_or_decode_errors() {
 
 #[test]
 fn our_open_announces_at_least_512_and_we_enforce_our_limit_at_once() {
-    let mut c = Scripted::client(ConnectionConfig {
-        max_frame_size: 100,
-        ..ConnectionConfig::default()
-    });
+    let mut c = Scripted::client(ConnectionConfig::default().with_max_frame_size(100));
     let w = c.frames();
     let Some(Performative::Open(o)) = w[1].performative() else {
         panic!()
@@ -615,10 +607,7 @@ fn our_open_announces_at_least_512_and_we_enforce_our_limit_at_once() {
     assert_eq!(o.max_frame_size, 512);
 
     let mut c = Scripted::opened_client(
-        ConnectionConfig {
-            max_frame_size: 1024,
-            ..ConnectionConfig::default()
-        },
+        ConnectionConfig::default().with_max_frame_size(1024),
         open("server"),
     );
     // Only the header of a 1025-byte frame: rejected before its body arrives.
@@ -632,27 +621,24 @@ fn our_open_announces_at_least_512_and_we_enforce_our_limit_at_once() {
     let mut s = Scripted::opened_server(ConnectionConfig::default(), open("client"));
     s.feed(&[0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 1, 2, 3]);
     s.expect_closed();
-    assert_eq!(s.conn.buffered_input(), 0);
+    assert_eq!(testing::buffered_input(&s.conn), 0);
 }
 
 #[test]
 fn a_frame_of_exactly_our_limit_is_accepted() {
     let mut c = Scripted::opened_client(
-        ConnectionConfig {
-            max_frame_size: 600,
-            ..ConnectionConfig::default()
-        },
+        ConnectionConfig::default().with_max_frame_size(600),
         open("server"),
     );
     // A heartbeat padded with an extended header to exactly 600 bytes.
     let mut f = vec![0u8; 600];
     f[..8].copy_from_slice(&[0, 0, 2, 0x58, 150, 0, 0, 0]);
     c.feed(&f[..599]);
-    assert_eq!(c.conn.state(), ConnectionState::Open);
-    assert_eq!(c.conn.buffered_input(), 599);
+    assert_eq!(testing::state(&c.conn), ConnectionState::Open);
+    assert_eq!(testing::buffered_input(&c.conn), 599);
     c.feed(&f[599..]);
-    assert_eq!(c.conn.state(), ConnectionState::Open);
-    assert_eq!(c.conn.buffered_input(), 0);
+    assert_eq!(testing::state(&c.conn), ConnectionState::Open);
+    assert_eq!(testing::buffered_input(&c.conn), 0);
     assert!(c.events().is_empty());
 }
 
@@ -686,10 +672,7 @@ fn peer_channel_max_limits_our_sessions() {
 #[test]
 fn a_begin_above_our_channel_max_closes_the_connection() {
     let mut s = Scripted::opened_server(
-        ConnectionConfig {
-            channel_max: 3,
-            ..ConnectionConfig::default()
-        },
+        ConnectionConfig::default().with_channel_max(3),
         open("client"),
     );
     s.feed_perf(3, begin(None, 10));
@@ -744,9 +727,10 @@ fn heartbeats_go_out_at_half_the_peer_idle_timeout() {
     let mut o = open("server");
     o.idle_time_out = Some(10_000);
     let mut c = Scripted::opened_client(
-        ConnectionConfig {
-            idle_timeout: None,
-            ..ConnectionConfig::default()
+        {
+            let mut o = ConnectionConfig::default();
+            o.idle_timeout = None;
+            o
         },
         o,
     );
@@ -768,32 +752,30 @@ fn heartbeats_go_out_at_half_the_peer_idle_timeout() {
         let w = c.frames();
         assert!(w.len() == 1 && w[0].is_heartbeat(), "{w:?}");
     }
-    assert_eq!(c.conn.state(), ConnectionState::Open);
+    assert_eq!(testing::state(&c.conn), ConnectionState::Open);
     assert!(c.events().is_empty());
 }
 
 #[test]
 fn no_heartbeats_without_a_peer_idle_timeout() {
     let mut c = Scripted::opened_client(
-        ConnectionConfig {
-            idle_timeout: None,
-            ..ConnectionConfig::default()
+        {
+            let mut o = ConnectionConfig::default();
+            o.idle_timeout = None;
+            o
         },
         open("server"),
     );
     assert_eq!(c.conn.poll_timeout(), None);
     c.advance(Duration::from_secs(3600));
     assert!(c.frames().is_empty());
-    assert_eq!(c.conn.state(), ConnectionState::Open);
+    assert_eq!(testing::state(&c.conn), ConnectionState::Open);
 }
 
 #[test]
 fn a_silent_peer_is_closed_with_resource_limit_exceeded() {
     let mut c = Scripted::opened_client(
-        ConnectionConfig {
-            idle_timeout: Some(Duration::from_secs(2)),
-            ..ConnectionConfig::default()
-        },
+        ConnectionConfig::default().with_idle_timeout(Duration::from_secs(2)),
         open("server"),
     );
     let w = c.frames();
@@ -802,14 +784,14 @@ fn a_silent_peer_is_closed_with_resource_limit_exceeded() {
     for _ in 0..10 {
         c.advance(Duration::from_millis(1_500));
         c.feed(&empty_frame());
-        assert_eq!(c.conn.state(), ConnectionState::Open);
+        assert_eq!(testing::state(&c.conn), ConnectionState::Open);
     }
     assert_eq!(
         c.conn.poll_timeout(),
         Some(c.clock.now() + Duration::from_secs(2))
     );
     c.advance(Duration::from_millis(1_999));
-    assert_eq!(c.conn.state(), ConnectionState::Open);
+    assert_eq!(testing::state(&c.conn), ConnectionState::Open);
     c.advance(Duration::from_millis(1));
     let e = close_error(&c.perfs()).expect("close with error");
     assert_eq!(e.condition.as_str(), "amqp:resource-limit-exceeded");
@@ -824,10 +806,7 @@ fn a_silent_peer_is_closed_with_resource_limit_exceeded() {
 
 #[test]
 fn joined_engines_with_idle_timeouts_stay_up_through_silence() {
-    let cfg = |ms| ConnectionConfig {
-        idle_timeout: Some(Duration::from_millis(ms)),
-        ..ConnectionConfig::default()
-    };
+    let cfg = |ms| ConnectionConfig::default().with_idle_timeout(Duration::from_millis(ms));
     let mut p = Pair::opened(cfg(1_000), cfg(4_000));
     for _ in 0..100 {
         let next = [p.client.poll_timeout(), p.server.poll_timeout()]
@@ -839,8 +818,8 @@ fn joined_engines_with_idle_timeouts_stay_up_through_silence() {
         p.advance(d);
     }
     assert!(p.clock.elapsed() >= Duration::from_secs(40));
-    assert_eq!(p.client.state(), ConnectionState::Open);
-    assert_eq!(p.server.state(), ConnectionState::Open);
+    assert_eq!(testing::state(&p.client), ConnectionState::Open);
+    assert_eq!(testing::state(&p.server), ConnectionState::Open);
     let hb_c = p.c2s.take().iter().filter(|w| w.is_heartbeat()).count();
     let hb_s = p.s2c.take().iter().filter(|w| w.is_heartbeat()).count();
     assert!(hb_s >= 40 * 2 - 2, "server must beat every 500 ms: {hb_s}");

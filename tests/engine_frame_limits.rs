@@ -43,10 +43,7 @@ fn check_frames(bytes: &[u8]) {
 }
 
 fn small() -> ConnectionConfig {
-    ConnectionConfig {
-        max_frame_size: 512,
-        ..ConnectionConfig::default()
-    }
+    ConnectionConfig::default().with_max_frame_size(512)
 }
 
 fn big_properties() -> Option<Vec<(Symbol, Value)>> {
@@ -62,16 +59,14 @@ fn an_attach_too_large_for_the_peer_is_refused_not_written() {
     let s = client.begin_session(SessionConfig::default()).unwrap();
     pump(&mut client, &mut server, now);
     let e = client
-        .attach(
-            s,
-            LinkConfig {
-                name: "big".into(),
-                role: Role::Sender,
-                target: Some(Target::new("q")),
-                properties: big_properties(),
-                ..LinkConfig::default()
-            },
-        )
+        .attach(s, {
+            let mut o = LinkConfig::default()
+                .with_name("big".into())
+                .with_role(Role::Sender)
+                .with_target(Target::new("q"));
+            o.properties = big_properties();
+            o
+        })
         .unwrap_err();
     assert_eq!(e.condition.as_str(), "amqp:frame-size-too-small");
     assert!(e.description_str().contains("512"), "{e}");
@@ -79,12 +74,10 @@ fn an_attach_too_large_for_the_peer_is_refused_not_written() {
     client
         .attach(
             s,
-            LinkConfig {
-                name: "ok".into(),
-                role: Role::Sender,
-                target: Some(Target::new("q")),
-                ..LinkConfig::default()
-            },
+            LinkConfig::default()
+                .with_name("ok".into())
+                .with_role(Role::Sender)
+                .with_target(Target::new("q")),
         )
         .unwrap();
     pump(&mut client, &mut server, now);
@@ -102,10 +95,7 @@ fn an_attach_too_large_for_the_peer_is_refused_not_written() {
     let e = server
         .accept_link(
             link,
-            LinkAcceptance {
-                source: Some(Source::new("s".repeat(600).as_str())),
-                ..LinkAcceptance::default()
-            },
+            LinkAcceptance::default().with_source(Source::new("s".repeat(600).as_str())),
         )
         .unwrap_err();
     assert_eq!(e.condition.as_str(), "amqp:frame-size-too-small");

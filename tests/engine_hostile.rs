@@ -8,6 +8,7 @@ mod common_engine;
 mod support;
 
 use common_engine::*;
+use eventhubs::amqp::engine::testing;
 use eventhubs::amqp::engine::{
     Connection, ConnectionConfig, EndpointRole, Event, LinkAcceptance, LinkConfig,
     SaslClientMechanism, SessionConfig,
@@ -24,11 +25,9 @@ use support::TestAuth;
 const OUR_MAX_FRAME: u32 = 4096;
 
 fn config(role_client: bool, sasl: bool) -> ConnectionConfig {
-    let mut c = ConnectionConfig {
-        max_frame_size: OUR_MAX_FRAME,
-        idle_timeout: Some(Duration::from_secs(5)),
-        ..ConnectionConfig::default()
-    };
+    let mut c = ConnectionConfig::default()
+        .with_max_frame_size(OUR_MAX_FRAME)
+        .with_idle_timeout(Duration::from_secs(5));
     if sasl {
         if role_client {
             c.sasl = Some(SaslClientMechanism::Anonymous);
@@ -53,11 +52,9 @@ fn react(conn: &mut Connection, e: &Event) {
         Event::LinkAttachRequested { link, attach, .. } => {
             let ok = conn.accept_link(
                 *link,
-                LinkAcceptance {
-                    source: Some(Source::new("src")),
-                    target: Some(Target::new("tgt")),
-                    ..LinkAcceptance::default()
-                },
+                LinkAcceptance::default()
+                    .with_source(Source::new("src"))
+                    .with_target(Target::new("tgt")),
             );
             if ok.is_ok() {
                 if attach.role == Role::Sender {
@@ -87,23 +84,19 @@ fn client_commands(c: &mut Connection) {
     let snd = c
         .attach(
             s,
-            LinkConfig {
-                name: "s".into(),
-                role: Role::Sender,
-                target: Some(Target::new("q")),
-                ..LinkConfig::default()
-            },
+            LinkConfig::default()
+                .with_name("s".into())
+                .with_role(Role::Sender)
+                .with_target(Target::new("q")),
         )
         .unwrap();
     let rcv = c
         .attach(
             s,
-            LinkConfig {
-                name: "r".into(),
-                role: Role::Receiver,
-                source: Some(Source::new("q")),
-                ..LinkConfig::default()
-            },
+            LinkConfig::default()
+                .with_name("r".into())
+                .with_role(Role::Receiver)
+                .with_source(Source::new("q")),
         )
         .unwrap();
     c.add_credit(rcv, 10);
@@ -172,9 +165,9 @@ impl Victim {
         } else {
             assert_eq!(self.closed_events, 0, "Closed event but not closed");
             assert!(
-                self.conn.buffered_input() < OUR_MAX_FRAME as usize,
+                testing::buffered_input(&self.conn) < OUR_MAX_FRAME as usize,
                 "holding {} bytes of partial input",
-                self.conn.buffered_input()
+                testing::buffered_input(&self.conn)
             );
         }
     }

@@ -54,11 +54,12 @@ fn begin_by_us_announces_our_windows_and_maps_on_the_answer() {
     let mut c = client();
     let s = c
         .conn
-        .begin_session(SessionConfig {
-            incoming_window: 100,
-            outgoing_window: 200,
-            handle_max: 7,
-        })
+        .begin_session(
+            SessionConfig::default()
+                .with_incoming_window(100)
+                .with_outgoing_window(200)
+                .with_handle_max(7),
+        )
         .unwrap();
     let p = c.perfs();
     let [(ch, Performative::Begin(b))] = &p[..] else {
@@ -187,14 +188,7 @@ fn ending_a_session_before_its_begin_is_answered() {
 #[test]
 fn a_transfer_beyond_our_incoming_window_ends_the_session_once() {
     let mut c = client();
-    let s = c.begin_ours(
-        SessionConfig {
-            incoming_window: 0,
-            ..SessionConfig::default()
-        },
-        1,
-        100,
-    );
+    let s = c.begin_ours(SessionConfig::default().with_incoming_window(0), 1, 100);
     let (link, _) = c.attach_ours(s, 1, Role::Receiver, 0);
     c.conn.add_credit(link, 10);
     c.frames();
@@ -352,25 +346,21 @@ fn attach_by_us_both_roles() {
         .conn
         .attach(
             s,
-            LinkConfig {
-                name: "snd".into(),
-                role: Role::Sender,
-                target: Some(Target::new("q")),
-                ..LinkConfig::default()
-            },
+            LinkConfig::default()
+                .with_name("snd".into())
+                .with_role(Role::Sender)
+                .with_target(Target::new("q")),
         )
         .unwrap();
     let receiver = c
         .conn
         .attach(
             s,
-            LinkConfig {
-                name: "rcv".into(),
-                role: Role::Receiver,
-                source: Some(Source::new("q")),
-                max_message_size: Some(4096),
-                ..LinkConfig::default()
-            },
+            LinkConfig::default()
+                .with_name("rcv".into())
+                .with_role(Role::Receiver)
+                .with_source(Source::new("q"))
+                .with_max_message_size(4096),
         )
         .unwrap();
     assert_ne!(sender, receiver);
@@ -430,11 +420,9 @@ fn attach_by_the_peer_accepted_both_roles() {
         s.conn
             .accept_link(
                 *link,
-                LinkAcceptance {
-                    source: Some(Source::new("src")),
-                    target: Some(Target::new("tgt")),
-                    ..LinkAcceptance::default()
-                },
+                LinkAcceptance::default()
+                    .with_source(Source::new("src"))
+                    .with_target(Target::new("tgt")),
             )
             .unwrap();
         let p = s.perfs();
@@ -493,12 +481,10 @@ fn being_refused_reports_attached_then_detached_with_the_error() {
         .conn
         .attach(
             s,
-            LinkConfig {
-                name: "r".into(),
-                role: Role::Receiver,
-                source: Some(Source::new("nope")),
-                ..LinkConfig::default()
-            },
+            LinkConfig::default()
+                .with_name("r".into())
+                .with_role(Role::Receiver)
+                .with_source(Source::new("nope")),
         )
         .unwrap();
     c.frames();
@@ -582,14 +568,7 @@ fn handle_in_use_ends_the_session() {
 #[test]
 fn a_handle_above_handle_max_ends_the_session() {
     let mut c = client();
-    c.begin_ours(
-        SessionConfig {
-            handle_max: 3,
-            ..SessionConfig::default()
-        },
-        1,
-        100,
-    );
+    c.begin_ours(SessionConfig::default().with_handle_max(3), 1, 100);
     c.feed_perf(1, attach("x", 4, Role::Sender));
     let e = end_error(&c.perfs()).expect("end with error");
     assert!(e.condition.as_str().starts_with("amqp:"));

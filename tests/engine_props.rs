@@ -126,10 +126,7 @@ impl Model {
 }
 
 fn run(ops: Vec<Op>, max_frame: u32, seed: u64) {
-    let server_cfg = ConnectionConfig {
-        max_frame_size: max_frame,
-        ..ConnectionConfig::default()
-    };
+    let server_cfg = ConnectionConfig::default().with_max_frame_size(max_frame);
     let mut p = Pair::opened(ConnectionConfig::default(), server_cfg).chunked(seed);
     p.keep_wire = false;
     let (cs, _) = p.session();
@@ -231,10 +228,7 @@ proptest! {
 }
 
 fn reassembly(len: usize, seed: u64, client_sends: bool) {
-    let small = ConnectionConfig {
-        max_frame_size: 512,
-        ..ConnectionConfig::default()
-    };
+    let small = ConnectionConfig::default().with_max_frame_size(512);
     let (ccfg, scfg) = if client_sends {
         (ConnectionConfig::default(), small)
     } else {
@@ -253,16 +247,11 @@ fn reassembly(len: usize, seed: u64, client_sends: bool) {
     } else {
         let (cl, sl) = p.link(
             cs,
-            LinkConfig {
-                name: "big-in".into(),
-                role: Role::Receiver,
-                source: Some(Source::new("q")),
-                ..LinkConfig::default()
-            },
-            LinkAcceptance {
-                source: Some(Source::new("q")),
-                ..LinkAcceptance::default()
-            },
+            LinkConfig::default()
+                .with_name("big-in".into())
+                .with_role(Role::Receiver)
+                .with_source(Source::new("q")),
+            LinkAcceptance::default().with_source(Source::new("q")),
         );
         p.client.add_credit(cl, 1);
         p.pump();

@@ -42,12 +42,10 @@ fn client_sends_to_server_and_gets_outcomes() {
     let link = client
         .attach(
             s,
-            LinkConfig {
-                name: "sender-1".into(),
-                role: Role::Sender,
-                target: Some(Target::new("q1")),
-                ..LinkConfig::default()
-            },
+            LinkConfig::default()
+                .with_name("sender-1".into())
+                .with_role(Role::Sender)
+                .with_target(Target::new("q1")),
         )
         .unwrap();
     pump(&mut client, &mut server, now);

@@ -161,12 +161,10 @@ fn max_message_size_is_enforced_both_ways() {
             .conn
             .attach(
                 s,
-                LinkConfig {
-                    name: "r".into(),
-                    role: Role::Receiver,
-                    max_message_size: Some(1000),
-                    ..LinkConfig::default()
-                },
+                LinkConfig::default()
+                    .with_name("r".into())
+                    .with_role(Role::Receiver)
+                    .with_max_message_size(1000),
             )
             .unwrap();
         c.frames();
@@ -208,11 +206,9 @@ fn max_message_size_is_enforced_both_ways() {
         .conn
         .attach(
             s,
-            LinkConfig {
-                name: "s".into(),
-                role: Role::Sender,
-                ..LinkConfig::default()
-            },
+            LinkConfig::default()
+                .with_name("s".into())
+                .with_role(Role::Sender),
         )
         .unwrap();
     let mut a = attach("s", 0, Role::Receiver);
@@ -334,13 +330,11 @@ fn sender_settle_mode_decides_over_the_send_flag() {
     ] {
         let (cl, sl) = p.link(
             cs,
-            LinkConfig {
-                name: format!("{mode:?}-{flag}"),
-                role: Role::Sender,
-                snd_settle_mode: mode,
-                target: Some(Target::new("q")),
-                ..LinkConfig::default()
-            },
+            LinkConfig::default()
+                .with_name(format!("{mode:?}-{flag}"))
+                .with_role(Role::Sender)
+                .with_snd_settle_mode(mode)
+                .with_target(Target::new("q")),
             LinkAcceptance::default(),
         );
         p.server.add_credit(sl, 1);
@@ -495,13 +489,11 @@ fn receiver_settle_mode_second() {
     let (cs, _) = p.session();
     let (cl, sl) = p.link(
         cs,
-        LinkConfig {
-            name: "second".into(),
-            role: Role::Sender,
-            rcv_settle_mode: ReceiverSettleMode::Second,
-            target: Some(Target::new("q")),
-            ..LinkConfig::default()
-        },
+        LinkConfig::default()
+            .with_name("second".into())
+            .with_role(Role::Sender)
+            .with_rcv_settle_mode(ReceiverSettleMode::Second)
+            .with_target(Target::new("q")),
         LinkAcceptance::default(),
     );
     assert_eq!(
@@ -579,19 +571,17 @@ fn a_thousand_deliveries_in_flight_before_any_disposition() {
 
 #[test]
 fn many_deliveries_through_small_frames_and_windows_in_random_pieces() {
-    let server_cfg = ConnectionConfig {
-        max_frame_size: 512,
-        ..ConnectionConfig::default()
-    };
+    let server_cfg = ConnectionConfig::default().with_max_frame_size(512);
     let mut p = Pair::opened(ConnectionConfig::default(), server_cfg).chunked(7);
     p.keep_wire = false;
     let cs = p
         .client
-        .begin_session(SessionConfig {
-            incoming_window: 8,
-            outgoing_window: 8,
-            handle_max: 4,
-        })
+        .begin_session(
+            SessionConfig::default()
+                .with_incoming_window(8)
+                .with_outgoing_window(8)
+                .with_handle_max(4),
+        )
         .unwrap();
     p.pump();
     p.take_server_events();

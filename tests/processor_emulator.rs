@@ -16,17 +16,12 @@ use std::time::{Duration, Instant};
 const HUB: &str = "eh8";
 
 async fn emulator(partitions: u32) -> Emulator {
-    support::emulator_with(EmulatorOptions {
-        entities: EntityConfig {
-            hubs: vec![HubConfig {
-                name: HUB.into(),
-                partition_count: partitions,
-                consumer_groups: vec!["$default".into()],
-            }],
-            ..EntityConfig::default()
-        },
-        ..EmulatorOptions::ephemeral()
-    })
+    support::emulator_with(
+        EmulatorOptions::ephemeral().with_entities(
+            EntityConfig::default().with_hubs(vec![HubConfig::new(HUB.into(), partitions)
+                .with_consumer_groups(vec!["$default".into()])]),
+        ),
+    )
     .await
 }
 
@@ -35,14 +30,12 @@ fn client(e: &Emulator) -> EventHubClient {
 }
 
 fn fast_options() -> EventProcessorOptions {
-    EventProcessorOptions {
-        load_balancing_interval: Duration::from_millis(100),
-        ownership_expiration: Duration::from_millis(1500),
-        max_batch_size: 50,
-        max_wait_time: Duration::from_millis(100),
-        prefetch: 100,
-        ..EventProcessorOptions::default()
-    }
+    EventProcessorOptions::default()
+        .with_load_balancing_interval(Duration::from_millis(100))
+        .with_ownership_expiration(Duration::from_millis(1500))
+        .with_max_batch_size(50)
+        .with_max_wait_time(Duration::from_millis(100))
+        .with_prefetch(100)
 }
 
 /// Every (partition, sequence number) any processor was handed, with counts.
@@ -211,10 +204,7 @@ async fn a_crashed_processor_is_taken_over_with_duplicates_only_after_checkpoint
     send(&client, 4, 400).await;
     let manager: Arc<dyn PartitionManager> = Arc::new(InMemoryPartitionManager::new());
     let seen: Seen = Arc::default();
-    let options = EventProcessorOptions {
-        strategy: eventhubs::processor::Strategy::Greedy,
-        ..fast_options()
-    };
+    let options = fast_options().with_strategy(eventhubs::processor::Strategy::Greedy);
     let a = processor(
         &client,
         manager.clone(),
@@ -268,11 +258,9 @@ async fn a_graceful_stop_hands_over_at_once_without_duplicates() {
     send(&client, 4, 400).await;
     let manager: Arc<dyn PartitionManager> = Arc::new(InMemoryPartitionManager::new());
     let seen: Seen = Arc::default();
-    let options = EventProcessorOptions {
-        strategy: eventhubs::processor::Strategy::Greedy,
-        ownership_expiration: Duration::from_secs(30),
-        ..fast_options()
-    };
+    let options = fast_options()
+        .with_strategy(eventhubs::processor::Strategy::Greedy)
+        .with_ownership_expiration(Duration::from_secs(30));
     let a = processor(
         &client,
         manager.clone(),
@@ -373,11 +361,9 @@ async fn an_expiration_not_longer_than_the_interval_is_refused_at_construction()
                 }
             },
             Arc::new(InMemoryPartitionManager::new()),
-            EventProcessorOptions {
-                load_balancing_interval: Duration::from_secs(interval),
-                ownership_expiration: Duration::from_secs(expiration),
-                ..EventProcessorOptions::default()
-            },
+            EventProcessorOptions::default()
+                .with_load_balancing_interval(Duration::from_secs(interval))
+                .with_ownership_expiration(Duration::from_secs(expiration)),
         );
         let e = r.expect_err("refused");
         assert_eq!(e.kind(), eventhubs::ErrorKind::InvalidArgument);

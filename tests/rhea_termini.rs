@@ -79,12 +79,12 @@ impl RheaHub {
         );
         EventHubClientBuilder::from_connection_string(&conn, None)
             .unwrap()
-            .retry(RetryOptions {
-                max_retries: 2,
-                delay: Duration::from_millis(50),
-                max_delay: Duration::from_millis(200),
-                ..RetryOptions::default()
-            })
+            .retry(
+                RetryOptions::default()
+                    .with_max_retries(2)
+                    .with_delay(Duration::from_millis(50))
+                    .with_max_delay(Duration::from_millis(200)),
+            )
             .operation_timeout(Duration::from_secs(10))
             .build()
             .unwrap()

@@ -78,7 +78,7 @@ fn arb_annotations() -> impl Strategy<Value = Annotations> {
         arb_symbol().prop_map(AnnotationKey::Symbol),
         any::<u64>().prop_map(AnnotationKey::Ulong),
     ];
-    prop::collection::vec((key, arb_value()), 0..5).prop_map(Annotations)
+    prop::collection::vec((key, arb_value()), 0..5).prop_map(Annotations::from)
 }
 
 fn arb_header() -> impl Strategy<Value = Header> {
@@ -163,7 +163,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
         prop::option::of(arb_properties()),
         prop::option::of(
             prop::collection::vec((arb_str(), arb_scalar()), 0..5)
-                .prop_map(|p| ApplicationProperties(PropertyMap(p))),
+                .prop_map(|p| ApplicationProperties(PropertyMap::from(p))),
         ),
         arb_body(),
         prop::option::of(arb_annotations().prop_map(Footer)),

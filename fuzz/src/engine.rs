@@ -15,6 +15,7 @@
 use super::Chunker;
 use bytes::Bytes;
 use eventhubs::amqp::codec::{Decode, Decoder, Symbol, Value};
+use eventhubs::amqp::engine::testing;
 use eventhubs::amqp::engine::{
     Connection, ConnectionConfig, EndpointRole, Event, LinkAcceptance, LinkConfig,
     SaslAuthenticator, SaslClientMechanism, SessionConfig,
@@ -81,27 +82,26 @@ mod auth;
 pub const PLAIN_USER: (&str, &str) = ("user", "pass");
 
 fn common_config(opts: Options, container: &str) -> ConnectionConfig {
-    ConnectionConfig {
-        container_id: container.into(),
-        hostname: Some("fuzz.servicebus.windows.net".into()),
-        max_frame_size: if opts.small_frames() {
+    ConnectionConfig::default()
+        .with_container_id(container.into())
+        .with_hostname("fuzz.servicebus.windows.net".into())
+        .with_max_frame_size(if opts.small_frames() {
             MIN_MAX_FRAME_SIZE
         } else {
             65536
-        },
-        idle_timeout: Some(if opts.short_idle() {
+        })
+        .with_idle_timeout(if opts.short_idle() {
             Duration::from_secs(2)
         } else {
             Duration::from_secs(60)
-        }),
-        ..ConnectionConfig::default()
-    }
+        })
 }
 
 /// The client's configuration for `opts`.
 pub fn client_config(opts: Options) -> ConnectionConfig {
-    ConnectionConfig {
-        sasl: opts.sasl().then(|| {
+    {
+        let mut o = common_config(opts, "fuzz-client");
+        o.sasl = opts.sasl().then(|| {
             if opts.alt_sasl() {
                 SaslClientMechanism::Plain {
                     username: PLAIN_USER.0.into(),
@@ -110,24 +110,24 @@ pub fn client_config(opts: Options) -> ConnectionConfig {
             } else {
                 SaslClientMechanism::Anonymous
             }
-        }),
-        ..common_config(opts, "fuzz-client")
+        });
+        o
     }
 }
 
 /// The server's configuration for `opts`.
 pub fn server_config(opts: Options) -> ConnectionConfig {
-    ConnectionConfig {
-        sasl_server: opts.sasl().then(|| {
+    {
+        let mut o = common_config(opts, "fuzz-server").with_allow_no_sasl(!opts.alt_sasl());
+        o.sasl_server = opts.sasl().then(|| {
             let (user, password) = PLAIN_USER;
             Arc::new(auth::TestAuth::offering(
                 &["ANONYMOUS", "PLAIN"],
                 user,
                 password,
             )) as Arc<dyn SaslAuthenticator>
-        }),
-        allow_no_sasl: !opts.alt_sasl(),
-        ..common_config(opts, "fuzz-server")
+        });
+        o
     }
 }
 
@@ -216,21 +216,17 @@ impl App {
                     self.attached = true;
                     let _ = c.attach(
                         *session,
-                        LinkConfig {
-                            name: "fuzz-sender".into(),
-                            role: Role::Sender,
-                            target: Some(Target::new("q")),
-                            ..LinkConfig::default()
-                        },
+                        LinkConfig::default()
+                            .with_name("fuzz-sender".into())
+                            .with_role(Role::Sender)
+                            .with_target(Target::new("q")),
                     );
                     if let Ok(rx) = c.attach(
                         *session,
-                        LinkConfig {
-                            name: "fuzz-receiver".into(),
-                            role: Role::Receiver,
-                            source: Some(Source::new("q")),
-                            ..LinkConfig::default()
-                        },
+                        LinkConfig::default()
+                            .with_name("fuzz-receiver".into())
+                            .with_role(Role::Receiver)
+                            .with_source(Source::new("q")),
                     ) {
                         c.add_credit(rx, 8);
                     }
@@ -241,10 +237,11 @@ impl App {
                 if self.opts.refuse_links() {
                     let _ = c.refuse_link(*link, AmqpError::new(condition::NOT_FOUND));
                 } else {
-                    let acceptance = LinkAcceptance {
-                        source: attach.source.as_deref().cloned(),
-                        target: attach.target.as_deref().cloned(),
-                        ..LinkAcceptance::default()
+                    let acceptance = {
+                        let mut o = LinkAcceptance::default();
+                        o.source = attach.source.as_deref().cloned();
+                        o.target = attach.target.as_deref().cloned();
+                        o
                     };
                     if c.accept_link(*link, acceptance).is_ok() && attach.role == Role::Sender {
                         c.add_credit(*link, 8);
@@ -439,7 +436,8 @@ impl Driver {
             }
             while let Some(bytes) = self.conn.poll_transmit() {
                 progressed = true;
-                self.out.feed(&bytes, self.conn.remote_max_frame_size());
+                self.out
+                    .feed(&bytes, testing::remote_max_frame_size(&self.conn));
                 self.app.summary.written += bytes.len();
                 written.extend_from_slice(&bytes);
             }

@@ -1,5 +1,7 @@
 //! A hand-written AMQP 1.0 stack: type system and codec, frames, performatives and messages,
-//! a sans-IO engine, the tokio driver, and a small client/server API on top.
+//! a sans-IO engine, the tokio driver, and a small API on top: role-neutral handles
+//! ([`Connection`], [`Session`], [`Sender`], [`Receiver`]), dialing ([`ConnectOptions`]) and
+//! listening ([`Listener`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), eventhubs::amqp::Error> {
@@ -14,18 +16,25 @@
 //! # Ok(()) }
 //! ```
 
-pub mod client;
 pub mod codec;
 pub mod engine;
 pub mod error;
 pub mod frame;
 pub mod io;
-pub mod server;
 pub mod types;
 
-pub use client::{
-    ConnectOptions, Connection, PendingSend, ReceivedMessage, Receiver, ReceiverOptions, Sender,
-    SenderOptions, Session,
-};
+mod connection;
+mod dial;
+mod link;
+mod listen;
+mod receiver;
+mod sender;
+mod session;
+
+pub use connection::Connection;
+pub use dial::ConnectOptions;
 pub use error::Error;
-pub use server::{IncomingLink, Listener, ListenerOptions, ServerConnection};
+pub use listen::{Incoming, IncomingLink, Listener, ListenerOptions, ServerConnection};
+pub use receiver::{ReceivedMessage, Receiver, ReceiverOptions};
+pub use sender::{PendingSend, Sender, SenderOptions};
+pub use session::Session;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 /// One event hub.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HubConfig {
     /// Hub name.
     pub name: String,
@@ -13,6 +14,37 @@ pub struct HubConfig {
     pub partition_count: u32,
     /// Consumer groups; `$default` is always present.
     pub consumer_groups: Vec<String>,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`: build it from its default or
+/// constructor and these).
+impl HubConfig {
+    /// A hub named `name` with `partition_count` partitions and the `$default` consumer group.
+    pub fn new(name: String, partition_count: u32) -> Self {
+        HubConfig {
+            name,
+            partition_count,
+            consumer_groups: vec!["$default".into()],
+        }
+    }
+
+    /// Sets `name`: hub name.
+    pub fn with_name(mut self, value: String) -> Self {
+        self.name = value;
+        self
+    }
+
+    /// Sets `partition_count`: number of partitions (ids `0..n`).
+    pub fn with_partition_count(mut self, value: u32) -> Self {
+        self.partition_count = value;
+        self
+    }
+
+    /// Sets `consumer_groups`: consumer groups; `$default` is always present.
+    pub fn with_consumer_groups(mut self, value: Vec<String>) -> Self {
+        self.consumer_groups = value;
+        self
+    }
 }
 
 /// A SAS key the `$cbs` node accepts.
@@ -35,6 +67,7 @@ impl std::fmt::Debug for SasKey {
 
 /// Everything the emulator serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EntityConfig {
     /// Namespace name (informational).
     pub namespace: String,
@@ -42,6 +75,28 @@ pub struct EntityConfig {
     pub hubs: Vec<HubConfig>,
     /// Accepted SAS keys.
     pub keys: Vec<SasKey>,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`: build it from its default or
+/// constructor and these).
+impl EntityConfig {
+    /// Sets `namespace`: namespace name (informational).
+    pub fn with_namespace(mut self, value: String) -> Self {
+        self.namespace = value;
+        self
+    }
+
+    /// Sets `hubs`: the hubs.
+    pub fn with_hubs(mut self, value: Vec<HubConfig>) -> Self {
+        self.hubs = value;
+        self
+    }
+
+    /// Sets `keys`: accepted SAS keys.
+    pub fn with_keys(mut self, value: Vec<SasKey>) -> Self {
+        self.keys = value;
+        self
+    }
 }
 
 /// The default key name, as Microsoft's emulator has it.

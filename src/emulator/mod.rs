@@ -20,8 +20,8 @@ pub mod store;
 
 use crate::amqp::codec::Symbol;
 use crate::amqp::engine::{ConnectionConfig, SaslAuthenticator, SaslDecision};
-use crate::amqp::server::{Listener, ListenerOptions};
 use crate::amqp::types::error::AmqpError;
+use crate::amqp::{Listener, ListenerOptions};
 pub use config::{ConfigError, EntityConfig, HubConfig, SasKey};
 use hub::Hub;
 use std::collections::HashMap;
@@ -29,11 +29,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use store::Partition;
-pub use store::{PartitionInfo, Retention};
+pub use store::{Fsync, PartitionInfo, Retention};
 use tokio::task::JoinHandle;
 
 /// How to run the emulator.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EmulatorOptions {
     /// Address to listen on (default `127.0.0.1:5672`).
     pub bind: SocketAddr,
@@ -43,11 +44,78 @@ pub struct EmulatorOptions {
     pub data_dir: Option<PathBuf>,
     /// How much each partition retains.
     pub retention: Retention,
+    /// When partition files under `data_dir` are synced to the device (default
+    /// [`Fsync::Never`]: safe against an emulator crash, not against an OS crash).
+    pub fsync: Fsync,
     /// Require a valid CBS token before links attach (default true, like the service).
     pub require_auth: bool,
     /// TLS (normally on 5671); `None` for plain AMQP.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::amqp::io::tls::TlsServerOptions>,
+    /// Connections served at once (default 1024); a TCP connection beyond it is dropped at
+    /// once, so that idle sockets cannot pile up.
+    pub max_connections: usize,
+    /// How long a new TCP connection has to finish its TLS, SASL and open handshake before it
+    /// is dropped (default 30 s).
+    pub handshake_timeout: std::time::Duration,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
+/// default and these).
+impl EmulatorOptions {
+    /// Sets the address to listen on.
+    pub fn with_bind(mut self, value: SocketAddr) -> Self {
+        self.bind = value;
+        self
+    }
+
+    /// Sets the hubs, partitions and consumer groups.
+    pub fn with_entities(mut self, value: EntityConfig) -> Self {
+        self.entities = value;
+        self
+    }
+
+    /// Sets a directory that keeps events across restarts (by default they live in memory).
+    pub fn with_data_dir(mut self, value: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(value.into());
+        self
+    }
+
+    /// Sets how long events are kept.
+    pub fn with_retention(mut self, value: Retention) -> Self {
+        self.retention = value;
+        self
+    }
+
+    /// Sets when partition files under the data directory are synced to the device.
+    pub fn with_fsync(mut self, value: Fsync) -> Self {
+        self.fsync = value;
+        self
+    }
+
+    /// Sets whether clients must authenticate (SASL and CBS tokens).
+    pub fn with_require_auth(mut self, value: bool) -> Self {
+        self.require_auth = value;
+        self
+    }
+
+    /// Sets the most connections served at once (more are dropped as they arrive).
+    pub fn with_max_connections(mut self, value: usize) -> Self {
+        self.max_connections = value;
+        self
+    }
+
+    /// Sets how long a new connection may take to finish its AMQP (and SASL) handshake.
+    pub fn with_handshake_timeout(mut self, value: std::time::Duration) -> Self {
+        self.handshake_timeout = value;
+        self
+    }
+
+    /// Serves `amqps://` with this certificate.
+    pub fn with_tls(mut self, value: crate::amqp::io::tls::TlsServerOptions) -> Self {
+        self.tls = Some(value);
+        self
+    }
 }
 
 impl Default for EmulatorOptions {
@@ -57,9 +125,12 @@ impl Default for EmulatorOptions {
             entities: EntityConfig::default(),
             data_dir: None,
             retention: Retention::default(),
+            fsync: Fsync::default(),
             require_auth: true,
             #[cfg(feature = "tls")]
             tls: None,
+            max_connections: 1024,
+            handshake_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -165,6 +236,8 @@ pub struct Emulator {
     addr: SocketAddr,
     shared: Arc<Shared>,
     accept: JoinHandle<()>,
+    /// Syncs partition files that `Fsync::Interval` left dirty when sends pause.
+    flusher: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -187,7 +260,7 @@ impl Emulator {
                 let partition = match &options.data_dir {
                     Some(dir) => {
                         let path = store::partition_path(dir, &h.name, p);
-                        Partition::open(&path, options.retention)
+                        Partition::open(&path, options.retention, options.fsync)
                             .map_err(|source| EmulatorError::Storage { path, source })?
                     }
                     None => Partition::in_memory(options.retention),
@@ -219,7 +292,7 @@ impl Emulator {
             },
             #[cfg(feature = "tls")]
             tls: options.tls.clone(),
-            ..ListenerOptions::default()
+            handshake_timeout: options.handshake_timeout,
         };
         let listener = Listener::bind(options.bind, listener_options)
             .await
@@ -234,6 +307,8 @@ impl Emulator {
                 source,
             })?;
         let accept_shared = shared.clone();
+        let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
+        let max_connections = options.max_connections;
         let accept = tokio::spawn(async move {
             loop {
                 let incoming = match listener.accept().await {
@@ -244,21 +319,43 @@ impl Emulator {
                         continue;
                     }
                 };
+                let peer = incoming.peer_addr();
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, limit = "max_connections", value = max_connections, "connection refused: limit reached");
+                    drop(incoming);
+                    continue;
+                };
                 let shared = accept_shared.clone();
-                tokio::spawn(async move {
-                    let peer = incoming.peer_addr();
-                    match incoming.handshake().await {
-                        Ok(connection) => routing::serve(shared, connection).await,
-                        Err(e) => tracing::debug!(%peer, error = %e, "emulator handshake failed"),
-                    }
-                });
+                let span = tracing::info_span!("connection", %peer);
+                tokio::spawn(tracing::Instrument::instrument(
+                    async move {
+                        let _slot = slot;
+                        match incoming.handshake().await {
+                            Ok(connection) => routing::serve(shared, connection).await,
+                            Err(crate::amqp::error::Error::Timeout) => tracing::warn!(
+                                %peer,
+                                limit = "handshake_timeout",
+                                "connection dropped: handshake not finished in time"
+                            ),
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "emulator handshake failed")
+                            }
+                        }
+                    },
+                    span,
+                ));
             }
         });
+        let flusher = match (options.fsync, &options.data_dir) {
+            (Fsync::Interval(period), Some(_)) => Some(spawn_flusher(&shared, period)),
+            _ => None,
+        };
         tracing::info!(%addr, "Event Hubs emulator listening");
         Ok(Emulator {
             addr,
             shared,
             accept,
+            flusher,
         })
     }
 
@@ -327,12 +424,38 @@ impl Emulator {
 
     /// Stops accepting connections (existing ones end when their clients leave).
     pub fn shutdown(self) {
-        self.accept.abort();
+        drop(self);
     }
 }
 
 impl Drop for Emulator {
     fn drop(&mut self) {
         self.accept.abort();
+        if let Some(f) = &self.flusher {
+            f.abort();
+        }
     }
+}
+
+/// Every `period`, syncs the partitions whose last writes are older than that, so that
+/// `Fsync::Interval` bounds the unsynced window even after the last send.
+fn spawn_flusher(shared: &Shared, period: std::time::Duration) -> JoinHandle<()> {
+    let partitions: Vec<Arc<Partition>> = shared
+        .hubs
+        .values()
+        .flat_map(|h| h.partitions.iter().cloned())
+        .collect();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period.max(std::time::Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = std::time::Instant::now();
+            for p in &partitions {
+                if let Err(e) = p.sync_if_due(now) {
+                    tracing::warn!(error = %e, "syncing a partition file failed");
+                }
+            }
+        }
+    })
 }

@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Service annotation keys stamped on every stored event.
@@ -60,12 +61,152 @@ pub struct PartitionInfo {
     pub is_empty: bool,
 }
 
+/// When a partition file is flushed to the device (`fsync`), which decides what an
+/// acknowledged event survives.
+///
+/// Every mode writes each batch to the file before it is acknowledged, so a crash of the
+/// emulator process never loses an acknowledged event. They differ on an OS crash or power
+/// loss, where only what reached the device survives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fsync {
+    /// Never sync; the OS writes back when it likes. An OS crash can lose acknowledged
+    /// events from its last write-back (typically up to ~30 s). The default: fastest.
+    #[default]
+    Never,
+    /// Sync at most once per period, from the writer (and a flusher for the quiet tail): an
+    /// OS crash loses at most about one period of acknowledged events.
+    Interval(Duration),
+    /// Sync every batch before acknowledging it: an OS crash loses no acknowledged event.
+    Always,
+}
+
+impl Fsync {
+    /// The period `--fsync interval` uses.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
+}
+
+/// What a partition writes its records to: the file, or in tests a file that fails on cue.
+pub(crate) trait LogSink: Send {
+    /// Appends all of `bytes` at the end, or fails having written any prefix of them.
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Cuts the file back to `len` bytes, so the next append lands there.
+    fn truncate(&mut self, len: u64) -> std::io::Result<()>;
+    /// Flushes what was written to the device.
+    fn sync(&mut self) -> std::io::Result<()>;
+}
+
+impl LogSink for File {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes)
+    }
+
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)?;
+        self.seek(SeekFrom::Start(len)).map(drop)
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+}
+
+/// The file side of a persistent partition.
+struct Disk {
+    sink: Box<dyn LogSink>,
+    path: PathBuf,
+    /// Length of the file up to the last whole record: where a failed append is cut back to.
+    len: u64,
+    fsync: Fsync,
+    /// When the file was last synced, and whether anything was written since.
+    synced_at: Option<Instant>,
+    dirty: bool,
+    /// Set when a failed append could not be cut back: writing after the partial record
+    /// would hide acknowledged events from recovery, so every later append is refused.
+    poisoned: bool,
+}
+
+impl Disk {
+    /// Writes one batch of records; on failure the file is as it was before the call.
+    fn append(&mut self, records: &[u8], now: Instant) -> std::io::Result<()> {
+        if self.poisoned {
+            return Err(std::io::Error::other(format!(
+                "partition file {} is unusable after a failed write could not be undone; \
+                 nothing stored (restart the emulator)",
+                self.path.display()
+            )));
+        }
+        let result = self.sink.append(records).and_then(|()| {
+            self.dirty = true;
+            if self.sync_due(now) {
+                self.sync(now)
+            } else {
+                Ok(())
+            }
+        });
+        let Err(e) = result else {
+            self.len += records.len() as u64;
+            return Ok(());
+        };
+        if let Err(cut) = self.sink.truncate(self.len) {
+            self.poisoned = true;
+            tracing::error!(
+                path = %self.path.display(),
+                error = %e,
+                truncate_error = %cut,
+                "partition file left with a partial record; refusing further appends"
+            );
+        } else {
+            tracing::warn!(
+                path = %self.path.display(),
+                error = %e,
+                "append to partition file failed; batch refused, file cut back"
+            );
+        }
+        Err(std::io::Error::new(
+            e.kind(),
+            format!(
+                "writing partition file {}: {e}; nothing stored",
+                self.path.display()
+            ),
+        ))
+    }
+
+    fn sync_due(&self, now: Instant) -> bool {
+        match self.fsync {
+            Fsync::Never => false,
+            Fsync::Always => true,
+            Fsync::Interval(period) => self
+                .synced_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= period),
+        }
+    }
+
+    fn sync(&mut self, now: Instant) -> std::io::Result<()> {
+        self.sink.sync()?;
+        self.synced_at = Some(now);
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+impl Drop for Disk {
+    /// A clean shutdown leaves nothing unsynced when the operator asked for syncing.
+    fn drop(&mut self) {
+        if self.dirty && !self.poisoned && self.fsync != Fsync::Never {
+            if let Err(e) = self.sink.sync() {
+                tracing::warn!(path = %self.path.display(), error = %e, "final sync failed");
+            }
+        }
+    }
+}
+
 struct Log {
     events: VecDeque<StoredEvent>,
     next_sequence: i64,
     next_offset: i64,
     bytes: usize,
-    file: Option<File>,
+    disk: Option<Disk>,
 }
 
 /// One partition.
@@ -109,7 +250,7 @@ impl Partition {
                 next_sequence: 0,
                 next_offset: 0,
                 bytes: 0,
-                file: None,
+                disk: None,
             },
             retention,
         )
@@ -125,7 +266,17 @@ impl Partition {
     }
 
     /// A partition backed by `path`: replays the file, cutting a torn or corrupt tail.
-    pub fn open(path: &Path, retention: Retention) -> std::io::Result<Self> {
+    pub fn open(path: &Path, retention: Retention, fsync: Fsync) -> std::io::Result<Self> {
+        Self::open_with(path, retention, fsync, |f| Box::new(f))
+    }
+
+    /// [`Partition::open`], writing through `sink` (tests wrap the file to make it fail).
+    pub(crate) fn open_with(
+        path: &Path,
+        retention: Retention,
+        fsync: Fsync,
+        sink: impl FnOnce(File) -> Box<dyn LogSink>,
+    ) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -142,7 +293,7 @@ impl Partition {
             next_sequence: 0,
             next_offset: 0,
             bytes: 0,
-            file: None,
+            disk: None,
         };
         let mut pos = 0usize;
         while let Some(event) = read_record(&data, pos) {
@@ -159,10 +310,17 @@ impl Partition {
                 cut = data.len() - pos,
                 "partition log has a torn or corrupt tail; cutting it"
             );
-            file.set_len(pos as u64)?;
-            file.seek(SeekFrom::End(0))?;
+            file.truncate(pos as u64)?;
         }
-        log.file = Some(file);
+        log.disk = Some(Disk {
+            sink: sink(file),
+            path: path.to_path_buf(),
+            len: pos as u64,
+            fsync,
+            synced_at: None,
+            dirty: false,
+            poisoned: false,
+        });
         let p = Self::with_log(log, retention);
         p.trim(&mut p.lock());
         Ok(p)
@@ -175,11 +333,22 @@ impl Partition {
     }
 
     /// Stores messages in order, stamping sequence number, offset, enqueued time and (when
-    /// given) the partition key. Returns the stored events.
+    /// given) the partition key. Returns the stored events. On error nothing is stored: the
+    /// file is as it was, and the sequence numbers are given to the next batch instead.
     pub fn append(
         &self,
         messages: Vec<Message>,
         partition_key: Option<&Str>,
+    ) -> std::io::Result<Vec<StoredEvent>> {
+        self.append_at(messages, partition_key, Instant::now())
+    }
+
+    /// [`Partition::append`] at monotonic time `clock` (which paces `Fsync::Interval`).
+    pub(crate) fn append_at(
+        &self,
+        messages: Vec<Message>,
+        partition_key: Option<&Str>,
+        clock: Instant,
     ) -> std::io::Result<Vec<StoredEvent>> {
         let now = Timestamp::now();
         let mut log = self.lock();
@@ -211,7 +380,7 @@ impl Partition {
         for m in &messages {
             m.encode(&mut buf);
             let message = buf.split().freeze();
-            if log.file.is_some() {
+            if log.disk.is_some() {
                 disk.extend_from_slice(&(message.len() as u32).to_be_bytes());
                 disk.extend_from_slice(&crc32(&message).to_be_bytes());
                 disk.extend_from_slice(&message);
@@ -226,8 +395,8 @@ impl Partition {
             offset += message.len() as i64;
         }
         // Durable before visible: an event is acknowledged only after it is in the file.
-        if let Some(f) = log.file.as_mut() {
-            f.write_all(&disk)?;
+        if let Some(d) = log.disk.as_mut() {
+            d.append(&disk, clock)?;
         }
         for e in &stored {
             log.bytes += e.message.len();
@@ -239,6 +408,16 @@ impl Partition {
         drop(log);
         self.tail.send_replace(seq);
         Ok(stored)
+    }
+
+    /// Syncs the file if `Fsync::Interval` has unsynced writes older than its period, so
+    /// that a batch followed by silence is not left unsynced until the next one.
+    pub(crate) fn sync_if_due(&self, clock: Instant) -> std::io::Result<()> {
+        let mut log = self.lock();
+        match log.disk.as_mut() {
+            Some(d) if d.dirty && !d.poisoned && d.sync_due(clock) => d.sync(clock),
+            _ => Ok(()),
+        }
     }
 
     fn trim(&self, log: &mut Log) {
@@ -390,6 +569,9 @@ pub(crate) fn partition_path(dir: &Path, hub: &str, partition: u32) -> PathBuf {
 }
 
 #[cfg(test)]
+mod failing_disk_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -442,19 +624,19 @@ mod tests {
         let path = partition_path(&dir, "eh1", 0);
         let _ = std::fs::remove_file(&path);
         {
-            let p = Partition::open(&path, Retention::default()).unwrap();
+            let p = Partition::open(&path, Retention::default(), Fsync::Never).unwrap();
             p.append(vec![msg(b"one"), msg(b"two")], None).unwrap();
         }
         // Simulate a crash mid-write: half a record at the end.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[0, 0, 0, 50, 1, 2]).unwrap();
         drop(f);
-        let p = Partition::open(&path, Retention::default()).unwrap();
+        let p = Partition::open(&path, Retention::default(), Fsync::Never).unwrap();
         assert_eq!(p.info().last_sequence_number, 1);
         let next = p.append(vec![msg(b"three")], None).unwrap();
         assert_eq!(next[0].sequence_number, 2);
         drop(p);
-        let p = Partition::open(&path, Retention::default()).unwrap();
+        let p = Partition::open(&path, Retention::default(), Fsync::Never).unwrap();
         let all = p.read(0, 10);
         assert_eq!(all.len(), 3);
         assert_eq!(all[2].offset, next[0].offset);

@@ -130,6 +130,7 @@ pub trait PartitionProcessor: Send + 'static {
 
 /// Settings of an [`EventProcessor`].
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EventProcessorOptions {
     /// Where to start partitions that have no checkpoint (default: earliest).
     pub initial_position: EventPosition,
@@ -152,6 +153,70 @@ pub struct EventProcessorOptions {
     pub strategy: Strategy,
     /// Ask for last-enqueued-event properties with every delivery.
     pub track_last_enqueued_event_properties: bool,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
+/// default and these).
+impl EventProcessorOptions {
+    /// Sets where a partition without a checkpoint starts.
+    pub fn with_initial_position(mut self, value: EventPosition) -> Self {
+        self.initial_position = value;
+        self
+    }
+
+    /// Sets per-partition starting positions, over `initial_position`.
+    pub fn with_initial_positions(mut self, value: HashMap<String, EventPosition>) -> Self {
+        self.initial_positions = value;
+        self
+    }
+
+    /// Sets the owner level of the processor's consumers.
+    pub fn with_owner_level(mut self, value: i64) -> Self {
+        self.owner_level = Some(value);
+        self
+    }
+
+    /// Sets the most events handed to `process_events` at once.
+    pub fn with_max_batch_size(mut self, value: usize) -> Self {
+        self.max_batch_size = value;
+        self
+    }
+
+    /// Sets how long to wait for a batch before calling `process_events` with what there is.
+    pub fn with_max_wait_time(mut self, value: Duration) -> Self {
+        self.max_wait_time = value;
+        self
+    }
+
+    /// Sets how many events each consumer may buffer.
+    pub fn with_prefetch(mut self, value: u32) -> Self {
+        self.prefetch = value;
+        self
+    }
+
+    /// Sets how often ownership is balanced.
+    pub fn with_load_balancing_interval(mut self, value: Duration) -> Self {
+        self.load_balancing_interval = value;
+        self
+    }
+
+    /// Sets how long a claim lasts without renewal.
+    pub fn with_ownership_expiration(mut self, value: Duration) -> Self {
+        self.ownership_expiration = value;
+        self
+    }
+
+    /// Sets how eagerly partitions are claimed.
+    pub fn with_strategy(mut self, value: Strategy) -> Self {
+        self.strategy = value;
+        self
+    }
+
+    /// Sets whether consumers track the partition's last enqueued event.
+    pub fn with_track_last_enqueued_event_properties(mut self, value: bool) -> Self {
+        self.track_last_enqueued_event_properties = value;
+        self
+    }
 }
 
 impl Default for EventProcessorOptions {

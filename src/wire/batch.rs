@@ -6,38 +6,16 @@
 //! a writer can encode events straight into the transfer buffer and know every byte's size
 //! before it writes it.
 
-use crate::amqp::codec::{DecodeError, Encode};
-use crate::amqp::types::message::{Body, Message, DATA_CODE};
-use bytes::{BufMut, Bytes, BytesMut};
+use crate::amqp::codec::DecodeError;
+use crate::amqp::types::message::{Body, Message};
+use bytes::{Bytes, BytesMut};
 
 /// AMQP message format of an Event Hubs batch (Microsoft vendor code `0x800137`, version 0).
 pub const BATCH_MESSAGE_FORMAT: u32 = 0x8001_3700;
 
-/// `00` + the descriptor code of a `data` section.
-fn data_prefix_len() -> usize {
-    1 + DATA_CODE.encoded_len()
-}
-
-/// Encoded size of a `data` section holding `n` bytes: prefix + vbin8/vbin32 + the bytes.
-///
-/// This is the per-event cost that batch size accounting charges (5 or 8 bytes of overhead).
-pub fn data_section_len(n: usize) -> usize {
-    data_prefix_len() + if n <= 0xff { 2 + n } else { 5 + n }
-}
-
-/// Writes the header of a `data` section whose `n` content bytes the caller writes next (an
-/// encoded event). `n` must fit in a u32 (frames are far smaller).
-pub fn write_data_section_header<B: BufMut>(buf: &mut B, n: usize) {
-    buf.put_u8(0x00);
-    DATA_CODE.encode(buf);
-    if n <= 0xff {
-        buf.put_u8(0xa0);
-        buf.put_u8(n as u8);
-    } else {
-        buf.put_u8(0xb0);
-        buf.put_u32(u32::try_from(n).unwrap_or(u32::MAX));
-    }
-}
+/// The size and header of one event's `data` section: the per-event cost that batch size
+/// accounting charges (5 or 8 bytes of overhead), written by the message encoder itself.
+pub use crate::amqp::types::message::{data_section_len, write_data_section_header};
 
 /// The whole batch payload: `envelope` around `events` (each already an encoded message).
 pub fn build(envelope: &Message, events: &[Bytes]) -> Bytes {
@@ -90,7 +68,7 @@ pub fn split(batch: &Message) -> Result<Vec<Message>, SplitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::amqp::codec::{encode_to_vec, Value};
+    use crate::amqp::codec::{encode_to_vec, Encode, Value};
     use crate::amqp::types::message::{Footer, Header, MessageAnnotations};
     use crate::wire::annotations::PARTITION_KEY;
 

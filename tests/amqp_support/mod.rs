@@ -221,9 +221,10 @@ impl QueueBroker {
             };
             let Ok(mut rx) = link
                 .accept_receiver(
-                    LinkAcceptance {
-                        target,
-                        ..Default::default()
+                    {
+                        let mut o = LinkAcceptance::default();
+                        o.target = target;
+                        o
                     },
                     self.prefetch,
                 )
@@ -266,10 +267,11 @@ impl QueueBroker {
             let presettle = link.attach().snd_settle_mode == SenderSettleMode::Settled;
             let Ok(mut tx) = link
                 .accept_sender(
-                    LinkAcceptance {
-                        source,
-                        snd_settle_mode: Some(link_snd_mode(presettle)),
-                        ..Default::default()
+                    {
+                        let mut o = LinkAcceptance::default()
+                            .with_snd_settle_mode(link_snd_mode(presettle));
+                        o.source = source;
+                        o
                     },
                     1000,
                 )

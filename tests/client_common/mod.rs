@@ -8,12 +8,10 @@ use std::time::Duration;
 
 /// Quick retries so that tests of failures do not wait long.
 pub fn fast_retry() -> RetryOptions {
-    RetryOptions {
-        max_retries: 5,
-        delay: Duration::from_millis(50),
-        max_delay: Duration::from_millis(500),
-        ..RetryOptions::default()
-    }
+    RetryOptions::default()
+        .with_max_retries(5)
+        .with_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_millis(500))
 }
 
 /// A client builder for hub `eh1` of `emulator`, with quick retries.

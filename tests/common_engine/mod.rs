@@ -524,13 +524,11 @@ impl Scripted {
             .conn
             .attach(
                 session,
-                LinkConfig {
-                    name: format!("link-{peer_handle}"),
-                    role,
-                    source: Some(Source::new("src")),
-                    target: Some(Target::new("tgt")),
-                    ..LinkConfig::default()
-                },
+                LinkConfig::default()
+                    .with_name(format!("link-{peer_handle}"))
+                    .with_role(role)
+                    .with_source(Source::new("src"))
+                    .with_target(Target::new("tgt")),
             )
             .unwrap();
         let p = self.perfs();
@@ -774,16 +772,11 @@ impl Pair {
     pub fn sender_link(&mut self, cs: SessionId, name: &str) -> (LinkId, LinkId) {
         self.link(
             cs,
-            LinkConfig {
-                name: name.into(),
-                role: Role::Sender,
-                target: Some(Target::new("q")),
-                ..LinkConfig::default()
-            },
-            LinkAcceptance {
-                target: Some(Target::new("q")),
-                ..LinkAcceptance::default()
-            },
+            LinkConfig::default()
+                .with_name(name.into())
+                .with_role(Role::Sender)
+                .with_target(Target::new("q")),
+            LinkAcceptance::default().with_target(Target::new("q")),
         )
     }
 }

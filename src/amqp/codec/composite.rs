@@ -37,31 +37,110 @@ pub fn write_composite_header<B: BufMut>(buf: &mut B, code: u64, count: usize, f
     }
 }
 
-/// Implements [`Encode`](super::Encode) for a composite by listing its fields in order.
+/// Declares a composite (a described list) once: its descriptor, and its fields in wire order,
+/// each with the rule that reads it back. Produces the struct, [`Encode`](super::Encode) with an
+/// exact `encoded_len`, a crate-private `from_fields` over a [`ListReader`] whose descriptor
+/// was already matched, and [`Decode`].
+///
+/// Field rules: `required("wire-name")`, `optional`, `or(default)`, `or_default`, or
+/// `with(function)` for a field that needs its own check (`fn(&mut ListReader) -> Result<T, _>`).
 ///
 /// Every field is written, absent ones as null: some peers (the official Python client) read
 /// performative fields by position and fail when trailing nulls are left out.
-#[macro_export]
-#[doc(hidden)]
-macro_rules! encode_composite {
-    ($ty:ty, $code:expr, |$s:ident| [$($field:expr),* $(,)?]) => {
+macro_rules! composite_type {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $ty:ident($code:expr, $name:expr) {
+            $(
+                $(#[$field_meta:meta])*
+                $field_vis:vis $field:ident: $field_ty:ty => $rule:ident $(($($arg:tt)*))?
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $ty {
+            $($(#[$field_meta])* $field_vis $field: $field_ty,)*
+        }
+
+        impl $ty {
+            const CODE: u64 = $code;
+            const NAME: &'static str = $name;
+            const FIELD_COUNT: usize = <[&str]>::len(&[$(stringify!($field)),*]);
+
+            /// Reads the fields, in order, of a list whose descriptor named this composite.
+            #[inline]
+            pub(crate) fn from_fields(
+                mut list: $crate::amqp::codec::ListReader,
+            ) -> Result<Self, $crate::amqp::codec::DecodeError> {
+                #[allow(unused_variables, unused_mut)]
+                let l = &mut list;
+                Ok($ty {
+                    $($field: $crate::amqp::codec::composite_type!(@read l, $rule $(($($arg)*))?),)*
+                })
+            }
+
+            /// The encoded size of the fields alone.
+            #[inline]
+            fn fields_len(&self) -> usize {
+                0usize $(+ $crate::amqp::codec::Encode::encoded_len(&self.$field))*
+            }
+        }
+
         impl $crate::amqp::codec::Encode for $ty {
             fn encoded_len(&self) -> usize {
-                let $s = self;
-                let count = 0usize $(+ { let _ = stringify!($field); 1 })*;
-                let fields = 0usize $(+ $crate::amqp::codec::Encode::encoded_len(&$field))*;
-                $crate::amqp::codec::composite_len($code, count, fields)
+                $crate::amqp::codec::composite_len(Self::CODE, Self::FIELD_COUNT, self.fields_len())
             }
             fn encode<B: ::bytes::BufMut>(&self, buf: &mut B) {
-                let $s = self;
-                let count = 0usize $(+ { let _ = stringify!($field); 1 })*;
-                let fields = 0usize $(+ $crate::amqp::codec::Encode::encoded_len(&$field))*;
-                $crate::amqp::codec::write_composite_header(buf, $code, count, fields);
-                $($crate::amqp::codec::Encode::encode(&$field, buf);)*
+                $crate::amqp::codec::write_composite_header(
+                    buf,
+                    Self::CODE,
+                    Self::FIELD_COUNT,
+                    self.fields_len(),
+                );
+                $($crate::amqp::codec::Encode::encode(&self.$field, buf);)*
+            }
+        }
+
+        impl $crate::amqp::codec::Decode for $ty {
+            fn decode(
+                d: &mut $crate::amqp::codec::Decoder,
+            ) -> Result<Self, $crate::amqp::codec::DecodeError> {
+                Self::from_fields(d.read_composite(Self::CODE, Self::NAME)?)
             }
         }
     };
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $ty:ident($code:expr, $name:expr);
+    ) => {
+        $(#[$meta])*
+        $vis struct $ty;
+
+        impl $crate::amqp::codec::Encode for $ty {
+            fn encoded_len(&self) -> usize {
+                $crate::amqp::codec::composite_len($code, 0, 0)
+            }
+            fn encode<B: ::bytes::BufMut>(&self, buf: &mut B) {
+                $crate::amqp::codec::write_composite_header(buf, $code, 0, 0);
+            }
+        }
+
+        impl $crate::amqp::codec::Decode for $ty {
+            fn decode(
+                d: &mut $crate::amqp::codec::Decoder,
+            ) -> Result<Self, $crate::amqp::codec::DecodeError> {
+                d.read_composite($code, $name)?;
+                Ok($ty)
+            }
+        }
+    };
+    (@read $l:ident, required($field:expr)) => { $l.required($field)? };
+    (@read $l:ident, optional) => { $l.optional()? };
+    (@read $l:ident, or($default:expr)) => { $l.or($default)? };
+    (@read $l:ident, or_default) => { $l.or_default()? };
+    (@read $l:ident, with($read:path)) => { $read($l)? };
 }
+pub(crate) use composite_type;
 
 /// Reads the fields of a list one by one, applying the AMQP rules for absent fields: a field
 /// past the end of the list or encoded as null is absent.

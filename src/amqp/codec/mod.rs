@@ -11,6 +11,7 @@ mod encode;
 pub mod format_code;
 mod value;
 
+pub(crate) use composite::composite_type;
 pub use composite::{composite_len, write_composite_header, ListReader};
 pub use decode::{Decode, DecodeError, DecodeErrorKind, Decoder, MAX_DEPTH};
 pub use encode::Encode;

@@ -81,6 +81,8 @@ pub struct Connection {
     pub(super) now: Instant,
     last_received: Instant,
     last_sent: Instant,
+    /// A limit was hit and logged: later hits on this connection stay quiet.
+    limit_logged: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -154,6 +156,7 @@ impl Connection {
             now,
             last_received: now,
             last_sent: now,
+            limit_logged: false,
         }
     }
 
@@ -167,8 +170,8 @@ impl Connection {
         &self.config
     }
 
-    /// Where the connection is in its life.
-    pub fn state(&self) -> ConnectionState {
+    /// Where the connection is in its life (for tests: [`super::testing::state`]).
+    pub(crate) fn state(&self) -> ConnectionState {
         self.state
     }
 
@@ -183,13 +186,13 @@ impl Connection {
     }
 
     /// The largest frame we may send: the peer's announced limit.
-    pub fn remote_max_frame_size(&self) -> u32 {
+    pub(crate) fn remote_max_frame_size(&self) -> u32 {
         self.remote_max_frame_size
     }
 
     /// Bytes received but not yet processed: at most one partial frame, so never more than our
     /// max-frame-size (or a partial protocol header).
-    pub fn buffered_input(&self) -> usize {
+    pub(crate) fn buffered_input(&self) -> usize {
         self.inbuf.len()
     }
 
@@ -378,6 +381,19 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// The peer made us reach one of [`ConnectionLimits`](super::ConnectionLimits): the
+    /// connection ends, and the first hit is logged (a flood of hits would be a log flood).
+    pub(super) fn limit_exceeded(&mut self, limit: &'static str, value: usize) {
+        if !self.limit_logged {
+            self.limit_logged = true;
+            tracing::warn!(conn = %self.config.container_id, limit, value, "peer exceeded a connection limit");
+        }
+        self.fail(err(
+            condition::RESOURCE_LIMIT_EXCEEDED,
+            format!("{limit} ({value}) exceeded"),
+        ));
     }
 
     // ---- connection level -------------------------------------------------------------

@@ -23,12 +23,34 @@ mod sasl;
 mod session;
 
 pub use config::{
-    ConnectionConfig, FrameTrace, LinkConfig, SaslAuthenticator, SaslClientMechanism, SaslDecision,
-    SessionConfig,
+    ConnectionConfig, ConnectionLimits, FrameTrace, LinkConfig, SaslAuthenticator,
+    SaslClientMechanism, SaslDecision, SessionConfig,
 };
 pub use connection::{Connection, ConnectionState, Role as EndpointRole};
 pub use event::{Delivery, Event, LinkId, SessionId};
 pub use link::LinkAcceptance;
+
+/// What this crate's own tests and fuzz targets look at inside an engine. Not part of the
+/// supported API: it may change in any release.
+#[doc(hidden)]
+pub mod testing {
+    use super::{Connection, ConnectionState};
+
+    /// Where the connection is in its life.
+    pub fn state(c: &Connection) -> ConnectionState {
+        c.state()
+    }
+
+    /// The largest frame the connection may send: the peer's announced limit.
+    pub fn remote_max_frame_size(c: &Connection) -> u32 {
+        c.remote_max_frame_size()
+    }
+
+    /// Bytes received but not yet processed (at most one partial frame).
+    pub fn buffered_input(c: &Connection) -> usize {
+        c.buffered_input()
+    }
+}
 
 /// The tracing target under which every frame in and out is logged.
 pub const FRAME_TRACE_TARGET: &str = "eventhubs::amqp::frames";

@@ -287,6 +287,10 @@ impl Connection {
             },
             None => {
                 // Peer-initiated: answer on our lowest free channel that the peer accepts.
+                if self.sessions.len() >= self.config.limits.max_sessions {
+                    self.limit_exceeded("max_sessions", self.config.limits.max_sessions);
+                    return;
+                }
                 let max = self.config.channel_max.min(self.remote_channel_max);
                 let Some(ours) = self.free_channel(max) else {
                     self.fail(err(condition::RESOURCE_LIMIT_EXCEEDED, "no free channel"));

@@ -3,12 +3,12 @@
 
 use super::BoxedTransport;
 use crate::amqp::engine::{
-    Connection as Engine, Delivery, Event, LinkAcceptance, LinkConfig, LinkId, SessionConfig,
-    SessionId,
+    Connection as Engine, ConnectionLimits, Delivery, Event, LinkAcceptance, LinkConfig, LinkId,
+    SessionConfig, SessionId,
 };
 use crate::amqp::error::Error;
 use crate::amqp::types::definitions::Role;
-use crate::amqp::types::error::AmqpError;
+use crate::amqp::types::error::{condition, AmqpError};
 use crate::amqp::types::messaging::DeliveryState;
 use crate::amqp::types::transport::{Attach, Open};
 use bytes::{Buf, Bytes};
@@ -193,7 +193,11 @@ pub(crate) fn spawn(engine: Engine, io: BoxedTransport, setup: DriverSetup) -> D
         incoming: setup.incoming,
         failure: None,
     };
-    tokio::spawn(driver.run(io));
+    // The driver's logs carry the span of whoever started it (the emulator's names the peer).
+    tokio::spawn(tracing::Instrument::instrument(
+        driver.run(io),
+        tracing::Span::current(),
+    ));
     DriverHandle { tx }
 }
 
@@ -213,23 +217,43 @@ struct Driver {
 /// Commands handled per wake-up before output is written, so bursts go out in few writes.
 const COMMAND_BATCH: usize = 256;
 
+/// The least time a close forced by a stalled peer gets to reach it.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Driver {
     async fn run(mut self, io: BoxedTransport) {
         let (mut rd, mut wr) = tokio::io::split(io);
         let mut rbuf = vec![0u8; 64 * 1024];
-        let mut pending: VecDeque<Bytes> = VecDeque::new();
+        let mut out = Outbox::default();
         let mut needs_flush = false;
         let mut commands_open = true;
+        let limits = self.engine.config().limits.clone();
+        // Since when the queued output has been above its bound (the peer is not reading).
+        let mut stalled_since: Option<std::time::Instant> = None;
+        // After a stall closed the connection: when to stop waiting for the close to go out.
+        let mut give_up_at: Option<std::time::Instant> = None;
         loop {
             self.route_events();
             while let Some(b) = self.engine.poll_transmit() {
-                pending.push_back(b);
+                out.push(b);
             }
-            if self.failure.is_some() && pending.is_empty() {
+            if self.failure.is_some() && out.is_empty() {
                 break;
             }
+            let over = out.bytes > limits.max_queued_output;
+            stalled_since = match (over, stalled_since) {
+                (false, _) => None,
+                (true, None) => Some(now()),
+                (true, since) => since,
+            };
+            let stall_deadline = match (stalled_since, give_up_at) {
+                (Some(since), None) => Some(since + limits.output_stall_timeout),
+                _ => None,
+            };
             let deadline = self.engine.poll_timeout();
-            let reading = self.failure.is_none();
+            // Backpressure: a peer that does not read what we owe it gets no more of our
+            // attention, so what it makes us queue stays near the bound.
+            let reading = self.failure.is_none() && !over;
             tokio::select! {
                 r = rd.read(&mut rbuf), if reading => match r {
                     Ok(0) => self.lost(std::io::Error::new(
@@ -239,20 +263,15 @@ impl Driver {
                     Ok(n) => self.engine.handle_bytes(&rbuf[..n], now()),
                     Err(e) => self.lost(e),
                 },
-                w = write_or_flush(&mut wr, pending.front()), if !pending.is_empty() || needs_flush => match w {
+                w = write_or_flush(&mut wr, out.front()), if !out.is_empty() || needs_flush => match w {
                     Ok(Some(n)) => {
                         needs_flush = true;
-                        if let Some(front) = pending.front_mut() {
-                            front.advance(n);
-                            if front.is_empty() {
-                                pending.pop_front();
-                            }
-                        }
+                        out.advance(n);
                     }
                     Ok(None) => needs_flush = false,
                     Err(e) => {
                         self.lost(e);
-                        pending.clear();
+                        out.clear();
                         needs_flush = false;
                     }
                 },
@@ -275,10 +294,51 @@ impl Driver {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     self.engine.handle_timeout(now());
                 }
+                _ = sleep_until(stall_deadline), if stall_deadline.is_some() => {
+                    self.output_stalled(&mut out, &limits);
+                    // The close gets the stall's time (at least a few seconds) to go out,
+                    // then the socket goes.
+                    give_up_at = Some(now() + limits.output_stall_timeout.max(CLOSE_GRACE));
+                }
+                _ = sleep_until(give_up_at), if give_up_at.is_some() => break,
             }
         }
         let _ = wr.flush().await;
         let _ = wr.shutdown().await;
+        if let Some(deadline) = give_up_at {
+            // Dropping a socket with unread input resets it, and a reset destroys the close
+            // still in the peer's buffers: read and discard until the peer hangs up.
+            let discard = async {
+                while let Ok(n) = rd.read(&mut rbuf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            };
+            let _ =
+                tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), discard).await;
+        }
+    }
+
+    /// The peer left our output unread for too long: what it did not read is dropped (it
+    /// has shown it will not), and the connection ends with a close that says why.
+    fn output_stalled(&mut self, out: &mut Outbox, limits: &ConnectionLimits) {
+        let error = AmqpError::with_description(
+            condition::RESOURCE_LIMIT_EXCEEDED,
+            format!(
+                "max_queued_output ({}) exceeded for {:?}: the peer does not read",
+                limits.max_queued_output, limits.output_stall_timeout
+            ),
+        );
+        tracing::warn!(
+            conn = %self.engine.config().container_id,
+            limit = "max_queued_output",
+            queued = out.bytes,
+            "peer exceeded a connection limit"
+        );
+        out.keep_front_only();
+        self.engine.close(Some(error.clone()));
+        self.fail_all(Error::ConnectionClosed(Some(error)));
     }
 
     /// The socket failed: the engine cannot say goodbye, so fail everything now.
@@ -604,6 +664,52 @@ fn reject(cmd: Command, err: Error) {
         | Command::AddCredit { .. }
         | Command::Drain { .. }
         | Command::Settle { .. } => {}
+    }
+}
+
+/// Output waiting for the socket, with its size kept at hand (the backpressure check is on
+/// every turn of the loop, so it must not walk the queue).
+#[derive(Default)]
+struct Outbox {
+    chunks: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl Outbox {
+    fn push(&mut self, b: Bytes) {
+        self.bytes += b.len();
+        self.chunks.push_back(b);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn front(&self) -> Option<&Bytes> {
+        self.chunks.front()
+    }
+
+    fn advance(&mut self, n: usize) {
+        if let Some(front) = self.chunks.front_mut() {
+            let n = n.min(front.len());
+            front.advance(n);
+            self.bytes -= n;
+            if front.is_empty() {
+                self.chunks.pop_front();
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.bytes = 0;
+    }
+
+    /// Drops all but the first chunk: it may be half written, and each chunk holds whole
+    /// frames, so what follows it on the wire still parses.
+    fn keep_front_only(&mut self) {
+        self.chunks.truncate(1);
+        self.bytes = self.chunks.front().map_or(0, Bytes::len);
     }
 }
 

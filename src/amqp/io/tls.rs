@@ -38,6 +38,7 @@ impl std::fmt::Debug for ClientCertificate {
 
 /// Client TLS settings.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct TlsClientOptions {
     /// Name to verify the server certificate against and send as SNI; defaults to the host.
     pub server_name: Option<String>,
@@ -47,6 +48,34 @@ pub struct TlsClientOptions {
     pub only_extra_roots: bool,
     /// A client certificate to present (for servers that require one, and SASL EXTERNAL).
     pub client_certificate: Option<ClientCertificate>,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`: build it from its default or
+/// constructor and these).
+impl TlsClientOptions {
+    /// Sets `server_name`: name to verify the server certificate against and send as SNI; defaults to the host.
+    pub fn with_server_name(mut self, value: String) -> Self {
+        self.server_name = Some(value);
+        self
+    }
+
+    /// Sets `extra_roots`: root certificates trusted in addition to the webpki roots (e.g. a self-signed emulator).
+    pub fn with_extra_roots(mut self, value: Vec<CertificateDer<'static>>) -> Self {
+        self.extra_roots = value;
+        self
+    }
+
+    /// Sets `only_extra_roots`: trust only `extra_roots`, not the public webpki roots.
+    pub fn with_only_extra_roots(mut self, value: bool) -> Self {
+        self.only_extra_roots = value;
+        self
+    }
+
+    /// Sets `client_certificate`: a client certificate to present (for servers that require one, and SASL EXTERNAL).
+    pub fn with_client_certificate(mut self, value: ClientCertificate) -> Self {
+        self.client_certificate = Some(value);
+        self
+    }
 }
 
 impl TlsClientOptions {

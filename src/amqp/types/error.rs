@@ -1,7 +1,7 @@
 //! The AMQP `error` composite and the well-known error conditions.
 
 use super::definitions::Fields;
-use crate::amqp::codec::{Decode, DecodeError, Decoder, Str, Symbol, Value};
+use crate::amqp::codec::{composite_type, Str, Symbol, Value};
 use std::fmt;
 
 /// Numeric descriptor of `amqp:error:list`.
@@ -9,18 +9,20 @@ pub const ERROR_CODE: u64 = 0x1d;
 /// Symbolic descriptor of the error composite.
 pub const ERROR_NAME: &str = "amqp:error:list";
 
-/// An AMQP error as carried by `detach`, `end`, `close` and `rejected`.
-///
-/// The condition and description are kept verbatim so that the client's own error type can
-/// report exactly what the peer said.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AmqpError {
-    /// The error condition, e.g. [`condition::NOT_FOUND`].
-    pub condition: Symbol,
-    /// Human-readable text from the peer.
-    pub description: Option<Str>,
-    /// Extra details (redirect targets, tracking ids, ...).
-    pub info: Option<Fields>,
+composite_type! {
+    /// An AMQP error as carried by `detach`, `end`, `close` and `rejected`.
+    ///
+    /// The condition and description are kept verbatim so that the client's own error type can
+    /// report exactly what the peer said.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct AmqpError(ERROR_CODE, ERROR_NAME) {
+        /// The error condition, e.g. [`condition::NOT_FOUND`].
+        pub condition: Symbol => required("condition"),
+        /// Human-readable text from the peer.
+        pub description: Option<Str> => optional,
+        /// Extra details (redirect targets, tracking ids, ...).
+        pub info: Option<Fields> => optional,
+    }
 }
 
 impl AmqpError {
@@ -85,23 +87,6 @@ impl fmt::Display for AmqpError {
 }
 
 impl std::error::Error for AmqpError {}
-
-crate::encode_composite!(AmqpError, ERROR_CODE, |s| [
-    s.condition,
-    s.description,
-    s.info
-]);
-
-impl Decode for AmqpError {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(ERROR_CODE, ERROR_NAME)?;
-        Ok(AmqpError {
-            condition: l.required("condition")?,
-            description: l.optional()?,
-            info: l.optional()?,
-        })
-    }
-}
 
 /// Well-known error conditions of AMQP 1.0 (sections 2.8.15-2.8.18, 4.5.x).
 pub mod condition {
@@ -188,7 +173,7 @@ pub(crate) mod test_support {
 
     /// Encodes, checks the length is exact, decodes back, and checks that every strict prefix
     /// fails to decode without panicking. Returns the encoding.
-    pub fn roundtrip<T: Encode + Decode + PartialEq + Debug>(v: &T) -> Vec<u8> {
+    pub(crate) fn roundtrip<T: Encode + Decode + PartialEq + Debug>(v: &T) -> Vec<u8> {
         let bytes = encode_to_vec(v);
         assert_eq!(bytes.len(), v.encoded_len(), "encoded_len of {v:?}");
         let back: T = decode_exact(Bytes::from(bytes.clone())).expect("decodes");
@@ -201,7 +186,7 @@ pub(crate) mod test_support {
     }
 
     /// Splits an encoded described list into its descriptor and items.
-    pub fn split(bytes: &[u8]) -> (Descriptor, Vec<Value>) {
+    pub(crate) fn split(bytes: &[u8]) -> (Descriptor, Vec<Value>) {
         let mut d = Decoder::new(Bytes::copy_from_slice(bytes));
         match d.read_value().expect("a value") {
             Value::Described(b) => match b.value {
@@ -213,7 +198,7 @@ pub(crate) mod test_support {
     }
 
     /// Encodes a described list, in list32 form when `wide`.
-    pub fn described_list(descriptor: &Descriptor, items: &[Value], wide: bool) -> Vec<u8> {
+    pub(crate) fn described_list(descriptor: &Descriptor, items: &[Value], wide: bool) -> Vec<u8> {
         let mut out = vec![0x00];
         descriptor.encode(&mut out);
         let body: Vec<u8> = items.iter().flat_map(encode_to_vec).collect();
@@ -234,7 +219,7 @@ pub(crate) mod test_support {
 
     /// Checks the alternative encodings a peer may legally send decode to the same value:
     /// the symbolic descriptor, list32, and trailing null fields left out.
-    pub fn alternatives<T: Encode + Decode + PartialEq + Debug>(v: &T, name: &'static str) {
+    pub(crate) fn alternatives<T: Encode + Decode + PartialEq + Debug>(v: &T, name: &'static str) {
         let (descriptor, items) = split(&encode_to_vec(v));
         let symbolic = Descriptor::Symbol(Symbol::from_static(name));
         for (desc, wide) in [(&descriptor, true), (&symbolic, false), (&symbolic, true)] {
@@ -252,7 +237,9 @@ pub(crate) mod test_support {
     }
 
     /// Decodes `bytes` as `T`, expecting an error.
-    pub fn decode_err<T: Decode + Debug>(bytes: Vec<u8>) -> crate::amqp::codec::DecodeErrorKind {
+    pub(crate) fn decode_err<T: Decode + Debug>(
+        bytes: Vec<u8>,
+    ) -> crate::amqp::codec::DecodeErrorKind {
         decode_exact::<T>(Bytes::from(bytes))
             .expect_err("must not decode")
             .kind

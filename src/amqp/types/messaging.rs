@@ -3,8 +3,8 @@
 use super::definitions::Fields;
 use super::error::AmqpError;
 use crate::amqp::codec::{
-    Decode, DecodeError, DecodeErrorKind, Decoder, Descriptor, Encode, ListReader, Str, Symbol,
-    Value,
+    composite_type, Decode, DecodeError, DecodeErrorKind, Decoder, Descriptor, Encode, ListReader,
+    Str, Symbol, Value,
 };
 use bytes::BufMut;
 
@@ -88,39 +88,30 @@ impl Encode for TerminusExpiryPolicy {
     }
 }
 
-/// Reads the terminus fields shared by source and target (durable, expiry-policy, timeout,
-/// dynamic, dynamic-node-properties).
-fn read_terminus_common(
-    l: &mut ListReader,
-) -> Result<
-    (
-        TerminusDurability,
-        TerminusExpiryPolicy,
-        u32,
-        bool,
-        Option<Fields>,
-    ),
-    DecodeError,
-> {
-    let durable = match l.optional::<u32>()? {
+/// A terminus's `durable` field: one of the three durability codes.
+fn read_durability(l: &mut ListReader) -> Result<TerminusDurability, DecodeError> {
+    Ok(match l.optional::<u32>()? {
         None | Some(0) => TerminusDurability::None,
         Some(1) => TerminusDurability::Configuration,
         Some(2) => TerminusDurability::UnsettledState,
         Some(_) => return Err(l.invalid("durable")),
-    };
-    let expiry_policy = match l.optional::<Symbol>()? {
-        None => TerminusExpiryPolicy::default(),
-        Some(s) => {
-            TerminusExpiryPolicy::from_symbol(&s).ok_or_else(|| l.invalid("expiry-policy"))?
-        }
-    };
-    Ok((
-        durable,
-        expiry_policy,
-        l.or_default()?,
-        l.or_default()?,
-        l.optional()?,
-    ))
+    })
+}
+
+/// A terminus's `expiry-policy` field: one of the four policy symbols.
+fn read_expiry_policy(l: &mut ListReader) -> Result<TerminusExpiryPolicy, DecodeError> {
+    match l.optional::<Symbol>()? {
+        None => Ok(TerminusExpiryPolicy::default()),
+        Some(s) => TerminusExpiryPolicy::from_symbol(&s).ok_or_else(|| l.invalid("expiry-policy")),
+    }
+}
+
+/// A source's `default-outcome` field: any delivery state but `received`, which is no outcome.
+fn read_default_outcome(l: &mut ListReader) -> Result<Option<DeliveryState>, DecodeError> {
+    match l.optional::<DeliveryState>()? {
+        Some(DeliveryState::Received(_)) => Err(l.invalid("default-outcome")),
+        other => Ok(other),
+    }
 }
 
 /// Numeric descriptor of `amqp:source:list`.
@@ -128,31 +119,33 @@ pub const SOURCE_CODE: u64 = 0x28;
 /// Symbolic descriptor of the source terminus.
 pub const SOURCE_NAME: &str = "amqp:source:list";
 
-/// The source terminus of a link: where messages come from.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Source {
-    /// The node's address (an Event Hubs partition path for receivers).
-    pub address: Option<Str>,
-    /// What state survives link recovery.
-    pub durable: TerminusDurability,
-    /// When the expiry timer starts.
-    pub expiry_policy: TerminusExpiryPolicy,
-    /// Expiry timeout in seconds.
-    pub timeout: u32,
-    /// Asks the peer to create the node.
-    pub dynamic: bool,
-    /// Properties of a dynamically created node.
-    pub dynamic_node_properties: Option<Fields>,
-    /// `move` or `copy`.
-    pub distribution_mode: Option<Symbol>,
-    /// Filters selecting the messages to transfer.
-    pub filter: Option<FilterSet>,
-    /// Outcome applied to deliveries settled without one (never `received`).
-    pub default_outcome: Option<DeliveryState>,
-    /// Outcomes the source supports.
-    pub outcomes: Option<Vec<Symbol>>,
-    /// Extension capabilities.
-    pub capabilities: Option<Vec<Symbol>>,
+composite_type! {
+    /// The source terminus of a link: where messages come from.
+    #[derive(Clone, Debug, Default, PartialEq)]
+    pub struct Source(SOURCE_CODE, SOURCE_NAME) {
+        /// The node's address.
+        pub address: Option<Str> => optional,
+        /// What state survives link recovery.
+        pub durable: TerminusDurability => with(read_durability),
+        /// When the expiry timer starts.
+        pub expiry_policy: TerminusExpiryPolicy => with(read_expiry_policy),
+        /// Expiry timeout in seconds.
+        pub timeout: u32 => or_default,
+        /// Asks the peer to create the node.
+        pub dynamic: bool => or_default,
+        /// Properties of a dynamically created node.
+        pub dynamic_node_properties: Option<Fields> => optional,
+        /// `move` or `copy`.
+        pub distribution_mode: Option<Symbol> => optional,
+        /// Filters selecting the messages to transfer.
+        pub filter: Option<FilterSet> => optional,
+        /// Outcome applied to deliveries settled without one (never `received`).
+        pub default_outcome: Option<DeliveryState> => with(read_default_outcome),
+        /// Outcomes the source supports.
+        pub outcomes: Option<Vec<Symbol>> => optional,
+        /// Extension capabilities.
+        pub capabilities: Option<Vec<Symbol>> => optional,
+    }
 }
 
 impl Source {
@@ -165,70 +158,30 @@ impl Source {
     }
 }
 
-crate::encode_composite!(Source, SOURCE_CODE, |s| [
-    s.address,
-    s.durable,
-    s.expiry_policy,
-    s.timeout,
-    s.dynamic,
-    s.dynamic_node_properties,
-    s.distribution_mode,
-    s.filter,
-    s.default_outcome,
-    s.outcomes,
-    s.capabilities,
-]);
-
-impl Decode for Source {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(SOURCE_CODE, SOURCE_NAME)?;
-        let address = l.optional()?;
-        let (durable, expiry_policy, timeout, dynamic, dynamic_node_properties) =
-            read_terminus_common(&mut l)?;
-        let distribution_mode = l.optional()?;
-        let filter = l.optional()?;
-        let default_outcome = match l.optional::<DeliveryState>()? {
-            Some(DeliveryState::Received(_)) => return Err(l.invalid("default-outcome")),
-            other => other,
-        };
-        Ok(Source {
-            address,
-            durable,
-            expiry_policy,
-            timeout,
-            dynamic,
-            dynamic_node_properties,
-            distribution_mode,
-            filter,
-            default_outcome,
-            outcomes: l.optional()?,
-            capabilities: l.optional()?,
-        })
-    }
-}
-
 /// Numeric descriptor of `amqp:target:list`.
 pub const TARGET_CODE: u64 = 0x29;
 /// Symbolic descriptor of the target terminus.
 pub const TARGET_NAME: &str = "amqp:target:list";
 
-/// The target terminus of a link: where messages go.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Target {
-    /// The node's address.
-    pub address: Option<Str>,
-    /// What state survives link recovery.
-    pub durable: TerminusDurability,
-    /// When the expiry timer starts.
-    pub expiry_policy: TerminusExpiryPolicy,
-    /// Expiry timeout in seconds.
-    pub timeout: u32,
-    /// Asks the peer to create the node.
-    pub dynamic: bool,
-    /// Properties of a dynamically created node.
-    pub dynamic_node_properties: Option<Fields>,
-    /// Extension capabilities.
-    pub capabilities: Option<Vec<Symbol>>,
+composite_type! {
+    /// The target terminus of a link: where messages go.
+    #[derive(Clone, Debug, Default, PartialEq)]
+    pub struct Target(TARGET_CODE, TARGET_NAME) {
+        /// The node's address.
+        pub address: Option<Str> => optional,
+        /// What state survives link recovery.
+        pub durable: TerminusDurability => with(read_durability),
+        /// When the expiry timer starts.
+        pub expiry_policy: TerminusExpiryPolicy => with(read_expiry_policy),
+        /// Expiry timeout in seconds.
+        pub timeout: u32 => or_default,
+        /// Asks the peer to create the node.
+        pub dynamic: bool => or_default,
+        /// Properties of a dynamically created node.
+        pub dynamic_node_properties: Option<Fields> => optional,
+        /// Extension capabilities.
+        pub capabilities: Option<Vec<Symbol>> => optional,
+    }
 }
 
 impl Target {
@@ -238,34 +191,6 @@ impl Target {
             address: Some(address.into()),
             ..Target::default()
         }
-    }
-}
-
-crate::encode_composite!(Target, TARGET_CODE, |s| [
-    s.address,
-    s.durable,
-    s.expiry_policy,
-    s.timeout,
-    s.dynamic,
-    s.dynamic_node_properties,
-    s.capabilities,
-]);
-
-impl Decode for Target {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(TARGET_CODE, TARGET_NAME)?;
-        let address = l.optional()?;
-        let (durable, expiry_policy, timeout, dynamic, dynamic_node_properties) =
-            read_terminus_common(&mut l)?;
-        Ok(Target {
-            address,
-            durable,
-            expiry_policy,
-            timeout,
-            dynamic,
-            dynamic_node_properties,
-            capabilities: l.optional()?,
-        })
     }
 }
 
@@ -290,99 +215,48 @@ pub const RELEASED_NAME: &str = "amqp:released:list";
 /// Symbolic descriptor of `modified`.
 pub const MODIFIED_NAME: &str = "amqp:modified:list";
 
-/// Partial-delivery progress, used when resuming links (not a terminal outcome).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Received {
-    /// Index of the first section not yet completely received.
-    pub section_number: u32,
-    /// Offset within that section of the first byte not yet received.
-    pub section_offset: u64,
-}
-
-crate::encode_composite!(Received, RECEIVED_CODE, |s| [
-    s.section_number,
-    s.section_offset
-]);
-
-impl Decode for Received {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(RECEIVED_CODE, RECEIVED_NAME)?;
-        Ok(Received {
-            section_number: l.required("section-number")?,
-            section_offset: l.required("section-offset")?,
-        })
+composite_type! {
+    /// Partial-delivery progress, used when resuming links (not a terminal outcome).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Received(RECEIVED_CODE, RECEIVED_NAME) {
+        /// Index of the first section not yet completely received.
+        pub section_number: u32 => required("section-number"),
+        /// Offset within that section of the first byte not yet received.
+        pub section_offset: u64 => required("section-offset"),
     }
 }
 
-/// The message was processed successfully.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Accepted;
+composite_type! {
+    /// The message was processed successfully.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Accepted(ACCEPTED_CODE, ACCEPTED_NAME);
+}
 
-crate::encode_composite!(Accepted, ACCEPTED_CODE, |_s| []);
-
-impl Decode for Accepted {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        d.read_composite(ACCEPTED_CODE, ACCEPTED_NAME)?;
-        Ok(Accepted)
+composite_type! {
+    /// The message is invalid and will not be processed.
+    #[derive(Clone, Debug, Default, PartialEq)]
+    pub struct Rejected(REJECTED_CODE, REJECTED_NAME) {
+        /// Why it was rejected.
+        pub error: Option<AmqpError> => optional,
     }
 }
 
-/// The message is invalid and will not be processed.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Rejected {
-    /// Why it was rejected.
-    pub error: Option<AmqpError>,
+composite_type! {
+    /// The message was not processed and may be redelivered unchanged.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Released(RELEASED_CODE, RELEASED_NAME);
 }
 
-crate::encode_composite!(Rejected, REJECTED_CODE, |s| [s.error]);
-
-impl Decode for Rejected {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(REJECTED_CODE, REJECTED_NAME)?;
-        Ok(Rejected {
-            error: l.optional()?,
-        })
-    }
-}
-
-/// The message was not processed and may be redelivered unchanged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Released;
-
-crate::encode_composite!(Released, RELEASED_CODE, |_s| []);
-
-impl Decode for Released {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        d.read_composite(RELEASED_CODE, RELEASED_NAME)?;
-        Ok(Released)
-    }
-}
-
-/// The message was not processed and is to be modified before redelivery.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Modified {
-    /// Count the attempt as a failed delivery (increments `delivery-count`).
-    pub delivery_failed: bool,
-    /// Do not redeliver to this link.
-    pub undeliverable_here: bool,
-    /// Annotations to merge into the message's message-annotations.
-    pub message_annotations: Option<Fields>,
-}
-
-crate::encode_composite!(Modified, MODIFIED_CODE, |s| [
-    s.delivery_failed,
-    s.undeliverable_here,
-    s.message_annotations,
-]);
-
-impl Decode for Modified {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(MODIFIED_CODE, MODIFIED_NAME)?;
-        Ok(Modified {
-            delivery_failed: l.or_default()?,
-            undeliverable_here: l.or_default()?,
-            message_annotations: l.optional()?,
-        })
+composite_type! {
+    /// The message was not processed and is to be modified before redelivery.
+    #[derive(Clone, Debug, Default, PartialEq)]
+    pub struct Modified(MODIFIED_CODE, MODIFIED_NAME) {
+        /// Count the attempt as a failed delivery (increments `delivery-count`).
+        pub delivery_failed: bool => or_default,
+        /// Do not redeliver to this link.
+        pub undeliverable_here: bool => or_default,
+        /// Annotations to merge into the message's message-annotations.
+        pub message_annotations: Option<Fields> => optional,
     }
 }
 

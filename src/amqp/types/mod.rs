@@ -5,4 +5,5 @@ pub mod error;
 pub mod message;
 pub mod messaging;
 pub mod sasl;
+pub mod section_map;
 pub mod transport;

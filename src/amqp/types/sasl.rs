@@ -1,6 +1,8 @@
 //! SASL frame bodies (AMQP 1.0 part 5.3): mechanisms, init, challenge, response, outcome.
 
-use crate::amqp::codec::{Decode, DecodeError, DecodeErrorKind, Decoder, Encode, Str, Symbol};
+use crate::amqp::codec::{
+    composite_type, Decode, DecodeError, DecodeErrorKind, Decoder, Encode, ListReader, Str, Symbol,
+};
 use bytes::{BufMut, Bytes};
 use std::fmt;
 
@@ -48,35 +50,28 @@ impl fmt::Debug for Redacted<'_> {
     }
 }
 
-/// The server's list of mechanisms it supports.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SaslMechanisms {
-    /// Supported mechanisms, in the server's order of preference.
-    pub mechanisms: Vec<Symbol>,
-}
-
-crate::encode_composite!(SaslMechanisms, SASL_MECHANISMS_CODE, |s| [s.mechanisms]);
-
-impl Decode for SaslMechanisms {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(SASL_MECHANISMS_CODE, SASL_MECHANISMS_NAME)?;
-        Ok(SaslMechanisms {
-            mechanisms: l.required("sasl-server-mechanisms")?,
-        })
+composite_type! {
+    /// The server's list of mechanisms it supports.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct SaslMechanisms(SASL_MECHANISMS_CODE, SASL_MECHANISMS_NAME) {
+        /// Supported mechanisms, in the server's order of preference.
+        pub mechanisms: Vec<Symbol> => required("sasl-server-mechanisms"),
     }
 }
 
-/// The client's chosen mechanism and its first response.
-///
-/// `Debug` never shows the initial response: for PLAIN it holds the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SaslInit {
-    /// The chosen mechanism.
-    pub mechanism: Symbol,
-    /// Mechanism-specific first message (PLAIN: `\0user\0password`).
-    pub initial_response: Option<Bytes>,
-    /// The host the client wants to reach (virtual hosting).
-    pub hostname: Option<Str>,
+composite_type! {
+    /// The client's chosen mechanism and its first response.
+    ///
+    /// `Debug` never shows the initial response: for PLAIN it holds the password.
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct SaslInit(SASL_INIT_CODE, SASL_INIT_NAME) {
+        /// The chosen mechanism.
+        pub mechanism: Symbol => required("mechanism"),
+        /// Mechanism-specific first message (PLAIN: `\0user\0password`).
+        pub initial_response: Option<Bytes> => optional,
+        /// The host the client wants to reach (virtual hosting).
+        pub hostname: Option<Str> => optional,
+    }
 }
 
 impl SaslInit {
@@ -142,46 +137,22 @@ impl fmt::Debug for SaslInit {
     }
 }
 
-crate::encode_composite!(SaslInit, SASL_INIT_CODE, |s| [
-    s.mechanism,
-    s.initial_response,
-    s.hostname
-]);
-
-impl Decode for SaslInit {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(SASL_INIT_CODE, SASL_INIT_NAME)?;
-        Ok(SaslInit {
-            mechanism: l.required("mechanism")?,
-            initial_response: l.optional()?,
-            hostname: l.optional()?,
-        })
+composite_type! {
+    /// A server challenge.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct SaslChallenge(SASL_CHALLENGE_CODE, SASL_CHALLENGE_NAME) {
+        /// Mechanism-specific challenge data.
+        pub challenge: Bytes => required("challenge"),
     }
 }
 
-/// A server challenge.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SaslChallenge {
-    /// Mechanism-specific challenge data.
-    pub challenge: Bytes,
-}
-
-crate::encode_composite!(SaslChallenge, SASL_CHALLENGE_CODE, |s| [s.challenge]);
-
-impl Decode for SaslChallenge {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(SASL_CHALLENGE_CODE, SASL_CHALLENGE_NAME)?;
-        Ok(SaslChallenge {
-            challenge: l.required("challenge")?,
-        })
+composite_type! {
+    /// The client's answer to a challenge. `Debug` redacts it: it may carry credentials.
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct SaslResponse(SASL_RESPONSE_CODE, SASL_RESPONSE_NAME) {
+        /// Mechanism-specific response data.
+        pub response: Bytes => required("response"),
     }
-}
-
-/// The client's answer to a challenge. `Debug` redacts it: it may carry credentials.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SaslResponse {
-    /// Mechanism-specific response data.
-    pub response: Bytes,
 }
 
 impl fmt::Debug for SaslResponse {
@@ -189,17 +160,6 @@ impl fmt::Debug for SaslResponse {
         f.debug_struct("SaslResponse")
             .field("response", &Redacted(&self.response))
             .finish()
-    }
-}
-
-crate::encode_composite!(SaslResponse, SASL_RESPONSE_CODE, |s| [s.response]);
-
-impl Decode for SaslResponse {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(SASL_RESPONSE_CODE, SASL_RESPONSE_NAME)?;
-        Ok(SaslResponse {
-            response: l.required("response")?,
-        })
     }
 }
 
@@ -252,13 +212,21 @@ impl Encode for SaslCode {
     }
 }
 
-/// The server's verdict.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SaslOutcome {
-    /// The result.
-    pub code: SaslCode,
-    /// Mechanism-specific data for the client.
-    pub additional_data: Option<Bytes>,
+composite_type! {
+    /// The server's verdict.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct SaslOutcome(SASL_OUTCOME_CODE, SASL_OUTCOME_NAME) {
+        /// The result.
+        pub code: SaslCode => with(read_outcome_code),
+        /// Mechanism-specific data for the client.
+        pub additional_data: Option<Bytes> => optional,
+    }
+}
+
+/// The outcome's code, which must be one the spec defines.
+fn read_outcome_code(l: &mut ListReader) -> Result<SaslCode, DecodeError> {
+    let code = l.required::<u8>("code")?;
+    SaslCode::from_u8(code).ok_or_else(|| l.invalid("code"))
 }
 
 impl SaslOutcome {
@@ -268,23 +236,6 @@ impl SaslOutcome {
             code,
             additional_data: None,
         }
-    }
-}
-
-crate::encode_composite!(SaslOutcome, SASL_OUTCOME_CODE, |s| [
-    s.code,
-    s.additional_data
-]);
-
-impl Decode for SaslOutcome {
-    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let mut l = d.read_composite(SASL_OUTCOME_CODE, SASL_OUTCOME_NAME)?;
-        let code = l.required::<u8>("code")?;
-        let code = SaslCode::from_u8(code).ok_or_else(|| l.invalid("code"))?;
-        Ok(SaslOutcome {
-            code,
-            additional_data: l.optional()?,
-        })
     }
 }
 

@@ -3,10 +3,10 @@
 
 use crate::amqp::codec::{Encode, Timestamp};
 use crate::amqp::engine::LinkAcceptance;
-use crate::amqp::server::IncomingLink;
 use crate::amqp::types::definitions::SenderSettleMode;
 use crate::amqp::types::error::condition;
 use crate::amqp::types::message::Message;
+use crate::amqp::IncomingLink;
 use crate::emulator::routing::{err, unauthorized, Conn};
 use crate::emulator::selector::parse_selector;
 use crate::emulator::store::{PartitionInfo, Start, StoredEvent};

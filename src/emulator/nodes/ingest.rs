@@ -2,10 +2,10 @@
 
 use crate::amqp::codec::Value;
 use crate::amqp::engine::LinkAcceptance;
-use crate::amqp::server::IncomingLink;
 use crate::amqp::types::definitions::ReceiverSettleMode;
 use crate::amqp::types::error::{condition, AmqpError};
 use crate::amqp::types::message::Message;
+use crate::amqp::IncomingLink;
 use crate::amqp::ReceivedMessage;
 use crate::emulator::hub::Hub;
 use crate::emulator::routing::{err, unauthorized, Conn};

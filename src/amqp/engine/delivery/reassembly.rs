@@ -224,7 +224,12 @@ impl Connection {
             }
         };
         if !delivery.settled {
+            let max = self.config.limits.max_unsettled;
             if let Some(s) = self.sessions.get_mut(&local) {
+                if s.unsettled.incoming_len() >= max {
+                    self.limit_exceeded("max_unsettled", max);
+                    return;
+                }
                 s.unsettled.track_incoming(delivery.delivery_id, id);
             }
         }

@@ -71,6 +71,11 @@ impl Unsettled {
         self.incoming.insert(delivery_id, link);
     }
 
+    /// The peer's deliveries still waiting for our outcome.
+    pub(crate) fn incoming_len(&self) -> usize {
+        self.incoming.len()
+    }
+
     /// Our deliveries still waiting for the peer's outcome.
     #[cfg(test)]
     pub(crate) fn outgoing_len(&self) -> usize {

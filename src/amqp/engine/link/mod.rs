@@ -35,6 +35,7 @@ pub(crate) enum LinkState {
 
 /// How we answer a link the peer attached.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct LinkAcceptance {
     /// Our source (as a sender: the node messages come from).
     pub source: Option<Source>,
@@ -52,6 +53,58 @@ pub struct LinkAcceptance {
     pub offered_capabilities: Option<Vec<Symbol>>,
     /// Capabilities we want.
     pub desired_capabilities: Option<Vec<Symbol>>,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`: build it from its default or
+/// constructor and these).
+impl LinkAcceptance {
+    /// Sets `source`: our source (as a sender: the node messages come from).
+    pub fn with_source(mut self, value: Source) -> Self {
+        self.source = Some(value);
+        self
+    }
+
+    /// Sets `target`: our target (as a receiver: the node messages go to).
+    pub fn with_target(mut self, value: Target) -> Self {
+        self.target = Some(value);
+        self
+    }
+
+    /// Sets `snd_settle_mode`: sender settle mode (as a sender this is binding; as a receiver, echo the peer's).
+    pub fn with_snd_settle_mode(mut self, value: SenderSettleMode) -> Self {
+        self.snd_settle_mode = Some(value);
+        self
+    }
+
+    /// Sets `rcv_settle_mode`: receiver settle mode.
+    pub fn with_rcv_settle_mode(mut self, value: ReceiverSettleMode) -> Self {
+        self.rcv_settle_mode = Some(value);
+        self
+    }
+
+    /// Sets `max_message_size`: largest message we accept (as a receiver) — announced in our attach.
+    pub fn with_max_message_size(mut self, value: u64) -> Self {
+        self.max_message_size = Some(value);
+        self
+    }
+
+    /// Sets `properties`: link properties.
+    pub fn with_properties(mut self, value: Fields) -> Self {
+        self.properties = Some(value);
+        self
+    }
+
+    /// Sets `offered_capabilities`: capabilities we offer.
+    pub fn with_offered_capabilities(mut self, value: Vec<Symbol>) -> Self {
+        self.offered_capabilities = Some(value);
+        self
+    }
+
+    /// Sets `desired_capabilities`: capabilities we want.
+    pub fn with_desired_capabilities(mut self, value: Vec<Symbol>) -> Self {
+        self.desired_capabilities = Some(value);
+        self
+    }
 }
 
 #[derive(Debug)]
@@ -280,6 +333,20 @@ impl Connection {
                 id
             }
             None => {
+                let limits = &self.config.limits;
+                if self.links.len() >= limits.max_links {
+                    self.limit_exceeded("max_links", limits.max_links);
+                    return;
+                }
+                let waiting = self
+                    .links
+                    .values()
+                    .filter(|l| l.state == LinkState::AttachReceived)
+                    .count();
+                if waiting >= limits.max_pending_attaches {
+                    self.limit_exceeded("max_pending_attaches", limits.max_pending_attaches);
+                    return;
+                }
                 let id = self.new_link_id();
                 self.links.insert(id, Link::from_peer(id, local, &attach));
                 id

@@ -1,11 +1,14 @@
-//! The low-level AMQP server: a listener that accepts connections and hands out the links
-//! peers attach, for the application (the emulator) to accept or refuse.
+//! Listening: a listener that accepts connections and hands out the links peers attach, for
+//! the application (the emulator) to accept or refuse.
 
-use super::client::{Connection, Receiver, Sender};
+use super::connection::Connection;
+use super::dial::fresh_container_id;
 use super::engine::{Connection as Engine, ConnectionConfig, LinkAcceptance, LinkId, SessionId};
 use super::error::Error;
 use super::io::driver::{self, Command, DriverHandle, DriverSetup, IncomingAttach};
 use super::io::BoxedTransport;
+use super::receiver::Receiver;
+use super::sender::Sender;
 use super::types::definitions::Role;
 use super::types::error::AmqpError;
 use super::types::transport::{Attach, Open};
@@ -16,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Settings for accepted connections.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ListenerOptions {
     /// Engine settings; set `sasl_server` to require SASL.
     pub config: ConnectionConfig,
@@ -26,11 +30,33 @@ pub struct ListenerOptions {
     pub handshake_timeout: Duration,
 }
 
+/// Builder-style setters (the struct is `#[non_exhaustive]`: build it from its default or
+/// constructor and these).
+impl ListenerOptions {
+    /// Sets `config`: engine settings; set `sasl_server` to require SASL.
+    pub fn with_config(mut self, value: ConnectionConfig) -> Self {
+        self.config = value;
+        self
+    }
+
+    /// Sets `tls`: tls.
+    pub fn with_tls(mut self, value: super::io::tls::TlsServerOptions) -> Self {
+        self.tls = Some(value);
+        self
+    }
+
+    /// Sets `handshake_timeout`: limit for the TLS handshake and the open exchange of a new connection.
+    pub fn with_handshake_timeout(mut self, value: Duration) -> Self {
+        self.handshake_timeout = value;
+        self
+    }
+}
+
 impl Default for ListenerOptions {
     fn default() -> Self {
         ListenerOptions {
             config: ConnectionConfig {
-                container_id: super::client::fresh_container_id("eventhubs-server"),
+                container_id: fresh_container_id("eventhubs-server"),
                 ..ConnectionConfig::default()
             },
             #[cfg(feature = "tls")]

@@ -1,0 +1,690 @@
+//! The AMQP message: its sections, and the message as their concatenation.
+//!
+//! Decoding is zero-copy: [`Message::decode`] keeps `data` bodies, strings and binaries as
+//! slices of the input buffer. Encoding knows its exact size ([`Encode::encoded_len`]), so a
+//! writer can account for bytes before it writes them.
+
+use crate::amqp::codec::{
+    composite_len, composite_type, format_code, write_composite_header, Decode, DecodeError,
+    DecodeErrorKind, Decoder, Descriptor, Encode, Str, Symbol, Timestamp, Uuid, Value,
+};
+use bytes::{BufMut, Bytes};
+
+pub use super::section_map::{MapKey, SectionMap};
+
+/// Numeric descriptor of the `header` section.
+pub const HEADER_CODE: u64 = 0x70;
+/// Numeric descriptor of the `delivery-annotations` section.
+pub const DELIVERY_ANNOTATIONS_CODE: u64 = 0x71;
+/// Numeric descriptor of the `message-annotations` section.
+pub const MESSAGE_ANNOTATIONS_CODE: u64 = 0x72;
+/// Numeric descriptor of the `properties` section.
+pub const PROPERTIES_CODE: u64 = 0x73;
+/// Numeric descriptor of the `application-properties` section.
+pub const APPLICATION_PROPERTIES_CODE: u64 = 0x74;
+/// Numeric descriptor of a `data` body section.
+pub const DATA_CODE: u64 = 0x75;
+/// Numeric descriptor of an `amqp-sequence` body section.
+pub const AMQP_SEQUENCE_CODE: u64 = 0x76;
+/// Numeric descriptor of the `amqp-value` body section.
+pub const AMQP_VALUE_CODE: u64 = 0x77;
+/// Numeric descriptor of the `footer` section.
+pub const FOOTER_CODE: u64 = 0x78;
+
+/// Symbolic descriptor of `header`.
+pub const HEADER_NAME: &str = "amqp:header:list";
+/// Symbolic descriptor of `delivery-annotations`.
+pub const DELIVERY_ANNOTATIONS_NAME: &str = "amqp:delivery-annotations:map";
+/// Symbolic descriptor of `message-annotations`.
+pub const MESSAGE_ANNOTATIONS_NAME: &str = "amqp:message-annotations:map";
+/// Symbolic descriptor of `properties`.
+pub const PROPERTIES_NAME: &str = "amqp:properties:list";
+/// Symbolic descriptor of `application-properties`.
+pub const APPLICATION_PROPERTIES_NAME: &str = "amqp:application-properties:map";
+/// Symbolic descriptor of `data`.
+pub const DATA_NAME: &str = "amqp:data:binary";
+/// Symbolic descriptor of `amqp-sequence`.
+pub const AMQP_SEQUENCE_NAME: &str = "amqp:amqp-sequence:list";
+/// Symbolic descriptor of `amqp-value`.
+pub const AMQP_VALUE_NAME: &str = "amqp:amqp-value:*";
+/// Symbolic descriptor of `footer`.
+pub const FOOTER_NAME: &str = "amqp:footer:map";
+
+/// Reads `0x00 <descriptor>` and checks it names the expected section.
+fn expect_section(d: &mut Decoder, code: u64, name: &'static str) -> Result<(), DecodeError> {
+    let at = d.offset();
+    let descriptor = d.read_descriptor()?;
+    if descriptor.matches(code, name) {
+        Ok(())
+    } else {
+        Err(DecodeError {
+            offset: at,
+            kind: DecodeErrorKind::UnexpectedDescriptor {
+                expected: name,
+                found: format!("{descriptor:?}"),
+            },
+        })
+    }
+}
+
+/// Size of `0x00 <small ulong code>`: every section code fits a smallulong.
+const SECTION_PREFIX_LEN: usize = 3;
+
+fn write_section_prefix<B: BufMut>(buf: &mut B, code: u64) {
+    buf.put_u8(0x00);
+    code.encode(buf);
+}
+
+// ---------------------------------------------------------------------------------------------
+// header
+
+composite_type! {
+    /// Transport headers of a message.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Header(HEADER_CODE, HEADER_NAME) {
+        /// Whether intermediaries must store the message durably.
+        pub durable: bool => or_default,
+        /// Relative priority (default 4).
+        pub priority: u8 => or(4),
+        /// Time to live in milliseconds.
+        pub ttl: Option<u32> => optional,
+        /// True when the message has not been acquired by any link before.
+        pub first_acquirer: bool => or_default,
+        /// Number of earlier unsuccessful delivery attempts.
+        pub delivery_count: u32 => or_default,
+    }
+}
+
+impl Default for Header {
+    /// The defaults the spec assigns to absent fields (priority 4, everything else off).
+    fn default() -> Self {
+        Header {
+            durable: false,
+            priority: 4,
+            ttl: None,
+            first_acquirer: false,
+            delivery_count: 0,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// annotations
+
+/// A key of an annotations map: a symbol (the usual case) or a ulong (reserved).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum AnnotationKey {
+    /// A symbolic key such as `x-trace-id`.
+    Symbol(Symbol),
+    /// A numeric key.
+    Ulong(u64),
+}
+
+impl AnnotationKey {
+    /// The key's text when it is a symbol.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AnnotationKey::Symbol(s) => Some(s.as_str()),
+            AnnotationKey::Ulong(_) => None,
+        }
+    }
+}
+
+impl From<Symbol> for AnnotationKey {
+    fn from(s: Symbol) -> Self {
+        AnnotationKey::Symbol(s)
+    }
+}
+
+impl From<&str> for AnnotationKey {
+    fn from(s: &str) -> Self {
+        AnnotationKey::Symbol(Symbol::from(s))
+    }
+}
+
+impl From<u64> for AnnotationKey {
+    fn from(n: u64) -> Self {
+        AnnotationKey::Ulong(n)
+    }
+}
+
+impl Encode for AnnotationKey {
+    fn encoded_len(&self) -> usize {
+        match self {
+            AnnotationKey::Symbol(s) => s.encoded_len(),
+            AnnotationKey::Ulong(n) => n.encoded_len(),
+        }
+    }
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        match self {
+            AnnotationKey::Symbol(s) => s.encode(buf),
+            AnnotationKey::Ulong(n) => n.encode(buf),
+        }
+    }
+}
+
+impl Decode for AnnotationKey {
+    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
+        let at = d.offset();
+        let found = d.peek_u8()?;
+        if matches!(found, format_code::SYM8 | format_code::SYM32) {
+            return Symbol::decode(d).map(AnnotationKey::Symbol);
+        }
+        match d.read_value()? {
+            Value::Symbol(s) => Ok(AnnotationKey::Symbol(s)),
+            Value::Ulong(n) => Ok(AnnotationKey::Ulong(n)),
+            _ => Err(DecodeError {
+                offset: at,
+                kind: DecodeErrorKind::UnexpectedType {
+                    expected: "annotation key (symbol or ulong)",
+                    found,
+                },
+            }),
+        }
+    }
+}
+
+/// An annotations map (delivery annotations, message annotations, footer), in wire order.
+pub type Annotations = SectionMap<AnnotationKey>;
+
+impl Annotations {
+    /// The value under numeric `key`.
+    pub fn get_code(&self, key: u64) -> Option<&Value> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == AnnotationKey::Ulong(key))
+            .map(|(_, v)| v)
+    }
+}
+
+impl MapKey for AnnotationKey {
+    fn is_named(&self, name: &str) -> bool {
+        self.as_str() == Some(name)
+    }
+
+    fn decode_entries(d: &mut Decoder) -> Result<Option<Vec<(Self, Value)>>, DecodeError> {
+        Option::<Vec<(AnnotationKey, Value)>>::decode(d)
+    }
+}
+
+macro_rules! map_section {
+    ($(#[$doc:meta])* $ty:ident($inner:ty), $code:expr, $name:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, Default, PartialEq)]
+        pub struct $ty(pub $inner);
+
+        impl std::ops::Deref for $ty {
+            type Target = $inner;
+            fn deref(&self) -> &$inner {
+                &self.0
+            }
+        }
+
+        impl std::ops::DerefMut for $ty {
+            fn deref_mut(&mut self) -> &mut $inner {
+                &mut self.0
+            }
+        }
+
+        impl From<$inner> for $ty {
+            fn from(v: $inner) -> Self {
+                $ty(v)
+            }
+        }
+
+        impl Encode for $ty {
+            fn encoded_len(&self) -> usize {
+                SECTION_PREFIX_LEN + self.0.encoded_len()
+            }
+            fn encode<B: BufMut>(&self, buf: &mut B) {
+                write_section_prefix(buf, $code);
+                self.0.encode(buf)
+            }
+        }
+
+        impl Decode for $ty {
+            fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
+                expect_section(d, $code, $name)?;
+                <$inner>::decode(d).map($ty)
+            }
+        }
+    };
+}
+
+map_section!(
+    /// Annotations for the next hop only (Event Hubs puts runtime metrics here).
+    DeliveryAnnotations(Annotations),
+    DELIVERY_ANNOTATIONS_CODE,
+    DELIVERY_ANNOTATIONS_NAME
+);
+map_section!(
+    /// Annotations that travel with the message.
+    MessageAnnotations(Annotations),
+    MESSAGE_ANNOTATIONS_CODE,
+    MESSAGE_ANNOTATIONS_NAME
+);
+map_section!(
+    /// Annotations computed over the whole message (hashes, signatures).
+    Footer(Annotations),
+    FOOTER_CODE,
+    FOOTER_NAME
+);
+map_section!(
+    /// Application-defined properties: string keys, simple values.
+    ApplicationProperties(PropertyMap),
+    APPLICATION_PROPERTIES_CODE,
+    APPLICATION_PROPERTIES_NAME
+);
+
+// ---------------------------------------------------------------------------------------------
+// application properties
+
+/// The map of an application-properties section: string keys, in wire order.
+///
+/// Decoding also accepts symbol keys (read as strings) so one lax peer's key type does not cost
+/// the whole message; encoding always writes strings.
+pub type PropertyMap = SectionMap<Str>;
+
+impl MapKey for Str {
+    fn is_named(&self, name: &str) -> bool {
+        *self == name
+    }
+
+    fn decode_entries(d: &mut Decoder) -> Result<Option<Vec<(Self, Value)>>, DecodeError> {
+        let pairs = Option::<Vec<(PropertyKey, Value)>>::decode(d)?;
+        Ok(pairs.map(|p| p.into_iter().map(|(k, v)| (k.0, v)).collect()))
+    }
+}
+
+/// A property key as read from the wire: a string, or a symbol taken as one.
+struct PropertyKey(Str);
+
+impl Decode for PropertyKey {
+    fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
+        let at = d.offset();
+        let found = d.peek_u8()?;
+        if matches!(found, format_code::STR8 | format_code::STR32) {
+            return Str::decode(d).map(PropertyKey);
+        }
+        match d.read_value()? {
+            Value::String(s) => Ok(PropertyKey(s)),
+            Value::Symbol(s) => Ok(PropertyKey(Str::from_utf8(s.as_bytes().clone()).map_err(
+                |_| DecodeError {
+                    offset: at,
+                    kind: DecodeErrorKind::InvalidUtf8,
+                },
+            )?)),
+            _ => Err(DecodeError {
+                offset: at,
+                kind: DecodeErrorKind::UnexpectedType {
+                    expected: "application property key (string)",
+                    found,
+                },
+            }),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// properties
+
+mod body;
+mod id;
+#[cfg(test)]
+mod tests;
+
+pub use body::Body;
+pub use body::{data_section_len, write_data_section_header};
+pub use id::MessageId;
+
+composite_type! {
+    /// Immutable properties of a message.
+    #[derive(Clone, Debug, Default, PartialEq, Eq)]
+    pub struct Properties(PROPERTIES_CODE, PROPERTIES_NAME) {
+        /// Application-assigned message id.
+        pub message_id: Option<MessageId> => optional,
+        /// Identity of the user that produced the message.
+        pub user_id: Option<Bytes> => optional,
+        /// Destination address.
+        pub to: Option<Str> => optional,
+        /// Application subject.
+        pub subject: Option<Str> => optional,
+        /// Address to reply to.
+        pub reply_to: Option<Str> => optional,
+        /// Id of the message this one relates to (replies echo the request's message id).
+        pub correlation_id: Option<MessageId> => optional,
+        /// MIME type of the body.
+        pub content_type: Option<Symbol> => optional,
+        /// Content encoding of the body.
+        pub content_encoding: Option<Symbol> => optional,
+        /// When the message expires.
+        pub absolute_expiry_time: Option<Timestamp> => optional,
+        /// When the message was created.
+        pub creation_time: Option<Timestamp> => optional,
+        /// Group the message belongs to.
+        pub group_id: Option<Str> => optional,
+        /// Position within the group.
+        pub group_sequence: Option<u32> => optional,
+        /// Group to reply to.
+        pub reply_to_group_id: Option<Str> => optional,
+    }
+}
+
+/// The kinds of section, in the order a message must carry them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SectionKind {
+    Header,
+    DeliveryAnnotations,
+    MessageAnnotations,
+    Properties,
+    ApplicationProperties,
+    Data,
+    Sequence,
+    Value,
+    Footer,
+}
+
+impl SectionKind {
+    const ALL: [(SectionKind, u64, &'static str); 9] = [
+        (SectionKind::Header, HEADER_CODE, HEADER_NAME),
+        (
+            SectionKind::DeliveryAnnotations,
+            DELIVERY_ANNOTATIONS_CODE,
+            DELIVERY_ANNOTATIONS_NAME,
+        ),
+        (
+            SectionKind::MessageAnnotations,
+            MESSAGE_ANNOTATIONS_CODE,
+            MESSAGE_ANNOTATIONS_NAME,
+        ),
+        (SectionKind::Properties, PROPERTIES_CODE, PROPERTIES_NAME),
+        (
+            SectionKind::ApplicationProperties,
+            APPLICATION_PROPERTIES_CODE,
+            APPLICATION_PROPERTIES_NAME,
+        ),
+        (SectionKind::Data, DATA_CODE, DATA_NAME),
+        (
+            SectionKind::Sequence,
+            AMQP_SEQUENCE_CODE,
+            AMQP_SEQUENCE_NAME,
+        ),
+        (SectionKind::Value, AMQP_VALUE_CODE, AMQP_VALUE_NAME),
+        (SectionKind::Footer, FOOTER_CODE, FOOTER_NAME),
+    ];
+
+    fn of(descriptor: &Descriptor) -> Option<SectionKind> {
+        Self::ALL
+            .iter()
+            .find(|(_, code, name)| descriptor.matches(*code, name))
+            .map(|(kind, _, _)| *kind)
+    }
+
+    fn of_code(code: u64) -> Option<SectionKind> {
+        Self::ALL
+            .iter()
+            .find(|(_, c, _)| *c == code)
+            .map(|(kind, _, _)| *kind)
+    }
+
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(k, _, _)| *k == self)
+            .map_or("section", |(_, _, name)| name)
+    }
+
+    /// Position in the section order; the three body kinds share one slot.
+    fn rank(self) -> u8 {
+        match self {
+            SectionKind::Header => 0,
+            SectionKind::DeliveryAnnotations => 1,
+            SectionKind::MessageAnnotations => 2,
+            SectionKind::Properties => 3,
+            SectionKind::ApplicationProperties => 4,
+            SectionKind::Data | SectionKind::Sequence | SectionKind::Value => 5,
+            SectionKind::Footer => 6,
+        }
+    }
+
+    /// True when `self` may follow `prev`: later in the order, or another section of a
+    /// repeatable body kind.
+    fn may_follow(self, prev: SectionKind) -> bool {
+        self.rank() > prev.rank()
+            || (self == prev && matches!(self, SectionKind::Data | SectionKind::Sequence))
+    }
+}
+
+/// An AMQP message: optional sections around a body.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Message {
+    /// Transport headers.
+    pub header: Option<Header>,
+    /// Annotations for the next hop.
+    pub delivery_annotations: Option<DeliveryAnnotations>,
+    /// Annotations that travel with the message.
+    pub message_annotations: Option<MessageAnnotations>,
+    /// Standard immutable properties.
+    pub properties: Option<Properties>,
+    /// Application properties.
+    pub application_properties: Option<ApplicationProperties>,
+    /// The body.
+    pub body: Body,
+    /// The footer.
+    pub footer: Option<Footer>,
+}
+
+impl Message {
+    /// A message whose body is one `data` section (an Event Hubs event body).
+    pub fn with_data(data: impl Into<Bytes>) -> Self {
+        Message {
+            body: Body::Data(vec![data.into()]),
+            ..Message::default()
+        }
+    }
+
+    /// A message whose body is one `amqp-value` section (management and CBS requests).
+    pub fn with_value(value: impl Into<Value>) -> Self {
+        Message {
+            body: Body::Value(value.into()),
+            ..Message::default()
+        }
+    }
+
+    /// The header, created with defaults if absent.
+    pub fn header_mut(&mut self) -> &mut Header {
+        self.header.get_or_insert_with(Header::default)
+    }
+
+    /// The message annotations, created empty if absent.
+    pub fn message_annotations_mut(&mut self) -> &mut Annotations {
+        &mut self
+            .message_annotations
+            .get_or_insert_with(Default::default)
+            .0
+    }
+
+    /// The delivery annotations, created empty if absent.
+    pub fn delivery_annotations_mut(&mut self) -> &mut Annotations {
+        &mut self
+            .delivery_annotations
+            .get_or_insert_with(Default::default)
+            .0
+    }
+
+    /// The properties, created empty if absent.
+    pub fn properties_mut(&mut self) -> &mut Properties {
+        self.properties.get_or_insert_with(Default::default)
+    }
+
+    /// The application properties, created empty if absent.
+    pub fn application_properties_mut(&mut self) -> &mut PropertyMap {
+        &mut self
+            .application_properties
+            .get_or_insert_with(Default::default)
+            .0
+    }
+
+    /// A message annotation by symbol key.
+    pub fn message_annotation(&self, key: &str) -> Option<&Value> {
+        self.message_annotations.as_ref()?.get(key)
+    }
+
+    /// An application property by key.
+    pub fn application_property(&self, key: &str) -> Option<&Value> {
+        self.application_properties.as_ref()?.get(key)
+    }
+
+    /// Decodes a whole buffer as one message. `data` bodies, strings and binaries are slices
+    /// of `bytes` (no copy).
+    pub fn decode(bytes: Bytes) -> Result<Message, DecodeError> {
+        Self::decode_from(&mut Decoder::new(bytes))
+    }
+
+    /// Decodes sections until `d` is exhausted (a transfer payload is exactly one message).
+    ///
+    /// Sections must come in spec order; a section out of order, a second body kind, a
+    /// repeated non-repeatable section or an unknown descriptor is an
+    /// [`DecodeErrorKind::UnexpectedDescriptor`] error at that section.
+    pub fn decode_from(d: &mut Decoder) -> Result<Message, DecodeError> {
+        let mut msg = Message::default();
+        let mut prev: Option<SectionKind> = None;
+        while !d.is_empty() {
+            let at = d.offset();
+            let unexpected = |found: String| DecodeError {
+                offset: at,
+                kind: DecodeErrorKind::UnexpectedDescriptor {
+                    expected: "message section in spec order",
+                    found,
+                },
+            };
+            // The usual numeric descriptor is recognised in place; anything else (symbolic,
+            // unknown, malformed) is read on a copy of the decoder for its error.
+            let kind = match d.peek_descriptor_code().and_then(SectionKind::of_code) {
+                Some(kind) => kind,
+                None => {
+                    let descriptor = d.clone().read_descriptor()?;
+                    SectionKind::of(&descriptor)
+                        .ok_or_else(|| unexpected(format!("{descriptor:?}")))?
+                }
+            };
+            if let Some(prev) = prev {
+                if !kind.may_follow(prev) {
+                    return Err(unexpected(format!("{} after {}", kind.name(), prev.name())));
+                }
+            }
+            match kind {
+                SectionKind::Header => msg.header = Some(Header::decode(d)?),
+                SectionKind::DeliveryAnnotations => {
+                    msg.delivery_annotations = Some(DeliveryAnnotations::decode(d)?)
+                }
+                SectionKind::MessageAnnotations => {
+                    msg.message_annotations = Some(MessageAnnotations::decode(d)?)
+                }
+                SectionKind::Properties => msg.properties = Some(Properties::decode(d)?),
+                SectionKind::ApplicationProperties => {
+                    msg.application_properties = Some(ApplicationProperties::decode(d)?)
+                }
+                SectionKind::Data => {
+                    expect_section(d, DATA_CODE, DATA_NAME)?;
+                    let data = Bytes::decode(d)?;
+                    match &mut msg.body {
+                        Body::Data(sections) => sections.push(data),
+                        body => *body = Body::Data(vec![data]),
+                    }
+                }
+                SectionKind::Sequence => {
+                    expect_section(d, AMQP_SEQUENCE_CODE, AMQP_SEQUENCE_NAME)?;
+                    let at = d.offset();
+                    let found = d.peek_u8()?;
+                    let items = match d.read_value()? {
+                        Value::List(items) => items,
+                        _ => {
+                            return Err(DecodeError {
+                                offset: at,
+                                kind: DecodeErrorKind::UnexpectedType {
+                                    expected: "list",
+                                    found,
+                                },
+                            })
+                        }
+                    };
+                    match &mut msg.body {
+                        Body::Sequence(sections) => sections.push(items),
+                        body => *body = Body::Sequence(vec![items]),
+                    }
+                }
+                SectionKind::Value => {
+                    expect_section(d, AMQP_VALUE_CODE, AMQP_VALUE_NAME)?;
+                    msg.body = Body::Value(d.read_value()?);
+                }
+                SectionKind::Footer => msg.footer = Some(Footer::decode(d)?),
+            }
+            prev = Some(kind);
+        }
+        Ok(msg)
+    }
+}
+
+impl Message {
+    /// Size of the sections that precede the body (header through application properties).
+    pub fn before_body_len(&self) -> usize {
+        self.header.encoded_len_if_some()
+            + self.delivery_annotations.encoded_len_if_some()
+            + self.message_annotations.encoded_len_if_some()
+            + self.properties.encoded_len_if_some()
+            + self.application_properties.encoded_len_if_some()
+    }
+
+    /// Writes the sections that precede the body.
+    ///
+    /// With [`Message::encode_after_body`] this lets a writer put body sections of its own
+    /// making between the message's other sections; the footer, if any, must come after them.
+    pub fn encode_before_body<B: BufMut>(&self, buf: &mut B) {
+        put_section(&self.header, buf);
+        put_section(&self.delivery_annotations, buf);
+        put_section(&self.message_annotations, buf);
+        put_section(&self.properties, buf);
+        put_section(&self.application_properties, buf);
+    }
+
+    /// Size of the sections that follow the body (the footer).
+    pub fn after_body_len(&self) -> usize {
+        self.footer.encoded_len_if_some()
+    }
+
+    /// Writes the sections that follow the body (the footer).
+    pub fn encode_after_body<B: BufMut>(&self, buf: &mut B) {
+        put_section(&self.footer, buf);
+    }
+}
+
+/// Absent sections are left out entirely (not written as null).
+fn put_section<T: Encode, B: BufMut>(section: &Option<T>, buf: &mut B) {
+    if let Some(s) = section {
+        s.encode(buf);
+    }
+}
+
+impl Encode for Message {
+    fn encoded_len(&self) -> usize {
+        self.before_body_len() + self.body.encoded_len() + self.after_body_len()
+    }
+
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        self.encode_before_body(buf);
+        self.body.encode(buf);
+        self.encode_after_body(buf);
+    }
+}
+
+/// Size of an optional section that is omitted (not written as null) when absent.
+trait SectionLen {
+    fn encoded_len_if_some(&self) -> usize;
+}
+
+impl<T: Encode> SectionLen for Option<T> {
+    fn encoded_len_if_some(&self) -> usize {
+        self.as_ref().map_or(0, Encode::encoded_len)
+    }
+}
