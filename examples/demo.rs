@@ -4,6 +4,8 @@
 //!
 //! `cargo run --release --example demo` (set `DEMO_EVENTS` to change the number of events).
 
+mod common;
+
 use eventhubs::emulator::{Emulator, EmulatorOptions, EntityConfig, HubConfig};
 use eventhubs::processor::{
     EventProcessor, EventProcessorOptions, InMemoryPartitionManager, PartitionContext,
@@ -11,6 +13,7 @@ use eventhubs::processor::{
 };
 use eventhubs::{BatchOptions, EventData, EventHubClient, ProducerOptions};
 use std::collections::HashMap;
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,11 +60,12 @@ fn owned(p: &[String]) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let total: usize = std::env::var("DEMO_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+async fn main() -> ExitCode {
+    common::report(run().await)
+}
+
+async fn run() -> Result<(), common::Failure> {
+    let total = common::count_from_env("DEMO_EVENTS", 20_000)?;
     let entities =
         EntityConfig::default()
             .with_hubs(vec![HubConfig::new(HUB.into(), PARTITIONS)

@@ -3,18 +3,22 @@
 //!
 //! Reads `EVENTHUB_CONNECTION_STRING` and `EVENTHUB_NAME`; defaults to the local emulator
 //! (`ehub emulator`, hub `eh1`).
+mod common;
+
 use eventhubs::{EventData, EventHubClient, ProducerOptions};
+use std::process::ExitCode;
 
 const EMULATOR: &str = "Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;";
 
 #[tokio::main]
-async fn main() -> Result<(), eventhubs::Error> {
+async fn main() -> ExitCode {
+    common::report(run().await)
+}
+
+async fn run() -> Result<(), common::Failure> {
     let conn = std::env::var("EVENTHUB_CONNECTION_STRING").unwrap_or_else(|_| EMULATOR.to_owned());
     let hub = std::env::var("EVENTHUB_NAME").unwrap_or_else(|_| "eh1".to_owned());
-    let n: usize = std::env::var("N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let n = common::count_from_env("N", 10)?;
     let client = EventHubClient::from_connection_string(&conn, Some(&hub))?;
     let producer = client
         .create_producer(ProducerOptions::partition("0"))
@@ -29,9 +33,9 @@ async fn main() -> Result<(), eventhubs::Error> {
         });
     }
     while let Some(r) = sends.join_next().await {
-        r.expect("send task panicked")?;
+        r??;
     }
     println!("sent {n} events to partition 0 of {hub}");
     producer.close().await?;
-    client.close().await
+    Ok(client.close().await?)
 }

@@ -22,14 +22,29 @@ use std::time::Duration;
 /// container id.
 pub const NETWORK_TRACE_TARGET: &str = "eventhubs::network";
 
+/// [`ClientOptions::connect_timeout`]'s default: several round trips to a far region fit, and
+/// four attempts of it still fail a silent endpoint within 30 s.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Client options; set them through [`EventHubClientBuilder`].
+///
+/// **Time to fail.** An endpoint that cannot be reached, or accepts TCP and never answers,
+/// fails a call (e.g. [`EventHubClient::get_properties`]) within
+/// `(1 + retry.max_retries) × connect_timeout` plus the retry waits: with the defaults
+/// 4 × 5 s + at most 7.3 s, under 30 s. An endpoint that connects and then stops answering
+/// fails each attempt after `operation_timeout` (60 s) instead.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ClientOptions {
     /// Retry policy for transient failures.
     pub retry: RetryOptions,
-    /// Limit for each attempt of an operation (connect, send, management call, attach).
+    /// Limit for each attempt of an operation (send, management call, attach), including
+    /// connecting when the operation needs a connection.
     pub operation_timeout: Duration,
+    /// Limit for opening a connection until it is usable (TCP, TLS, SASL, `open`, the first
+    /// session and the CBS links); 5 s by default. A connection that takes longer is a
+    /// transient [`ErrorKind::OperationTimeout`], retried under `retry`.
+    pub connect_timeout: Duration,
     /// Connect to this host and port instead of the namespace's (a proxy or gateway); the
     /// namespace host is still used for TLS verification, `open` and token audiences.
     pub custom_endpoint: Option<(String, u16)>,
@@ -53,6 +68,7 @@ impl Default for ClientOptions {
         ClientOptions {
             retry: RetryOptions::default(),
             operation_timeout: Duration::from_secs(60),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             custom_endpoint: None,
             use_tls: true,
             #[cfg(feature = "tls")]
@@ -150,6 +166,12 @@ impl EventHubClientBuilder {
     /// Sets the per-attempt operation timeout.
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.options.operation_timeout = timeout;
+        self
+    }
+
+    /// Sets the limit for opening a connection (see [`ClientOptions::connect_timeout`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.connect_timeout = timeout;
         self
     }
 
@@ -427,18 +449,38 @@ impl EventHubClient {
     }
 
     async fn connect(&self) -> Result<Arc<ConnState>, Error> {
+        let limit = self.inner.options.connect_timeout;
+        match tokio::time::timeout(limit, self.connect_unbounded()).await {
+            Ok(r) => r,
+            Err(_) => {
+                let (host, port) = self.endpoint();
+                Err(Error::new(
+                    ErrorKind::OperationTimeout,
+                    format!("connecting to {host}:{port}: no usable connection within {limit:?}"),
+                ))
+            }
+        }
+    }
+
+    /// Where connections go: the custom endpoint if any, else the namespace.
+    fn endpoint(&self) -> (String, u16) {
         let i = &self.inner;
-        let (host, port) = i
-            .options
+        i.options
             .custom_endpoint
             .clone()
-            .unwrap_or_else(|| (i.host.clone(), i.port));
+            .unwrap_or_else(|| (i.host.clone(), i.port))
+    }
+
+    /// Opens a connection; [`Self::connect`] bounds it in time.
+    async fn connect_unbounded(&self) -> Result<Arc<ConnState>, Error> {
+        let i = &self.inner;
+        let (host, port) = self.endpoint();
         let what = format!("connecting to {host}:{port}");
         self.trace(&what);
         let mut o = ConnectOptions::new(host.clone(), port)
             .sasl_anonymous()
             .hostname(i.host.clone())
-            .connect_timeout(i.options.operation_timeout)
+            .connect_timeout(i.options.connect_timeout.min(i.options.operation_timeout))
             .max_frame_size(256 * 1024)
             .frame_trace(if i.options.network_tracing {
                 FrameTrace::Info

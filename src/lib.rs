@@ -82,4 +82,4 @@ pub use event::EventData;
 pub use management::{EventHubProperties, PartitionProperties};
 pub use position::EventPosition;
 pub use producer::{EventHubProducer, ProducerOptions, SendOptions, SendPayload};
-pub use retry::{RetryMode, RetryOptions};
+pub use retry::{RetryMode, RetryNotice, RetryObserver, RetryOptions};

@@ -2,8 +2,10 @@
 
 use crate::error::Error;
 use crate::wire::condition;
+use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How delays grow between attempts.
@@ -16,7 +18,45 @@ pub enum RetryMode {
     Fixed,
 }
 
+/// What a [`RetryObserver`] is told before each retry.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RetryNotice<'a> {
+    /// The operation being retried (`"get_properties"`, `"sending to eh1"`, ...).
+    pub what: &'a str,
+    /// The attempt about to start, 1-based (so the first retry is attempt 2).
+    pub attempt: u32,
+    /// All attempts the policy allows (`max_retries + 1`).
+    pub attempts: u32,
+    /// How long the policy waits before that attempt.
+    pub delay: Duration,
+    /// Why the previous attempt failed.
+    pub error: &'a Error,
+}
+
+/// A callback told about every retry, so that a tool can show progress while a slow or silent
+/// endpoint is retried (the library itself only logs retries at DEBUG).
+#[derive(Clone)]
+pub struct RetryObserver(Arc<dyn Fn(&RetryNotice<'_>) + Send + Sync>);
+
+impl RetryObserver {
+    /// Calls `f` before each retry; it runs on the retrying task, so it should be quick.
+    pub fn new(f: impl Fn(&RetryNotice<'_>) + Send + Sync + 'static) -> Self {
+        RetryObserver(Arc::new(f))
+    }
+}
+
+impl fmt::Debug for RetryObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RetryObserver(..)")
+    }
+}
+
 /// Retry settings (defaults: 3 retries, 800 ms base delay, 60 s cap, ±20-30 % jitter).
+///
+/// The waits between the default four attempts add up to at most 7.3 s (0.8 + 1.6 + 3.2 s,
+/// jittered up to 1.3×); with the client's per-attempt timeouts this bounds how long a call
+/// takes to fail (see [`crate::ClientOptions::connect_timeout`]).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RetryOptions {
@@ -30,6 +70,8 @@ pub struct RetryOptions {
     pub mode: RetryMode,
     /// Randomise delays by a factor in `[0.8, 1.3)` so that clients do not retry in step.
     pub jitter: bool,
+    /// Told before each retry (default none).
+    pub observer: Option<RetryObserver>,
 }
 
 /// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
@@ -64,6 +106,12 @@ impl RetryOptions {
         self.jitter = value;
         self
     }
+
+    /// Sets the callback told before each retry (for progress output).
+    pub fn with_observer(mut self, observer: RetryObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
 }
 
 impl Default for RetryOptions {
@@ -74,6 +122,7 @@ impl Default for RetryOptions {
             max_delay: Duration::from_secs(60),
             mode: RetryMode::Exponential,
             jitter: true,
+            observer: None,
         }
     }
 }
@@ -144,6 +193,15 @@ impl RetryOptions {
                     attempt += 1;
                     let d = self.delay_for(attempt, Some(&e));
                     tracing::debug!(target: "eventhubs::retry", error = %e, attempt, delay = ?d, "{what}: retrying");
+                    if let Some(observer) = &self.observer {
+                        (observer.0)(&RetryNotice {
+                            what,
+                            attempt: attempt.saturating_add(1),
+                            attempts: self.max_retries.saturating_add(1),
+                            delay: d,
+                            error: &e,
+                        });
+                    }
                     tokio::time::sleep(d).await;
                 }
                 Err(e) => return Err(e),
@@ -177,7 +235,7 @@ mod tests {
         }
         let f = RetryOptions {
             mode: RetryMode::Fixed,
-            ..o
+            ..o.clone()
         };
         assert_eq!(f.delay_for(5, None), Duration::from_millis(100));
         assert!(o.delay_for(u32::MAX, None) <= Duration::from_millis(1000));
@@ -222,5 +280,29 @@ mod tests {
             .await;
         assert!(r.is_err());
         assert_eq!(calls, 4);
+    }
+
+    #[tokio::test]
+    async fn the_observer_hears_each_retry() {
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = heard.clone();
+        let o = RetryOptions {
+            delay: Duration::from_millis(1),
+            observer: Some(RetryObserver::new(move |n| {
+                log.lock()
+                    .unwrap()
+                    .push((n.what.to_owned(), n.attempt, n.attempts));
+            })),
+            ..RetryOptions::default()
+        };
+        let r: Result<(), Error> = o
+            .run("op", Duration::from_secs(1), |_| async {
+                Err(Error::new(ErrorKind::ConnectionLost, "x"))
+            })
+            .await;
+        assert!(r.is_err());
+        let heard = heard.lock().unwrap().clone();
+        let want: Vec<_> = (2..=4).map(|a| ("op".to_owned(), a, 4)).collect();
+        assert_eq!(heard, want);
     }
 }

@@ -114,3 +114,71 @@ fn the_demo_runs_to_a_summary_without_loss() {
         "{stdout}"
     );
 }
+
+/// A port nothing listens on, so that an example that wrongly connects fails differently.
+fn closed_port_connection_string() -> String {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    format!("Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=a;SharedAccessKey=b;UseDevelopmentEmulator=true")
+}
+
+#[test]
+fn a_bad_n_is_a_one_line_usage_error_with_status_2() {
+    let conn = closed_port_connection_string();
+    let cases = [
+        ("send", "N", "-1"),
+        ("send", "N", "abc"),
+        ("send_async", "N", "-1"),
+        ("send_async", "N", "18446744073709551616"),
+        ("batch", "N", "abc"),
+        ("batch", "N", "1000000000000"),
+        ("recv", "N", "-1"),
+        ("recv_async", "N", "1.5"),
+        ("demo", "DEMO_EVENTS", "lots"),
+    ];
+    for (name, var, value) in cases {
+        let started = std::time::Instant::now();
+        let out = Command::new(example(name))
+            .env("EVENTHUB_CONNECTION_STRING", &conn)
+            .env("EVENTHUB_NAME", "eh1")
+            .env(var, value)
+            .output()
+            .expect("example starts");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name} {var}={value}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name} {var}={value}: {stderr}");
+        assert!(
+            stderr.contains(var) && stderr.contains(value) && !stderr.contains("Error {"),
+            "{name} {var}={value}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{name}: nothing done");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{name}: at once"
+        );
+    }
+}
+
+#[test]
+fn a_failure_prints_one_display_line_with_status_1() {
+    // Nothing listens: connecting fails (after the default retries) with a Connect error.
+    let out = Command::new(example("recv"))
+        .env(
+            "EVENTHUB_CONNECTION_STRING",
+            closed_port_connection_string(),
+        )
+        .env("EVENTHUB_NAME", "eh1")
+        .env("N", "1")
+        .output()
+        .expect("example starts");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(
+        !stderr.contains("Error {") && !stderr.contains("kind:"),
+        "{stderr}"
+    );
+}

@@ -5,7 +5,7 @@ use eventhubs::emulator::{Emulator, EmulatorOptions, EntityConfig, Fsync};
 use eventhubs::{
     BatchOptions, ConsumerOptions, EventData, EventHubClient, EventPosition, ProducerOptions,
 };
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +13,25 @@ use std::time::{Duration, Instant};
 
 /// The local emulator's connection string, used when none is given.
 const EMULATOR: &str = "Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;";
+
+/// The largest event body `ehub send` will build: Event Hubs' largest max-message-size (20 MiB,
+/// Dedicated); the hub's own limit is checked once the producer reports it.
+const MAX_EVENT_SIZE: usize = 20 * 1024 * 1024;
+
+/// Exit status for a command line that cannot work (bad value, event too large), as clap uses.
+const USAGE: u8 = 2;
+
+/// Why a command failed: how it was asked (exit status 2) or what happened (exit status 1).
+enum Failure {
+    Usage(String),
+    Failed(eventhubs::Error),
+}
+
+impl From<eventhubs::Error> for Failure {
+    fn from(e: eventhubs::Error) -> Self {
+        Failure::Failed(e)
+    }
+}
 
 /// Where to connect: any Event Hubs (Azure or an emulator).
 #[derive(Args)]
@@ -23,18 +42,62 @@ struct Target {
     /// Event hub [env: EVENTHUB_NAME; default: the connection string's EntityPath, else eh1].
     #[arg(long, env = "EVENTHUB_NAME")]
     hub: Option<String>,
+    /// Seconds to wait for a connection before the attempt counts as failed (4 attempts).
+    #[arg(long, default_value_t = 5.0)]
+    connect_timeout: f64,
 }
 
 impl Target {
-    fn client(&self) -> Result<EventHubClient, eventhubs::Error> {
+    fn client(&self) -> Result<EventHubClient, Failure> {
         let cs = self.connection_string.as_deref().unwrap_or(EMULATOR);
         let hub = match (&self.hub, cs.to_ascii_lowercase().contains("entitypath=")) {
             (Some(h), _) => Some(h.as_str()),
             (None, true) => None,
             (None, false) => Some("eh1"),
         };
-        EventHubClient::from_connection_string(cs, hub)
+        let t = self.connect_timeout;
+        if !(t.is_finite() && t > 0.0 && t <= 3600.0) {
+            return Err(Failure::Usage(format!(
+                "--connect-timeout {t}: expected seconds, more than 0 and at most 3600"
+            )));
+        }
+        let builder = eventhubs::EventHubClientBuilder::from_connection_string(cs, hub)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        let mut retry = eventhubs::RetryOptions::default();
+        if std::io::stderr().is_terminal() {
+            // Silence is the worst answer a tool can give while it retries: say what it waits for.
+            let host = builder_host(cs);
+            retry.observer = Some(eventhubs::RetryObserver::new(move |n| {
+                eprintln!(
+                    "waiting for {host}, attempt {}/{} ({})",
+                    n.attempt,
+                    n.attempts,
+                    one_line(&n.error.to_string())
+                );
+            }));
+        }
+        Ok(builder
+            .retry(retry)
+            .connect_timeout(Duration::from_secs_f64(t))
+            .build()?)
     }
+}
+
+/// The namespace host a connection string names, for progress lines.
+fn builder_host(cs: &str) -> String {
+    cs.split(';')
+        .find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("endpoint").then(|| v.trim())
+        })
+        .map(|v| v.split_once("://").map_or(v, |(_, rest)| rest))
+        .map(|v| v.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| "the event hub".to_owned())
+}
+
+/// Folds a message onto one line so that each failure is one line on stderr.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[derive(Parser)]
@@ -161,14 +224,24 @@ fn main() -> ExitCode {
     runtime.block_on(run(cli))
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (frames: `RUST_LOG=eventhubs::amqp::frames=debug`).
+/// Logs to stderr, filtered by `RUST_LOG` (frames: `RUST_LOG=eventhubs::amqp::frames=debug`);
+/// coloured only on a terminal and when `NO_COLOR` is unset or empty (no-color.org).
 fn tracing_init() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
         .try_init();
+}
+
+/// Whether logs may carry ANSI colour codes.
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 async fn run(cli: Cli) -> ExitCode {
@@ -254,17 +327,21 @@ async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn report(r: Result<(), eventhubs::Error>) -> ExitCode {
+fn report(r: Result<(), Failure>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ehub: {e}");
+        Err(Failure::Usage(m)) => {
+            eprintln!("ehub: {}", one_line(&m));
+            ExitCode::from(USAGE)
+        }
+        Err(Failure::Failed(e)) => {
+            eprintln!("ehub: {}", one_line(&e.to_string()));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn info(target: Target) -> Result<(), eventhubs::Error> {
+async fn info(target: Target) -> Result<(), Failure> {
     let client = target.client()?;
     let p = client.get_properties().await?;
     println!(
@@ -282,7 +359,7 @@ async fn info(target: Target) -> Result<(), eventhubs::Error> {
             pp.is_empty
         );
     }
-    client.close().await
+    Ok(client.close().await?)
 }
 
 /// Rewrites one progress line in place.
@@ -302,13 +379,26 @@ async fn send(
     size: usize,
     partition: Option<String>,
     key: Option<String>,
-) -> Result<(), eventhubs::Error> {
+) -> Result<(), Failure> {
+    // Checked before anything is allocated or a connection is made.
+    if size > MAX_EVENT_SIZE {
+        return Err(Failure::Usage(format!(
+            "--size {size}: no event hub accepts events over {MAX_EVENT_SIZE} bytes"
+        )));
+    }
     let client = target.client()?;
     let options = match partition {
         Some(p) => ProducerOptions::partition(p),
         None => ProducerOptions::default(),
     };
     let producer = client.create_producer(options).await?;
+    let max = producer.max_message_size();
+    if size as u64 > max {
+        let _ = client.close().await;
+        return Err(Failure::Usage(format!(
+            "--size {size}: over this hub's max message size of {max} bytes"
+        )));
+    }
     let body = bytes::Bytes::from(vec![b'x'; size]);
     let started = Instant::now();
     let mut sent = 0u64;
@@ -325,8 +415,10 @@ async fn send(
             }
         }
         if batch.is_empty() {
-            return Err(eventhubs::Error::invalid_argument(format!(
-                "an event of {size} bytes does not fit in a batch"
+            let _ = client.close().await;
+            return Err(Failure::Usage(format!(
+                "--size {size}: an event of {size} bytes and its headers do not fit in a \
+                 batch of at most {max} bytes"
             )));
         }
         sent += batch.len() as u64;
@@ -337,11 +429,15 @@ async fn send(
         }
     }
     println!();
-    client.close().await
+    Ok(client.close().await?)
 }
 
-fn position(from: &str) -> Result<EventPosition, eventhubs::Error> {
-    let bad = || eventhubs::Error::invalid_argument(format!("bad --from {from:?}"));
+fn position(from: &str) -> Result<EventPosition, Failure> {
+    let bad = || {
+        Failure::Usage(format!(
+            "bad --from {from:?}: expected earliest, latest, seq:N, offset:X or time:MS"
+        ))
+    };
     Ok(match from.split_once(':') {
         None if from == "earliest" => EventPosition::earliest(),
         None if from == "latest" => EventPosition::latest(),
@@ -360,15 +456,11 @@ async fn receive(
     count: Option<u64>,
     idle: Duration,
     print: bool,
-) -> Result<(), eventhubs::Error> {
+) -> Result<(), Failure> {
+    let start = position(from)?;
     let client = target.client()?;
     let mut consumer = client
-        .create_consumer(
-            consumer_group,
-            partition,
-            position(from)?,
-            ConsumerOptions::default(),
-        )
+        .create_consumer(consumer_group, partition, start, ConsumerOptions::default())
         .await?;
     let started = Instant::now();
     let mut received = 0u64;
@@ -403,5 +495,5 @@ async fn receive(
     }
     println!("received {received} events");
     consumer.close().await?;
-    client.close().await
+    Ok(client.close().await?)
 }
