@@ -53,3 +53,35 @@ async fn a_connection_beyond_the_limit_is_dropped_and_idle_ones_time_out() {
         "a freed slot takes a new connection"
     );
 }
+
+#[tokio::test]
+async fn per_connection_limits_are_the_emulators_options_and_a_hit_names_the_peer() {
+    use eventhubs::amqp::engine::ConnectionLimits;
+    use eventhubs::amqp::types::error::condition;
+    use eventhubs::amqp::{ConnectOptions, Connection, Error};
+
+    let (logs, _guard) = support::LogCapture::start();
+    let limits = ConnectionLimits {
+        max_sessions: 2,
+        ..ConnectionLimits::default()
+    };
+    let em = support::emulator_with(EmulatorOptions::ephemeral().with_limits(limits)).await;
+    let addr = em.local_addr();
+    let conn = Connection::connect(ConnectOptions::new("127.0.0.1", addr.port()))
+        .await
+        .unwrap();
+    conn.open_session().await.unwrap();
+    conn.open_session().await.unwrap();
+    let error = match conn.open_session().await {
+        Err(Error::ConnectionClosed(Some(e))) => e,
+        other => panic!("a third session is over the limit, got {other:?}"),
+    };
+    assert_eq!(error.condition, condition::RESOURCE_LIMIT_EXCEEDED);
+    let logs = logs.text();
+    let hit = logs
+        .lines()
+        .find(|l| l.contains("peer exceeded a connection limit"))
+        .unwrap_or_else(|| panic!("no limit hit logged:\n{logs}"));
+    assert!(hit.contains("limit=\"max_sessions\""), "{hit}");
+    assert!(hit.contains("peer=127.0.0.1:"), "{hit}");
+}

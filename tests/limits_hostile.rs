@@ -1,6 +1,8 @@
 //! Hostile peers that flood frames which make us answer (echo flows, attaches to unknown nodes
 //! with long addresses) and never read: our endpoint, in either role, stops reading, keeps
-//! its queued output near the bound, and closes with `amqp:resource-limit-exceeded`.
+//! its queued output near the bound (measured by the driver's own peak), closes with
+//! `amqp:resource-limit-exceeded`, and logs the hit once with the peer's address and the
+//! limit's name.
 
 mod support;
 
@@ -13,7 +15,7 @@ use eventhubs::amqp::types::definitions::{ReceiverSettleMode, Role, SenderSettle
 use eventhubs::amqp::types::error::condition;
 use eventhubs::amqp::types::messaging::{Source, Target};
 use eventhubs::amqp::types::transport::{Attach, Begin, Flow, Open, Performative};
-use eventhubs::amqp::{Connection, Error};
+use eventhubs::amqp::{ConnectOptions, Connection, Error};
 use eventhubs::amqp::{Listener, ListenerOptions};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +25,28 @@ use tokio::net::TcpStream;
 const BOUND: usize = 256 * 1024;
 /// What the kernel may hold in the two socket buffers on top of our queue (generous).
 const SOCKET_SLACK: usize = 80 * 1024 * 1024;
+/// What the endpoint may queue past the bound: the answers to one 64 KiB read (a long attach
+/// is answered by an attach and a detach that echo its addresses), with room to spare.
+const ANSWER_SLACK: usize = 1024 * 1024;
+
+/// Checks the log lines of limit hits: each names the peer's address and the limit, and the
+/// queued-output limit is reported once however long the flood went on.
+fn assert_limit_logged(logs: &str) {
+    let hits: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("peer exceeded a connection limit"))
+        .collect();
+    assert!(!hits.is_empty(), "no limit hit logged:\n{logs}");
+    for line in &hits {
+        assert!(line.contains("peer=127.0.0.1:"), "no peer address: {line}");
+        assert!(line.contains("limit="), "no limit name: {line}");
+    }
+    let queued = hits
+        .iter()
+        .filter(|l| l.contains("limit=\"max_queued_output\""))
+        .count();
+    assert_eq!(queued, 1, "{hits:#?}");
+}
 
 fn limits() -> ConnectionLimits {
     ConnectionLimits {
@@ -154,7 +178,7 @@ async fn drain(
 
 #[tokio::test]
 async fn a_listener_closes_a_peer_that_floods_and_never_reads() {
-    support::init_tracing();
+    let (logs, _guard) = support::LogCapture::start();
     let options = ListenerOptions::default()
         .with_config(ListenerOptions::default().config.with_limits(limits()));
     let listener = Listener::bind("127.0.0.1:0", options).await.unwrap();
@@ -162,12 +186,14 @@ async fn a_listener_closes_a_peer_that_floods_and_never_reads() {
     let server = tokio::spawn(async move {
         let incoming = listener.accept().await.unwrap();
         let mut conn = incoming.handshake().await.unwrap();
+        let handle = conn.connection();
         while let Some(link) = conn.next_link().await {
             link.refuse(eventhubs::amqp::types::error::AmqpError::with_description(
                 condition::NOT_FOUND,
                 "no such node",
             ));
         }
+        handle
     });
 
     let tcp = small_socket(port).await;
@@ -194,12 +220,22 @@ async fn a_listener_closes_a_peer_that_floods_and_never_reads() {
     let error = error.expect("a close with an error");
     assert_eq!(error.condition, condition::RESOURCE_LIMIT_EXCEEDED);
     drop(wr);
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let handle = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server loop ends with the connection")
+        .unwrap();
+    let peak = handle.queued_output_peak();
+    assert!(
+        peak > BOUND,
+        "the flood never reached the bound: peak {peak} B"
+    );
+    assert!(peak <= BOUND + ANSWER_SLACK, "queued {peak} B");
+    assert_limit_logged(&logs.text());
 }
 
 #[tokio::test]
 async fn a_client_closes_a_server_that_floods_and_never_reads() {
-    support::init_tracing();
+    let (logs, _guard) = support::LogCapture::start();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(64 * 1024).unwrap();
     socket.set_send_buffer_size(64 * 1024).unwrap();
@@ -232,11 +268,9 @@ async fn a_client_closes_a_server_that_floods_and_never_reads() {
         (written, drained)
     });
 
-    let tcp = small_socket(port).await;
-    let config = ConnectionConfig::default().with_limits(limits());
-    let conn = Connection::connect_over(Box::new(tcp), config)
-        .await
-        .unwrap();
+    let mut options = ConnectOptions::new("127.0.0.1", port);
+    options.config = ConnectionConfig::default().with_limits(limits());
+    let conn = Connection::connect(options).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let error = loop {
         match conn.open_session().await {
@@ -253,4 +287,11 @@ async fn a_client_closes_a_server_that_floods_and_never_reads() {
         close.expect("a close with an error").condition,
         condition::RESOURCE_LIMIT_EXCEEDED
     );
+    let peak = conn.queued_output_peak();
+    assert!(
+        peak > BOUND,
+        "the flood never reached the bound: peak {peak} B"
+    );
+    assert!(peak <= BOUND + ANSWER_SLACK, "queued {peak} B");
+    assert_limit_logged(&logs.text());
 }

@@ -69,4 +69,13 @@ impl Connection {
     pub fn is_closed(&self) -> bool {
         self.handle.is_closed()
     }
+
+    /// The most output bytes this connection has held queued for its socket at once: a peer
+    /// that does not read keeps it near [`ConnectionLimits::max_queued_output`], because the
+    /// driver stops reading (and so answering) above it.
+    ///
+    /// [`ConnectionLimits::max_queued_output`]: crate::amqp::engine::ConnectionLimits::max_queued_output
+    pub fn queued_output_peak(&self) -> usize {
+        self.handle.queued_output_peak()
+    }
 }

@@ -160,6 +160,12 @@ impl Connection {
     /// Connects, runs TLS and SASL as configured, and exchanges `open`.
     pub async fn connect(options: ConnectOptions) -> Result<Connection, Error> {
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
+        // The driver inherits this span, so its logs (a limit the peer hit, a lost socket)
+        // name the peer. Error level, so that it is there whenever any log line is.
+        let span = tracing::error_span!(
+            "connection",
+            peer = %format_args!("{}:{}", options.host, options.port)
+        );
         let work = async move {
             let tcp = TcpStream::connect((options.host.as_str(), options.port)).await?;
             tcp.set_nodelay(true)?;
@@ -172,7 +178,7 @@ impl Connection {
             let io: BoxedTransport = Box::new(tcp);
             Self::connect_over(io, options.into_engine_config()).await
         };
-        match tokio::time::timeout_at(deadline, work).await {
+        match tokio::time::timeout_at(deadline, tracing::Instrument::instrument(work, span)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout),
         }

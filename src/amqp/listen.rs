@@ -116,6 +116,9 @@ impl Incoming {
     /// Runs TLS (if configured), SASL and the open exchange.
     pub async fn handshake(self) -> Result<ServerConnection, Error> {
         let limit = self.options.handshake_timeout;
+        // The driver inherits this span, so its logs (a limit the peer hit, a lost socket)
+        // name the peer. Error level, so that it is there whenever any log line is.
+        let span = tracing::error_span!("connection", peer = %self.peer);
         let work = async move {
             #[cfg(feature = "tls")]
             let io: BoxedTransport = match &self.options.tls {
@@ -126,7 +129,7 @@ impl Incoming {
             let io: BoxedTransport = Box::new(self.tcp);
             ServerConnection::serve(io, self.options.config).await
         };
-        tokio::time::timeout(limit, work)
+        tokio::time::timeout(limit, tracing::Instrument::instrument(work, span))
             .await
             .unwrap_or(Err(Error::Timeout))
     }

@@ -19,7 +19,7 @@ pub mod selector;
 pub mod store;
 
 use crate::amqp::codec::Symbol;
-use crate::amqp::engine::{ConnectionConfig, SaslAuthenticator, SaslDecision};
+use crate::amqp::engine::{ConnectionConfig, ConnectionLimits, SaslAuthenticator, SaslDecision};
 use crate::amqp::types::error::AmqpError;
 use crate::amqp::{Listener, ListenerOptions};
 pub use config::{ConfigError, EntityConfig, HubConfig, SasKey};
@@ -58,6 +58,10 @@ pub struct EmulatorOptions {
     /// How long a new TCP connection has to finish its TLS, SASL and open handshake before it
     /// is dropped (default 30 s).
     pub handshake_timeout: std::time::Duration,
+    /// What one connection may make the emulator hold (queued output, sessions, links,
+    /// pending attaches, unsettled deliveries); a peer that goes past one is closed with
+    /// `amqp:resource-limit-exceeded`.
+    pub limits: ConnectionLimits,
 }
 
 /// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
@@ -111,6 +115,12 @@ impl EmulatorOptions {
         self
     }
 
+    /// Sets the per-connection limits.
+    pub fn with_limits(mut self, value: ConnectionLimits) -> Self {
+        self.limits = value;
+        self
+    }
+
     /// Serves `amqps://` with this certificate.
     #[cfg(feature = "tls")]
     pub fn with_tls(mut self, value: crate::amqp::io::tls::TlsServerOptions) -> Self {
@@ -132,6 +142,7 @@ impl Default for EmulatorOptions {
             tls: None,
             max_connections: 1024,
             handshake_timeout: std::time::Duration::from_secs(30),
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -289,6 +300,7 @@ impl Emulator {
                     keys: options.entities.keys.clone(),
                 })),
                 allow_no_sasl: true,
+                limits: options.limits.clone(),
                 ..ConnectionConfig::default()
             },
             #[cfg(feature = "tls")]
@@ -327,24 +339,30 @@ impl Emulator {
                     continue;
                 };
                 let shared = accept_shared.clone();
-                let span = tracing::info_span!("connection", %peer);
-                tokio::spawn(tracing::Instrument::instrument(
-                    async move {
-                        let _slot = slot;
-                        match incoming.handshake().await {
-                            Ok(connection) => routing::serve(shared, connection).await,
-                            Err(crate::amqp::error::Error::Timeout) => tracing::warn!(
-                                %peer,
-                                limit = "handshake_timeout",
-                                "connection dropped: handshake not finished in time"
-                            ),
-                            Err(e) => {
-                                tracing::debug!(%peer, error = %e, "emulator handshake failed")
-                            }
+                // The handshake names the peer in the driver's span; this one is for what
+                // the emulator itself logs about the connection (error level, so that it is
+                // there whenever any log line is).
+                let span = tracing::error_span!("connection", %peer);
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    match incoming.handshake().await {
+                        Ok(connection) => {
+                            tracing::Instrument::instrument(
+                                routing::serve(shared, connection),
+                                span,
+                            )
+                            .await
                         }
-                    },
-                    span,
-                ));
+                        Err(crate::amqp::error::Error::Timeout) => tracing::warn!(
+                            %peer,
+                            limit = "handshake_timeout",
+                            "connection dropped: handshake not finished in time"
+                        ),
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "emulator handshake failed")
+                        }
+                    }
+                });
             }
         });
         let flusher = match (options.fsync, &options.data_dir) {

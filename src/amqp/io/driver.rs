@@ -13,6 +13,8 @@ use crate::amqp::types::messaging::DeliveryState;
 use crate::amqp::types::transport::{Attach, Open};
 use bytes::{Buf, Bytes};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
@@ -149,6 +151,8 @@ impl Route {
 #[derive(Clone, Debug)]
 pub(crate) struct DriverHandle {
     tx: mpsc::UnboundedSender<Command>,
+    /// The most output bytes the driver has held queued for the socket at once.
+    queued_peak: Arc<AtomicUsize>,
 }
 
 impl DriverHandle {
@@ -171,6 +175,11 @@ impl DriverHandle {
     pub(crate) fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// The most output bytes the driver has held queued for the socket at once.
+    pub(crate) fn queued_output_peak(&self) -> usize {
+        self.queued_peak.load(Ordering::Relaxed)
+    }
 }
 
 /// What the driver reports once at start-up, and where it sends peer-initiated links.
@@ -182,6 +191,7 @@ pub(crate) struct DriverSetup {
 /// Starts the driver task for `engine` over `io`.
 pub(crate) fn spawn(engine: Engine, io: BoxedTransport, setup: DriverSetup) -> DriverHandle {
     let (tx, rx) = mpsc::unbounded_channel();
+    let queued_peak = Arc::new(AtomicUsize::new(0));
     let driver = Driver {
         engine,
         cmds: rx,
@@ -195,10 +205,10 @@ pub(crate) fn spawn(engine: Engine, io: BoxedTransport, setup: DriverSetup) -> D
     };
     // The driver's logs carry the span of whoever started it (the emulator's names the peer).
     tokio::spawn(tracing::Instrument::instrument(
-        driver.run(io),
+        driver.run(io, queued_peak.clone()),
         tracing::Span::current(),
     ));
-    DriverHandle { tx }
+    DriverHandle { tx, queued_peak }
 }
 
 struct Driver {
@@ -221,7 +231,7 @@ const COMMAND_BATCH: usize = 256;
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Driver {
-    async fn run(mut self, io: BoxedTransport) {
+    async fn run(mut self, io: BoxedTransport, queued_peak: Arc<AtomicUsize>) {
         let (mut rd, mut wr) = tokio::io::split(io);
         let mut rbuf = vec![0u8; 64 * 1024];
         let mut out = Outbox::default();
@@ -232,10 +242,15 @@ impl Driver {
         let mut stalled_since: Option<std::time::Instant> = None;
         // After a stall closed the connection: when to stop waiting for the close to go out.
         let mut give_up_at: Option<std::time::Instant> = None;
+        let mut peak = 0;
         loop {
             self.route_events();
             while let Some(b) = self.engine.poll_transmit() {
                 out.push(b);
+            }
+            if out.bytes > peak {
+                peak = out.bytes;
+                queued_peak.store(peak, Ordering::Relaxed);
             }
             if self.failure.is_some() && out.is_empty() {
                 break;
