@@ -10,9 +10,9 @@ use emulator_support::*;
 use eventhubs::amqp::types::message::Message;
 use eventhubs::amqp::types::messaging::DeliveryState;
 use eventhubs::amqp::SenderOptions;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::init_tracing;
@@ -158,40 +158,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `ehub emulator --data-dir dir --port port` and waits for its connection string.
-fn spawn_emulator(dir: &Path, port: u16) -> Child {
-    let mut child = Command::new(EHUB)
-        .args(["emulator", "--port", &port.to_string(), "--data-dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run ehub");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains("UseDevelopmentEmulator=true") => {
-                assert!(line.contains(&format!("localhost:{port}")), "{line}");
-                return child;
-            }
-            Ok(_) => {}
-            Err(_) => {
-                let _ = child.kill();
-                panic!("ehub did not print its connection string");
-            }
-        }
-    }
-}
-
 fn id_event(id: u64) -> Message {
     event(Bytes::from(id.to_be_bytes().to_vec()))
 }
@@ -240,7 +206,7 @@ async fn sigkill_mid_ingest_loses_no_acknowledged_event() {
     init_tracing();
     let dir = scratch("restart");
     let port = free_port();
-    let mut child = spawn_emulator(&dir, port);
+    let mut child = support::spawn_ehub_emulator(&dir, port);
 
     // Ingest continuously, pipelined: single events and batches of 20, recording every id
     // whose delivery the emulator accepted.
@@ -311,7 +277,7 @@ async fn sigkill_mid_ingest_loses_no_acknowledged_event() {
         .unwrap();
     drop(f);
 
-    let mut child = spawn_emulator(&dir, port);
+    let mut child = support::spawn_ehub_emulator(&dir, port);
     let last = last_sequence(port).await;
     let stored = read_all(port, (last + 1) as usize).await;
     let ids: Vec<u64> = stored.iter().map(id_of).collect();
@@ -354,7 +320,7 @@ async fn sigkill_mid_ingest_loses_no_acknowledged_event() {
     // And once more: everything, old and new, survives another kill.
     child.kill().unwrap();
     child.wait().unwrap();
-    let mut child = spawn_emulator(&dir, port);
+    let mut child = support::spawn_ehub_emulator(&dir, port);
     assert_eq!(last_sequence(port).await, last + 5);
     let again = read_all(port, (last + 6) as usize).await;
     assert_eq!(

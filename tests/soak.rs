@@ -15,14 +15,12 @@
 mod support;
 
 use eventhubs::{ConsumerOptions, EventData, EventHubClient, EventPosition, ProducerOptions};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const EHUB: &str = env!("CARGO_BIN_EXE_ehub");
 const PARTITIONS: u64 = 4;
 const BATCH: u64 = 100;
 const BODY: usize = 100;
@@ -73,34 +71,9 @@ struct EmulatorProcess {
 
 impl EmulatorProcess {
     fn start(dir: &Path, port: u16) -> EmulatorProcess {
-        let mut child = Command::new(EHUB)
-            .args(["emulator", "--port", &port.to_string(), "--data-dir"])
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run ehub");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains("UseDevelopmentEmulator=true") => break,
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("ehub emulator did not start");
-                }
-            }
+        EmulatorProcess {
+            child: support::spawn_ehub_emulator(dir, port),
         }
-        EmulatorProcess { child }
     }
 
     fn rss_kib(&self) -> u64 {

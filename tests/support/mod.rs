@@ -26,6 +26,45 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Starts `ehub emulator --data-dir dir --port port` as a child process and waits (up to 60 s:
+/// a restart may replay a large directory) for the connection string it prints, which must
+/// name `localhost:port`.
+#[cfg(feature = "cli")]
+pub fn spawn_ehub_emulator(dir: &std::path::Path, port: u16) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ehub"))
+        .args(["emulator", "--port", &port.to_string(), "--data-dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run ehub");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("UseDevelopmentEmulator=true") => {
+                assert!(line.contains(&format!("localhost:{port}")), "{line}");
+                return child;
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                panic!("ehub did not print its connection string");
+            }
+        }
+    }
+}
+
 /// What was logged (as plain text, no colour) while the guard from [`LogCapture::start`]
 /// lives, on this thread: in a current-thread test that includes the tasks it spawned.
 #[derive(Clone, Default)]
