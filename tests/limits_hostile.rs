@@ -29,6 +29,18 @@ const SOCKET_SLACK: usize = 80 * 1024 * 1024;
 /// is answered by an attach and a detach that echo its addresses), with room to spare.
 const ANSWER_SLACK: usize = 1024 * 1024;
 
+/// Checks that the flood filled the endpoint's output queue to the bound and no further than
+/// the answers to one read past it, and that the hit was logged as it should be.
+fn assert_held_at_the_bound(conn: &Connection, logs: &str) {
+    let peak = conn.queued_output_peak();
+    assert!(
+        peak > BOUND,
+        "the flood never reached the bound: peak {peak} B"
+    );
+    assert!(peak <= BOUND + ANSWER_SLACK, "queued {peak} B");
+    assert_limit_logged(logs);
+}
+
 /// Checks the log lines of limit hits: each names the peer's address and the limit, and the
 /// queued-output limit is reported once however long the flood went on.
 fn assert_limit_logged(logs: &str) {
@@ -224,13 +236,7 @@ async fn a_listener_closes_a_peer_that_floods_and_never_reads() {
         .await
         .expect("the server loop ends with the connection")
         .unwrap();
-    let peak = handle.queued_output_peak();
-    assert!(
-        peak > BOUND,
-        "the flood never reached the bound: peak {peak} B"
-    );
-    assert!(peak <= BOUND + ANSWER_SLACK, "queued {peak} B");
-    assert_limit_logged(&logs.text());
+    assert_held_at_the_bound(&handle, &logs.text());
 }
 
 #[tokio::test]
@@ -287,11 +293,5 @@ async fn a_client_closes_a_server_that_floods_and_never_reads() {
         close.expect("a close with an error").condition,
         condition::RESOURCE_LIMIT_EXCEEDED
     );
-    let peak = conn.queued_output_peak();
-    assert!(
-        peak > BOUND,
-        "the flood never reached the bound: peak {peak} B"
-    );
-    assert!(peak <= BOUND + ANSWER_SLACK, "queued {peak} B");
-    assert_limit_logged(&logs.text());
+    assert_held_at_the_bound(&conn, &logs.text());
 }
