@@ -109,6 +109,11 @@ pub async fn run(a: SendArgs) -> Result<(), Failure> {
         Some(d) => Some(delimiter(d, "-K")?),
         None => None,
     };
+    if a.partition.is_some() && (a.key.is_some() || key_delim.is_some()) {
+        return Err(Failure::Usage(
+            "-p and -k/-K: an event goes to a partition by id or by key, not both".into(),
+        ));
+    }
     let props = headers(&a.headers)?;
     let generated = !a.stdin && a.files.is_empty();
     let limit = if generated {
