@@ -242,7 +242,7 @@ async fn read(
                 quiet_polls += 1;
                 // The consumer reconnects on its own and says nothing while it does: ask the
                 // service directly, so a dead endpoint is reported in seconds, not never.
-                if quiet_polls % 2 == 0 {
+                if quiet_polls.is_multiple_of(2) {
                     if let Err(e) = client.get_partition_properties(&plan.partition).await {
                         let _ = tx.send(Note::Failed(e)).await;
                         return;
