@@ -66,6 +66,7 @@ fn figures(what: &str, events: u64, bytes: u64, secs: f64, cpu: Option<f64>) {
     );
 }
 
+/// Runs one benchmark and prints its figures on stdout.
 pub async fn run(c: BenchCommand) -> Result<(), Failure> {
     match c {
         BenchCommand::Send(a) => send(a).await,

@@ -56,6 +56,7 @@ pub struct EmulatorArgs {
     handshake_timeout: u64,
 }
 
+/// Serves until Ctrl-C, after printing where and the connection string to use.
 pub async fn run(a: EmulatorArgs) -> Result<(), Failure> {
     let entities = match a.config {
         Some(path) => EntityConfig::from_file(&path).map_err(|e| Failure::Local(e.to_string()))?,

@@ -21,6 +21,7 @@ fn millis(t: std::time::SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Reads the hub and every partition, then prints them.
 pub async fn run(a: InfoArgs) -> Result<(), Failure> {
     let client = a.target.client()?;
     let p = client.get_properties().await?;

@@ -12,6 +12,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// The positions and examples under `ehub receive --help`.
 pub const HELP: &str = "\
 Positions (-o): beginning, end, seq:N, seq:>N, offset:X, offset:>X, time:T, time:>T, -N.
   seq:N, offset:X and time:T include the event they name; with '>' they start after it.
@@ -83,6 +84,7 @@ struct Plan {
     last: Option<i64>,
 }
 
+/// Reads until caught up (`-e`), `--count`, `--idle-secs`, a failure or Ctrl-C.
 pub async fn run(a: ReceiveArgs) -> Result<(), Failure> {
     let start = position::parse(&a.from).map_err(Failure::Usage)?;
     let format = if a.print {

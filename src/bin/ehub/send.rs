@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 /// Dedicated); the hub's own limit is checked once the producer reports it.
 const MAX_EVENT_SIZE: usize = 20 * 1024 * 1024;
 
+/// The examples under `ehub send --help`.
 pub const HELP: &str = "\
 Examples:
   seq 100 | ehub send --stdin                     # 100 events, one per line
@@ -93,6 +94,7 @@ fn headers(raw: &[String]) -> Result<Vec<(String, String)>, Failure> {
         .collect()
 }
 
+/// Sends every event its source yields, then prints a summary.
 pub async fn run(a: SendArgs) -> Result<(), Failure> {
     // Checked before anything is allocated or a connection is made.
     if a.size > MAX_EVENT_SIZE {
