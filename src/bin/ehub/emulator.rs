@@ -1,0 +1,98 @@
+//! `ehub emulator`: a local Event Hubs until Ctrl-C.
+
+use crate::Failure;
+use clap::Args;
+use eventhubs::emulator::{Emulator, EmulatorOptions, EntityConfig, Fsync};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// `--fsync` values, as `Fsync` with the interval fixed.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum FsyncMode {
+    Never,
+    Interval,
+    Always,
+}
+
+impl From<FsyncMode> for Fsync {
+    fn from(mode: FsyncMode) -> Fsync {
+        match mode {
+            FsyncMode::Never => Fsync::Never,
+            FsyncMode::Interval => Fsync::Interval(Fsync::DEFAULT_INTERVAL),
+            FsyncMode::Always => Fsync::Always,
+        }
+    }
+}
+
+/// `ehub emulator` options.
+#[derive(Args)]
+pub struct EmulatorArgs {
+    /// Entities in the shape of Microsoft's emulator Config.json (default: hub eh1 with 4
+    /// partitions, consumer groups $default and cg1).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 5672)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Keep events in files under this directory; they survive restarts.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// When --data-dir files are synced to disk. Every mode survives an emulator crash;
+    /// on an OS crash or power loss, `never` can lose recent acknowledged events, `interval`
+    /// (every 100 ms) at most ~100 ms of them, `always` none (slowest).
+    #[arg(long, value_enum, default_value_t = FsyncMode::Never)]
+    fsync: FsyncMode,
+    /// Accept links without a CBS token.
+    #[arg(long)]
+    no_auth: bool,
+    /// Connections served at once; more are dropped on arrival.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a new connection has to finish its SASL and open handshake.
+    #[arg(long, default_value_t = 30)]
+    handshake_timeout: u64,
+}
+
+/// Serves until Ctrl-C, after printing where and the connection string to use.
+pub async fn run(a: EmulatorArgs) -> Result<(), Failure> {
+    let entities = match a.config {
+        Some(path) => EntityConfig::from_file(&path).map_err(|e| Failure::Local(e.to_string()))?,
+        None => EntityConfig::default(),
+    };
+    let hubs: Vec<String> = entities
+        .hubs
+        .iter()
+        .map(|h| format!("{} ({} partitions)", h.name, h.partition_count))
+        .collect();
+    // With one hub the connection string names it, so `ehub info` finds it without --hub.
+    let only = match entities.hubs.as_slice() {
+        [one] => Some(one.name.clone()),
+        _ => None,
+    };
+    let mut options = EmulatorOptions::default()
+        .with_bind(SocketAddr::new(a.bind, a.port))
+        .with_entities(entities)
+        .with_require_auth(!a.no_auth)
+        .with_max_connections(a.max_connections)
+        .with_handshake_timeout(std::time::Duration::from_secs(a.handshake_timeout))
+        .with_fsync(a.fsync.into());
+    if let Some(dir) = a.data_dir {
+        options = options.with_data_dir(dir);
+    }
+    let emulator = Emulator::start(options)
+        .await
+        .map_err(|e| Failure::Local(e.to_string()))?;
+    println!("Event Hubs emulator listening on {}", emulator.local_addr());
+    println!("hubs: {}", hubs.join(", "));
+    println!("connection string:");
+    match only {
+        Some(hub) => println!("{}", emulator.connection_string_for(&hub)),
+        None => println!("{}", emulator.connection_string()),
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    println!("stopping");
+    Ok(())
+}
