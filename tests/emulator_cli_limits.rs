@@ -1,4 +1,5 @@
-//! `ehub emulator --max-connections N --handshake-timeout S`: the flags reach the emulator.
+//! `ehub emulator --max-connections N --handshake-timeout S` and the per-connection limit
+//! flags (`--max-sessions N` ...): the flags reach the emulator.
 #![cfg(feature = "cli")]
 
 use std::io::{BufRead, BufReader, Read};
@@ -56,4 +57,50 @@ fn the_connection_limit_and_handshake_timeout_flags_apply() {
     assert!(t0.elapsed() < Duration::from_secs(5));
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn the_per_connection_limit_flags_apply() {
+    use eventhubs::amqp::types::error::condition;
+    use eventhubs::amqp::{ConnectOptions, Connection, Error};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(EHUB)
+        .args([
+            "emulator",
+            "--port",
+            &port.to_string(),
+            "--max-sessions",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run ehub");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let started = lines.any(|l| l.is_ok_and(|l| l.contains("UseDevelopmentEmulator=true")));
+    assert!(started, "ehub printed its connection string");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let second = rt.block_on(async {
+        let conn = Connection::connect(ConnectOptions::new("127.0.0.1", port))
+            .await
+            .unwrap();
+        conn.open_session().await.unwrap();
+        conn.open_session().await
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    match second {
+        Err(Error::ConnectionClosed(Some(e))) => {
+            assert_eq!(e.condition, condition::RESOURCE_LIMIT_EXCEEDED)
+        }
+        other => panic!("a second session is over --max-sessions 1, got {other:?}"),
+    }
 }

@@ -2,6 +2,7 @@
 
 use crate::Failure;
 use clap::Args;
+use eventhubs::amqp::engine::ConnectionLimits;
 use eventhubs::emulator::{Emulator, EmulatorOptions, EntityConfig, Fsync};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -54,6 +55,22 @@ pub struct EmulatorArgs {
     /// Seconds a new connection has to finish its SASL and open handshake.
     #[arg(long, default_value_t = 30)]
     handshake_timeout: u64,
+    /// Bytes of output one connection may have queued before the emulator stops reading from
+    /// it (a peer that leaves them unread for 30 s is closed with resource-limit-exceeded).
+    #[arg(long, default_value_t = ConnectionLimits::default().max_queued_output)]
+    max_queued_output: usize,
+    /// Sessions one connection may have begun at once.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_sessions)]
+    max_sessions: usize,
+    /// Links one connection may hold at once, on all its sessions.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_links)]
+    max_links: usize,
+    /// Attaches one connection may have waiting for an answer.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_pending_attaches)]
+    max_pending_attaches: usize,
+    /// Unsettled deliveries one session may hold.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_unsettled)]
+    max_unsettled: usize,
 }
 
 /// Serves until Ctrl-C, after printing where and the connection string to use.
@@ -78,6 +95,14 @@ pub async fn run(a: EmulatorArgs) -> Result<(), Failure> {
         .with_require_auth(!a.no_auth)
         .with_max_connections(a.max_connections)
         .with_handshake_timeout(std::time::Duration::from_secs(a.handshake_timeout))
+        .with_limits(ConnectionLimits {
+            max_queued_output: a.max_queued_output,
+            max_sessions: a.max_sessions,
+            max_links: a.max_links,
+            max_pending_attaches: a.max_pending_attaches,
+            max_unsettled: a.max_unsettled,
+            ..ConnectionLimits::default()
+        })
         .with_fsync(a.fsync.into());
     if let Some(dir) = a.data_dir {
         options = options.with_data_dir(dir);
