@@ -36,6 +36,8 @@ pub struct BlobOptions {
     /// Create the container on [`BlobPartitionManager::connect`] when it is missing
     /// (default false: a missing container is an error).
     pub create_container: bool,
+    /// Blobs per List Blobs page (`maxresults`; default the service's, 5000).
+    pub list_page_size: Option<u32>,
 }
 
 impl Default for BlobOptions {
@@ -46,6 +48,7 @@ impl Default for BlobOptions {
             retry_delay: Duration::from_millis(200),
             max_retry_delay: Duration::from_secs(4),
             create_container: false,
+            list_page_size: None,
         }
     }
 }
@@ -71,6 +74,11 @@ impl BlobOptions {
         self.max_retry_delay = value;
         self
     }
+    /// Sets [`BlobOptions::list_page_size`].
+    pub fn with_list_page_size(mut self, value: u32) -> Self {
+        self.list_page_size = Some(value.max(1));
+        self
+    }
     /// Sets [`BlobOptions::create_container`].
     pub fn with_create_container(mut self, value: bool) -> Self {
         self.create_container = value;
@@ -86,6 +94,7 @@ pub struct BlobPartitionManager {
 
 struct Inner {
     http: Http,
+    page_size: Option<String>,
     container: String,
     credential_kind: &'static str,
 }
@@ -153,10 +162,12 @@ impl BlobPartitionManager {
             StorageCredential::Token(_) => "token",
         };
         let create = options.create_container;
+        let page_size = options.list_page_size.map(|n| n.to_string());
         let http = Http::new(Endpoint::parse(blob_endpoint)?, credential, options)?;
         let store = BlobPartitionManager {
             inner: Arc::new(Inner {
                 http,
+                page_size,
                 container: container.to_owned(),
                 credential_kind,
             }),
@@ -217,6 +228,9 @@ impl BlobPartitionManager {
                 ("prefix", prefix),
                 ("include", "metadata"),
             ];
+            if let Some(n) = self.inner.page_size.as_deref() {
+                q.push(("maxresults", n));
+            }
             if let Some(m) = marker.as_deref() {
                 q.push(("marker", m));
             }
