@@ -10,6 +10,7 @@
 mod python_support;
 mod support;
 
+use eventhubs::emulator::{EmulatorOptions, EntityConfig, HubConfig};
 use eventhubs::processor::{
     BlobOptions, BlobPartitionManager, EventProcessor, EventProcessorOptions, PartitionContext,
     PartitionManager, PartitionProcessor, StorageConnectionString, StorageCredential,
@@ -77,8 +78,8 @@ fn options() -> EventProcessorOptions {
         .with_max_wait_time(Duration::from_millis(100))
 }
 
-async fn send(client: &EventHubClient, per_partition: usize) {
-    for p in 0..PARTITIONS {
+async fn send(client: &EventHubClient, partitions: usize, per_partition: usize) {
+    for p in 0..partitions {
         let producer = client
             .create_producer(ProducerOptions::partition(p.to_string()))
             .await
@@ -110,7 +111,15 @@ struct Setup {
 
 impl Setup {
     fn new(peers: Peers, test: &str) -> Setup {
-        let run = Running::start();
+        Setup::with_partitions(peers, test, PARTITIONS as u32)
+    }
+
+    fn with_partitions(peers: Peers, test: &str, partitions: u32) -> Setup {
+        let options = EmulatorOptions::ephemeral().with_entities(
+            EntityConfig::default().with_hubs(vec![HubConfig::new(HUB.into(), partitions)
+                .with_consumer_groups(vec!["$default".into()])]),
+        );
+        let run = Running::start_with(options);
         let client =
             EventHubClient::from_connection_string(&run.emulator().connection_string(), Some(HUB))
                 .unwrap();
@@ -172,7 +181,13 @@ impl Setup {
     }
 
     fn send(&self, per_partition: usize) {
-        self.run.runtime.block_on(send(&self.client, per_partition));
+        self.send_to(PARTITIONS, per_partition);
+    }
+
+    fn send_to(&self, partitions: usize, per_partition: usize) {
+        self.run
+            .runtime
+            .block_on(send(&self.client, partitions, per_partition));
     }
 }
 
@@ -263,4 +278,125 @@ fn python_resumes_after_our_checkpoints() {
         );
     }
     println!("Python's BlobCheckpointStore resumed after our checkpoints on Azurite");
+}
+
+/// Owners of each partition in the shared store.
+fn owners(s: &Setup, store: &dyn PartitionManager) -> HashMap<String, String> {
+    s.run
+        .runtime
+        .block_on(store.list_ownership(s.client.host(), HUB, "$default"))
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.partition_id, o.owner_id))
+        .collect()
+}
+
+/// A mixed fleet on 8 partitions: one Python consumer client with its BlobCheckpointStore and
+/// one of our processors split 4/4; every event is processed, duplicates only in partitions
+/// that changed hands and never more than a batch; when Python stops, ours takes all 8 within
+/// one expiration interval (and the other way round in the second phase).
+#[test]
+fn a_mixed_fleet_splits_and_hands_over() {
+    let Some(peers) = peers() else { return };
+    const N: usize = 8;
+    let s = Setup::with_partitions(peers, "mixed", N as u32);
+    let store = s.store();
+    s.send_to(N, 100);
+    let seen: Seen = Arc::default();
+    let ours = s.processor(&seen);
+    let expiration = Duration::from_secs(6);
+    let (python, split, takeover) = std::thread::scope(|scope| {
+        let py = scope.spawn(|| s.python(&["--run", "20"]));
+        {
+            let _g = s.run.runtime.enter();
+            ours.start();
+        }
+        let split = wait_until(Duration::from_secs(18), || {
+            let o = owners(&s, store.as_ref());
+            let mine = o.values().filter(|v| *v == ours.owner_id()).count();
+            let theirs = o
+                .values()
+                .filter(|v| !v.is_empty() && *v != ours.owner_id())
+                .count();
+            mine == 4 && theirs == 4
+        });
+        s.send_to(N, 50);
+        let python = py.join().expect("python thread");
+        // Python released its partitions when it closed: ours takes them all.
+        let t = Instant::now();
+        let all = wait_until(expiration, || ours.owned_partitions().len() == N);
+        (python, split, all.then(|| t.elapsed()))
+    });
+    assert!(
+        split,
+        "the fleet split 4/4: {:?}",
+        owners(&s, store.as_ref())
+    );
+    assert_eq!(
+        python["owned_at_stop"].as_array().map(Vec::len),
+        Some(4),
+        "{python}"
+    );
+    let takeover = takeover.expect("ours took every partition within one expiration interval");
+    s.send_to(N, 20);
+    let total = N * 170;
+    let py_events = python_events(&python);
+    let all_seen = || {
+        let mut all: HashMap<(String, i64), u32> = seen.lock().unwrap().clone();
+        for (p, seqs) in &py_events {
+            for q in seqs {
+                *all.entry((p.clone(), *q)).or_default() += 1;
+            }
+        }
+        all
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || all_seen().len() == total),
+        "every event processed: {} of {total}",
+        all_seen().len()
+    );
+    let python_parts: Vec<&String> = py_events.iter().map(|(p, _)| p).collect();
+    let all = all_seen();
+    let dups: Vec<_> = all
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (p, _) in &dups {
+        assert!(
+            python_parts.contains(&p),
+            "a duplicate only where a partition changed hands: {p}"
+        );
+    }
+    for p in 0..N {
+        let n = dups.iter().filter(|(q, _)| *q == p.to_string()).count();
+        assert!(
+            n <= 100,
+            "partition {p}: {n} duplicates, more than one batch since a checkpoint"
+        );
+    }
+    // Phase two: a new Python client joins, then ours stops; Python ends with all 8.
+    let python = std::thread::scope(|scope| {
+        let py = scope.spawn(|| s.python(&["--run", "20"]));
+        let joined = wait_until(Duration::from_secs(12), || {
+            owners(&s, store.as_ref())
+                .values()
+                .filter(|v| !v.is_empty() && *v != ours.owner_id())
+                .count()
+                == 4
+        });
+        assert!(joined, "python joined: {:?}", owners(&s, store.as_ref()));
+        s.run.runtime.block_on(ours.stop());
+        py.join().expect("python thread")
+    });
+    assert_eq!(
+        python["owned_at_stop"].as_array().map(Vec::len),
+        Some(N),
+        "python took every partition after ours stopped: {python}"
+    );
+    println!(
+        "mixed fleet with Python's BlobCheckpointStore on Azurite: 4/4, {total} events, {} duplicates, takeover in {:.1} s",
+        dups.len(),
+        takeover.as_secs_f64()
+    );
 }
