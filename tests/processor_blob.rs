@@ -374,3 +374,173 @@ async fn a_processor_resumes_from_its_blob_checkpoints() {
     );
     println!("processor resumed from blob checkpoints on Azurite: 480 events, no duplicates");
 }
+
+// ---- faults: Azurite paused mid-run ----------------------------------------------------------
+
+/// An Azurite of this test's own (so pausing it touches no other test), killed on drop.
+struct OwnAzurite {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl OwnAzurite {
+    fn start(bin: &str) -> OwnAzurite {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(bin)
+            .args(["--inMemoryPersistence", "--extentMemoryLimit", "64"])
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args([
+                "--skipApiVersionCheck",
+                "--loose",
+                "--disableTelemetry",
+                "--silent",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("azurite-blob starts");
+        let up = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                up.elapsed() < Duration::from_secs(30),
+                "Azurite did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        OwnAzurite { child, port }
+    }
+
+    fn connection_string(&self) -> String {
+        format!(
+            "AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:{}/devstoreaccount1",
+            self.port
+        )
+    }
+
+    /// SIGSTOP / SIGCONT: the process keeps its in-memory blobs, but answers nothing.
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig}");
+    }
+}
+
+impl Drop for OwnAzurite {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Records events and counts failed checkpoints (expected while the store is away).
+struct Tolerant(Seen, Arc<std::sync::atomic::AtomicUsize>);
+
+impl PartitionProcessor for Tolerant {
+    async fn process_events(&mut self, events: Vec<EventData>, ctx: &PartitionContext) {
+        let Some(last) = events.last() else { return };
+        {
+            let mut seen = self.0.lock().unwrap();
+            for e in &events {
+                *seen
+                    .entry((ctx.partition_id.clone(), e.sequence_number().unwrap_or(-1)))
+                    .or_default() += 1;
+            }
+        }
+        if ctx.update_checkpoint_from_event(last).await.is_err() {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processing_goes_on_while_azurite_is_paused_and_checkpoints_resume() {
+    let Some(bin) = support::peer("EVENTHUBS_AZURITE_BIN", "azurite-blob (npm azurite)") else {
+        return;
+    };
+    let azurite = OwnAzurite::start(&bin);
+    let emu = emulator().await;
+    let client =
+        EventHubClient::from_connection_string(&emu.connection_string(), Some(HUB)).unwrap();
+    let store = BlobPartitionManager::connect(
+        &azurite.connection_string(),
+        "faults",
+        BlobOptions::default()
+            .with_create_container(true)
+            .with_request_timeout(Duration::from_secs(2))
+            .with_max_retries(2),
+    )
+    .await
+    .unwrap();
+    let manager: Arc<dyn PartitionManager> = Arc::new(store);
+    let seen: Seen = Arc::default();
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (s, f) = (seen.clone(), failed.clone());
+    let processor = EventProcessor::new(
+        client.clone(),
+        "$default",
+        move || Tolerant(s.clone(), f.clone()),
+        manager.clone(),
+        options().with_ownership_expiration(Duration::from_secs(8)),
+    )
+    .unwrap();
+    processor.start();
+    send(&client, 20).await;
+    let count = || seen.lock().unwrap().len();
+    assert!(wait_until(Duration::from_secs(30), || count() == 160).await);
+
+    azurite.signal("-STOP");
+    let paused = Instant::now();
+    send(&client, 20).await;
+    let during = wait_until(Duration::from_secs(9), || count() == 320).await;
+    let owned_during = processor.owned_partitions().len();
+    let left = Duration::from_secs(10).saturating_sub(paused.elapsed());
+    tokio::time::sleep(left).await;
+    azurite.signal("-CONT");
+    assert!(
+        during,
+        "owned partitions kept being processed: {} of 320",
+        count()
+    );
+    assert_eq!(
+        owned_during, 8,
+        "no partition given up while the store was away"
+    );
+
+    send(&client, 5).await;
+    assert!(wait_until(Duration::from_secs(30), || count() == 360).await);
+    // Checkpoints resume: the store ends at the last event of every partition.
+    let resumed = {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let cps = manager
+                .list_checkpoints(client.host(), HUB, "$default")
+                .await
+                .unwrap_or_default();
+            if cps.len() == 8 && cps.iter().all(|c| c.sequence_number == Some(44)) {
+                break true;
+            }
+            if Instant::now() > end {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    processor.stop().await;
+    assert!(resumed, "checkpoints resumed after Azurite came back");
+    assert!(
+        seen.lock().unwrap().values().all(|n| *n == 1),
+        "one owner throughout"
+    );
+    println!(
+        "Azurite paused 10 s on Azurite: processing went on, {} checkpoints failed meanwhile, resumed after",
+        failed.load(std::sync::atomic::Ordering::SeqCst)
+    );
+}
