@@ -21,6 +21,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// Records under one prefix at most: a consumer group has one per partition (at most a few
+/// thousand), so more is a wrong container, not a store to read to the end.
+const MAX_LISTED: usize = 100_000;
+
 /// How a [`BlobPartitionManager`] talks to the service.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -251,6 +255,12 @@ impl BlobPartitionManager {
                 }
             })?;
             out.extend(page.blobs);
+            if out.len() > MAX_LISTED {
+                return Err(PartitionManagerError::Corrupt {
+                    path: format!("List Blobs of {prefix}"),
+                    why: format!("more than {MAX_LISTED} records (a group has one per partition)"),
+                });
+            }
             match page.next_marker {
                 Some(m) if marker.as_deref() != Some(m.as_str()) => marker = Some(m),
                 _ => return Ok(out),
