@@ -3,11 +3,15 @@
 //!
 //! `cargo bench --bench processor` (`BENCH_EVENTS` per partition, default 50 000; `BENCH_ROUNDS`
 //! default 3; the median round is reported).
+//!
+//! With `EVENTHUBS_AZURITE` (a storage connection string) it also compares, checkpointing per
+//! batch of 100 events, the processor over `InMemoryPartitionManager` with the processor over
+//! `BlobPartitionManager` on Azurite, same emulator, same run.
 
 use eventhubs::emulator::{Emulator, EmulatorOptions, EntityConfig, HubConfig};
 use eventhubs::processor::{
-    EventProcessor, EventProcessorOptions, InMemoryPartitionManager, PartitionContext,
-    PartitionProcessor, Strategy,
+    BlobOptions, BlobPartitionManager, EventProcessor, EventProcessorOptions,
+    InMemoryPartitionManager, PartitionContext, PartitionManager, PartitionProcessor, Strategy,
 };
 use eventhubs::{
     BatchOptions, ConsumerOptions, EventData, EventHubClient, EventPosition, ProducerOptions,
@@ -66,16 +70,31 @@ async fn plain_consumers(client: &EventHubClient, per_partition: u64) -> f64 {
 }
 
 async fn processor(client: &EventHubClient, per_partition: u64) -> f64 {
+    processor_with(
+        client,
+        per_partition,
+        Arc::new(InMemoryPartitionManager::new()),
+        BATCH,
+    )
+    .await
+}
+
+async fn processor_with(
+    client: &EventHubClient,
+    per_partition: u64,
+    manager: Arc<dyn PartitionManager>,
+    batch: usize,
+) -> f64 {
     let n = Arc::new(AtomicU64::new(0));
     let counter = n.clone();
     let p = EventProcessor::new(
         client.clone(),
         "$default",
         move || Count { n: counter.clone() },
-        Arc::new(InMemoryPartitionManager::new()),
+        manager,
         EventProcessorOptions::default()
             .with_strategy(Strategy::Greedy)
-            .with_max_batch_size(BATCH)
+            .with_max_batch_size(batch)
             .with_prefetch(300)
             .with_max_wait_time(Duration::from_millis(100)),
     )
@@ -140,6 +159,33 @@ async fn main() {
         plain.push(plain_consumers(&client, per_partition).await);
         proc.push(processor(&client, per_partition).await);
     }
+    let azurite = std::env::var("EVENTHUBS_AZURITE")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let (mut mem100, mut blob100) = (Vec::new(), Vec::new());
+    if let Some(cs) = &azurite {
+        for round in 0..rounds {
+            mem100.push(
+                processor_with(
+                    &client,
+                    per_partition,
+                    Arc::new(InMemoryPartitionManager::new()),
+                    100,
+                )
+                .await,
+            );
+            // A fresh container per round: every round starts without checkpoints.
+            let container = format!("bench-{}-{round}", std::process::id());
+            let store = BlobPartitionManager::connect(
+                cs,
+                &container,
+                BlobOptions::default().with_create_container(true),
+            )
+            .await
+            .expect("Azurite reachable");
+            blob100.push(processor_with(&client, per_partition, Arc::new(store), 100).await);
+        }
+    }
     let (plain, proc) = (median(plain), median(proc));
     println!(
         "{PARTITIONS} partitions x {per_partition} events of 100 B, median of {rounds} rounds"
@@ -150,4 +196,13 @@ async fn main() {
         "  overhead               {:>9.1} %",
         (plain - proc) / plain * 100.0
     );
+    if !blob100.is_empty() {
+        let (mem, blob) = (median(mem100), median(blob100));
+        println!("  processor, in memory   {mem:>10.0} events/s (checkpoint per 100-event batch)");
+        println!("  processor, Azurite     {blob:>10.0} events/s (checkpoint per 100-event batch)");
+        println!(
+            "  blob store cost        {:>9.1} %",
+            (mem - blob) / mem * 100.0
+        );
+    }
 }

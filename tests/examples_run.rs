@@ -95,6 +95,61 @@ fn the_examples_send_and_receive_through_the_emulator() {
     drop(emu);
 }
 
+/// `processor_blob` against Azurite (`EVENTHUBS_AZURITE`): all events from earliest, then,
+/// run again, only the new ones (it resumed from its blob checkpoints).
+#[test]
+fn the_blob_processor_example_resumes_from_its_checkpoints() {
+    let Some(storage) = support::peer("EVENTHUBS_AZURITE", "Azurite (Blob Storage)") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let emu = runtime.block_on(support::emulator());
+    let conn = emu.connection_string();
+    let container = format!("example-{}", std::process::id());
+    let processor = |n: usize| {
+        let out = Command::new(example("processor_blob"))
+            .env("EVENTHUB_CONNECTION_STRING", &conn)
+            .env("EVENTHUB_NAME", "eh1")
+            .env("STORAGE_CONNECTION_STRING", &storage)
+            .env("BLOB_CONTAINER", &container)
+            .env("N", n.to_string())
+            .output()
+            .expect("example starts");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "processor_blob failed ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    run("send", &conn, 7);
+    let first = processor(7);
+    let lines: Vec<&str> = first
+        .lines()
+        .filter(|l| l.starts_with("partition "))
+        .collect();
+    let want: Vec<String> = (0..7)
+        .map(|s| format!("partition 0 sequence {s}"))
+        .collect();
+    assert_eq!(lines, want, "{first}");
+    assert_eq!(last_line(&first), "processed 7 events");
+    run("send", &conn, 3);
+    let second = processor(3);
+    let lines: Vec<&str> = second
+        .lines()
+        .filter(|l| l.starts_with("partition "))
+        .collect();
+    let want: Vec<String> = (7..10)
+        .map(|s| format!("partition 0 sequence {s}"))
+        .collect();
+    assert_eq!(lines, want, "resumed after the checkpoint: {second}");
+    assert_eq!(last_line(&second), "processed 3 events");
+    println!("processor_blob example resumed from its checkpoints on Azurite");
+    drop(emu);
+}
+
 #[test]
 fn the_demo_runs_to_a_summary_without_loss() {
     let out = Command::new(example("demo"))

@@ -60,6 +60,34 @@ pub enum PartitionManagerError {
         /// What is wrong.
         why: String,
     },
+    /// The store refused the credentials (HTTP 401/403), with the service's error code and
+    /// message.
+    #[error("partition store authentication failed ({code}): {message}")]
+    Authentication {
+        /// The service's error code, e.g. `AuthenticationFailed`.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
+    /// The store answered a request with an error status.
+    #[error("partition store returned HTTP {status} ({code}): {message}")]
+    Service {
+        /// The HTTP status.
+        status: u16,
+        /// The service's error code.
+        code: String,
+        /// The service's message.
+        message: String,
+    },
+    /// The store could not be reached or did not answer in time (after retries).
+    #[error("partition store unreachable: {0}")]
+    Unavailable(String),
+    /// The blob container the store lives in does not exist.
+    #[error("blob container {0:?} does not exist (create it, or enable create_container)")]
+    ContainerNotFound(String),
+    /// The store's configuration (connection string, endpoint, names) is invalid.
+    #[error("partition store configuration: {0}")]
+    Config(String),
     /// Any other store failure (for custom stores).
     #[error("partition store: {0}")]
     Other(String),

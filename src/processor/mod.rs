@@ -2,11 +2,18 @@
 //! instances through a [`PartitionManager`], and checkpoints.
 
 mod balancer;
+#[cfg(feature = "blob")]
+mod blob;
 mod file;
 mod manager;
 mod memory;
 
 pub use balancer::{balance, BalanceInput, Strategy};
+#[cfg(feature = "blob")]
+pub use blob::{
+    BlobOptions, BlobPartitionManager, StorageConnectionString, StorageCredential,
+    DEVELOPMENT_ACCOUNT,
+};
 pub use file::FilePartitionManager;
 mod event_processor;
 pub use event_processor::{
