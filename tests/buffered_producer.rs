@@ -383,3 +383,43 @@ fn blocking_mirror_enqueues_and_closes() {
     client.close().unwrap();
     drop(emu);
 }
+
+/// The max-wait timer on tokio's paused clock: nothing goes before the wait is over, the
+/// partial batch goes after it without flush or close.
+#[tokio::test(start_paused = true)]
+async fn max_wait_timer_on_the_paused_clock() {
+    let emu = emulator().await;
+    let _clock = support::fast_clock();
+    let client = client(&emu);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let wait = Duration::from_secs(30);
+    let producer = client
+        .create_buffered_producer(
+            BufferedProducerOptions::default()
+                .with_max_wait_time(wait)
+                .with_on_outcome(move |o| {
+                    let _ = tx.send((tokio::time::Instant::now(), o));
+                }),
+        )
+        .await
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    producer
+        .enqueue(
+            event(1, "p"),
+            &EnqueueOptions::default().with_partition_id("1"),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(wait - Duration::from_secs(1)).await;
+    assert!(
+        rx.try_recv().is_err(),
+        "the partial batch went before the max wait"
+    );
+    let (at, o) = rx.recv().await.unwrap();
+    assert!(at - start >= wait, "sent after {:?}", at - start);
+    assert!(o.error.is_none());
+    assert_eq!((o.partition_id.as_str(), o.events.len()), ("1", 1));
+    producer.close().await.unwrap();
+    client.close().await.unwrap();
+}

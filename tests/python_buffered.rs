@@ -20,7 +20,11 @@ fn python_buffered_producer_publishes_everything() {
     let r = scenario(&py, "buffered.py", run.emulator(), &[]);
     assert_eq!(r["sent"], 3000, "{r}");
     let stored = run.partitions();
-    assert_eq!(stored.iter().map(|(n, _)| n).sum::<i64>(), 3000, "{stored:?}");
+    assert_eq!(
+        stored.iter().map(|(n, _)| n).sum::<i64>(),
+        3000,
+        "{stored:?}"
+    );
 
     let client = client_common::client(run.emulator());
     run.runtime.block_on(async {
