@@ -215,7 +215,8 @@ impl EventHubBufferedProducer {
     }
 
     /// Sends what is queued without waiting for the max wait time, and returns when every
-    /// event enqueued before the call is settled (its outcome reported).
+    /// event enqueued before the call is settled (its outcome reported), or handed back by a
+    /// [`close_now`](Self::close_now).
     pub async fn flush(&self) -> Result<(), Error> {
         for p in &self.shared.partitions {
             p.flush().await;
@@ -227,8 +228,15 @@ impl EventHubBufferedProducer {
     pub async fn close(&self) -> Result<(), Error> {
         self.flush().await?;
         let unsent = self.stop(DRAIN).await;
-        debug_assert!(unsent.is_empty());
-        Ok(())
+        if unsent.is_empty() {
+            Ok(())
+        } else {
+            // Only a `close_now` racing this close stops a drain early.
+            Err(Error::new(
+                ErrorKind::Closed,
+                format!("closed early: {} events were not sent", unsent.len()),
+            ))
+        }
     }
 
     /// Stops without sending what is queued: batches already in flight settle (and are

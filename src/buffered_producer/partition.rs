@@ -101,6 +101,10 @@ impl Partition {
         self.stop.fetch_max(how, Ordering::AcqRel);
         self.capacity.close();
         self.wake.notify_one();
+        if how == NOW {
+            // Handed-back events never settle: release any flush waiting for them.
+            self.watermark.send_replace(u64::MAX);
+        }
     }
 
     /// Waits until every event queued before this call is settled.
@@ -116,6 +120,9 @@ impl Partition {
         let mut s = lock(&self.settled);
         s.ranges.insert(first, first + count);
         let mut mark = *self.watermark.borrow();
+        if mark == u64::MAX {
+            return;
+        }
         while let Some(end) = s.ranges.remove(&mark) {
             mark = end;
         }

@@ -144,4 +144,16 @@ mod tests {
             assert!(partition_index(&key[..n], 7) < 7);
         }
     }
+
+    proptest::proptest! {
+        /// Any key maps into the hub, the same way every time, by the truncating rule.
+        #[test]
+        fn any_key_maps_into_the_hub(key in ".{0,80}", count in 1u32..=1024) {
+            let p = partition_index(&key, count);
+            proptest::prop_assert!(p < count);
+            proptest::prop_assert_eq!(p, partition_index(&key.clone(), count));
+            let h = i64::from(hash_code(&key));
+            proptest::prop_assert_eq!(i64::from(p), (h % i64::from(count)).abs());
+        }
+    }
 }
