@@ -6,7 +6,12 @@
 //! ```text
 //! bench_send producer --conn CS --size 100 --count 2000000 [--inflight 1]
 //! bench_send lowlevel --port P --size 65536 --count 20000 [--inflight 1]
+//! bench_send buffered --conn CS --size 100 --count 2000000 [--inflight 4]
 //! ```
+//!
+//! `buffered` enqueues the events one by one into an `EventHubBufferedProducer` bound for
+//! partition "0" (`--inflight K` batches in flight to it, queue room for K+1 link-sized
+//! batches) and closes it: the window runs from the first enqueue to the end of the close.
 //!
 //! `producer` is the public API: `EventHubProducer::create_batch` (link-sized), `try_add` until
 //! full, `send`; `--inflight K` keeps K sends in flight from clones of the producer (1 = send
@@ -44,7 +49,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench_send producer --conn CS [--hub eh1] --size BYTES --count N [--inflight K]\n       bench_send lowlevel --port P [--hub eh1] --size BYTES --count N"
+        "usage: bench_send producer --conn CS [--hub eh1] --size BYTES --count N [--inflight K]\n       bench_send lowlevel --port P [--hub eh1] --size BYTES --count N\n       bench_send buffered --conn CS [--hub eh1] --size BYTES --count N [--inflight K]"
     );
     std::process::exit(2)
 }
@@ -195,6 +200,66 @@ async fn run_producer(a: &Args) -> Result<Report, eventhubs::Error> {
     })
 }
 
+async fn run_buffered(a: &Args) -> Result<Report, eventhubs::Error> {
+    use eventhubs::{BufferedProducerOptions, EnqueueOptions};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let cs = a.conn.as_deref().unwrap_or_else(|| usage());
+    let client = EventHubClient::from_connection_string(cs, Some(&a.hub))?;
+    let body = body(a.size);
+    // Room for the batches in flight and one filling, each link-sized (1 MB).
+    let per_batch = (1 << 20) / (a.size + 8);
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let batches = Arc::new(AtomicUsize::new(0));
+    let (d, b) = (delivered.clone(), batches.clone());
+    let producer = client
+        .create_buffered_producer(
+            BufferedProducerOptions::default()
+                .with_max_buffered_events_per_partition(per_batch * (a.inflight + 1))
+                .with_max_concurrent_sends_per_partition(a.inflight)
+                .with_on_outcome(move |o| {
+                    if o.error.is_none() {
+                        d.fetch_add(o.events.len(), Ordering::Relaxed);
+                    }
+                    b.fetch_add(1, Ordering::Relaxed);
+                }),
+        )
+        .await?;
+    let to0 = EnqueueOptions::default().with_partition_id("0");
+    // Warm-up, as for the other modes: one batch's worth, flushed.
+    for _ in 0..per_batch {
+        producer.enqueue(EventData::new(body.clone()), &to0).await?;
+    }
+    producer.flush().await?;
+    let (d0, b0) = (
+        delivered.load(Ordering::Relaxed),
+        batches.load(Ordering::Relaxed),
+    );
+
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    for _ in 0..a.count {
+        producer.enqueue(EventData::new(body.clone()), &to0).await?;
+    }
+    producer.close().await?;
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    client.close().await?;
+    let events = delivered.load(Ordering::Relaxed) - d0;
+    if events != a.count {
+        return Err(eventhubs::Error::invalid_argument(format!(
+            "{events} of {} events delivered",
+            a.count
+        )));
+    }
+    Ok(Report {
+        events,
+        batches: batches.load(Ordering::Relaxed) - b0,
+        secs,
+        cpu,
+    })
+}
+
 /// One full batch of `size`-byte events for a link limit of `max` bytes, and its event count.
 fn lowlevel_payload(size: usize, max: usize) -> (Bytes, usize) {
     let event = Message::with_data(body(size));
@@ -284,6 +349,9 @@ fn main() {
         "producer" => runtime
             .block_on(run_producer(&a))
             .unwrap_or_else(|e| panic!("producer failed: {e}")),
+        "buffered" => runtime
+            .block_on(run_buffered(&a))
+            .unwrap_or_else(|e| panic!("buffered producer failed: {e}")),
         "lowlevel" => runtime
             .block_on(run_lowlevel(&a))
             .unwrap_or_else(|e| panic!("low-level sender failed: {e}")),
@@ -291,6 +359,7 @@ fn main() {
     };
     let label = match a.mode.as_str() {
         "producer" => format!("rust-producer-x{}", a.inflight),
+        "buffered" => format!("rust-buffered-x{}", a.inflight),
         _ => format!("rust-lowlevel-x{}", a.inflight),
     };
     println!(

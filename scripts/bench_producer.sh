@@ -8,6 +8,9 @@
 #   python        scripts/bench_producer.py: create_batch(partition_id="0") + send_batch
 #   rust-x1       examples/bench_send.rs producer: create_batch + try_add + send, one at a time
 #   rust-xK       the same with K sends in flight from clones of the producer (BENCH_INFLIGHT)
+#   buffered-xK   examples/bench_send.rs buffered: EventHubBufferedProducer, events enqueued
+#                 one by one to partition "0", K batches in flight, closed at the end (100 B
+#                 only; its target is >= 0.9x rust-xK)
 #   lowlevel-xW   examples/bench_send.rs lowlevel: one pre-encoded batch sent over and over
 #                 through eventhubs::amqp::Sender with W in flight, for each W in
 #                 BENCH_LOWLEVEL_WINDOWS: what the emulator can ingest with no per-event client
@@ -131,6 +134,9 @@ for r in $(seq "$rounds"); do
     fi
     run "$r" "$size" "$send" producer --conn "$conn" --size "$size" --count "$nr" --inflight 1
     run "$r" "$size" "$send" producer --conn "$conn" --size "$size" --count "$nr" --inflight "$inflight"
+    if [[ $size == 100 ]]; then
+      run "$r" "$size" "$send" buffered --conn "$conn" --size "$size" --count "$nr" --inflight "$inflight"
+    fi
     for w in "${windows[@]}"; do
       run "$r" "$size" "$send" lowlevel --port "$port" --size "$size" --count "$nr" --inflight "$w"
     done
@@ -209,6 +215,7 @@ awk -v K="$inflight" '
     print "ratios (events/s, within each round):"
     ratios(100 SUBSEP x1, 100 SUBSEP "python", "100 B: rust-producer-x1 / python", 50)
     ratios(100 SUBSEP xk, 100 SUBSEP "python", "100 B: " xk " / python", 50)
+    ratios(100 SUBSEP "rust-buffered-x" K, 100 SUBSEP xk, "100 B: rust-buffered-x" K " / " xk, 0.9)
     ratios(1024 SUBSEP x1, 1024 SUBSEP "python", "1 KiB: rust-producer-x1 / python", "")
     ratios(65536 SUBSEP x1, 65536 SUBSEP "python", "64 KiB: rust-producer-x1 / python", "")
     ratios(65536 SUBSEP x1, 65536 SUBSEP ll, "64 KiB: rust-producer-x1 / " ll, 0.5)

@@ -122,6 +122,23 @@ impl EventDataBatch {
         Ok(())
     }
 
+    /// [`EventDataBatch::try_add`] without taking the event, for callers (the buffered
+    /// producer) that keep the events to report or hand back after the send.
+    pub(crate) fn try_add_ref(&mut self, event: &EventData) -> bool {
+        if self.partition_key.is_some() {
+            return self.try_add(event.clone()).is_ok();
+        }
+        let n = event.encoded_len();
+        if self.buf.len().saturating_add(data_section_len(n)) > self.max_size {
+            return false;
+        }
+        self.buf.reserve(data_section_len(n));
+        write_data_section_header(&mut self.buf, n);
+        event.raw_message().encode(&mut self.buf);
+        self.count += 1;
+        true
+    }
+
     /// Adds `event`, or fails with an [`ErrorKind::EventData`] error naming the sizes.
     pub fn add(&mut self, event: EventData) -> Result<(), Error> {
         let n = event.encoded_len();

@@ -35,6 +35,10 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The hub, partition or consumer group does not exist (`amqp:not-found`, status 404).
     NotFound,
+    /// A buffered producer's queue for the partition is full (a non-waiting enqueue).
+    QueueFull,
+    /// The object was closed and takes no more work.
+    Closed,
 }
 
 impl ErrorKind {
@@ -50,6 +54,8 @@ impl ErrorKind {
             ErrorKind::ConsumerDisconnected => "consumer disconnected",
             ErrorKind::InvalidArgument => "invalid argument",
             ErrorKind::NotFound => "not found",
+            ErrorKind::QueueFull => "queue full",
+            ErrorKind::Closed => "closed",
         }
     }
 }

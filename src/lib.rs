@@ -56,6 +56,7 @@ pub mod amqp;
 pub mod auth;
 pub mod batch;
 pub mod blocking;
+pub mod buffered_producer;
 mod cbs;
 pub mod client;
 pub mod consumer;
@@ -75,6 +76,9 @@ pub mod wire;
 /// [`EventData::property_i64`] cover the common cases without it).
 pub use amqp::codec::Value as AmqpValue;
 pub use batch::{BatchOptions, BatchSizeCalculator, EventDataBatch};
+pub use buffered_producer::{
+    BatchOutcome, BufferedProducerOptions, EnqueueOptions, EventHubBufferedProducer,
+};
 pub use client::{ClientOptions, EventHubClient, EventHubClientBuilder, NETWORK_TRACE_TARGET};
 pub use consumer::{ConsumerOptions, EventHubConsumer, EventStream, LastEnqueuedEventProperties};
 pub use error::{Error, ErrorKind};

@@ -5,6 +5,10 @@
 //! drives its connection (I/O, heartbeats, token refresh); calls block the calling thread
 //! until their result is ready. Do not call these from inside an async runtime.
 
+mod buffered;
+
+pub use buffered::EventHubBufferedProducer;
+
 use crate::batch::{BatchOptions, EventDataBatch};
 use crate::consumer::{ConsumerOptions, LastEnqueuedEventProperties};
 use crate::error::{Error, ErrorKind};

@@ -90,15 +90,10 @@ impl Hub {
             .map(String::as_str)
     }
 
-    /// The partition for a partition key: a stable hash of the key.
+    /// The partition for a partition key: the service's hash, shared with the client's
+    /// buffered producer so both pick the same partition.
     pub fn partition_for_key(&self, key: &str) -> u32 {
-        // FNV-1a: stable across runs and platforms, which is all the emulator promises.
-        let mut h: u32 = 0x811c_9dc5;
-        for b in key.bytes() {
-            h ^= u32::from(b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
-        h % self.config.partition_count
+        crate::wire::partition_key::partition_index(key, self.config.partition_count)
     }
 
     /// The next partition in round-robin order.

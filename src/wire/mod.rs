@@ -14,6 +14,7 @@ pub mod cbs;
 pub mod condition;
 pub mod link_props;
 pub mod management;
+pub mod partition_key;
 pub mod rpc;
 pub mod selector;
 

@@ -93,7 +93,10 @@ fn store(hub: &Hub, fixed: Option<u32>, delivery: &ReceivedMessage) -> Result<()
         Some(Value::String(s)) => Some(s.clone()),
         _ => None,
     };
-    let mut key = key_of(&message);
+    // The envelope's key is stamped on every event; an event's own key (a batch of mixed
+    // keys to one partition, as the buffered producer sends) stays its own.
+    let envelope_key = key_of(&message);
+    let mut key = envelope_key.clone();
     let events = if delivery.delivery.message_format == BATCH_MESSAGE_FORMAT {
         let events =
             batch::split(&message).map_err(|e| err(condition::DECODE_ERROR, e.to_string()))?;
@@ -116,7 +119,7 @@ fn store(hub: &Hub, fixed: Option<u32>, delivery: &ReceivedMessage) -> Result<()
         .partitions
         .get(partition as usize)
         .ok_or_else(|| err(condition::INTERNAL_ERROR, "partition vanished"))?;
-    log.append(events, key.as_ref())
+    log.append(events, envelope_key.as_ref())
         .map_err(|e| err(condition::INTERNAL_ERROR, format!("storing events: {e}")))?;
     Ok(())
 }
