@@ -44,7 +44,7 @@ impl BatchOptions {
 }
 
 /// The batch envelope: an otherwise empty message with the partition key annotation.
-fn envelope(partition_key: Option<&str>) -> Message {
+pub(crate) fn envelope(partition_key: Option<&str>) -> Message {
     let mut m = Message::default();
     if let Some(k) = partition_key {
         m.message_annotations_mut()
@@ -83,6 +83,9 @@ pub struct EventDataBatch {
     max_size: usize,
     partition_key: Option<String>,
     partition_id: Option<String>,
+    /// Bytes kept free per event for what the producer adds at send time (an idempotent
+    /// producer's stamp), so a full batch still fits the link once stamped.
+    reserve_per_event: usize,
 }
 
 impl EventDataBatch {
@@ -98,7 +101,13 @@ impl EventDataBatch {
             max_size,
             partition_key: partition_key.map(str::to_owned),
             partition_id: None,
+            reserve_per_event: 0,
         }
+    }
+
+    pub(crate) fn with_reserve_per_event(mut self, bytes: usize) -> Self {
+        self.reserve_per_event = bytes;
+        self
     }
 
     pub(crate) fn with_partition_id(mut self, partition_id: Option<String>) -> Self {
@@ -111,7 +120,12 @@ impl EventDataBatch {
     pub fn try_add(&mut self, mut event: EventData) -> Result<(), EventData> {
         stamp(&mut event, self.partition_key.as_deref());
         let n = event.encoded_len();
-        let grown = self.buf.len().saturating_add(data_section_len(n));
+        let reserved = self.reserve_per_event.saturating_mul(self.count + 1);
+        let grown = self
+            .buf
+            .len()
+            .saturating_add(data_section_len(n))
+            .saturating_add(reserved);
         if grown > self.max_size {
             return Err(event);
         }

@@ -39,6 +39,12 @@ pub enum ErrorKind {
     QueueFull,
     /// The object was closed and takes no more work.
     Closed,
+    /// An idempotent producer's sequence numbers do not follow the last ones the service
+    /// stored (`com.microsoft:out-of-order-sequence`); permanent.
+    OutOfOrderSequence,
+    /// Another idempotent producer with a higher owner level took this producer id
+    /// (`com.microsoft:producer-epoch-stolen`); permanent.
+    ProducerEpochStolen,
 }
 
 impl ErrorKind {
@@ -56,6 +62,8 @@ impl ErrorKind {
             ErrorKind::NotFound => "not found",
             ErrorKind::QueueFull => "queue full",
             ErrorKind::Closed => "closed",
+            ErrorKind::OutOfOrderSequence => "out-of-order sequence",
+            ErrorKind::ProducerEpochStolen => "producer epoch stolen",
         }
     }
 }
@@ -155,7 +163,7 @@ impl Error {
     /// An error of `kind` carrying the peer's AMQP error; transience follows the condition,
     /// and `unauthorized-access`/`auth-failed` become [`ErrorKind::Authentication`], and
     /// `link:stolen` [`ErrorKind::ConsumerDisconnected`], and `not-found`
-    /// [`ErrorKind::NotFound`].
+    /// [`ErrorKind::NotFound`], and the two idempotent-producer conditions their own kinds.
     pub fn from_amqp_error(kind: ErrorKind, message: impl Into<String>, e: &AmqpError) -> Self {
         let c = e.condition.as_str();
         let kind = if c == condition::UNAUTHORIZED_ACCESS.as_str()
@@ -166,6 +174,10 @@ impl Error {
             ErrorKind::ConsumerDisconnected
         } else if c == condition::NOT_FOUND.as_str() {
             ErrorKind::NotFound
+        } else if c == eventhubs_condition::OUT_OF_ORDER_SEQUENCE.as_str() {
+            ErrorKind::OutOfOrderSequence
+        } else if c == eventhubs_condition::PRODUCER_EPOCH_STOLEN.as_str() {
+            ErrorKind::ProducerEpochStolen
         } else {
             kind
         };
@@ -319,6 +331,19 @@ mod tests {
         let stolen = e(condition::LINK_STOLEN);
         assert_eq!(stolen.kind(), ErrorKind::ConsumerDisconnected);
         assert!(!stolen.is_transient());
+        for (c, kind) in [
+            (
+                eventhubs_condition::OUT_OF_ORDER_SEQUENCE,
+                ErrorKind::OutOfOrderSequence,
+            ),
+            (
+                eventhubs_condition::PRODUCER_EPOCH_STOLEN,
+                ErrorKind::ProducerEpochStolen,
+            ),
+        ] {
+            assert_eq!(e(c.clone()).kind(), kind);
+            assert!(!e(c).is_transient());
+        }
         let auth = e(condition::UNAUTHORIZED_ACCESS);
         assert_eq!(auth.kind(), ErrorKind::Authentication);
         assert!(auth.is_connect_error());

@@ -64,6 +64,7 @@ pub mod consumer;
 pub mod emulator;
 pub mod error;
 pub mod event;
+pub mod idempotent;
 pub mod management;
 pub mod position;
 pub mod processor;
@@ -83,6 +84,7 @@ pub use client::{ClientOptions, EventHubClient, EventHubClientBuilder, NETWORK_T
 pub use consumer::{ConsumerOptions, EventHubConsumer, EventStream, LastEnqueuedEventProperties};
 pub use error::{Error, ErrorKind};
 pub use event::EventData;
+pub use idempotent::{PartitionPublishingOptions, PartitionPublishingProperties};
 pub use management::{EventHubProperties, PartitionProperties};
 pub use position::EventPosition;
 pub use producer::{EventHubProducer, ProducerOptions, SendOptions, SendPayload};

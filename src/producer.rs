@@ -15,11 +15,16 @@ use crate::batch::{
 use crate::client::{EventHubClient, LinkHandle};
 use crate::error::{Error, ErrorKind};
 use crate::event::EventData;
+use crate::idempotent::{
+    self as publishing, PartitionPublishingOptions, PartitionPublishingProperties,
+};
 use crate::retry::RetryOptions;
 use crate::wire::address::partition_path;
+use crate::wire::idempotent::{self, PublishingState};
 use crate::wire::link_props;
 use bytes::{Bytes, BytesMut};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +38,12 @@ pub struct ProducerOptions {
     pub send_timeout: Option<Duration>,
     /// Retry policy; defaults to the client's.
     pub retry: Option<RetryOptions>,
+    /// Publish exactly once: number every event so the service drops resends (see
+    /// [`crate::idempotent`]). Needs a partition id; sends then go one at a time.
+    pub enable_idempotent_partitions: bool,
+    /// Starting idempotent-publishing state per partition id (by default the service
+    /// assigns a fresh producer id).
+    pub partition_options: HashMap<String, PartitionPublishingOptions>,
 }
 
 /// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
@@ -53,6 +64,22 @@ impl ProducerOptions {
     /// Sets the retry policy of this producer (by default the client's).
     pub fn with_retry(mut self, value: RetryOptions) -> Self {
         self.retry = Some(value);
+        self
+    }
+
+    /// Turns exactly-once (idempotent) publishing on or off.
+    pub fn with_enable_idempotent_partitions(mut self, value: bool) -> Self {
+        self.enable_idempotent_partitions = value;
+        self
+    }
+
+    /// Sets the starting idempotent-publishing state for `partition_id`.
+    pub fn with_partition_options(
+        mut self,
+        partition_id: impl Into<String>,
+        value: PartitionPublishingOptions,
+    ) -> Self {
+        self.partition_options.insert(partition_id.into(), value);
         self
     }
 }
@@ -127,6 +154,31 @@ struct ProducerInner {
     /// Serialises (re)attaching so that one lost link is replaced once.
     attach: tokio::sync::Mutex<()>,
     max_message_size: AtomicU64,
+    /// Set for an idempotent producer.
+    idempotent: Option<Idempotent>,
+}
+
+/// An idempotent producer's publishing state.
+struct Idempotent {
+    /// Held for a whole send: numbers are given out and committed one send at a time.
+    gate: tokio::sync::Mutex<()>,
+    /// The state as the service last confirmed it, advanced by each accepted send.
+    state: std::sync::Mutex<Option<PublishingState>>,
+    /// The state to ask for at the first attach.
+    requested: Option<PublishingState>,
+    /// Set when a send failed: whether its events were stored is unknown, so the state is
+    /// read again from a fresh attach before numbering the next send.
+    stale: AtomicBool,
+}
+
+impl Idempotent {
+    fn state(&self) -> Option<PublishingState> {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, state: PublishingState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+    }
 }
 
 /// Sends events to one event hub (or one of its partitions). Cheap to clone; clones share the
@@ -155,6 +207,25 @@ impl EventHubClient {
             Some(p) => partition_path(self.event_hub_name(), p),
             None => self.event_hub_name().to_owned(),
         };
+        let idempotent = match (&options.partition_id, options.enable_idempotent_partitions) {
+            (_, false) => None,
+            (None, true) => {
+                return Err(Error::invalid_argument(
+                    "an idempotent producer must send to a partition: set a partition id",
+                ))
+            }
+            (Some(p), true) => Some(Idempotent {
+                gate: tokio::sync::Mutex::new(()),
+                state: std::sync::Mutex::new(None),
+                requested: options
+                    .partition_options
+                    .get(p)
+                    .map(PartitionPublishingOptions::requested)
+                    .transpose()?
+                    .flatten(),
+                stale: AtomicBool::new(false),
+            }),
+        };
         let producer = EventHubProducer {
             inner: Arc::new(ProducerInner {
                 client: self.clone(),
@@ -169,6 +240,7 @@ impl EventHubClient {
                 link: std::sync::Mutex::new(None),
                 attach: tokio::sync::Mutex::new(()),
                 max_message_size: AtomicU64::new(DEFAULT_MAX_MESSAGE_SIZE),
+                idempotent,
             }),
         };
         let p = &producer;
@@ -221,8 +293,35 @@ impl EventHubProducer {
         // The old link closes once its in-flight sends let go of it.
         drop(self.slot().take());
         let mut o = SenderOptions::new(self.inner.path.as_str());
-        o.properties = Some(vec![link_props::timeout(self.inner.timeout)]);
+        let mut props = vec![link_props::timeout(self.inner.timeout)];
+        if let Some(idem) = &self.inner.idempotent {
+            o.desired_capabilities = Some(vec![link_props::IDEMPOTENT_PRODUCER]);
+            let requested = idem.state().or(idem.requested);
+            props.extend(idempotent::link_properties(requested.as_ref()));
+        }
+        o.properties = Some(props);
         let l = Arc::new(self.inner.client.open_sender(&self.inner.path, o).await?);
+        if let Some(idem) = &self.inner.idempotent {
+            let remote = l.link().remote_attach().and_then(|a| a.properties.as_ref());
+            match idempotent::read_link_properties(remote) {
+                Ok(Some(state)) => idem.set(state),
+                Ok(None) => {
+                    return Err(Error::new(
+                        ErrorKind::EventHub,
+                        format!(
+                            "{} did not confirm idempotent publishing: its attach carries no producer state",
+                            self.inner.path
+                        ),
+                    ))
+                }
+                Err(e) => {
+                    return Err(Error::new(
+                        ErrorKind::EventHub,
+                        format!("{}: unusable producer state in the attach: {e}", self.inner.path),
+                    ))
+                }
+            }
+        }
         if let Some(m) = l.link().max_message_size() {
             self.inner.max_message_size.store(m, Ordering::Relaxed);
         }
@@ -257,8 +356,14 @@ impl EventHubProducer {
             })
             .await?;
         let max = resolve_max_size(options.max_size, self.max_message_size())?;
+        let reserve = if self.inner.idempotent.is_some() {
+            idempotent::max_stamp_len()
+        } else {
+            0
+        };
         Ok(EventDataBatch::new(max, options.partition_key.as_deref())
-            .with_partition_id(self.inner.partition_id.clone()))
+            .with_partition_id(self.inner.partition_id.clone())
+            .with_reserve_per_event(reserve))
     }
 
     /// Sends one event, a list of events (which must fit one message) or a batch, and waits
@@ -282,6 +387,9 @@ impl EventHubProducer {
         }
         // The link's max-message-size was learned when the producer attached.
         let max = usize::try_from(self.max_message_size()).unwrap_or(usize::MAX);
+        if let Some(idem) = &self.inner.idempotent {
+            return self.send_idempotent(idem, payload.into(), max).await;
+        }
         let (bytes, format) = match payload.into() {
             SendPayload::Event(mut e) => {
                 if let Some(k) = key {
@@ -342,6 +450,74 @@ impl EventHubProducer {
             }
         };
         self.send_payload(bytes, format).await
+    }
+
+    /// An idempotent send: numbers the events after the last accepted one, sends them (a
+    /// retry resends the same numbers, so the service drops what it already stored) and
+    /// commits the numbers once the service accepts.
+    async fn send_idempotent(
+        &self,
+        idem: &Idempotent,
+        payload: SendPayload,
+        max: usize,
+    ) -> Result<(), Error> {
+        let _one_at_a_time = idem.gate.lock().await;
+        if idem.stale.load(Ordering::Acquire) || idem.state().is_none() {
+            drop(self.slot().take());
+            let p = self;
+            self.inner
+                .retry
+                .run(
+                    "re-reading the idempotent state",
+                    self.inner.timeout,
+                    |_| async move { p.link().await.map(|_| ()) },
+                )
+                .await?;
+            idem.stale.store(false, Ordering::Release);
+        }
+        let state = idem.state().ok_or_else(|| {
+            Error::new(
+                ErrorKind::EventHub,
+                "no idempotent producer state after attaching",
+            )
+        })?;
+        let Some(stamped) = publishing::stamp_payload(payload, state, max)? else {
+            return Ok(());
+        };
+        match self.send_payload(stamped.payload, stamped.format).await {
+            Ok(()) => {
+                let mut s = idem.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(s) = s.as_mut() {
+                    s.last_sequence = stamped.last_sequence;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                idem.stale.store(true, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    /// The idempotent-publishing state of `partition_id` (this producer's partition): the
+    /// producer id, owner level and last sequence number the service accepted. For a producer
+    /// without idempotence, all empty and disabled.
+    pub async fn get_partition_publishing_properties(
+        &self,
+        partition_id: &str,
+    ) -> Result<PartitionPublishingProperties, Error> {
+        let Some(idem) = &self.inner.idempotent else {
+            return Ok(PartitionPublishingProperties::default());
+        };
+        if self.inner.partition_id.as_deref() != Some(partition_id) {
+            return Err(Error::invalid_argument(format!(
+                "this producer publishes to partition {:?}, not {partition_id:?}",
+                self.inner.partition_id.as_deref().unwrap_or_default()
+            )));
+        }
+        // A send in progress may commit numbers; its end is the consistent point.
+        let _settled = idem.gate.lock().await;
+        Ok(idem.state().into())
     }
 
     /// Sends an encoded transfer payload with retries until accepted.

@@ -220,6 +220,17 @@ impl EventHubProducer {
             .map_or(0, crate::EventHubProducer::max_message_size)
     }
 
+    /// See [`crate::EventHubProducer::get_partition_publishing_properties`].
+    pub fn get_partition_publishing_properties(
+        &self,
+        partition_id: &str,
+    ) -> Result<crate::PartitionPublishingProperties, Error> {
+        self.rt.block_on(
+            self.inner()?
+                .get_partition_publishing_properties(partition_id),
+        )
+    }
+
     /// See [`crate::EventHubProducer::close`].
     pub fn close(&self) -> Result<(), Error> {
         self.rt.block_on(self.inner()?.close())

@@ -12,8 +12,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+use crate::amqp::types::error::AmqpError;
 /// Service annotation keys stamped on every stored event.
 use crate::wire::annotations as annotation;
+use crate::wire::idempotent::{self, PublishingState, Stamp};
+use producers::Producers;
+
+pub(crate) mod producers;
 
 /// An event as stored: the encoded message with the service's annotations.
 #[derive(Clone, Debug)]
@@ -207,6 +212,16 @@ struct Log {
     next_offset: i64,
     bytes: usize,
     disk: Option<Disk>,
+    producers: Producers,
+}
+
+/// Why an idempotent delivery was not stored.
+#[derive(Debug)]
+pub(crate) enum IdempotentError {
+    /// The producer rules refused it (the condition to reject it with).
+    Refused(AmqpError),
+    /// Storing failed.
+    Io(std::io::Error),
 }
 
 /// One partition.
@@ -251,6 +266,7 @@ impl Partition {
                 next_offset: 0,
                 bytes: 0,
                 disk: None,
+                producers: Producers::default(),
             },
             retention,
         )
@@ -294,9 +310,16 @@ impl Partition {
             next_offset: 0,
             bytes: 0,
             disk: None,
+            producers: Producers::default(),
         };
         let mut pos = 0usize;
         while let Some(event) = read_record(&data, pos) {
+            if let Ok(Some(stamp)) = Message::decode(event.message.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|m| idempotent::read_stamp(&m))
+            {
+                log.producers.recover(stamp);
+            }
             pos += RECORD_HEADER + event.message.len();
             log.next_sequence = event.sequence_number + 1;
             log.next_offset = event.offset + event.message.len() as i64;
@@ -350,8 +373,64 @@ impl Partition {
         partition_key: Option<&Str>,
         clock: Instant,
     ) -> std::io::Result<Vec<StoredEvent>> {
-        let now = Timestamp::now();
         let mut log = self.lock();
+        let (stored, seq) = Self::append_locked(&mut log, messages, partition_key, clock)?;
+        self.trim(&mut log);
+        drop(log);
+        self.tail.send_replace(seq);
+        Ok(stored)
+    }
+
+    /// The state an idempotent producer's attach gets on this partition (see
+    /// [`producers`] for the rules).
+    pub(crate) fn attach_producer(
+        &self,
+        requested: Option<PublishingState>,
+    ) -> Result<PublishingState, AmqpError> {
+        let clock_id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        self.lock().producers.attach(requested, clock_id)
+    }
+
+    /// Stores the messages of one idempotent delivery (`stamps[i]` is `messages[i]`'s
+    /// stamp), dropping leading ones that are resends of stored events. Checking and storing
+    /// happen under one lock, so two deliveries cannot both pass as new. Returns how many
+    /// were stored.
+    pub(crate) fn append_idempotent(
+        &self,
+        mut messages: Vec<Message>,
+        stamps: &[Stamp],
+        partition_key: Option<&Str>,
+    ) -> Result<usize, IdempotentError> {
+        let mut log = self.lock();
+        let resent = log
+            .producers
+            .check(stamps)
+            .map_err(IdempotentError::Refused)?;
+        let fresh = messages.split_off(resent.min(messages.len()));
+        let (Some(last), false) = (stamps.last().copied(), fresh.is_empty()) else {
+            return Ok(0);
+        };
+        let n = fresh.len();
+        let (_, seq) = Self::append_locked(&mut log, fresh, partition_key, Instant::now())
+            .map_err(IdempotentError::Io)?;
+        log.producers.commit(last);
+        self.trim(&mut log);
+        drop(log);
+        self.tail.send_replace(seq);
+        Ok(n)
+    }
+
+    /// Stamps and stores `messages` on the locked log; returns them and the next sequence
+    /// number. On error nothing is stored.
+    fn append_locked(
+        log: &mut Log,
+        messages: Vec<Message>,
+        partition_key: Option<&Str>,
+        clock: Instant,
+    ) -> std::io::Result<(Vec<StoredEvent>, i64)> {
+        let now = Timestamp::now();
         let mut stored = Vec::with_capacity(messages.len());
         let mut disk = BytesMut::new();
         let (mut seq, mut offset) = (log.next_sequence, log.next_offset);
@@ -404,10 +483,7 @@ impl Partition {
         }
         log.next_sequence = seq;
         log.next_offset = offset;
-        self.trim(&mut log);
-        drop(log);
-        self.tail.send_replace(seq);
-        Ok(stored)
+        Ok((stored, seq))
     }
 
     /// Syncs the file if `Fsync::Interval` has unsynced writes older than its period, so

@@ -48,6 +48,11 @@ conditions! {
     SESSION_NOT_FOUND = "com.microsoft:session-not-found";
     /// The entity already exists.
     ENTITY_ALREADY_EXISTS = "com.microsoft:entity-already-exists";
+    /// An idempotent producer's event skipped sequence numbers (a gap after the last one the
+    /// service stored).
+    OUT_OF_ORDER_SEQUENCE = "com.microsoft:out-of-order-sequence";
+    /// Another idempotent producer with a higher owner level (epoch) took the producer id.
+    PRODUCER_EPOCH_STOLEN = "com.microsoft:producer-epoch-stolen";
 }
 
 /// `info` key under which the service puts its tracking id.
@@ -98,6 +103,8 @@ mod tests {
             MESSAGE_NOT_FOUND,
             SESSION_NOT_FOUND,
             ENTITY_ALREADY_EXISTS,
+            OUT_OF_ORDER_SEQUENCE,
+            PRODUCER_EPOCH_STOLEN,
             TRACKING_ID_KEY,
         ] {
             assert!(c.as_str().starts_with("com.microsoft:"), "{c:?}");

@@ -12,6 +12,7 @@ pub mod annotations;
 pub mod batch;
 pub mod cbs;
 pub mod condition;
+pub mod idempotent;
 pub mod link_props;
 pub mod management;
 pub mod partition_key;

@@ -169,13 +169,24 @@ impl Drop for FastClock {
 /// A TCP proxy in front of `upstream` whose connections a test can break the ways networks
 /// and servers break: all closed at once ([`Proxy::kill_all`]), closed with the listener gone
 /// as when the server process dies ([`Proxy::cut`]), or silent with the sockets still open as
-/// when the peer hangs ([`Proxy::black_hole`]).
+/// when the peer hangs ([`Proxy::black_hole`]), cut in the middle of what was being sent
+/// ([`Proxy::cut_mid_write`]), or slow to pass anything on for a while ([`Proxy::stall`]).
 pub struct Proxy {
     /// The port clients connect to.
     pub port: u16,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     black_hole: Arc<AtomicBool>,
+    faults: Arc<Faults>,
     accept: JoinHandle<()>,
+}
+
+/// Faults the pipes act on as bytes pass.
+#[derive(Default)]
+struct Faults {
+    /// The next chunk to pass is written half, then its connection closes.
+    truncate: AtomicBool,
+    /// Nothing passes before this time.
+    stall_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Proxy {
@@ -185,10 +196,12 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Default::default();
         let black_hole = Arc::new(AtomicBool::new(false));
-        let (c, bh) = (conns.clone(), black_hole.clone());
+        let faults = Arc::new(Faults::default());
+        let (c, bh, f) = (conns.clone(), black_hole.clone(), faults.clone());
         let accept = tokio::spawn(async move {
             while let Ok((down, _)) = listener.accept().await {
                 let bh = bh.clone();
+                let f = f.clone();
                 let task = tokio::spawn(async move {
                     let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
@@ -199,8 +212,8 @@ impl Proxy {
                     let (ur, uw) = up.into_split();
                     // Either direction ending drops all four halves.
                     tokio::select! {
-                        _ = pipe(dr, uw, bh.clone()) => {}
-                        _ = pipe(ur, dw, bh) => {}
+                        _ = pipe(dr, uw, bh.clone(), f.clone()) => {}
+                        _ = pipe(ur, dw, bh, f) => {}
                     }
                 });
                 c.lock().unwrap().push(task);
@@ -210,8 +223,20 @@ impl Proxy {
             port,
             conns,
             black_hole,
+            faults,
             accept,
         }
+    }
+
+    /// The next chunk any connection passes on is written only half, and that connection
+    /// then closes: a cut in the middle of a frame.
+    pub fn cut_mid_write(&self) {
+        self.faults.truncate.store(true, Ordering::SeqCst);
+    }
+
+    /// Holds every byte (in both directions, sockets open) for `d`, then passes them on.
+    pub fn stall(&self, d: std::time::Duration) {
+        *self.faults.stall_until.lock().unwrap() = Some(tokio::time::Instant::now() + d);
     }
 
     /// Closes every connection made so far (both sockets at once); new ones are still
@@ -243,14 +268,28 @@ impl Drop for Proxy {
     }
 }
 
-/// Copies `from` to `to` until either ends, dropping the bytes while `black_hole` is set.
-async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, black_hole: Arc<AtomicBool>) {
+/// Copies `from` to `to` until either ends, dropping the bytes while `black_hole` is set and
+/// acting on `faults`.
+async fn pipe(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    black_hole: Arc<AtomicBool>,
+    faults: Arc<Faults>,
+) {
     let mut buf = vec![0u8; 65536];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        let until = *faults.stall_until.lock().unwrap();
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
+        }
+        if faults.truncate.swap(false, Ordering::SeqCst) {
+            let _ = to.write_all(&buf[..n / 2]).await;
+            return;
+        }
         if !black_hole.load(Ordering::SeqCst) && to.write_all(&buf[..n]).await.is_err() {
             return;
         }

@@ -1,4 +1,7 @@
-//! The ingest node: a hub or partition address that clients send events to.
+//! The ingest node: a hub or partition address that clients send events to. A sender that
+//! desires `com.microsoft:idempotent-producer` on a partition gets its producer state in the
+//! attach reply, and its deliveries are checked against it (see
+//! [`crate::emulator::store::producers`]).
 
 use crate::amqp::codec::Value;
 use crate::amqp::engine::LinkAcceptance;
@@ -9,9 +12,13 @@ use crate::amqp::IncomingLink;
 use crate::amqp::ReceivedMessage;
 use crate::emulator::hub::Hub;
 use crate::emulator::routing::{err, unauthorized, Conn};
+use crate::emulator::store::IdempotentError;
 use crate::wire::address::partition_path;
 use crate::wire::annotations::PARTITION_KEY;
 use crate::wire::batch::{self, BATCH_MESSAGE_FORMAT};
+use crate::wire::condition::ARGUMENT_ERROR;
+use crate::wire::idempotent::{link_properties, read_link_properties, read_stamp};
+use crate::wire::link_props::{has_capability, IDEMPOTENT_PRODUCER};
 use std::sync::Arc;
 
 /// Largest message accepted on a sending link.
@@ -55,12 +62,41 @@ pub(crate) async fn ingest(
         link.refuse(unauthorized(&path));
         return;
     }
-    let acceptance = LinkAcceptance {
+    let idempotent = has_capability(
+        link.attach().desired_capabilities.as_deref(),
+        &IDEMPOTENT_PRODUCER,
+    );
+    let mut acceptance = LinkAcceptance {
         target: link.attach().target.as_deref().cloned(),
         rcv_settle_mode: Some(ReceiverSettleMode::First),
         max_message_size: Some(MAX_MESSAGE_SIZE),
         ..Default::default()
     };
+    if idempotent {
+        let Some(p) = fixed else {
+            link.refuse(err(
+                ARGUMENT_ERROR,
+                "idempotent publishing needs a partition address ({hub}/Partitions/{id})",
+            ));
+            return;
+        };
+        let state = read_link_properties(link.attach().properties.as_ref())
+            .map_err(|e| err(condition::INVALID_FIELD, e))
+            .and_then(|requested| match hub.partitions.get(p as usize) {
+                Some(log) => log.attach_producer(requested),
+                None => Err(err(condition::INTERNAL_ERROR, "partition vanished")),
+            });
+        match state {
+            Ok(state) => {
+                acceptance.offered_capabilities = Some(vec![IDEMPOTENT_PRODUCER]);
+                acceptance.properties = Some(link_properties(Some(&state)));
+            }
+            Err(e) => {
+                link.refuse(e);
+                return;
+            }
+        }
+    }
     let Ok(mut rx) = link.accept_receiver(acceptance, 1000).await else {
         return;
     };
@@ -73,7 +109,7 @@ pub(crate) async fn ingest(
             let _ = rx.reject(&delivery, Some(fault));
             continue;
         }
-        match store(&hub, fixed, &delivery) {
+        match store(&hub, fixed, idempotent, &delivery) {
             Ok(()) => {
                 let _ = rx.accept(&delivery);
             }
@@ -84,8 +120,14 @@ pub(crate) async fn ingest(
     }
 }
 
-/// Unpacks a delivery into events and stores them on one partition.
-fn store(hub: &Hub, fixed: Option<u32>, delivery: &ReceivedMessage) -> Result<(), AmqpError> {
+/// Unpacks a delivery into events and stores them on one partition; on an idempotent link,
+/// under the producer rules of [`crate::emulator::store::producers`].
+fn store(
+    hub: &Hub,
+    fixed: Option<u32>,
+    idempotent: bool,
+    delivery: &ReceivedMessage,
+) -> Result<(), AmqpError> {
     let message = delivery
         .message()
         .map_err(|e| err(condition::DECODE_ERROR, e.to_string()))?;
@@ -119,6 +161,27 @@ fn store(hub: &Hub, fixed: Option<u32>, delivery: &ReceivedMessage) -> Result<()
         .partitions
         .get(partition as usize)
         .ok_or_else(|| err(condition::INTERNAL_ERROR, "partition vanished"))?;
+    if idempotent {
+        let stamps = events
+            .iter()
+            .map(|m| match read_stamp(m) {
+                Ok(Some(s)) => Ok(s),
+                Ok(None) => Err(err(
+                    condition::INVALID_FIELD,
+                    "an event on an idempotent link carries no producer sequence number",
+                )),
+                Err(e) => Err(err(condition::INVALID_FIELD, e)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return match log.append_idempotent(events, &stamps, envelope_key.as_ref()) {
+            Ok(_) => Ok(()),
+            Err(IdempotentError::Refused(e)) => Err(e),
+            Err(IdempotentError::Io(e)) => Err(err(
+                condition::INTERNAL_ERROR,
+                format!("storing events: {e}"),
+            )),
+        };
+    }
     log.append(events, envelope_key.as_ref())
         .map_err(|e| err(condition::INTERNAL_ERROR, format!("storing events: {e}")))?;
     Ok(())

@@ -1,0 +1,179 @@
+//! Exactly-once publishing (the idempotent producer): the options that seed a partition's
+//! publishing state, the state a producer reports, and the stamping of a send's events.
+//!
+//! A producer with [`crate::ProducerOptions::enable_idempotent_partitions`] numbers every event
+//! it sends to its partition; the service stores a number once, so a resend after a lost
+//! acknowledgement is dropped instead of duplicated. Sends of such a producer go one at a
+//! time (a later send must not overtake an earlier one that is being resent).
+
+use crate::amqp::codec::Encode;
+use crate::amqp::types::message::Message;
+use crate::batch::{envelope, BATCH_MESSAGE_FORMAT};
+use crate::error::{Error, ErrorKind};
+use crate::producer::SendPayload;
+use crate::wire::idempotent::{next_sequence, stamp, PublishingState, Stamp};
+use bytes::{Bytes, BytesMut};
+
+/// The starting state of an idempotent producer on one partition, e.g. what
+/// [`crate::EventHubProducer::get_partition_publishing_properties`] reported before a
+/// restart. All three values or none (none lets the service assign a fresh producer id).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionPublishingOptions {
+    /// The producer (group) id to publish as.
+    pub producer_group_id: Option<i64>,
+    /// The owner level (epoch); a higher one than the service knows takes the id over.
+    pub owner_level: Option<i16>,
+    /// The sequence number of the last event published under this id: the next event gets
+    /// the following number (our reading of the service's `producer-sequence-number`).
+    pub starting_sequence_number: Option<i32>,
+}
+
+/// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
+/// default and these).
+impl PartitionPublishingOptions {
+    /// Sets the producer (group) id.
+    pub fn with_producer_group_id(mut self, value: i64) -> Self {
+        self.producer_group_id = Some(value);
+        self
+    }
+
+    /// Sets the owner level (epoch).
+    pub fn with_owner_level(mut self, value: i16) -> Self {
+        self.owner_level = Some(value);
+        self
+    }
+
+    /// Sets the last sequence number published under the id.
+    pub fn with_starting_sequence_number(mut self, value: i32) -> Self {
+        self.starting_sequence_number = Some(value);
+        self
+    }
+
+    /// The state to request at attach: `None` for none set, an error for only some.
+    pub(crate) fn requested(&self) -> Result<Option<PublishingState>, Error> {
+        match (
+            self.producer_group_id,
+            self.owner_level,
+            self.starting_sequence_number,
+        ) {
+            (None, None, None) => Ok(None),
+            (Some(producer_id), Some(owner_level), Some(last_sequence)) if last_sequence >= -1 => {
+                Ok(Some(PublishingState {
+                    producer_id,
+                    owner_level,
+                    last_sequence,
+                }))
+            }
+            (Some(_), Some(_), Some(s)) => Err(Error::invalid_argument(format!(
+                "starting sequence number {s} is negative"
+            ))),
+            _ => Err(Error::invalid_argument(
+                "partition publishing options need a producer group id, an owner level and a \
+                 starting sequence number together, or none of them",
+            )),
+        }
+    }
+}
+
+/// An idempotent producer's state on its partition, as the service last confirmed it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionPublishingProperties {
+    /// Whether the producer publishes idempotently.
+    pub is_idempotent_publishing_enabled: bool,
+    /// The producer (group) id.
+    pub producer_group_id: Option<i64>,
+    /// The owner level (epoch).
+    pub owner_level: Option<i16>,
+    /// The sequence number of the last event the service accepted (`-1`: none yet).
+    pub last_published_sequence_number: Option<i32>,
+}
+
+impl From<Option<PublishingState>> for PartitionPublishingProperties {
+    fn from(s: Option<PublishingState>) -> Self {
+        PartitionPublishingProperties {
+            is_idempotent_publishing_enabled: true,
+            producer_group_id: s.map(|s| s.producer_id),
+            owner_level: s.map(|s| s.owner_level),
+            last_published_sequence_number: s.map(|s| s.last_sequence),
+        }
+    }
+}
+
+/// A send's events, stamped and encoded: the transfer payload, its message format and the
+/// last sequence number used.
+pub(crate) struct Stamped {
+    pub payload: Bytes,
+    pub format: u32,
+    pub last_sequence: i32,
+}
+
+/// Numbers the events of `payload` from the one after `state.last_sequence` and encodes them
+/// (one event as a plain message, several as a batch with every inner event stamped, as the
+/// official .NET client does). `None` for no events.
+pub(crate) fn stamp_payload(
+    payload: SendPayload,
+    state: PublishingState,
+    max: usize,
+) -> Result<Option<Stamped>, Error> {
+    let (events, env) = match payload {
+        SendPayload::Event(e) => (vec![e.into_message()], None),
+        SendPayload::Events(v) => (
+            v.into_iter().map(|e| e.into_message()).collect(),
+            Some(envelope(None)),
+        ),
+        SendPayload::Batch(b) => {
+            if b.is_empty() {
+                return Ok(None);
+            }
+            let m = Message::decode(b.into_payload()).map_err(|e| {
+                Error::new(ErrorKind::EventData, format!("re-reading the batch: {e}"))
+            })?;
+            let events = crate::wire::batch::split(&m).map_err(|e| {
+                Error::new(ErrorKind::EventData, format!("re-reading the batch: {e}"))
+            })?;
+            (events, Some(m))
+        }
+    };
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let mut seq = state.last_sequence;
+    let mut encoded = Vec::with_capacity(events.len());
+    for mut m in events {
+        seq = next_sequence(seq);
+        stamp(
+            &mut m,
+            Stamp {
+                producer_id: state.producer_id,
+                owner_level: state.owner_level,
+                sequence: seq,
+            },
+        );
+        let mut buf = BytesMut::with_capacity(m.encoded_len());
+        m.encode(&mut buf);
+        encoded.push(buf.freeze());
+    }
+    let (payload, format) = match env {
+        None => (encoded.swap_remove(0), 0),
+        Some(env) => (
+            crate::wire::batch::build(&env, &encoded),
+            BATCH_MESSAGE_FORMAT,
+        ),
+    };
+    if payload.len() > max {
+        return Err(Error::new(
+            ErrorKind::EventData,
+            format!(
+                "{} bytes with the idempotent-producer stamps exceed the link's max-message-size of {max} bytes",
+                payload.len()
+            ),
+        ));
+    }
+    Ok(Some(Stamped {
+        payload,
+        format,
+        last_sequence: seq,
+    }))
+}
