@@ -6,7 +6,7 @@ mod file;
 mod manager;
 mod memory;
 
-pub use balancer::{balance, BalanceInput, Strategy};
+pub use balancer::{balance, plan, BalanceInput, BalancePlan, Strategy};
 pub use file::FilePartitionManager;
 mod event_processor;
 pub use event_processor::{
