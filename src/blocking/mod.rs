@@ -94,6 +94,15 @@ impl EventHubClient {
         Self::from_builder(EventHubClientBuilder::new(host, hub, credential))
     }
 
+    /// A builder for a client with options, from a connection string; finish it with
+    /// [`Self::from_builder`].
+    pub fn builder_from_connection_string(
+        conn: &str,
+        hub: Option<&str>,
+    ) -> Result<EventHubClientBuilder, Error> {
+        EventHubClientBuilder::from_connection_string(conn, hub)
+    }
+
     /// A client from a configured builder.
     pub fn from_builder(builder: EventHubClientBuilder) -> Result<Self, Error> {
         Ok(EventHubClient {
@@ -189,6 +198,15 @@ impl EventHubProducer {
             .ok_or_else(|| Error::new(ErrorKind::EventHub, "producer is dropped"))
     }
 
+    /// See [`crate::EventHubProducer::send_all`]: as few batches as fit, several in flight.
+    pub fn send_all(
+        &self,
+        events: impl IntoIterator<Item = EventData>,
+        options: SendOptions,
+    ) -> Result<usize, Error> {
+        self.rt.block_on(self.inner()?.send_all(events, options))
+    }
+
     /// See [`crate::EventHubProducer::send`].
     pub fn send(&self, payload: impl Into<SendPayload>) -> Result<(), Error> {
         self.rt.block_on(self.inner()?.send(payload))
@@ -279,6 +297,29 @@ impl EventHubConsumer {
     /// See [`crate::EventHubConsumer::last_enqueued_event_properties`].
     pub fn last_enqueued_event_properties(&self) -> Option<&LastEnqueuedEventProperties> {
         self.inner.as_ref()?.last_enqueued_event_properties()
+    }
+
+    /// See [`crate::EventHubConsumer::next_event`]: blocks until an event arrives (or a
+    /// permanent error).
+    pub fn next_event(&mut self) -> Result<EventData, Error> {
+        let rt = self.rt.clone();
+        let c = self.inner()?;
+        rt.block_on(c.next_event())
+    }
+
+    /// See [`crate::EventHubConsumer::partition_id`] (empty once closed).
+    pub fn partition_id(&self) -> &str {
+        self.inner.as_ref().map_or("", |c| c.partition_id())
+    }
+
+    /// See [`crate::EventHubConsumer::consumer_group`] (empty once closed).
+    pub fn consumer_group(&self) -> &str {
+        self.inner.as_ref().map_or("", |c| c.consumer_group())
+    }
+
+    /// See [`crate::EventHubConsumer::last_offset`].
+    pub fn last_offset(&self) -> Option<&str> {
+        self.inner.as_ref()?.last_offset()
     }
 
     /// See [`crate::EventHubConsumer::last_sequence_number`].
