@@ -491,11 +491,11 @@ impl EventHubProducer {
 /// trip, few enough not to hold many payloads in memory.
 pub const SEND_ALL_IN_FLIGHT: usize = 8;
 
+/// One finished send task of `send_all`: the batch's index and its outcome.
+type BatchDone = Result<(usize, Result<(), Error>), tokio::task::JoinError>;
+
 /// Keeps the failure of the earliest batch.
-fn record(
-    done: Option<Result<(usize, Result<(), Error>), tokio::task::JoinError>>,
-    first: &mut Option<(usize, Error)>,
-) {
+fn record(done: Option<BatchDone>, first: &mut Option<(usize, Error)>) {
     let (i, e) = match done {
         Some(Ok((_, Ok(())))) | None => return,
         Some(Ok((i, Err(e)))) => (i, e),
