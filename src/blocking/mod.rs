@@ -4,6 +4,42 @@
 //! Each blocking client owns a small single-threaded tokio runtime on a background thread that
 //! drives its connection (I/O, heartbeats, token refresh); calls block the calling thread
 //! until their result is ready. Do not call these from inside an async runtime.
+//!
+//! ```
+//! # #[cfg(feature = "emulator")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use eventhubs::blocking::EventHubClient;
+//! use eventhubs::{ConsumerOptions, EventData, EventPosition, ProducerOptions, SendOptions};
+//!
+//! # let rt = tokio::runtime::Runtime::new()?;
+//! # let emulator = rt.block_on(eventhubs::emulator::Emulator::start(
+//! #     eventhubs::emulator::EmulatorOptions::ephemeral(),
+//! # ))?;
+//! # let connection_string = emulator.connection_string();
+//! // The emulator here; any Event Hubs connection string works the same way.
+//! let client = EventHubClient::from_connection_string(&connection_string, Some("eh1"))?;
+//! let producer = client.create_producer(ProducerOptions::partition("0"))?;
+//! let events = (0..5).map(|i| EventData::from(format!("event {i}")));
+//! producer.send_all(events, SendOptions::default())?;
+//!
+//! let mut consumer = client.create_consumer(
+//!     "$default",
+//!     "0",
+//!     EventPosition::earliest(),
+//!     ConsumerOptions::default(),
+//! )?;
+//! for i in 0..5 {
+//!     let event = consumer.next_event()?; // blocks until an event is there
+//!     assert_eq!(event.body_as_str()?, format!("event {i}"));
+//! }
+//! println!("read up to offset {:?}", consumer.last_offset());
+//! consumer.close()?;
+//! client.close()?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "emulator"))]
+//! # fn main() {}
+//! ```
 
 use crate::batch::{BatchOptions, EventDataBatch};
 use crate::consumer::{ConsumerOptions, LastEnqueuedEventProperties};
