@@ -6,6 +6,26 @@
 //! carries only the partition key (message annotation), when there is one. Events are encoded
 //! straight into the transfer buffer as they are added, and the size a batch reports is
 //! exactly the length of the payload it sends.
+//!
+//! Filling batches by hand (for many events, [`crate::EventHubProducer::send_all`] does this
+//! for you); a batch from `create_batch` is sized to the link, here one of 1 KiB:
+//!
+//! ```
+//! use eventhubs::{EventData, EventDataBatch};
+//!
+//! let mut batches = vec![EventDataBatch::new(1024, None)];
+//! for i in 0..100 {
+//!     let event = EventData::from(format!("event {i}"));
+//!     // try_add gives the event back when the batch is full: start the next one with it.
+//!     if let Err(event) = batches.last_mut().unwrap().try_add(event) {
+//!         let mut next = EventDataBatch::new(1024, None);
+//!         next.try_add(event).expect("a small event fits an empty batch");
+//!         batches.push(next);
+//!     }
+//! }
+//! assert!(batches.len() > 1 && batches.iter().all(|b| b.size() <= 1024));
+//! assert_eq!(batches.iter().map(|b| b.len()).sum::<usize>(), 100);
+//! ```
 
 use crate::amqp::codec::Encode;
 use crate::amqp::types::message::Message;

@@ -406,8 +406,12 @@ impl EventHubConsumer {
         }
     }
 
-    /// The next event, waiting as long as it takes (recovering from link losses); `None`
-    /// never happens while the consumer works — errors are returned as `Err`.
+    /// The next event, waiting as long as it takes: `Ok(event)` as soon as one is there
+    /// (buffered events come back at once, without a round trip); it never returns for an idle
+    /// partition. Transient failures (a lost connection or link) are retried underneath and do
+    /// not end the wait; `Err` means a permanent failure or retries used up (the error's kind
+    /// says which, e.g. [`ErrorKind::ConsumerDisconnected`] when a higher owner level took the
+    /// partition). To stop waiting after a while, use [`Self::receive`] with a timeout.
     pub async fn next_event(&mut self) -> Result<EventData, Error> {
         loop {
             let mut v = self.receive(1, Duration::from_secs(3600)).await?;
@@ -423,6 +427,35 @@ impl EventHubConsumer {
     /// [`ErrorKind::EventData`] error naming its sequence number, and the stream goes on. Events already buffered are handed out without waiting or
     /// allocating; dropping the stream loses nothing (an event is only counted as handed out
     /// when the stream yields it).
+    ///
+    /// ```
+    /// # #[cfg(feature = "emulator")]
+    /// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use eventhubs::*;
+    /// # let emulator = eventhubs::emulator::Emulator::start(
+    /// #     eventhubs::emulator::EmulatorOptions::ephemeral(),
+    /// # ).await?;
+    /// # let client = EventHubClient::from_connection_string(&emulator.connection_string(), Some("eh1"))?;
+    /// # let producer = client.create_producer(ProducerOptions::partition("0")).await?;
+    /// # producer.send_all((0..3).map(|i| EventData::from(format!("e{i}"))), SendOptions::default()).await?;
+    /// let mut consumer = client
+    ///     .create_consumer("$default", "0", EventPosition::earliest(), ConsumerOptions::default())
+    ///     .await?;
+    /// let mut stream = consumer.stream();
+    /// let mut bodies = Vec::new();
+    /// while let Some(event) = stream.next().await {
+    ///     bodies.push(event?.body_as_str()?.to_owned());
+    ///     if bodies.len() == 3 {
+    ///         break; // the stream waits for more otherwise
+    ///     }
+    /// }
+    /// assert_eq!(bodies, ["e0", "e1", "e2"]);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "emulator"))]
+    /// # fn main() {}
+    /// ```
     pub fn stream(&mut self) -> EventStream<'_> {
         EventStream {
             state: StreamState::Idle(self),

@@ -1,5 +1,6 @@
-//! The client's error type: one [`Error`] whose [`ErrorKind`] follows the seed's exception
-//! hierarchy, keeping the peer's AMQP condition and description.
+//! The client's error type: one [`Error`] with an [`ErrorKind`] to match on (connection,
+//! authentication, not found, send, receive, ...), keeping the peer's AMQP condition and
+//! description for the details.
 
 use crate::amqp::types::error::{condition, AmqpError};
 use crate::wire::condition as eventhubs_condition;

@@ -1,7 +1,31 @@
 //! `eventhubs`: an Azure Event Hubs client with its own AMQP 1.0 stack.
 //!
-//! The layers, bottom-up: [`amqp::codec`] (the AMQP type system), frames and performatives,
-//! a sans-IO engine, the IO driver, then the Event Hubs client, processor and emulator.
+//! # Architecture
+//!
+//! The layers, bottom-up:
+//!
+//! - [`amqp::codec`]: the AMQP type system, encode and bounded decode over `bytes::Bytes`.
+//! - [`amqp::frame`] and [`amqp::types`]: protocol headers, frames, performatives, messages.
+//! - the sans-IO engine (`amqp::engine`): connection, session, link and delivery state
+//!   machines; bytes in, bytes and events out, time passed in as a value.
+//! - [`amqp::io`]: one tokio task per connection runs the engine over TCP or TLS; the handles
+//!   (`amqp::Connection`, `Session`, `Sender`, `Receiver`) talk to it through channels.
+//! - [`wire`]: every Event Hubs word on the wire (addresses, CBS, management maps, annotation
+//!   keys, link properties, conditions), shared by the client and the emulator.
+//! - the client ([`EventHubClient`], [`EventHubProducer`], [`EventHubConsumer`], [`blocking`]),
+//!   the [`processor`], and the `emulator` (feature `emulator`).
+//!
+//! A send: the producer encodes the events straight into one batch payload
+//! ([`EventDataBatch`]), makes sure a CBS token is on the connection for the entity, and hands
+//! the payload to its AMQP sender; the driver lets the engine frame it as transfers within the
+//! link credit and session window, writes them, and completes the send when the service's
+//! disposition (accepted or rejected) comes back.
+//!
+//! A receive: the consumer attaches a receiver with a selector filter from its
+//! [`EventPosition`] and grants `prefetch` credit; the driver reads frames, the engine
+//! reassembles deliveries, the consumer decodes each into [`EventData`], settles it, tops the
+//! credit up, and remembers the last sequence number so a lost link re-attaches after it.
+//!
 //!
 //! Sending a batch and reading it back, here against the in-process emulator (any Event Hubs
 //! connection string works the same way; [`blocking`] has the same API for sync code):

@@ -1,4 +1,20 @@
 //! [`EventPosition`]: where a consumer starts reading a partition.
+//!
+//! ```
+//! use eventhubs::EventPosition;
+//!
+//! let all = EventPosition::earliest(); // everything still retained
+//! let new_only = EventPosition::latest(); // only events enqueued after the link attaches
+//! // After sequence number 41 (exclusive, the default), or from it (inclusive).
+//! let after = EventPosition::sequence_number(41);
+//! let from = EventPosition::sequence_number(41).inclusive(true);
+//! assert!(!after.is_inclusive() && from.is_inclusive());
+//! // From an offset you stored, or from an enqueued time (milliseconds since the epoch).
+//! let resumed = EventPosition::offset("12345");
+//! let since = EventPosition::enqueued_time_millis(1_700_000_000_000);
+//! assert_eq!(after.selector(), "amqp.annotation.x-opt-sequence-number > '41'");
+//! # let _ = (all, new_only, resumed, since);
+//! ```
 
 use crate::wire::selector::{Selector, Start, EARLIEST_OFFSET, LATEST_OFFSET};
 use std::time::{SystemTime, UNIX_EPOCH};

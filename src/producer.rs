@@ -575,6 +575,81 @@ impl EventHubProducer {
             .await
     }
 
+    /// Sends any number of events without a `try_add` loop: they are packed, in order, into
+    /// as few batches as fit the link's max-message-size, and the batches are sent with up to
+    /// [`SEND_ALL_IN_FLIGHT`] in flight at once. Returns how many batches it took.
+    ///
+    /// Batches are accepted independently: on an error, some of the earlier batches may have
+    /// been stored and the rest not (the error says which batch failed). An event too large
+    /// for a message on its own is refused before anything is sent.
+    pub async fn send_all(
+        &self,
+        events: impl IntoIterator<Item = EventData>,
+        options: SendOptions,
+    ) -> Result<usize, Error> {
+        let key = options.partition_key.as_deref();
+        if key.is_some() && self.inner.partition_id.is_some() {
+            return Err(Error::invalid_argument(
+                "a partition key cannot be used with a producer bound to a partition",
+            ));
+        }
+        let p = self;
+        // The link's max-message-size is known only once it is attached.
+        self.inner
+            .retry
+            .run("creating a batch", self.inner.timeout, |_| async move {
+                p.link().await.map(|_| ())
+            })
+            .await?;
+        let max = usize::try_from(self.max_message_size()).unwrap_or(usize::MAX);
+        let mut batches = vec![EventDataBatch::new(max, key)];
+        for (i, e) in events.into_iter().enumerate() {
+            let n = e.encoded_len();
+            let Some(current) = batches.last_mut() else {
+                break;
+            };
+            if let Err(e) = current.try_add(e) {
+                let mut next = EventDataBatch::new(max, key);
+                if next.try_add(e).is_err() {
+                    return Err(Error::new(
+                        ErrorKind::EventData,
+                        format!(
+                            "event {i} ({n} bytes) does not fit a message on its own; the link's max-message-size is {max} bytes; nothing was sent"
+                        ),
+                    ));
+                }
+                batches.push(next);
+            }
+        }
+        batches.retain(|b| !b.is_empty());
+        let count = batches.len();
+        let mut in_flight = tokio::task::JoinSet::new();
+        let mut first_error: Option<(usize, Error)> = None;
+        for (i, batch) in batches.into_iter().enumerate() {
+            if in_flight.len() >= SEND_ALL_IN_FLIGHT {
+                record(in_flight.join_next().await, &mut first_error);
+            }
+            let producer = self.clone();
+            let payload = batch.into_payload();
+            in_flight.spawn(async move {
+                (
+                    i,
+                    producer.send_payload(payload, BATCH_MESSAGE_FORMAT).await,
+                )
+            });
+        }
+        while let Some(done) = in_flight.join_next().await {
+            record(Some(done), &mut first_error);
+        }
+        match first_error {
+            None => Ok(count),
+            Some((i, e)) => Err(Error::new(
+                e.kind(),
+                format!("send_all: batch {} of {count} failed: {e}", i + 1),
+            )),
+        }
+    }
+
     /// Detaches the producer's link.
     pub async fn close(&self) -> Result<(), Error> {
         let l = self.slot().take();
@@ -585,5 +660,27 @@ impl EventHubProducer {
             }
         }
         Ok(())
+    }
+}
+
+/// How many batches [`EventHubProducer::send_all`] keeps in flight: enough to hide the round
+/// trip, few enough not to hold many payloads in memory.
+pub const SEND_ALL_IN_FLIGHT: usize = 8;
+
+/// One finished send task of `send_all`: the batch's index and its outcome.
+type BatchDone = Result<(usize, Result<(), Error>), tokio::task::JoinError>;
+
+/// Keeps the failure of the earliest batch.
+fn record(done: Option<BatchDone>, first: &mut Option<(usize, Error)>) {
+    let (i, e) = match done {
+        Some(Ok((_, Ok(())))) | None => return,
+        Some(Ok((i, Err(e)))) => (i, e),
+        Some(Err(e)) => (
+            usize::MAX,
+            Error::new(ErrorKind::EventDataSend, format!("a send task ended: {e}")),
+        ),
+    };
+    if first.as_ref().is_none_or(|(j, _)| i < *j) {
+        *first = Some((i, e));
     }
 }

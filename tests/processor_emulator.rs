@@ -370,3 +370,163 @@ async fn an_expiration_not_longer_than_the_interval_is_refused_at_construction()
         assert!(e.to_string().contains("expiration"), "{e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alone_with_default_options_it_owns_every_partition_after_its_first_cycle() {
+    let emu = emulator(4).await;
+    let client = client(&emu);
+    let manager: Arc<dyn PartitionManager> = Arc::new(InMemoryPartitionManager::new());
+    let seen: Seen = Arc::default();
+    let p = processor(
+        &client,
+        manager.clone(),
+        &seen,
+        Duration::ZERO,
+        EventProcessorOptions::default(),
+    );
+    let started = Instant::now();
+    p.start();
+    // A hang guard only: the first cycle runs at start, the next one 10 s later.
+    assert!(
+        wait_until(Duration::from_secs(8), || p.balancing_cycles() >= 1).await,
+        "the first balancing cycle runs at start"
+    );
+    assert_eq!(
+        p.owned_partitions(),
+        vec!["0", "1", "2", "3"],
+        "after its first cycle (cycles so far: {})",
+        p.balancing_cycles()
+    );
+    println!(
+        "owned 4/4 after {} cycle(s), {:?} after start",
+        p.balancing_cycles(),
+        started.elapsed()
+    );
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_stepped_together_reach_3_3_2_within_three_cycles_and_stay() {
+    let emu = emulator(8).await;
+    let client = client(&emu);
+    let manager: Arc<dyn PartitionManager> = Arc::new(InMemoryPartitionManager::new());
+    let seen: Seen = Arc::default();
+    let procs: Vec<_> = (0..3)
+        .map(|_| {
+            processor(
+                &client,
+                manager.clone(),
+                &seen,
+                Duration::ZERO,
+                EventProcessorOptions::default(),
+            )
+        })
+        .collect();
+    let ids: Vec<String> = procs.iter().map(|p| p.owner_id().to_owned()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut settled = None;
+    for cycle in 1..=8 {
+        for p in &procs {
+            p.run_balancing_cycle().await.unwrap();
+        }
+        let records = ownership(manager.as_ref(), &client).await;
+        let running: Vec<usize> = procs.iter().map(|p| p.owned_partitions().len()).collect();
+        if cycle < 3 {
+            continue;
+        }
+        assert_eq!(
+            counts(&records, &ids),
+            vec![2, 3, 3],
+            "records after cycle {cycle}"
+        );
+        // A processor learns that a partition was taken at its own next cycle.
+        if cycle > 3 {
+            let mut sorted = running.clone();
+            sorted.sort();
+            assert_eq!(
+                sorted,
+                vec![2, 3, 3],
+                "consumers running after cycle {cycle}"
+            );
+        }
+        let owners: BTreeMap<String, String> = records
+            .iter()
+            .map(|r| (r.partition_id.clone(), r.owner_id.clone()))
+            .collect();
+        match &settled {
+            None => settled = Some(owners),
+            Some(s) => assert_eq!(&owners, s, "a partition moved at cycle {cycle}"),
+        }
+    }
+    for p in &procs {
+        assert_eq!(p.balancing_cycles(), 8);
+        p.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_started_together_settle_at_3_3_2_and_stay_for_five_more_cycles() {
+    let emu = emulator(8).await;
+    let client = client(&emu);
+    let manager: Arc<dyn PartitionManager> = Arc::new(InMemoryPartitionManager::new());
+    let seen: Seen = Arc::default();
+    let procs: Vec<_> = (0..3)
+        .map(|_| {
+            processor(
+                &client,
+                manager.clone(),
+                &seen,
+                Duration::ZERO,
+                fast_options(),
+            )
+        })
+        .collect();
+    for p in &procs {
+        p.start();
+    }
+    let ids: Vec<String> = procs.iter().map(|p| p.owner_id().to_owned()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut at = None;
+    // A hang guard: in practice a few cycles each, most of them run back to back.
+    for _ in 0..300 {
+        if counts(&ownership(manager.as_ref(), &client).await, &ids) == vec![2, 3, 3] {
+            at = Some(
+                procs
+                    .iter()
+                    .map(|p| p.balancing_cycles())
+                    .collect::<Vec<_>>(),
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at = at.expect("three processors did not reach 3/3/2");
+    let owners_of = |records: &[Ownership]| -> BTreeMap<String, String> {
+        records
+            .iter()
+            .map(|r| (r.partition_id.clone(), r.owner_id.clone()))
+            .collect()
+    };
+    let settled = owners_of(&ownership(manager.as_ref(), &client).await);
+    let target: Vec<u64> = at.iter().map(|c| c + 5).collect();
+    while procs
+        .iter()
+        .zip(&target)
+        .any(|(p, t)| p.balancing_cycles() < *t)
+    {
+        assert_eq!(
+            owners_of(&ownership(manager.as_ref(), &client).await),
+            settled,
+            "ownership moved after settling"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        owners_of(&ownership(manager.as_ref(), &client).await),
+        settled
+    );
+    println!("settled at 3/3/2 after cycles {at:?}; unchanged for 5 more each");
+    for p in &procs {
+        p.stop().await;
+    }
+}

@@ -4,6 +4,42 @@
 //! Each blocking client owns a small single-threaded tokio runtime on a background thread that
 //! drives its connection (I/O, heartbeats, token refresh); calls block the calling thread
 //! until their result is ready. Do not call these from inside an async runtime.
+//!
+//! ```
+//! # #[cfg(feature = "emulator")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use eventhubs::blocking::EventHubClient;
+//! use eventhubs::{ConsumerOptions, EventData, EventPosition, ProducerOptions, SendOptions};
+//!
+//! # let rt = tokio::runtime::Runtime::new()?;
+//! # let emulator = rt.block_on(eventhubs::emulator::Emulator::start(
+//! #     eventhubs::emulator::EmulatorOptions::ephemeral(),
+//! # ))?;
+//! # let connection_string = emulator.connection_string();
+//! // The emulator here; any Event Hubs connection string works the same way.
+//! let client = EventHubClient::from_connection_string(&connection_string, Some("eh1"))?;
+//! let producer = client.create_producer(ProducerOptions::partition("0"))?;
+//! let events = (0..5).map(|i| EventData::from(format!("event {i}")));
+//! producer.send_all(events, SendOptions::default())?;
+//!
+//! let mut consumer = client.create_consumer(
+//!     "$default",
+//!     "0",
+//!     EventPosition::earliest(),
+//!     ConsumerOptions::default(),
+//! )?;
+//! for i in 0..5 {
+//!     let event = consumer.next_event()?; // blocks until an event is there
+//!     assert_eq!(event.body_as_str()?, format!("event {i}"));
+//! }
+//! println!("read up to offset {:?}", consumer.last_offset());
+//! consumer.close()?;
+//! client.close()?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "emulator"))]
+//! # fn main() {}
+//! ```
 
 mod buffered;
 
@@ -96,6 +132,15 @@ impl EventHubClient {
         credential: impl crate::auth::TokenCredential + 'static,
     ) -> Result<Self, Error> {
         Self::from_builder(EventHubClientBuilder::new(host, hub, credential))
+    }
+
+    /// A builder for a client with options, from a connection string; finish it with
+    /// [`Self::from_builder`].
+    pub fn builder_from_connection_string(
+        conn: &str,
+        hub: Option<&str>,
+    ) -> Result<EventHubClientBuilder, Error> {
+        EventHubClientBuilder::from_connection_string(conn, hub)
     }
 
     /// A client from a configured builder.
@@ -191,6 +236,15 @@ impl EventHubProducer {
         self.inner
             .as_ref()
             .ok_or_else(|| Error::new(ErrorKind::EventHub, "producer is dropped"))
+    }
+
+    /// See [`crate::EventHubProducer::send_all`]: as few batches as fit, several in flight.
+    pub fn send_all(
+        &self,
+        events: impl IntoIterator<Item = EventData>,
+        options: SendOptions,
+    ) -> Result<usize, Error> {
+        self.rt.block_on(self.inner()?.send_all(events, options))
     }
 
     /// See [`crate::EventHubProducer::send`].
@@ -294,6 +348,29 @@ impl EventHubConsumer {
     /// See [`crate::EventHubConsumer::last_enqueued_event_properties`].
     pub fn last_enqueued_event_properties(&self) -> Option<&LastEnqueuedEventProperties> {
         self.inner.as_ref()?.last_enqueued_event_properties()
+    }
+
+    /// See [`crate::EventHubConsumer::next_event`]: blocks until an event arrives (or a
+    /// permanent error).
+    pub fn next_event(&mut self) -> Result<EventData, Error> {
+        let rt = self.rt.clone();
+        let c = self.inner()?;
+        rt.block_on(c.next_event())
+    }
+
+    /// See [`crate::EventHubConsumer::partition_id`] (empty once closed).
+    pub fn partition_id(&self) -> &str {
+        self.inner.as_ref().map_or("", |c| c.partition_id())
+    }
+
+    /// See [`crate::EventHubConsumer::consumer_group`] (empty once closed).
+    pub fn consumer_group(&self) -> &str {
+        self.inner.as_ref().map_or("", |c| c.consumer_group())
+    }
+
+    /// See [`crate::EventHubConsumer::last_offset`].
+    pub fn last_offset(&self) -> Option<&str> {
+        self.inner.as_ref()?.last_offset()
     }
 
     /// See [`crate::EventHubConsumer::last_sequence_number`].

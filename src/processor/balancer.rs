@@ -6,15 +6,30 @@ use super::manager::Ownership;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-/// How eagerly a processor claims partitions.
+/// How eagerly a processor takes partitions from other processors.
+///
+/// Under both strategies, partitions nobody holds (never owned, released, or expired) are
+/// claimed up to the fair share in one cycle, so a processor alone owns every partition after
+/// its first cycle. The strategies differ in stealing from an owner above its share.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Strategy {
-    /// One partition per cycle: a smooth hand-over, no duplicate storms (the default).
+    /// Steal one partition per cycle: a smooth hand-over, no duplicate storms (the default).
     #[default]
     Balanced,
-    /// As many as the fair share allows per cycle: faster start, more churn.
+    /// Steal as many as the fair share allows per cycle: faster rebalancing, more churn.
     Greedy,
+}
+
+/// What one balancing cycle decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BalancePlan {
+    /// The records to write: our current ones (renewal) and the new claims.
+    pub claims: Vec<Ownership>,
+    /// We hold fewer than our fair share and there was something to take: the caller should
+    /// run the next cycle at once rather than after a full interval.
+    pub short_of_share: bool,
 }
 
 /// What one balancing cycle sees.
@@ -39,6 +54,11 @@ pub struct BalanceInput<'a> {
 ///
 /// `pick(n)` chooses an index below `n` (randomness, injected for tests).
 pub fn balance(input: &BalanceInput<'_>, pick: &mut dyn FnMut(usize) -> usize) -> Vec<Ownership> {
+    plan(input, pick).claims
+}
+
+/// [`balance`] with whether the caller should run the next cycle at once.
+pub fn plan(input: &BalanceInput<'_>, pick: &mut dyn FnMut(usize) -> usize) -> BalancePlan {
     let template = input.ownerships.first();
     let expired = |o: &Ownership| {
         o.owner_id.is_empty()
@@ -104,27 +124,36 @@ pub fn balance(input: &BalanceInput<'_>, pick: &mut dyn FnMut(usize) -> usize) -
     };
 
     let mut out: Vec<Ownership> = mine.iter().map(|o| (*o).clone()).collect();
+    let short_of_share = should_claim && (!claimable.is_empty() || !above_max.is_empty());
     if should_claim {
-        let want = match input.strategy {
-            Strategy::Balanced => 1,
-            Strategy::Greedy => max - mine.len(),
-        };
+        // Free partitions cost nobody anything: take up to the share at once. Stealing stops
+        // another processor's work, so the balanced strategy does it one at a time.
+        let room = max - mine.len();
         let mut taken = 0;
-        while taken < want && !claimable.is_empty() {
+        while taken < room && !claimable.is_empty() {
             let i = pick(claimable.len()) % claimable.len();
             out.push(claimable.swap_remove(i));
             taken += 1;
         }
-        while taken < want && !above_max.is_empty() {
+        let steal = match input.strategy {
+            Strategy::Balanced if taken == 0 => 1,
+            Strategy::Balanced => 0,
+            Strategy::Greedy => room - taken,
+        };
+        let mut stolen = 0;
+        while stolen < steal && !above_max.is_empty() {
             let i = pick(above_max.len()) % above_max.len();
             out.push(above_max.swap_remove(i).clone());
-            taken += 1;
+            stolen += 1;
         }
     }
     for o in &mut out {
         o.owner_id = input.owner_id.to_owned();
     }
-    out
+    BalancePlan {
+        claims: out,
+        short_of_share,
+    }
 }
 
 #[cfg(test)]
@@ -173,15 +202,110 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_processor_claims_one_per_cycle_or_all_when_greedy() {
-        let out = run(&[], 4, "a", Strategy::Balanced);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].owner_id, "a");
-        assert_eq!(
-            out[0].etag, None,
-            "a never-owned partition is a create-only claim"
+    fn a_lone_processor_claims_every_free_partition_in_one_cycle() {
+        for strategy in [Strategy::Balanced, Strategy::Greedy] {
+            let out = run(&[], 4, "a", strategy);
+            assert_eq!(partitions(&out), vec!["0", "1", "2", "3"], "{strategy:?}");
+            for o in &out {
+                assert_eq!(o.owner_id, "a");
+                assert_eq!(
+                    o.etag, None,
+                    "a never-owned partition is a create-only claim"
+                );
+            }
+        }
+    }
+
+    fn plan_for(records: &[Ownership], n: usize, me: &str, strategy: Strategy) -> BalancePlan {
+        let ids = ids(n);
+        let input = BalanceInput {
+            ownerships: records,
+            partition_ids: &ids,
+            owner_id: me,
+            now: at(T0),
+            expiration: Duration::from_secs(60),
+            strategy,
+        };
+        plan(&input, &mut |n| n - 1)
+    }
+
+    #[test]
+    fn free_partitions_are_claimed_only_up_to_the_share() {
+        // b holds 2 of 8, 6 free; a and b are the owners → share 4.
+        let records: Vec<_> = (0..2).map(|p| rec(p, "b", 5)).collect();
+        let out = plan_for(&records, 8, "a", Strategy::Balanced);
+        assert_eq!(out.claims.len(), 4);
+        assert!(out
+            .claims
+            .iter()
+            .all(|o| o.partition_id.parse::<usize>().unwrap() >= 2));
+        assert!(
+            out.short_of_share,
+            "it was below its share: run again at once"
         );
-        assert_eq!(run(&[], 4, "a", Strategy::Greedy).len(), 4);
+    }
+
+    #[test]
+    fn a_balanced_processor_steals_one_at_a_time_and_a_greedy_one_its_share() {
+        let records: Vec<_> = (0..8).map(|p| rec(p, "a", 5)).collect();
+        let balanced = plan_for(&records, 8, "b", Strategy::Balanced);
+        assert_eq!(balanced.claims.len(), 1);
+        assert!(balanced.short_of_share);
+        assert_eq!(plan_for(&records, 8, "b", Strategy::Greedy).claims.len(), 4);
+    }
+
+    #[test]
+    fn at_its_share_a_processor_only_renews_and_waits_the_interval() {
+        let owner = |p: usize| ["a", "a", "a", "b", "b", "b", "c", "c"][p];
+        let records: Vec<_> = (0..8).map(|p| rec(p, owner(p), 5)).collect();
+        for me in ["a", "b", "c"] {
+            let out = plan_for(&records, 8, me, Strategy::Balanced);
+            assert!(!out.short_of_share, "{me} is at its share");
+        }
+        // Below the share but nothing to take (more owners than partitions): no hurry either.
+        let records = vec![rec(0, "a", 5), rec(1, "b", 5)];
+        assert!(!plan_for(&records, 2, "c", Strategy::Balanced).short_of_share);
+    }
+
+    #[test]
+    fn three_processors_stepped_in_turn_reach_3_3_2_in_three_cycles_and_stay() {
+        let ids = ids(8);
+        let mut table: BTreeMap<String, Ownership> = BTreeMap::new();
+        let mut version = 0u64;
+        for cycle in 1..=10 {
+            for me in ["a", "b", "c"] {
+                let records: Vec<Ownership> = table.values().cloned().collect();
+                let input = BalanceInput {
+                    ownerships: &records,
+                    partition_ids: &ids,
+                    owner_id: me,
+                    now: at(T0 + cycle),
+                    expiration: Duration::from_secs(60),
+                    strategy: Strategy::Balanced,
+                };
+                let mut seed = cycle as usize;
+                for mut claim in balance(&input, &mut |n| {
+                    seed = seed.wrapping_mul(31).wrapping_add(7);
+                    seed % n
+                }) {
+                    let current = table.get(&claim.partition_id).and_then(|o| o.etag.clone());
+                    if current == claim.etag {
+                        version += 1;
+                        claim.etag = Some(version.to_string());
+                        claim.last_modified_time = at(T0 + cycle);
+                        table.insert(claim.partition_id.clone(), claim);
+                    }
+                }
+            }
+            let mut counts: Vec<usize> = ["a", "b", "c"]
+                .iter()
+                .map(|o| table.values().filter(|r| r.owner_id == *o).count())
+                .collect();
+            counts.sort();
+            if cycle >= 3 {
+                assert_eq!(counts, vec![2, 3, 3], "after cycle {cycle}");
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! [`PartitionManager`], reads them with one consumer each, hands events to a
 //! [`PartitionProcessor`], and lets it checkpoint.
 
-use super::balancer::{balance, BalanceInput, Strategy};
+use super::balancer::{plan, BalanceInput, Strategy};
 use super::manager::{Checkpoint, Ownership, PartitionManager};
 use crate::client::EventHubClient;
 use crate::consumer::{ConsumerOptions, LastEnqueuedEventProperties};
@@ -145,11 +145,16 @@ pub struct EventProcessorOptions {
     pub max_wait_time: Duration,
     /// Consumer prefetch (credit window).
     pub prefetch: u32,
-    /// Time between balancing cycles (a jitter of ×0.8–1.3 is applied).
+    /// Time between balancing cycles (default 10 s; a jitter of ×0.8–1.3 is applied). The
+    /// first cycle runs at `start`, and while this instance holds fewer than its fair share and
+    /// there is something to take, the next cycle runs at once: a processor alone owns every
+    /// partition after its first cycle, not after one interval per partition.
     pub load_balancing_interval: Duration,
-    /// Ownership not renewed for this long is free to claim; must exceed the interval.
+    /// Ownership not renewed for this long is free to claim; must exceed the interval
+    /// (default 60 s).
     pub ownership_expiration: Duration,
-    /// How eagerly to claim.
+    /// How eagerly to take partitions from other instances (default [`Strategy::Balanced`]:
+    /// free partitions up to the fair share at once, stealing one per cycle).
     pub strategy: Strategy,
     /// Ask for last-enqueued-event properties with every delivery.
     pub track_last_enqueued_event_properties: bool,
@@ -238,6 +243,20 @@ impl Default for EventProcessorOptions {
 
 static PROCESSOR_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// Jitter and random picks need no cryptographic quality: a xorshift seeded from the clock.
+fn xorshift() -> impl FnMut(usize) -> usize + Send {
+    let mut seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n.max(1) as u64) as usize
+    }
+}
+
 struct Running {
     /// Set to why the partition's consumer must stop.
     stop: watch::Sender<Option<CloseReason>>,
@@ -254,6 +273,9 @@ struct Shared<F> {
     namespace: String,
     running: Mutex<HashMap<String, Running>>,
     owned: Mutex<Vec<Ownership>>,
+    /// Balancing cycles completed (whether they succeeded or not).
+    cycles: AtomicU64,
+    partition_ids: tokio::sync::Mutex<Vec<String>>,
 }
 
 /// Balances a consumer group's partitions across processor instances and runs a
@@ -311,6 +333,8 @@ where
                 owner_id,
                 running: Mutex::new(HashMap::new()),
                 owned: Mutex::new(Vec::new()),
+                cycles: AtomicU64::new(0),
+                partition_ids: tokio::sync::Mutex::new(Vec::new()),
             }),
             balancer: Mutex::new(None),
         })
@@ -328,7 +352,22 @@ where
         v
     }
 
-    /// Starts balancing and processing in the background.
+    /// How many balancing cycles this instance has completed, failed ones included. Lets tests
+    /// and dashboards reason in cycles rather than wall-clock time.
+    pub fn balancing_cycles(&self) -> u64 {
+        self.shared.cycles.load(Ordering::Acquire)
+    }
+
+    /// Runs one balancing cycle now, outside the background loop: claims, renews, starts and
+    /// stops partition consumers exactly as a cycle of [`Self::start`] does. For stepping
+    /// several processors in lockstep (tests, tools); returns whether this instance is still
+    /// short of its fair share with something left to take.
+    pub async fn run_balancing_cycle(&self) -> Result<bool, Error> {
+        let mut rand = xorshift();
+        self.shared.step(&mut rand).await
+    }
+
+    /// Starts balancing and processing in the background. The first cycle runs at once.
     pub fn start(&self) {
         let mut slot = self.balancer.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_some() {
@@ -413,32 +452,28 @@ where
     }
 
     async fn balance_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut partition_ids: Vec<String> = Vec::new();
-        let mut seed = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            | 1;
-        let mut rand = move |n: usize| {
-            // xorshift: jitter and random picks need no cryptographic quality.
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n.max(1) as u64) as usize
-        };
+        let mut rand = xorshift();
+        // Cycles run back to back while short of the share; bounded so that a store that
+        // keeps refusing claims cannot make the loop spin.
+        let mut at_once = 0usize;
         loop {
-            if partition_ids.is_empty() {
-                match self.client.get_partition_ids().await {
-                    Ok(ids) => partition_ids = ids,
-                    Err(e) => {
-                        tracing::warn!(target: "eventhubs::processor", error = %e, "listing partitions failed")
-                    }
-                }
-            }
-            if !partition_ids.is_empty() {
-                if let Err(e) = self.cycle(&partition_ids, &mut rand).await {
+            let short = match self.step(&mut rand).await {
+                Ok(short) => short,
+                Err(e) => {
                     tracing::warn!(target: "eventhubs::processor", error = %e, "balancing cycle failed");
+                    false
                 }
+            };
+            let limit = self.partition_ids.lock().await.len().max(1);
+            if short && at_once < limit {
+                at_once += 1;
+                if *stop.borrow() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+                continue;
             }
+            at_once = 0;
             let base = self.options.load_balancing_interval;
             let jitter = 0.8 + (rand(1000) as f64) / 2000.0;
             tokio::select! {
@@ -448,11 +483,29 @@ where
         }
     }
 
+    /// One counted cycle: lists the partitions the first time, then balances.
+    async fn step(
+        self: &Arc<Self>,
+        rand: &mut (dyn FnMut(usize) -> usize + Send),
+    ) -> Result<bool, Error> {
+        let result = async {
+            let mut ids = self.partition_ids.lock().await;
+            if ids.is_empty() {
+                *ids = self.client.get_partition_ids().await?;
+            }
+            let ids = ids.clone();
+            self.cycle(&ids, rand).await
+        }
+        .await;
+        self.cycles.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
     async fn cycle(
         self: &Arc<Self>,
         partition_ids: &[String],
         rand: &mut (dyn FnMut(usize) -> usize + Send),
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let store_err = |e| Error::new(ErrorKind::EventHub, format!("partition manager: {e}"));
         let hub = self.client.event_hub_name().to_owned();
         let records = self
@@ -460,7 +513,7 @@ where
             .list_ownership(&self.namespace, &hub, &self.consumer_group)
             .await
             .map_err(store_err)?;
-        let mut claims = balance(
+        let decided = plan(
             &BalanceInput {
                 ownerships: &records,
                 partition_ids,
@@ -471,6 +524,8 @@ where
             },
             rand,
         );
+        let short = decided.short_of_share;
+        let mut claims = decided.claims;
         for c in &mut claims {
             c.fully_qualified_namespace = self.namespace.clone();
             c.event_hub_name = hub.clone();
@@ -509,7 +564,7 @@ where
                 .collect()
         };
         if to_start.is_empty() {
-            return Ok(());
+            return Ok(short);
         }
         let checkpoints = self
             .manager
@@ -536,7 +591,7 @@ where
             let task = tokio::spawn(self.clone().run_partition(p.clone(), position, rx));
             self.lock_running().insert(p, Running { stop: tx, task });
         }
-        Ok(())
+        Ok(short)
     }
 
     async fn run_partition(
