@@ -45,6 +45,24 @@ struct Target {
     /// Seconds to wait for a connection before the attempt counts as failed (4 attempts).
     #[arg(long, default_value_t = 5.0)]
     connect_timeout: f64,
+    /// How to reach the service: plain AMQP, or AMQP over WebSockets on 443.
+    #[arg(long, value_enum, default_value_t = TransportMode::Amqp)]
+    transport: TransportMode,
+    /// Tunnel through this HTTP proxy: http://[user:password@]host[:port].
+    #[arg(long, env = "EHUB_PROXY", hide_env_values = true)]
+    proxy: Option<String>,
+    /// Connect to HOST:PORT instead of the namespace's endpoint (e.g. an emulator's --ws-port).
+    #[arg(long)]
+    custom_endpoint: Option<String>,
+}
+
+/// `--transport`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TransportMode {
+    /// AMQP on 5671 (5672 for the emulator).
+    Amqp,
+    /// AMQP over WebSockets (`/$servicebus/websocket/` on 443).
+    Websockets,
 }
 
 impl Target {
@@ -75,6 +93,25 @@ impl Target {
                     one_line(&n.error.to_string())
                 );
             }));
+        }
+        let mut builder = builder.transport(match self.transport {
+            TransportMode::Amqp => eventhubs::TransportType::Amqp,
+            TransportMode::Websockets => eventhubs::TransportType::AmqpWebSockets,
+        });
+        if let Some(url) = &self.proxy {
+            builder = builder
+                .proxy_url(url)
+                .map_err(|e| Failure::Usage(format!("--proxy: {}", e.message())))?;
+        }
+        if let Some(ep) = &self.custom_endpoint {
+            let (host, port) = ep
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+                .filter(|(h, _)| !h.is_empty())
+                .ok_or_else(|| {
+                    Failure::Usage(format!("--custom-endpoint {ep}: expected HOST:PORT"))
+                })?;
+            builder = builder.custom_endpoint(host.trim_matches(['[', ']']), port);
         }
         Ok(builder
             .retry(retry)
@@ -160,6 +197,9 @@ enum Command {
         /// Seconds a new connection has to finish its SASL and open handshake.
         #[arg(long, default_value_t = 30)]
         handshake_timeout: u64,
+        /// Also serve AMQP over WebSockets on this port (any path, subprotocol AMQPWSB10).
+        #[arg(long)]
+        ws_port: Option<u16>,
     },
     /// Prints the hub's and each partition's properties.
     Info {
@@ -255,6 +295,7 @@ async fn run(cli: Cli) -> ExitCode {
             no_auth,
             max_connections,
             handshake_timeout,
+            ws_port,
         } => {
             let entities = match config {
                 Some(path) => match EntityConfig::from_file(&path) {
@@ -281,6 +322,9 @@ async fn run(cli: Cli) -> ExitCode {
             if let Some(dir) = data_dir {
                 options = options.with_data_dir(dir);
             }
+            if let Some(p) = ws_port {
+                options = options.with_ws_bind(SocketAddr::new(bind, p));
+            }
             let emulator = match Emulator::start(options).await {
                 Ok(e) => e,
                 Err(e) => {
@@ -289,6 +333,9 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             };
             println!("Event Hubs emulator listening on {}", emulator.local_addr());
+            if let Some(ws) = emulator.ws_local_addr() {
+                println!("AMQP over WebSockets on ws://{ws}/$servicebus/websocket/");
+            }
             println!("hubs: {}", hubs.join(", "));
             println!("connection string:");
             println!("{}", emulator.connection_string());
