@@ -57,12 +57,17 @@ pub struct Running {
 
 impl Running {
     pub fn start() -> Running {
+        Self::start_with(eventhubs::emulator::EmulatorOptions::ephemeral())
+    }
+
+    /// An emulator with `options` (e.g. a WebSocket listener too).
+    pub fn start_with(options: eventhubs::emulator::EmulatorOptions) -> Running {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("runtime");
-        let emulator = runtime.block_on(crate::support::emulator());
+        let emulator = runtime.block_on(crate::support::emulator_with(options));
         Running {
             emulator: Some(emulator),
             runtime,
