@@ -145,7 +145,12 @@ fn python_over_websockets() {
         .ws_local_addr()
         .expect("WebSocket listener")
         .to_string();
-    let r = scenario(&py, "over_websockets.py", run.emulator(), &["--ws-endpoint", &ws]);
+    let r = scenario(
+        &py,
+        "over_websockets.py",
+        run.emulator(),
+        &["--ws-endpoint", &ws],
+    );
     assert_eq!(r["received"], 50, "{r}");
     assert_eq!(run.partitions()[0], (50, 49));
 }
