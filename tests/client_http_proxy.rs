@@ -153,6 +153,60 @@ async fn connections_to_the_proxy_cut_mid_stream_are_recovered(wire: Wire) {
     println!("{wire:?}: {sent} events through the HTTP proxy across {cuts} cut connections");
 }
 
+/// A stand-in proxy that answers every `CONNECT` with `reply` (or hangs up when it is empty).
+async fn refusing_proxy(reply: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 512];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// Refusals and a dropped tunnel are connect errors that carry what the proxy said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_refusals_are_connect_errors_with_the_status_line() {
+    let emu = Wire::Amqp.emulator().await;
+    for (reply, want) in [
+        ("HTTP/1.1 403 Forbidden\r\n\r\n", "HTTP/1.1 403 Forbidden"),
+        (
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 502 Bad Gateway",
+        ),
+        (
+            "HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
+            "407 Proxy Authentication Required",
+        ),
+        ("", "closed the connection before answering CONNECT"),
+    ] {
+        let port = refusing_proxy(reply).await;
+        let client = Wire::Amqp
+            .builder(&emu)
+            .proxy(ProxyOptions::new("127.0.0.1", port).with_credentials("u", "pw-secret"))
+            .retry(eventhubs::RetryOptions::none())
+            .build()
+            .unwrap();
+        let e = client.get_properties().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Connect, "{e}");
+        let text = format!("{e} {e:?}");
+        assert!(text.contains(want), "{want:?} missing: {text}");
+        assert!(!text.contains("pw-secret"), "the password leaked: {text}");
+    }
+}
+
 over_each_wire!(
     send_and_receive_through_the_proxy,
     a_wrong_proxy_password_fails_fast_and_clearly,
