@@ -26,6 +26,18 @@ pub const NETWORK_TRACE_TARGET: &str = "eventhubs::network";
 /// four attempts of it still fail a silent endpoint within 30 s.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How the client reaches Event Hubs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportType {
+    /// AMQP on its own port (5671 with TLS, 5672 without).
+    #[default]
+    Amqp,
+    /// AMQP inside a WebSocket at `/$servicebus/websocket/` on port 443 (80 without TLS), for
+    /// networks that only let HTTPS out; needs the `websockets` feature.
+    AmqpWebSockets,
+}
+
 /// Client options; set them through [`EventHubClientBuilder`].
 ///
 /// **Time to fail.** An endpoint that cannot be reached, or accepts TCP and never answers,
@@ -53,6 +65,13 @@ pub struct ClientOptions {
     /// TLS settings (extra roots for a self-signed emulator certificate).
     #[cfg(feature = "tls")]
     pub tls: crate::amqp::io::tls::TlsClientOptions,
+    /// AMQP on its own port, or inside WebSockets on 443.
+    pub transport: TransportType,
+    /// Tunnel connections through this HTTP proxy (`CONNECT`), for either transport.
+    pub proxy: Option<crate::amqp::io::proxy::ProxyOptions>,
+    /// When `proxy` is `None`, take the proxy from `HTTPS_PROXY`/`https_proxy`, honouring
+    /// `NO_PROXY`/`no_proxy` (default false: the environment is read only when asked).
+    pub proxy_from_env: bool,
     /// Default consumer prefetch (credit window), 300 events.
     pub prefetch: u32,
     /// Log this client's traffic at INFO level: connections, links and token operations
@@ -73,6 +92,9 @@ impl Default for ClientOptions {
             use_tls: true,
             #[cfg(feature = "tls")]
             tls: Default::default(),
+            transport: TransportType::Amqp,
+            proxy: None,
+            proxy_from_env: false,
             prefetch: 300,
             network_tracing: false,
         }
@@ -207,6 +229,32 @@ impl EventHubClientBuilder {
         self
     }
 
+    /// Chooses the transport (AMQP, or AMQP over WebSockets).
+    pub fn transport(mut self, transport: TransportType) -> Self {
+        self.options.transport = transport;
+        self
+    }
+
+    /// Tunnels connections through an HTTP proxy.
+    pub fn proxy(mut self, proxy: crate::amqp::io::proxy::ProxyOptions) -> Self {
+        self.options.proxy = Some(proxy);
+        self
+    }
+
+    /// Tunnels connections through the HTTP proxy at `url`
+    /// (`http://[user:password@]host[:port]`).
+    pub fn proxy_url(self, url: &str) -> Result<Self, Error> {
+        let proxy = crate::amqp::io::proxy::ProxyOptions::from_url(url)
+            .map_err(|e| Error::invalid_argument(e.to_string()))?;
+        Ok(self.proxy(proxy))
+    }
+
+    /// Takes the proxy from `HTTPS_PROXY` with `NO_PROXY` when none is set explicitly.
+    pub fn proxy_from_env(mut self, on: bool) -> Self {
+        self.options.proxy_from_env = on;
+        self
+    }
+
     /// Sets the default consumer prefetch.
     pub fn prefetch(mut self, prefetch: u32) -> Self {
         self.options.prefetch = prefetch;
@@ -230,9 +278,22 @@ impl EventHubClientBuilder {
         if self.hub.is_empty() {
             return Err(Error::invalid_argument("event hub name is empty"));
         }
-        let port = self
-            .port
-            .unwrap_or(if self.options.use_tls { 5671 } else { 5672 });
+        #[cfg(not(feature = "websockets"))]
+        if self.options.transport == TransportType::AmqpWebSockets {
+            return Err(Error::invalid_argument(
+                "AMQP over WebSockets needs the `websockets` feature",
+            ));
+        }
+        let port = match self.options.transport {
+            // Like the official clients: WebSockets go to the HTTPS port unless a custom
+            // endpoint says otherwise; the connection string's port is the AMQP one.
+            TransportType::AmqpWebSockets if self.options.use_tls => 443,
+            TransportType::AmqpWebSockets => 80,
+            TransportType::Amqp => {
+                self.port
+                    .unwrap_or(if self.options.use_tls { 5671 } else { 5672 })
+            }
+        };
         Ok(EventHubClient {
             inner: Arc::new(ClientInner {
                 host: self.host,
@@ -475,7 +536,21 @@ impl EventHubClient {
     async fn connect_unbounded(&self) -> Result<Arc<ConnState>, Error> {
         let i = &self.inner;
         let (host, port) = self.endpoint();
-        let what = format!("connecting to {host}:{port}");
+        let proxy = match &i.options.proxy {
+            Some(p) => Some(p.clone()),
+            None if i.options.proxy_from_env => {
+                crate::amqp::io::proxy::ProxyOptions::from_env(&host)
+                    .map_err(|e| Error::invalid_argument(e.to_string()))?
+            }
+            None => None,
+        };
+        let what = match &proxy {
+            Some(p) => format!(
+                "connecting to {host}:{port} through proxy {}:{}",
+                p.host, p.port
+            ),
+            None => format!("connecting to {host}:{port}"),
+        };
         self.trace(&what);
         let mut o = ConnectOptions::new(host.clone(), port)
             .sasl_anonymous()
@@ -500,6 +575,11 @@ impl EventHubClient {
             ),
         ];
         o = o.properties(props);
+        o.proxy = proxy;
+        #[cfg(feature = "websockets")]
+        if i.options.transport == TransportType::AmqpWebSockets {
+            o = o.websocket(crate::amqp::io::ws::PATH);
+        }
         #[cfg(feature = "tls")]
         if i.options.use_tls {
             let mut tls = i.options.tls.clone();
@@ -673,5 +753,21 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         let b = EventHubClientBuilder::new("ns.example:5000", "h", SasCredential::new("a", "b"));
         assert_eq!((b.host.as_str(), b.port), ("ns.example", Some(5000)));
+    }
+
+    #[test]
+    fn websockets_default_to_the_https_port_and_proxies_hide_passwords() {
+        let c = EventHubClientBuilder::new("ns.example:5000", "h", SasCredential::new("a", "b"))
+            .transport(TransportType::AmqpWebSockets)
+            .proxy_url("http://me:hunter2@proxy.example:3128")
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.inner.port, 443);
+        let shown = format!("{c:?} {:?}", c.options());
+        assert!(
+            shown.contains("proxy.example") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 }

@@ -208,7 +208,12 @@ impl Error {
                 x.transient = true;
                 x
             }
-            A::Tls(_) => Error::new(ErrorKind::Connect, format!("{what}: {e}")),
+            A::Tls(_) | A::Proxy(_) => Error::new(ErrorKind::Connect, format!("{what}: {e}")),
+            A::WebSocket(_) => {
+                let mut x = Error::new(kind, format!("{what}: {e}"));
+                x.transient = true;
+                x
+            }
             A::Timeout => Error::new(ErrorKind::OperationTimeout, format!("{what}: {e}")),
             A::ConnectionClosed(c) | A::SessionEnded(c) | A::LinkDetached(c) => match c {
                 Some(amqp) => Error::from_amqp_error(kind, format!("{what}: {e}"), amqp),

@@ -100,11 +100,14 @@ pub mod wire;
 /// and what [`EventData::with_property`] takes (the typed getters such as
 /// [`EventData::property_i64`] cover the common cases without it).
 pub use amqp::codec::Value as AmqpValue;
+pub use amqp::io::proxy::ProxyOptions;
 pub use batch::{BatchOptions, BatchSizeCalculator, EventDataBatch};
 pub use buffered_producer::{
     BatchOutcome, BufferedProducerOptions, EnqueueOptions, EventHubBufferedProducer,
 };
-pub use client::{ClientOptions, EventHubClient, EventHubClientBuilder, NETWORK_TRACE_TARGET};
+pub use client::{
+    ClientOptions, EventHubClient, EventHubClientBuilder, TransportType, NETWORK_TRACE_TARGET,
+};
 pub use consumer::{ConsumerOptions, EventHubConsumer, EventStream, LastEnqueuedEventProperties};
 pub use error::{Error, ErrorKind};
 pub use event::EventData;

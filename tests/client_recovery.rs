@@ -12,10 +12,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use support::{emulator, Proxy};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_second_tokens_are_refreshed_while_sending() {
-    let emu = emulator().await;
-    let client = builder(&emu)
+async fn five_second_tokens_are_refreshed_while_sending(wire: Wire) {
+    let emu = wire.emulator().await;
+    let client = wire
+        .builder(&emu)
         .credential(
             SasCredential::new("RootManageSharedAccessKey", "SAS_KEY_VALUE")
                 .with_validity(Duration::from_secs(5)),
@@ -121,11 +121,11 @@ async fn a_lapsed_token_is_renewed_and_the_link_reattached() {
     assert!(info.last_enqueued_sequence_number + 1 >= sent);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cut_connections_mid_send_lose_no_acknowledged_event() {
-    let emu = emulator().await;
-    let proxy = Proxy::start(emu.local_addr()).await;
-    let client = builder(&emu)
+async fn cut_connections_mid_send_lose_no_acknowledged_event(wire: Wire) {
+    let emu = wire.emulator().await;
+    let proxy = Proxy::start(wire.addr(&emu)).await;
+    let client = wire
+        .builder(&emu)
         .custom_endpoint("127.0.0.1", proxy.port)
         .build()
         .unwrap();
@@ -171,7 +171,7 @@ async fn cut_connections_mid_send_lose_no_acknowledged_event() {
     assert_eq!(acked.len(), total);
     assert_eq!(cuts, 4, "connections cut");
     // Read everything back directly (not through the proxy).
-    let direct = client_common::client(&emu);
+    let direct = wire.builder(&emu).build().unwrap();
     let info = direct.get_partition_properties("0").await.unwrap();
     let n = (info.last_enqueued_sequence_number + 1) as usize;
     assert!(n >= total);
@@ -198,10 +198,9 @@ async fn cut_connections_mid_send_lose_no_acknowledged_event() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consumer_resumes_after_a_cut_without_gap_or_duplicate() {
-    let emu = emulator().await;
-    let direct = client_common::client(&emu);
+async fn consumer_resumes_after_a_cut_without_gap_or_duplicate(wire: Wire) {
+    let emu = wire.emulator().await;
+    let direct = wire.builder(&emu).build().unwrap();
     let producer = direct
         .create_producer(ProducerOptions::partition("3"))
         .await
@@ -209,8 +208,9 @@ async fn consumer_resumes_after_a_cut_without_gap_or_duplicate() {
     let batch: Vec<_> = (0..300).map(|i| EventData::from(format!("r{i}"))).collect();
     producer.send(batch).await.unwrap();
 
-    let proxy = Proxy::start(emu.local_addr()).await;
-    let client = builder(&emu)
+    let proxy = Proxy::start(wire.addr(&emu)).await;
+    let client = wire
+        .builder(&emu)
         .custom_endpoint("127.0.0.1", proxy.port)
         .build()
         .unwrap();
@@ -362,3 +362,9 @@ async fn only_tokens_of_live_links_are_refreshed_and_together() {
         "tokens due together are refreshed side by side"
     );
 }
+
+over_each_wire!(
+    five_second_tokens_are_refreshed_while_sending,
+    cut_connections_mid_send_lose_no_acknowledged_event,
+    consumer_resumes_after_a_cut_without_gap_or_duplicate,
+);

@@ -31,10 +31,9 @@ async fn recv_n(c: &mut eventhubs::EventHubConsumer, n: usize) -> Vec<EventData>
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn management_properties() {
-    let emu = emulator().await;
-    let client = client(&emu);
+async fn management_properties(wire: Wire) {
+    let emu = wire.emulator().await;
+    let client = wire.builder(&emu).build().unwrap();
     let props = client.get_properties().await.unwrap();
     assert_eq!(props.name, "eh1");
     assert_eq!(props.partition_ids, ["0", "1", "2", "3"]);
@@ -60,10 +59,9 @@ async fn management_properties() {
     client.close().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_with_properties_and_all_positions() {
-    let emu = emulator().await;
-    let client = client(&emu);
+async fn round_trip_with_properties_and_all_positions(wire: Wire) {
+    let emu = wire.emulator().await;
+    let client = wire.builder(&emu).build().unwrap();
     let producer = client
         .create_producer(ProducerOptions::partition("1"))
         .await
@@ -160,10 +158,9 @@ async fn round_trip_with_properties_and_all_positions() {
     assert_eq!(got[0].sequence_number(), Some(10));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_lists_and_partition_keys() {
-    let emu = emulator().await;
-    let client = client(&emu);
+async fn batches_lists_and_partition_keys(wire: Wire) {
+    let emu = wire.emulator().await;
+    let client = wire.builder(&emu).build().unwrap();
     let producer = client
         .create_producer(ProducerOptions::partition("3"))
         .await
@@ -326,3 +323,9 @@ async fn pipelined_sends_from_many_tasks() {
         n += 1;
     }
 }
+
+over_each_wire!(
+    management_properties,
+    round_trip_with_properties_and_all_positions,
+    batches_lists_and_partition_keys,
+);

@@ -128,3 +128,29 @@ fn python_consumer_client_with_in_memory_checkpoints() {
     // 500 seeded + 10 to resume from the checkpoints + 10 after the handover, per partition.
     assert_eq!(run.partitions(), vec![(520, 519); 4]);
 }
+
+/// The official client with `TransportType.AmqpOverWebsocket` sends and receives through the
+/// emulator's WebSocket port (`custom_endpoint_address`).
+#[test]
+fn python_over_websockets() {
+    let Some(py) = python() else {
+        return;
+    };
+    check_client(&py);
+    let run = Running::start_with(
+        eventhubs::emulator::EmulatorOptions::ephemeral().with_ws_bind(([127, 0, 0, 1], 0).into()),
+    );
+    let ws = run
+        .emulator()
+        .ws_local_addr()
+        .expect("WebSocket listener")
+        .to_string();
+    let r = scenario(
+        &py,
+        "over_websockets.py",
+        run.emulator(),
+        &["--ws-endpoint", &ws],
+    );
+    assert_eq!(r["received"], 50, "{r}");
+    assert_eq!(run.partitions()[0], (50, 49));
+}

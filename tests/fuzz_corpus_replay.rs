@@ -66,6 +66,16 @@ fn replay_engine_server_corpus() {
     assert!(replay("engine_server") > 0);
 }
 
+#[test]
+fn replay_websocket_frames_corpus() {
+    assert!(replay("websocket_frames") > 0);
+}
+
+#[test]
+fn replay_proxy_reply_corpus() {
+    assert!(replay("proxy_reply") > 0);
+}
+
 /// The seed builders' current output passes every check too (not only the files on disk).
 #[test]
 fn seeds_pass_their_targets() {
@@ -100,6 +110,21 @@ fn engine_seeds_reach_deliveries() {
             assert_eq!(s.closed, 1, "{role:?} {opts:?}: {s:?}");
         }
     }
+}
+
+/// The WebSocket seeds carry real messages through the framing (and the upgrade), so the
+/// fuzzer starts from inputs that reach past the header checks.
+#[test]
+fn websocket_seeds_reach_messages() {
+    use eventhubs::amqp::io::ws::read_peer_bytes;
+    let seeds = seeds::websocket_frames();
+    let as_server = read_peer_bytes(&seeds[0][1..], true, false);
+    assert!(as_server.binary_messages >= 2, "{as_server:?}");
+    let upgraded = read_peer_bytes(&seeds[1][1..], true, true);
+    assert!(
+        upgraded.upgraded && upgraded.binary_messages >= 2,
+        "{upgraded:?}"
+    );
 }
 
 /// Every target has a corpus directory with at least its seeds' count of files.

@@ -375,3 +375,49 @@ pub fn fuzz_parse_frame(data: &[u8]) {
         check_raw_frame(raw);
     }
 }
+
+/// WebSocket framing and the server's upgrade handshake, as a peer's bytes reach them:
+/// `[mode][bytes]`, mode bit 0 reads as a client (else as a server), bit 1 runs the server
+/// handshake first. Beyond "no panic": no message is over the limit, and messages never hold
+/// more bytes than the input.
+pub fn fuzz_websocket_frames(data: &[u8]) {
+    use eventhubs::amqp::io::ws::{read_peer_bytes, MAX_MESSAGE};
+    let [mode, bytes @ ..] = data else {
+        return;
+    };
+    let s = read_peer_bytes(bytes, mode & 1 == 0, mode & 2 != 0);
+    assert!(
+        s.binary_bytes <= bytes.len(),
+        "more message bytes than input: {s:?}"
+    );
+    assert!(s.binary_bytes <= s.binary_messages.saturating_mul(MAX_MESSAGE));
+}
+
+/// A proxy's answer to `CONNECT`, parsed as the tunnel parses it (after every line feed):
+/// once an answer is complete every longer input gives the same answer, the status line is
+/// printable and within the bound, and nothing past the bound is ever accepted.
+pub fn fuzz_proxy_reply(data: &[u8]) {
+    use eventhubs::amqp::io::proxy::{parse_connect_reply, MAX_CONNECT_REPLY};
+    let mut first = None;
+    for end in 1..=data.len() {
+        if data[end - 1] != b'\n' && end < MAX_CONNECT_REPLY && end != data.len() {
+            continue;
+        }
+        let r = parse_connect_reply(&data[..end]);
+        if let Ok(Some(reply)) = &r {
+            assert!((100..=999).contains(&reply.status), "{reply:?}");
+            assert!(reply.status_line.len() < MAX_CONNECT_REPLY);
+            assert!(reply.status_line.bytes().all(|c| (0x20..0x7f).contains(&c)));
+            match &first {
+                None => first = Some(reply.clone()),
+                Some(f) => assert_eq!(f, reply, "a longer input changed the answer"),
+            }
+        }
+        if first.is_none() && end >= MAX_CONNECT_REPLY {
+            assert!(r.is_err(), "an answer past the bound was still pending");
+        }
+        if r.is_err() || end >= MAX_CONNECT_REPLY {
+            break;
+        }
+    }
+}

@@ -547,7 +547,86 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("decode_message", decode_message()),
         ("engine_client", client),
         ("engine_server", server),
+        ("websocket_frames", websocket_frames()),
+        ("proxy_reply", proxy_reply()),
     ]
+}
+
+/// A masked (client-to-server) or unmasked WebSocket frame.
+fn ws_frame(opcode: u8, fin: bool, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n <= 0xffff => {
+            out.push(mask_bit | 126);
+            out.extend((n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend((n as u64).to_be_bytes());
+        }
+    }
+    let key = [0x11, 0x22, 0x33, 0x44];
+    if masked {
+        out.extend(key);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// WebSocket seeds: binary messages (whole, fragmented, around pings), a close, a text
+/// message, an oversized header; both roles, with and without the upgrade request.
+pub fn websocket_frames() -> Vec<Vec<u8>> {
+    let amqp = frame_stream();
+    let mut streams = Vec::new();
+    for masked in [true, false] {
+        let mut s = ws_frame(2, true, b"AMQP\x00\x01\x00\x00", masked);
+        s.extend(ws_frame(2, true, &amqp, masked));
+        streams.push(s);
+        let mut s = ws_frame(2, false, &amqp[..amqp.len() / 2], masked);
+        s.extend(ws_frame(9, true, b"ping", masked));
+        s.extend(ws_frame(0, true, &amqp[amqp.len() / 2..], masked));
+        s.extend(ws_frame(8, true, &[0x03, 0xe8], masked));
+        streams.push(s);
+        streams.push(ws_frame(1, true, b"text is refused", masked));
+        let mut huge = vec![0x82, if masked { 0xff } else { 0x7f }];
+        huge.extend((1u64 << 40).to_be_bytes());
+        streams.push(huge);
+    }
+    let upgrade = b"GET /$servicebus/websocket/ HTTP/1.1\r\nHost: localhost\r\n\
+        Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: AMQPWSB10\r\n\r\n";
+    let mut out = Vec::new();
+    for (i, s) in streams.iter().enumerate() {
+        let masked = i < streams.len() / 2;
+        out.push([vec![if masked { 0 } else { 1 }], s.clone()].concat());
+        if masked {
+            out.push([vec![2], upgrade.to_vec(), s.clone()].concat());
+        }
+    }
+    out.push([vec![2], upgrade.to_vec()].concat());
+    out
+}
+
+/// Proxy answers: success, the refusals (407, 403, 502), HTTP/1.0, junk, a truncated one.
+pub fn proxy_reply() -> Vec<Vec<u8>> {
+    [
+        &b"HTTP/1.1 200 Connection established\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nProxy-Agent: test\r\n\r\n\x16\x03\x01",
+        b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"p\"\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.0 403 Forbidden\r\n\r\n",
+        b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\n\r\n<html>",
+        b"HTTP/1.0 401 Unauthorized\r\nServer: tinyproxy/1.11.1\r\n\r\n",
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 200 Connection est",
+        b"HTTP/1.1 2000 x\r\n\r\n",
+    ]
+    .iter()
+    .map(|s| s.to_vec())
+    .collect()
 }
 
 /// Runs one target by name.
@@ -558,15 +637,19 @@ pub fn run_target(target: &str, data: &[u8]) {
         "decode_message" => super::fuzz_decode_message(data),
         "engine_client" => super::engine::fuzz_engine_client(data),
         "engine_server" => super::engine::fuzz_engine_server(data),
+        "websocket_frames" => super::fuzz_websocket_frames(data),
+        "proxy_reply" => super::fuzz_proxy_reply(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
 
 /// The names of all targets.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 7] = [
     "decode_value",
     "parse_frame",
     "decode_message",
     "engine_client",
     "engine_server",
+    "websocket_frames",
+    "proxy_reply",
 ];

@@ -26,6 +26,12 @@ pub struct ConnectOptions {
     /// TLS settings; `None` for plain TCP.
     #[cfg(feature = "tls")]
     pub tls: Option<super::io::tls::TlsClientOptions>,
+    /// Tunnel through this HTTP proxy (`CONNECT host:port`) before TLS; `None` dials directly.
+    pub proxy: Option<super::io::proxy::ProxyOptions>,
+    /// Speak AMQP inside a WebSocket at this path (e.g. `/$servicebus/websocket/`), over TLS
+    /// when `tls` is set; `None` for AMQP straight on the stream.
+    #[cfg(feature = "websockets")]
+    pub websocket_path: Option<String>,
     /// Limit for TCP connect, TLS handshake and the open exchange together.
     pub connect_timeout: Duration,
     /// The connection's engine settings. A `hostname` left `None` is sent as `host`.
@@ -56,6 +62,9 @@ impl ConnectOptions {
             port,
             #[cfg(feature = "tls")]
             tls: None,
+            proxy: None,
+            #[cfg(feature = "websockets")]
+            websocket_path: None,
             connect_timeout: Duration::from_secs(30),
             config: ConnectionConfig {
                 container_id: fresh_container_id("eventhubs"),
@@ -87,6 +96,19 @@ impl ConnectOptions {
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: super::io::tls::TlsClientOptions) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Tunnels through an HTTP proxy.
+    pub fn proxy(mut self, proxy: super::io::proxy::ProxyOptions) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// Carries AMQP inside a WebSocket at `path`.
+    #[cfg(feature = "websockets")]
+    pub fn websocket(mut self, path: impl Into<String>) -> Self {
+        self.websocket_path = Some(path.into());
         self
     }
 
@@ -167,21 +189,50 @@ impl Connection {
             peer = %format_args!("{}:{}", options.host, options.port)
         );
         let work = async move {
-            let tcp = TcpStream::connect((options.host.as_str(), options.port)).await?;
-            tcp.set_nodelay(true)?;
-            #[cfg(feature = "tls")]
-            let io: BoxedTransport = match &options.tls {
-                Some(tls) => super::io::tls::connect(tcp, &options.host, tls).await?,
-                None => Box::new(tcp),
-            };
-            #[cfg(not(feature = "tls"))]
-            let io: BoxedTransport = Box::new(tcp);
+            let io = Self::open_stream(&options).await?;
             Self::connect_over(io, options.into_engine_config()).await
         };
         match tokio::time::timeout_at(deadline, tracing::Instrument::instrument(work, span)).await {
             Ok(r) => r,
             Err(_) => Err(Error::Timeout),
         }
+    }
+
+    /// The byte stream AMQP runs on: TCP (through the proxy's tunnel if any), then TLS, then
+    /// the WebSocket, as configured.
+    async fn open_stream(options: &ConnectOptions) -> Result<BoxedTransport, Error> {
+        let (host, port) = (options.host.as_str(), options.port);
+        let tcp = match &options.proxy {
+            Some(p) => {
+                let mut tcp = TcpStream::connect((p.host.as_str(), p.port)).await?;
+                tcp.set_nodelay(true)?;
+                super::io::proxy::tunnel(&mut tcp, p, host, port).await?;
+                tcp
+            }
+            None => {
+                let tcp = TcpStream::connect((host, port)).await?;
+                tcp.set_nodelay(true)?;
+                tcp
+            }
+        };
+        #[cfg(feature = "tls")]
+        let (io, secure): (BoxedTransport, bool) = match &options.tls {
+            Some(tls) => (super::io::tls::connect(tcp, host, tls).await?, true),
+            None => (Box::new(tcp), false),
+        };
+        #[cfg(not(feature = "tls"))]
+        let (io, secure): (BoxedTransport, bool) = (Box::new(tcp), false);
+        #[cfg(feature = "websockets")]
+        if let Some(path) = &options.websocket_path {
+            let authority = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            return super::io::ws::connect(io, &authority, path, secure).await;
+        }
+        let _ = secure;
+        Ok(io)
     }
 
     /// Opens a connection over an already-established transport (e.g. an in-memory pipe).

@@ -16,6 +16,13 @@ pub enum Error {
     /// TLS could not be set up or the handshake failed.
     #[error("TLS error: {0}")]
     Tls(String),
+    /// An HTTP proxy refused the tunnel or answered badly (the message carries its status
+    /// line, never the credentials).
+    #[error("proxy error: {0}")]
+    Proxy(String),
+    /// The WebSocket handshake failed, or the peer broke the WebSocket protocol.
+    #[error("WebSocket error: {0}")]
+    WebSocket(String),
     /// The connection is closed; the error is the reason either side gave.
     #[error("connection closed{}", Reason(.0))]
     ConnectionClosed(Option<AmqpError>),

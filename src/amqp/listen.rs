@@ -28,6 +28,10 @@ pub struct ListenerOptions {
     pub tls: Option<super::io::tls::TlsServerOptions>,
     /// Limit for the TLS handshake and the open exchange of a new connection.
     pub handshake_timeout: Duration,
+    /// Serve AMQP inside WebSockets (subprotocol `AMQPWSB10`, any path), over TLS when
+    /// `tls` is set.
+    #[cfg(feature = "websockets")]
+    pub websocket: bool,
 }
 
 /// Builder-style setters (the struct is `#[non_exhaustive]`: build it from its default or
@@ -43,6 +47,13 @@ impl ListenerOptions {
     #[cfg(feature = "tls")]
     pub fn with_tls(mut self, value: super::io::tls::TlsServerOptions) -> Self {
         self.tls = Some(value);
+        self
+    }
+
+    /// Serves AMQP inside WebSockets.
+    #[cfg(feature = "websockets")]
+    pub fn with_websocket(mut self, value: bool) -> Self {
+        self.websocket = value;
         self
     }
 
@@ -63,6 +74,8 @@ impl Default for ListenerOptions {
             #[cfg(feature = "tls")]
             tls: None,
             handshake_timeout: Duration::from_secs(30),
+            #[cfg(feature = "websockets")]
+            websocket: false,
         }
     }
 }
@@ -113,7 +126,8 @@ impl Incoming {
         self.peer
     }
 
-    /// Runs TLS (if configured), SASL and the open exchange.
+    /// Runs TLS (if configured), the WebSocket upgrade (if configured), SASL and the open
+    /// exchange.
     pub async fn handshake(self) -> Result<ServerConnection, Error> {
         let limit = self.options.handshake_timeout;
         // The driver inherits this span, so its logs (a limit the peer hit, a lost socket)
@@ -127,6 +141,12 @@ impl Incoming {
             };
             #[cfg(not(feature = "tls"))]
             let io: BoxedTransport = Box::new(self.tcp);
+            #[cfg(feature = "websockets")]
+            let io = if self.options.websocket {
+                super::io::ws::accept(io).await?
+            } else {
+                io
+            };
             ServerConnection::serve(io, self.options.config).await
         };
         tokio::time::timeout(limit, tracing::Instrument::instrument(work, span))

@@ -62,6 +62,10 @@ pub struct EmulatorOptions {
     /// pending attaches, unsettled deliveries); a peer that goes past one is closed with
     /// `amqp:resource-limit-exceeded`.
     pub limits: ConnectionLimits,
+    /// Also serve AMQP over WebSockets on this address (with TLS when `tls` is set), as the
+    /// service does on 443; `None` (the default) serves only `bind`.
+    #[cfg(feature = "websockets")]
+    pub ws_bind: Option<SocketAddr>,
 }
 
 /// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
@@ -94,6 +98,14 @@ impl EmulatorOptions {
     /// Sets when partition files under the data directory are synced to the device.
     pub fn with_fsync(mut self, value: Fsync) -> Self {
         self.fsync = value;
+        self
+    }
+
+    /// Also serves AMQP over WebSockets on `value` (port 0: an ephemeral port, see
+    /// [`Emulator::ws_local_addr`]).
+    #[cfg(feature = "websockets")]
+    pub fn with_ws_bind(mut self, value: SocketAddr) -> Self {
+        self.ws_bind = Some(value);
         self
     }
 
@@ -143,6 +155,8 @@ impl Default for EmulatorOptions {
             max_connections: 1024,
             handshake_timeout: std::time::Duration::from_secs(30),
             limits: ConnectionLimits::default(),
+            #[cfg(feature = "websockets")]
+            ws_bind: None,
         }
     }
 }
@@ -248,6 +262,10 @@ pub struct Emulator {
     addr: SocketAddr,
     shared: Arc<Shared>,
     accept: JoinHandle<()>,
+    #[cfg(feature = "websockets")]
+    ws_addr: Option<SocketAddr>,
+    #[cfg(feature = "websockets")]
+    ws_accept: Option<JoinHandle<()>>,
     /// Syncs partition files that `Fsync::Interval` left dirty when sends pause.
     flusher: Option<JoinHandle<()>>,
 }
@@ -306,7 +324,11 @@ impl Emulator {
             #[cfg(feature = "tls")]
             tls: options.tls.clone(),
             handshake_timeout: options.handshake_timeout,
+            #[cfg(feature = "websockets")]
+            websocket: false,
         };
+        #[cfg(feature = "websockets")]
+        let listener_options_copy = listener_options.clone();
         let listener = Listener::bind(options.bind, listener_options)
             .await
             .map_err(|source| EmulatorError::Bind {
@@ -319,52 +341,41 @@ impl Emulator {
                 addr: options.bind,
                 source,
             })?;
-        let accept_shared = shared.clone();
         let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
-        let max_connections = options.max_connections;
-        let accept = tokio::spawn(async move {
-            loop {
-                let incoming = match listener.accept().await {
-                    Ok(i) => i,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "emulator accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
+        let accept = spawn_accept_loop(
+            listener,
+            shared.clone(),
+            slots.clone(),
+            options.max_connections,
+        );
+        #[cfg(feature = "websockets")]
+        let (ws_addr, ws_accept) = match options.ws_bind {
+            Some(ws_bind) => {
+                let bind_err = |source| EmulatorError::Bind {
+                    addr: ws_bind,
+                    source,
                 };
-                let peer = incoming.peer_addr();
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, limit = "max_connections", value = max_connections, "connection refused: limit reached");
-                    drop(incoming);
-                    continue;
+                let ws_options = ListenerOptions {
+                    websocket: true,
+                    ..listener_options_copy
                 };
-                let shared = accept_shared.clone();
-                // The handshake names the peer in the driver's span; this one is for what
-                // the emulator itself logs about the connection (error level, so that it is
-                // there whenever any log line is).
-                let span = tracing::error_span!("connection", %peer);
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    match incoming.handshake().await {
-                        Ok(connection) => {
-                            tracing::Instrument::instrument(
-                                routing::serve(shared, connection),
-                                span,
-                            )
-                            .await
-                        }
-                        Err(crate::amqp::error::Error::Timeout) => tracing::warn!(
-                            %peer,
-                            limit = "handshake_timeout",
-                            "connection dropped: handshake not finished in time"
-                        ),
-                        Err(e) => {
-                            tracing::debug!(%peer, error = %e, "emulator handshake failed")
-                        }
-                    }
-                });
+                let ws = Listener::bind(ws_bind, ws_options)
+                    .await
+                    .map_err(bind_err)?;
+                let ws_addr = ws.local_addr().map_err(bind_err)?;
+                tracing::info!(addr = %ws_addr, "Event Hubs emulator listening for WebSockets");
+                (
+                    Some(ws_addr),
+                    Some(spawn_accept_loop(
+                        ws,
+                        shared.clone(),
+                        slots,
+                        options.max_connections,
+                    )),
+                )
             }
-        });
+            None => (None, None),
+        };
         let flusher = match (options.fsync, &options.data_dir) {
             (Fsync::Interval(period), Some(_)) => Some(spawn_flusher(&shared, period)),
             _ => None,
@@ -374,6 +385,10 @@ impl Emulator {
             addr,
             shared,
             accept,
+            #[cfg(feature = "websockets")]
+            ws_addr,
+            #[cfg(feature = "websockets")]
+            ws_accept,
             flusher,
         })
     }
@@ -401,6 +416,12 @@ impl Emulator {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address it serves AMQP over WebSockets on, when asked to.
+    #[cfg(feature = "websockets")]
+    pub fn ws_local_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
     }
 
     /// A connection string for clients (`UseDevelopmentEmulator=true`, the first key).
@@ -450,6 +471,10 @@ impl Emulator {
 impl Drop for Emulator {
     fn drop(&mut self) {
         self.accept.abort();
+        #[cfg(feature = "websockets")]
+        if let Some(ws) = &self.ws_accept {
+            ws.abort();
+        }
         if let Some(f) = &self.flusher {
             f.abort();
         }
@@ -475,6 +500,56 @@ fn spawn_flusher(shared: &Shared, period: std::time::Duration) -> JoinHandle<()>
                     tracing::warn!(error = %e, "syncing a partition file failed");
                 }
             }
+        }
+    })
+}
+
+/// Accepts connections on `listener` until aborted, each served in its own task under one
+/// shared `max_connections` budget.
+fn spawn_accept_loop(
+    listener: Listener,
+    shared: Arc<Shared>,
+    slots: Arc<tokio::sync::Semaphore>,
+    max_connections: usize,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let incoming = match listener.accept().await {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::warn!(error = %e, "emulator accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let peer = incoming.peer_addr();
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, limit = "max_connections", value = max_connections, "connection refused: limit reached");
+                drop(incoming);
+                continue;
+            };
+            let shared = shared.clone();
+            // The handshake names the peer in the driver's span; this one is for what the
+            // emulator itself logs about the connection (error level, so that it is there
+            // whenever any log line is).
+            let span = tracing::error_span!("connection", %peer);
+            tokio::spawn(async move {
+                let _slot = slot;
+                match incoming.handshake().await {
+                    Ok(connection) => {
+                        tracing::Instrument::instrument(routing::serve(shared, connection), span)
+                            .await
+                    }
+                    Err(crate::amqp::error::Error::Timeout) => tracing::warn!(
+                        %peer,
+                        limit = "handshake_timeout",
+                        "connection dropped: handshake not finished in time"
+                    ),
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "emulator handshake failed")
+                    }
+                }
+            });
         }
     })
 }

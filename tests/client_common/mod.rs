@@ -26,3 +26,80 @@ pub fn builder(emulator: &Emulator) -> EventHubClientBuilder {
 pub fn client(emulator: &Emulator) -> EventHubClient {
     builder(emulator).build().unwrap()
 }
+
+/// The transports the transport-relevant tests run over (each such test runs once per wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// AMQP on the emulator's AMQP port.
+    Amqp,
+    /// AMQP over WebSockets on the emulator's WebSocket port.
+    WebSockets,
+}
+
+impl Wire {
+    /// `options` with what this wire needs (the emulator's WebSocket port, ephemeral).
+    pub fn emulator_options(
+        self,
+        options: eventhubs::emulator::EmulatorOptions,
+    ) -> eventhubs::emulator::EmulatorOptions {
+        match self {
+            Wire::Amqp => options,
+            Wire::WebSockets => options.with_ws_bind(([127, 0, 0, 1], 0).into()),
+        }
+    }
+
+    /// An emulator with the default entities serving this wire.
+    pub async fn emulator(self) -> Emulator {
+        Emulator::start(self.emulator_options(eventhubs::emulator::EmulatorOptions::ephemeral()))
+            .await
+            .expect("emulator starts")
+    }
+
+    /// Where this wire reaches `emulator` (a fault proxy goes in front of it).
+    pub fn addr(self, emulator: &Emulator) -> std::net::SocketAddr {
+        match self {
+            Wire::Amqp => emulator.local_addr(),
+            Wire::WebSockets => emulator
+                .ws_local_addr()
+                .expect("emulator serves WebSockets"),
+        }
+    }
+
+    /// `builder` set to this wire, connecting to `port` on 127.0.0.1.
+    pub fn via(self, builder: EventHubClientBuilder, port: u16) -> EventHubClientBuilder {
+        let b = builder.custom_endpoint("127.0.0.1", port);
+        match self {
+            Wire::Amqp => b,
+            Wire::WebSockets => b.transport(eventhubs::TransportType::AmqpWebSockets),
+        }
+    }
+
+    /// [`builder`] for `emulator` over this wire.
+    pub fn builder(self, emulator: &Emulator) -> EventHubClientBuilder {
+        self.via(builder(emulator), self.addr(emulator).port())
+    }
+}
+
+/// Runs each listed `async fn name(wire: Wire)` as two tests, `amqp::name` and
+/// `websockets::name`, so transport-relevant tests cover both wires without copies.
+#[macro_export]
+macro_rules! over_each_wire {
+    ($($name:ident),* $(,)?) => {
+        mod amqp {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::client_common::Wire::Amqp).await
+                }
+            )*
+        }
+        mod websockets {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::client_common::Wire::WebSockets).await
+                }
+            )*
+        }
+    };
+}

@@ -129,6 +129,7 @@ def run(scenario, main):
     parser.add_argument("--conn", required=True, help="connection string")
     parser.add_argument("--hub", default="eh1")
     parser.add_argument("--manifest", help="file written by send.py")
+    parser.add_argument("--ws-endpoint", help="host:port of the emulator's WebSocket listener")
     args = parser.parse_args()
     checks = Checks(scenario)
     t0 = time.monotonic()

@@ -60,7 +60,7 @@ impl Running {
         Running::start_with(eventhubs::emulator::EmulatorOptions::ephemeral())
     }
 
-    /// An emulator with `options` (e.g. other entities).
+    /// An emulator with `options` (e.g. other entities, or a WebSocket listener too).
     pub fn start_with(options: eventhubs::emulator::EmulatorOptions) -> Running {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -1,9 +1,12 @@
-//! The one place that touches sockets: TCP and TLS streams, and the task that drives an engine
+//! The one place that touches sockets: TCP, TLS and WebSocket streams, HTTP CONNECT tunnels, and the task that drives an engine
 //! over one.
 
 pub(crate) mod driver;
+pub mod proxy;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "websockets")]
+pub mod ws;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -71,6 +71,9 @@ pub struct EmulatorArgs {
     /// Unsettled deliveries one session may hold.
     #[arg(long, default_value_t = ConnectionLimits::default().max_unsettled)]
     max_unsettled: usize,
+    /// Also serve AMQP over WebSockets on this port (any path, subprotocol AMQPWSB10).
+    #[arg(long)]
+    ws_port: Option<u16>,
 }
 
 /// Serves until Ctrl-C, after printing where and the connection string to use.
@@ -107,10 +110,16 @@ pub async fn run(a: EmulatorArgs) -> Result<(), Failure> {
     if let Some(dir) = a.data_dir {
         options = options.with_data_dir(dir);
     }
+    if let Some(p) = a.ws_port {
+        options = options.with_ws_bind(SocketAddr::new(a.bind, p));
+    }
     let emulator = Emulator::start(options)
         .await
         .map_err(|e| Failure::Local(e.to_string()))?;
     println!("Event Hubs emulator listening on {}", emulator.local_addr());
+    if let Some(ws) = emulator.ws_local_addr() {
+        println!("AMQP over WebSockets on ws://{ws}/$servicebus/websocket/");
+    }
     println!("hubs: {}", hubs.join(", "));
     println!("connection string:");
     match only {

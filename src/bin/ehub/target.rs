@@ -21,6 +21,24 @@ pub struct Target {
     /// Seconds to wait for a connection before the attempt counts as failed (4 attempts).
     #[arg(long, default_value_t = 5.0)]
     pub connect_timeout: f64,
+    /// How to reach the service: plain AMQP, or AMQP over WebSockets on 443.
+    #[arg(long, value_enum, default_value_t = TransportMode::Amqp)]
+    pub transport: TransportMode,
+    /// Tunnel through this HTTP proxy: http://[user:password@]host[:port].
+    #[arg(long, env = "EHUB_PROXY", hide_env_values = true)]
+    pub proxy: Option<String>,
+    /// Connect to HOST:PORT instead of the namespace's endpoint (e.g. an emulator's --ws-port).
+    #[arg(long)]
+    pub custom_endpoint: Option<String>,
+}
+
+/// `--transport`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum TransportMode {
+    /// AMQP on 5671 (5672 for the emulator).
+    Amqp,
+    /// AMQP over WebSockets (`/$servicebus/websocket/` on 443).
+    Websockets,
 }
 
 impl Target {
@@ -71,6 +89,25 @@ impl Target {
             }));
         }
         crate::EMULATOR_TARGET.store(self.is_emulator(), std::sync::atomic::Ordering::Relaxed);
+        let mut builder = builder.transport(match self.transport {
+            TransportMode::Amqp => eventhubs::TransportType::Amqp,
+            TransportMode::Websockets => eventhubs::TransportType::AmqpWebSockets,
+        });
+        if let Some(url) = &self.proxy {
+            builder = builder
+                .proxy_url(url)
+                .map_err(|e| Failure::Usage(format!("--proxy: {}", e.message())))?;
+        }
+        if let Some(ep) = &self.custom_endpoint {
+            let (host, port) = ep
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+                .filter(|(h, _)| !h.is_empty())
+                .ok_or_else(|| {
+                    Failure::Usage(format!("--custom-endpoint {ep}: expected HOST:PORT"))
+                })?;
+            builder = builder.custom_endpoint(host.trim_matches(['[', ']']), port);
+        }
         Ok(builder
             .retry(retry)
             .connect_timeout(Duration::from_secs_f64(t))
