@@ -1,7 +1,9 @@
 //! [`EventData`]: one event, as sent or as received.
 
 use crate::amqp::codec::{Encode, Str, Timestamp, Value};
-use crate::amqp::types::message::{Annotations, Body, Message, MessageId, PropertyMap};
+use crate::amqp::types::message::{
+    Annotations, Body, DataSections, Message, MessageId, PropertyMap,
+};
 use bytes::Bytes;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -89,7 +91,7 @@ impl EventData {
 
     /// Replaces the body.
     pub fn set_body(&mut self, body: impl Into<Bytes>) {
-        self.message.body = Body::Data(vec![body.into()]);
+        self.message.body = Body::Data(DataSections::one(body.into()));
     }
 
     /// The application property `key`.

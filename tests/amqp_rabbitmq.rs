@@ -130,14 +130,15 @@ fn compound_values(i: u32) -> Vec<Value> {
 
 fn body(i: u32) -> Body {
     match i % 8 {
-        0 => Body::Data(vec![Bytes::from(
-            format!("single data section {i}").into_bytes(),
-        )]),
-        1 => Body::Data(vec![
-            Bytes::from(format!("part one of {i}").into_bytes()),
-            Bytes::new(),
-            Bytes::from(vec![0u8, 1, 2, 255]),
-        ]),
+        0 => Body::Data(vec![Bytes::from(format!("single data section {i}").into_bytes())].into()),
+        1 => Body::Data(
+            vec![
+                Bytes::from(format!("part one of {i}").into_bytes()),
+                Bytes::new(),
+                Bytes::from(vec![0u8, 1, 2, 255]),
+            ]
+            .into(),
+        ),
         2 => Body::Sequence(vec![
             vec![Value::Int(i as i32), Value::String("seq".into())],
             vec![Value::Bool(true)],

@@ -88,7 +88,7 @@ proptest! {
             key.as_deref()
         );
         let sections = match envelope.body {
-            Body::Data(s) => s,
+            Body::Data(s) => s.into_vec(),
             Body::Empty => Vec::new(),
             other => panic!("unexpected body {other:?}"),
         };

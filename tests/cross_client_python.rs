@@ -87,7 +87,7 @@ fn binary(b: impl Into<Bytes>) -> Value {
 }
 
 fn body_of(i: usize) -> Body {
-    let data = |b: Vec<u8>| Body::Data(vec![Bytes::from(b)]);
+    let data = |b: Vec<u8>| Body::Data(vec![Bytes::from(b)].into());
     if i % 200 == 102 {
         return data((0..BIG).map(|k| ((i + 13 * k) % 256) as u8).collect());
     }
@@ -112,11 +112,14 @@ fn body_of(i: usize) -> Body {
             vec![Value::Int(n), string("a")],
             vec![binary(&b"\x01\x02"[..]), Value::Null],
         ]),
-        45 => Body::Data(vec![
-            Bytes::from(format!("part-{i}")),
-            Bytes::from((0..5).map(|k| ((i + k) % 256) as u8).collect::<Vec<_>>()),
-            Bytes::from_static(b"z"),
-        ]),
+        45 => Body::Data(
+            vec![
+                Bytes::from(format!("part-{i}")),
+                Bytes::from((0..5).map(|k| ((i + k) % 256) as u8).collect::<Vec<_>>()),
+                Bytes::from_static(b"z"),
+            ]
+            .into(),
+        ),
         _ => {
             let mut b = format!("event {i} ").into_bytes();
             b.extend((0..i % 23).map(|k| ((i * 7 + k) % 256) as u8));

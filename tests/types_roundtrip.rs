@@ -147,7 +147,7 @@ fn arb_properties() -> impl Strategy<Value = Properties> {
 fn arb_body() -> impl Strategy<Value = Body> {
     prop_oneof![
         // Empty vectors are the same as no body on the wire, so bodies here are non-empty.
-        prop::collection::vec(arb_bytes(400), 1..4).prop_map(Body::Data),
+        prop::collection::vec(arb_bytes(400), 1..4).prop_map(|v| Body::Data(v.into())),
         prop::collection::vec(prop::collection::vec(arb_value(), 0..4), 1..3)
             .prop_map(Body::Sequence),
         arb_value().prop_map(Body::Value),
@@ -289,7 +289,7 @@ proptest! {
         prop_assert_eq!(wire.len(), predicted);
         let decoded = Message::decode(Bytes::from(wire)).unwrap();
         let sections = match decoded.body {
-            Body::Data(s) => s,
+            Body::Data(s) => s.into_vec(),
             Body::Empty => Vec::new(),
             other => panic!("unexpected body {other:?}"),
         };

@@ -415,7 +415,7 @@ pub fn messages() -> Vec<Message> {
         full_message(),
         Message::with_data(Bytes::from(vec![0x61; 700])),
         Message {
-            body: Body::Data(vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")]),
+            body: Body::Data(vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")].into()),
             ..Message::default()
         },
         Message {

@@ -161,7 +161,7 @@ mod tests {
         let good: Bytes = encode_to_vec(&event(1)).into();
         let bad = Bytes::from_static(&[0x00, 0x53, 0x70, 0x45, 0x99]);
         let batch = Message {
-            body: Body::Data(vec![good, bad]),
+            body: Body::Data(vec![good, bad].into()),
             ..Default::default()
         };
         let e = split(&batch).unwrap_err();

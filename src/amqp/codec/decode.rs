@@ -135,6 +135,10 @@ pub struct DecodeError {
 pub struct Decoder {
     buf: Bytes,
     pos: usize,
+    /// Where the bytes this decoder may read end: `buf.len()`, or the end of the compound
+    /// being read in place (maps and lists are bounded this way rather than by a sub-decoder,
+    /// which would cost a reference-count round trip on the shared buffer).
+    end: usize,
     base: usize,
     depth: u32,
 }
@@ -143,6 +147,7 @@ impl Decoder {
     /// A decoder over `buf`, reporting offsets from its start.
     pub fn new(buf: Bytes) -> Self {
         Decoder {
+            end: buf.len(),
             buf,
             pos: 0,
             base: 0,
@@ -153,6 +158,7 @@ impl Decoder {
     /// A decoder over `buf` that reports offsets as `base + position`.
     pub fn with_base(buf: Bytes, base: usize) -> Self {
         Decoder {
+            end: buf.len(),
             buf,
             pos: 0,
             base,
@@ -163,7 +169,7 @@ impl Decoder {
     /// Bytes not yet consumed.
     #[inline]
     pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+        self.end - self.pos
     }
 
     /// True when everything has been consumed.
@@ -180,8 +186,8 @@ impl Decoder {
 
     /// The unconsumed bytes, shared (no copy); consumes them.
     pub fn take_rest(&mut self) -> Bytes {
-        let rest = self.buf.slice(self.pos..);
-        self.pos = self.buf.len();
+        let rest = self.buf.slice(self.pos..self.end);
+        self.pos = self.end;
         rest
     }
 
@@ -293,6 +299,7 @@ impl Decoder {
         let base = self.offset();
         let buf = self.take(n)?;
         Ok(Decoder {
+            end: buf.len(),
             buf,
             pos: 0,
             base,
@@ -317,7 +324,7 @@ impl Decoder {
     /// Reads the descriptor of a described value whose `0x00` was already consumed.
     fn read_descriptor_value(&mut self) -> Result<Descriptor, DecodeError> {
         // Fast path: the one-byte numeric codes of every performative, section and outcome.
-        if let Some(&[fc::SMALLULONG, code, ..]) = self.buf.get(self.pos..) {
+        if let Some(&[fc::SMALLULONG, code, ..]) = self.buf.get(self.pos..self.end) {
             self.pos += 2;
             return Ok(Descriptor::Code(code.into()));
         }
@@ -339,7 +346,7 @@ impl Decoder {
     /// before reading it; the full read still checks everything.
     #[inline]
     pub fn peek_descriptor_code(&self) -> Option<u64> {
-        match *self.buf.get(self.pos..)? {
+        match *self.buf.get(self.pos..self.end)? {
             [fc::DESCRIBED, fc::SMALLULONG, code, ..] => Some(code.into()),
             [fc::DESCRIBED, fc::ULONG0, ..] => Some(0),
             [fc::DESCRIBED, fc::ULONG, a, b, c, d, e, f, g, h, ..] => {
@@ -411,6 +418,15 @@ impl Decoder {
     /// and a decoder over the elements. Every element takes at least one byte, so a count larger
     /// than the bytes really there is refused (at the count field) before anything is allocated.
     fn compound_body(&mut self, code: u8) -> Result<(usize, usize, Decoder), DecodeError> {
+        let (count, count_at, size) = self.compound_header(code)?;
+        let body = self.sub(size)?;
+        Ok((count, count_at, body))
+    }
+
+    /// Reads the size and count of a compound and returns the count, the count field's offset
+    /// and the size of the elements, checked against the bytes there (as [`Self::compound_body`]).
+    #[inline]
+    fn compound_header(&mut self, code: u8) -> Result<(usize, usize, usize), DecodeError> {
         let wide = matches!(code, fc::LIST32 | fc::MAP32 | fc::ARRAY32);
         let size_at = self.offset();
         let size = if wide {
@@ -432,9 +448,27 @@ impl Decoder {
         } else {
             self.read_u8()? as usize
         };
-        let body = self.sub(size - width)?;
-        check_count(count, body.remaining(), count_at)?;
-        Ok((count, count_at, body))
+        let elements = size - width;
+        self.need(elements)?;
+        check_count(count, elements, count_at)?;
+        Ok((count, count_at, elements))
+    }
+
+    /// Runs `f` over the next `size` bytes in place (the caller has checked they are there),
+    /// one nesting level deeper, and requires it to consume them exactly.
+    #[inline]
+    fn in_compound<T>(
+        &mut self,
+        size: usize,
+        f: impl FnOnce(&mut Decoder) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        self.enter()?;
+        let outer_end = self.end;
+        self.end = self.pos + size;
+        let out = f(self).and_then(|v| self.expect_end().map(|()| v));
+        self.leave();
+        self.end = outer_end;
+        out
     }
 
     fn read_bare(&mut self, code: u8) -> Result<Value, DecodeError> {
@@ -486,39 +520,36 @@ impl Decoder {
             fc::SYM8 | fc::SYM32 => Value::Symbol(Symbol::from(self.utf8(code)?)),
             fc::LIST0 => Value::List(Vec::new()),
             fc::LIST8 | fc::LIST32 => {
-                let (count, _, mut body) = self.compound_body(code)?;
-                body.enter()?;
-                let mut items = Vec::with_capacity(count);
-                for _ in 0..count {
-                    items.push(body.read_value()?);
-                }
-                body.expect_end()?;
-                Value::List(items)
+                let (count, _, size) = self.compound_header(code)?;
+                Value::List(self.in_compound(size, |body| {
+                    let mut items = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        items.push(body.read_value()?);
+                    }
+                    Ok(items)
+                })?)
             }
             fc::MAP8 | fc::MAP32 => {
-                let (count, count_at, mut body) = self.compound_body(code)?;
+                let (count, count_at, size) = self.compound_header(code)?;
                 if count % 2 != 0 {
                     return Err(DecodeError {
                         offset: count_at,
                         kind: DecodeErrorKind::OddMapCount(count),
                     });
                 }
-                body.enter()?;
-                let mut pairs = Vec::with_capacity(count / 2);
-                for _ in 0..count / 2 {
-                    let k = body.read_value()?;
-                    let v = body.read_value()?;
-                    pairs.push((k, v));
-                }
-                body.expect_end()?;
-                Value::Map(pairs)
+                Value::Map(self.in_compound(size, |body| {
+                    let mut pairs = Vec::with_capacity(count / 2);
+                    for _ in 0..count / 2 {
+                        let k = body.read_value()?;
+                        let v = body.read_value()?;
+                        pairs.push((k, v));
+                    }
+                    Ok(pairs)
+                })?)
             }
             fc::ARRAY8 | fc::ARRAY32 => {
-                let (count, count_at, mut body) = self.compound_body(code)?;
-                body.enter()?;
-                let array = body.read_array_body(count, count_at)?;
-                body.expect_end()?;
-                Value::Array(array)
+                let (count, count_at, size) = self.compound_header(code)?;
+                Value::Array(self.in_compound(size, |body| body.read_array_body(count, count_at))?)
             }
             other => {
                 self.pos -= 1;
@@ -552,13 +583,26 @@ impl Decoder {
             .map_err(|_| self.error(DecodeErrorKind::InvalidArrayElement(code)))
     }
 
+    /// The content of a binary, string or symbol whose constructor was consumed: the length
+    /// field and the bounds checked once against what is left, then one shared slice.
     #[inline]
     fn variable(&mut self, code: u8) -> Result<Bytes, DecodeError> {
-        let len = match code {
-            fc::VBIN8 | fc::STR8 | fc::SYM8 => self.read_u8()? as usize,
-            _ => self.read_u32()? as usize,
+        let rest = self.buf.get(self.pos..self.end).unwrap_or_default();
+        let (width, len) = match (code, rest) {
+            (fc::VBIN8 | fc::STR8 | fc::SYM8, &[n, ..]) => (1, usize::from(n)),
+            (fc::VBIN32 | fc::STR32 | fc::SYM32, &[a, b, c, d, ..]) => {
+                (4, u32::from_be_bytes([a, b, c, d]) as usize)
+            }
+            (fc::VBIN8 | fc::STR8 | fc::SYM8, _) => return Err(self.unexpected_end(1)),
+            _ => return Err(self.unexpected_end(4)),
         };
-        self.take(len)
+        if rest.len() - width < len {
+            self.pos += width;
+            return Err(self.unexpected_end(len));
+        }
+        let start = self.pos + width;
+        self.pos = start + len;
+        Ok(self.buf.slice(start..self.pos))
     }
 
     #[inline]
@@ -789,21 +833,21 @@ impl<K: Decode, V: Decode> Decode for Vec<(K, V)> {
                 found: code,
             }));
         }
-        let (count, count_at, mut body) = d.compound_body(code)?;
+        let (count, count_at, size) = d.compound_header(code)?;
         if count % 2 != 0 {
             return Err(DecodeError {
                 offset: count_at,
                 kind: DecodeErrorKind::OddMapCount(count),
             });
         }
-        body.enter()?;
-        let mut pairs = Vec::with_capacity(count / 2);
-        for _ in 0..count / 2 {
-            let k = K::decode(&mut body)?;
-            let v = V::decode(&mut body)?;
-            pairs.push((k, v));
-        }
-        body.expect_end()?;
-        Ok(pairs)
+        d.in_compound(size, |body| {
+            let mut pairs = Vec::with_capacity(count / 2);
+            for _ in 0..count / 2 {
+                let k = K::decode(body)?;
+                let v = V::decode(body)?;
+                pairs.push((k, v));
+            }
+            Ok(pairs)
+        })
     }
 }

@@ -22,12 +22,12 @@ pub fn write_data_section_header<B: BufMut>(buf: &mut B, n: usize) {
 
 /// The body of a message: one kind of body section.
 ///
-/// On the wire `Data(vec![])` and `Sequence(vec![])` are the same as `Empty` (no sections), so
+/// On the wire an empty `Data` and `Sequence(vec![])` are the same as `Empty` (no sections), so
 /// they decode as `Empty`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum Body {
     /// One or more `data` sections (Event Hubs events use exactly one).
-    Data(Vec<Bytes>),
+    Data(DataSections),
     /// One or more `amqp-sequence` sections.
     Sequence(Vec<Vec<Value>>),
     /// One `amqp-value` section.

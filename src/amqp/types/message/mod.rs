@@ -329,12 +329,14 @@ impl Decode for PropertyKey {
 // properties
 
 mod body;
+mod data_sections;
 mod id;
 #[cfg(test)]
 mod tests;
 
 pub use body::Body;
 pub use body::{data_section_len, write_data_section_header};
+pub use data_sections::{DataSections, IntoIter as DataSectionsIntoIter};
 pub use id::MessageId;
 
 composite_type! {
@@ -478,7 +480,7 @@ impl Message {
     /// A message whose body is one `data` section (an Event Hubs event body).
     pub fn with_data(data: impl Into<Bytes>) -> Self {
         Message {
-            body: Body::Data(vec![data.into()]),
+            body: Body::Data(DataSections::one(data.into())),
             ..Message::default()
         }
     }
@@ -590,7 +592,7 @@ impl Message {
                     let data = Bytes::decode(d)?;
                     match &mut msg.body {
                         Body::Data(sections) => sections.push(data),
-                        body => *body = Body::Data(vec![data]),
+                        body => *body = Body::Data(DataSections::one(data)),
                     }
                 }
                 SectionKind::Sequence => {

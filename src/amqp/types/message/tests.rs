@@ -62,8 +62,8 @@ fn full_message_roundtrips() {
 #[test]
 fn every_body_kind_roundtrips() {
     for body in [
-        Body::Data(vec![Bytes::from_static(b"a"), Bytes::from(vec![9u8; 300])]),
-        Body::Data(vec![Bytes::new()]),
+        Body::Data(vec![Bytes::from_static(b"a"), Bytes::from(vec![9u8; 300])].into()),
+        Body::Data(vec![Bytes::new()].into()),
         Body::Sequence(vec![
             vec![Value::Int(1)],
             vec![],
@@ -192,7 +192,7 @@ fn decode_is_zero_copy() {
 fn sections_out_of_order_are_rejected() {
     let header = encode_to_vec(&Header::default());
     let props = encode_to_vec(&Properties::default());
-    let data = encode_to_vec(&Body::Data(vec![Bytes::from_static(b"x")]));
+    let data = encode_to_vec(&Body::Data(vec![Bytes::from_static(b"x")].into()));
     let value = encode_to_vec(&Body::Value(Value::Null));
     let seq = encode_to_vec(&Body::Sequence(vec![vec![]]));
     let footer = encode_to_vec(&Footer::default());
