@@ -342,28 +342,40 @@ impl EventHubProducer {
 
     /// A batch sized to this link (or to a smaller `max_size`; a larger one is an error).
     pub async fn create_batch(&self, options: BatchOptions) -> Result<EventDataBatch, Error> {
-        if options.partition_key.is_some() && self.inner.partition_id.is_some() {
+        let key = options.partition_key.as_deref();
+        self.ready_for_batches(key).await?;
+        let max = resolve_max_size(options.max_size, self.max_message_size())?;
+        Ok(self.empty_batch(max, key))
+    }
+
+    /// Refuses a partition key on a producer bound to a partition, and attaches the link so
+    /// that its max-message-size is known.
+    async fn ready_for_batches(&self, key: Option<&str>) -> Result<(), Error> {
+        if key.is_some() && self.inner.partition_id.is_some() {
             return Err(Error::invalid_argument(
                 "a partition key cannot be used with a producer bound to a partition",
             ));
         }
-        // Make sure the link (and its max-message-size) is known.
         let p = self;
         self.inner
             .retry
             .run("creating a batch", self.inner.timeout, |_| async move {
                 p.link().await.map(|_| ())
             })
-            .await?;
-        let max = resolve_max_size(options.max_size, self.max_message_size())?;
+            .await
+    }
+
+    /// An empty batch of at most `max` bytes for this producer: an idempotent one keeps room
+    /// on each event for the stamp its send adds.
+    fn empty_batch(&self, max: usize, key: Option<&str>) -> EventDataBatch {
         let reserve = if self.inner.idempotent.is_some() {
             idempotent::max_stamp_len()
         } else {
             0
         };
-        Ok(EventDataBatch::new(max, options.partition_key.as_deref())
+        EventDataBatch::new(max, key)
             .with_partition_id(self.inner.partition_id.clone())
-            .with_reserve_per_event(reserve))
+            .with_reserve_per_event(reserve)
     }
 
     /// Sends one event, a list of events (which must fit one message) or a batch, and waits
@@ -579,6 +591,9 @@ impl EventHubProducer {
     /// as few batches as fit the link's max-message-size, and the batches are sent with up to
     /// [`SEND_ALL_IN_FLIGHT`] in flight at once. Returns how many batches it took.
     ///
+    /// An idempotent producer sends the batches one at a time, each numbered after the one
+    /// before was accepted.
+    ///
     /// Batches are accepted independently: on an error, some of the earlier batches may have
     /// been stored and the rest not (the error says which batch failed). An event too large
     /// for a message on its own is refused before anything is sent.
@@ -588,28 +603,16 @@ impl EventHubProducer {
         options: SendOptions,
     ) -> Result<usize, Error> {
         let key = options.partition_key.as_deref();
-        if key.is_some() && self.inner.partition_id.is_some() {
-            return Err(Error::invalid_argument(
-                "a partition key cannot be used with a producer bound to a partition",
-            ));
-        }
-        let p = self;
-        // The link's max-message-size is known only once it is attached.
-        self.inner
-            .retry
-            .run("creating a batch", self.inner.timeout, |_| async move {
-                p.link().await.map(|_| ())
-            })
-            .await?;
+        self.ready_for_batches(key).await?;
         let max = usize::try_from(self.max_message_size()).unwrap_or(usize::MAX);
-        let mut batches = vec![EventDataBatch::new(max, key)];
+        let mut batches = vec![self.empty_batch(max, key)];
         for (i, e) in events.into_iter().enumerate() {
             let n = e.encoded_len();
             let Some(current) = batches.last_mut() else {
                 break;
             };
             if let Err(e) = current.try_add(e) {
-                let mut next = EventDataBatch::new(max, key);
+                let mut next = self.empty_batch(max, key);
                 if next.try_add(e).is_err() {
                     return Err(Error::new(
                         ErrorKind::EventData,
@@ -623,6 +626,18 @@ impl EventHubProducer {
         }
         batches.retain(|b| !b.is_empty());
         let count = batches.len();
+        if self.inner.idempotent.is_some() {
+            // Numbered sends go one at a time, each after the one before is accepted.
+            for (i, batch) in batches.into_iter().enumerate() {
+                self.send(batch).await.map_err(|e| {
+                    Error::new(
+                        e.kind(),
+                        format!("send_all: batch {} of {count} failed: {e}", i + 1),
+                    )
+                })?;
+            }
+            return Ok(count);
+        }
         let mut in_flight = tokio::task::JoinSet::new();
         let mut first_error: Option<(usize, Error)> = None;
         for (i, batch) in batches.into_iter().enumerate() {

@@ -362,3 +362,25 @@ async fn the_state_survives_a_restart_on_the_same_data_dir() {
     drop(em);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn send_all_on_an_idempotent_producer_stamps_every_event_and_fills_batches_with_room() {
+    let em = emulator().await;
+    let c = client(&em);
+    let p = c.create_producer(idempotent("2")).await.unwrap();
+    // Large enough bodies that the events span several batches, each filled to the limit:
+    // without room for the stamps a full batch would outgrow the link's max-message-size.
+    let events: Vec<EventData> = (0..300)
+        .map(|i| EventData::new(vec![b'x'; 10_000]).with_property("i", i as i64))
+        .collect();
+    let batches = p.send_all(events, Default::default()).await.unwrap();
+    assert!(batches > 1, "{batches} batch(es)");
+    let all = read_all(&em, "2").await;
+    assert_eq!(all.len(), 300);
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(stamp_of(e).sequence, i as i32);
+        assert_eq!(e.property_i64("i"), Some(i as i64));
+    }
+    let now = p.get_partition_publishing_properties("2").await.unwrap();
+    assert_eq!(now.last_published_sequence_number, Some(299));
+}
