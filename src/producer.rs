@@ -588,14 +588,12 @@ impl EventHubProducer {
     }
 
     /// Sends any number of events without a `try_add` loop: they are packed, in order, into
-    /// as few batches as fit the link's max-message-size, and the batches are sent with up to
-    /// [`SEND_ALL_IN_FLIGHT`] in flight at once. Returns how many batches it took.
+    /// as few batches as fit the link's max-message-size, and the batches are sent one at a
+    /// time, each after the one before is accepted, so that they are stored in order. Returns
+    /// how many batches it took.
     ///
-    /// An idempotent producer sends the batches one at a time, each numbered after the one
-    /// before was accepted.
-    ///
-    /// Batches are accepted independently: on an error, some of the earlier batches may have
-    /// been stored and the rest not (the error says which batch failed). An event too large
+    /// On an error the batches before the failed one are stored and the rest are not sent (the
+    /// error says which batch failed). An event too large
     /// for a message on its own is refused before anything is sent.
     pub async fn send_all(
         &self,
@@ -626,43 +624,24 @@ impl EventHubProducer {
         }
         batches.retain(|b| !b.is_empty());
         let count = batches.len();
-        if self.inner.idempotent.is_some() {
-            // Numbered sends go one at a time, each after the one before is accepted.
-            for (i, batch) in batches.into_iter().enumerate() {
-                self.send(batch).await.map_err(|e| {
-                    Error::new(
-                        e.kind(),
-                        format!("send_all: batch {} of {count} failed: {e}", i + 1),
-                    )
-                })?;
-            }
-            return Ok(count);
-        }
-        let mut in_flight = tokio::task::JoinSet::new();
-        let mut first_error: Option<(usize, Error)> = None;
+        let numbered = self.inner.idempotent.is_some();
+        // One batch at a time, each after the one before is accepted: batches in flight
+        // together can reach the service in another order (and retries reorder them more).
         for (i, batch) in batches.into_iter().enumerate() {
-            if in_flight.len() >= SEND_ALL_IN_FLIGHT {
-                record(in_flight.join_next().await, &mut first_error);
-            }
-            let producer = self.clone();
-            let payload = batch.into_payload();
-            in_flight.spawn(async move {
-                (
-                    i,
-                    producer.send_payload(payload, BATCH_MESSAGE_FORMAT).await,
+            let sent = if numbered {
+                self.send(batch).await
+            } else {
+                self.send_payload(batch.into_payload(), BATCH_MESSAGE_FORMAT)
+                    .await
+            };
+            sent.map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!("send_all: batch {} of {count} failed: {e}", i + 1),
                 )
-            });
+            })?;
         }
-        while let Some(done) = in_flight.join_next().await {
-            record(Some(done), &mut first_error);
-        }
-        match first_error {
-            None => Ok(count),
-            Some((i, e)) => Err(Error::new(
-                e.kind(),
-                format!("send_all: batch {} of {count} failed: {e}", i + 1),
-            )),
-        }
+        Ok(count)
     }
 
     /// Detaches the producer's link.
@@ -675,27 +654,5 @@ impl EventHubProducer {
             }
         }
         Ok(())
-    }
-}
-
-/// How many batches [`EventHubProducer::send_all`] keeps in flight: enough to hide the round
-/// trip, few enough not to hold many payloads in memory.
-pub const SEND_ALL_IN_FLIGHT: usize = 8;
-
-/// One finished send task of `send_all`: the batch's index and its outcome.
-type BatchDone = Result<(usize, Result<(), Error>), tokio::task::JoinError>;
-
-/// Keeps the failure of the earliest batch.
-fn record(done: Option<BatchDone>, first: &mut Option<(usize, Error)>) {
-    let (i, e) = match done {
-        Some(Ok((_, Ok(())))) | None => return,
-        Some(Ok((i, Err(e)))) => (i, e),
-        Some(Err(e)) => (
-            usize::MAX,
-            Error::new(ErrorKind::EventDataSend, format!("a send task ended: {e}")),
-        ),
-    };
-    if first.as_ref().is_none_or(|(j, _)| i < *j) {
-        *first = Some((i, e));
     }
 }

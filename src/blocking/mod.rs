@@ -238,7 +238,7 @@ impl EventHubProducer {
             .ok_or_else(|| Error::new(ErrorKind::EventHub, "producer is dropped"))
     }
 
-    /// See [`crate::EventHubProducer::send_all`]: as few batches as fit, several in flight.
+    /// See [`crate::EventHubProducer::send_all`]: as few batches as fit, sent one after another in order.
     pub fn send_all(
         &self,
         events: impl IntoIterator<Item = EventData>,
