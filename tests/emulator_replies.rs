@@ -171,6 +171,44 @@ async fn the_newest_live_link_with_the_reply_address_answers() {
     assert_eq!(correlation(&reply), Some(MessageId::Ulong(3)));
 }
 
+/// The official JS client attaches its `$cbs` receiver with a link name and no target, and
+/// puts that name in the request's reply-to: the reply goes to the link with that name (and
+/// not to another live link of the node with a different name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_naming_a_link_without_target_is_answered_on_that_link() {
+    let em = emulator().await;
+    let (_conn, session) = connect(&em).await;
+    let sender = attach_sender(&session, "$cbs").await;
+    let untargeted = |name: &str| {
+        let mut ro = ReceiverOptions::new("$cbs");
+        ro.name = Some(name.to_owned());
+        ro.target = None;
+        ro
+    };
+    let mut js = session
+        .attach_receiver(untargeted("cbs-6b1f"))
+        .await
+        .expect("attach receiver");
+    let mut other = session
+        .attach_receiver(untargeted("cbs-other"))
+        .await
+        .expect("attach receiver");
+    let reply = ask(
+        &sender,
+        &mut js,
+        &put_token_request(7, "sb://localhost/eh1", "cbs-6b1f"),
+    )
+    .await;
+    assert_eq!(status(&reply), (202, "Accepted".to_owned()));
+    assert_eq!(correlation(&reply), Some(MessageId::Ulong(7)));
+    assert!(
+        recv_within(&mut other, Duration::from_millis(200))
+            .await
+            .is_none(),
+        "only the named link gets the reply"
+    );
+}
+
 /// What the emulator logs on this thread (the test runs everything on one thread).
 #[derive(Clone, Default)]
 struct Log(Arc<Mutex<Vec<u8>>>);

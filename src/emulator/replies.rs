@@ -1,6 +1,8 @@
 //! A connection's reply links for `$cbs` and `$management`. Clients such as the official Rust
 //! SDK open a new session per request with the same link names and reply address, so only
-//! live links count, and the newest one that matches a request gets its reply.
+//! live links count, and the newest one that matches a request gets its reply. A request's
+//! reply-to names either the reply link's target address (our client, .NET, the Rust SDK) or
+//! the reply link's name (the JS client attaches its `$cbs` receiver with no target at all).
 
 use super::routing::Node;
 use crate::amqp::Sender;
@@ -16,6 +18,7 @@ const LINK_WAIT: Duration = Duration::from_secs(5);
 struct ReplyLink {
     id: u64,
     node: Node,
+    name: String,
     target: Option<String>,
     sender: Arc<Sender>,
 }
@@ -36,14 +39,21 @@ impl ReplyLinks {
         }
     }
 
-    /// Offers `sender` (the client's receiver with `node` as source and `target` as its
-    /// address) for replies until it detaches, then forgets it.
-    pub(super) async fn serve(&self, node: Node, target: Option<String>, sender: Sender) {
+    /// Offers `sender` (the client's receiver named `name`, with `node` as source and `target`
+    /// as its address) for replies until it detaches, then forgets it.
+    pub(super) async fn serve(
+        &self,
+        node: Node,
+        name: String,
+        target: Option<String>,
+        sender: Sender,
+    ) {
         let sender = Arc::new(sender);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().push(ReplyLink {
             id,
             node,
+            name,
             target,
             sender: sender.clone(),
         });
@@ -56,8 +66,9 @@ impl ReplyLinks {
         self.links.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The newest live link of `node` whose target is `reply_to`; without a reply-to (the
-    /// Python client sets none) the newest live link of `node`. Waits [`LINK_WAIT`] for one.
+    /// The newest live link of `node` whose target or name is `reply_to`; without a reply-to
+    /// (the Python client sets none) the newest live link of `node`. Waits [`LINK_WAIT`] for
+    /// one.
     async fn choose(&self, node: &Node, reply_to: Option<&str>) -> Option<Arc<Sender>> {
         let deadline = tokio::time::Instant::now() + LINK_WAIT;
         loop {
@@ -68,7 +79,7 @@ impl ReplyLinks {
                     l.node == *node
                         && !l.sender.is_detached()
                         && match reply_to {
-                            Some(t) => l.target.as_deref() == Some(t),
+                            Some(t) => l.target.as_deref() == Some(t) || l.name == t,
                             None => true,
                         }
                 });

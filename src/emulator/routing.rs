@@ -173,13 +173,14 @@ async fn route(conn: Arc<Conn>, link: IncomingLink) {
                 .as_ref()
                 .and_then(|t| t.address.as_ref())
                 .map(|a| a.as_str().to_owned());
+            let name = link.attach().name.to_string();
             let acceptance = LinkAcceptance {
                 source: link.attach().source.as_deref().cloned(),
                 snd_settle_mode: Some(SenderSettleMode::Settled),
                 ..Default::default()
             };
             if let Ok(sender) = link.accept_sender(acceptance, 1000).await {
-                conn.replies.serve(node, target, sender).await;
+                conn.replies.serve(node, name, target, sender).await;
             }
         }
         (Some(Node::Hub(hub)), true) => ingest(conn, link, hub, None).await,

@@ -1,6 +1,8 @@
 // The official JS client's EventHubBufferedProducerClient (npm @azure/event-hubs) publishes
 // through our emulator: 2 000 events by partition key (13 keys) and 1 000 without routing,
-// flushed and closed. Prints one JSON line: what the success and error handlers saw.
+// flushed and closed, with idempotent retries on (each partition link is an idempotent
+// producer: the emulator assigns its id and epoch, and every event is stamped). Prints one
+// JSON line: what the success and error handlers saw.
 // Usage: node buffered.js CONNECTION_STRING HUB   (NODE_PATH names the node_modules dir)
 const { EventHubBufferedProducerClient } = require("@azure/event-hubs");
 
@@ -16,6 +18,7 @@ async function main() {
   const keyPartitions = {};
   const client = new EventHubBufferedProducerClient(conn, hub, {
     maxWaitTimeInMs: 500,
+    enableIdempotentRetries: true,
     retryOptions: { maxRetries: 2, timeoutInMs: 20000 },
     onSendEventsSuccessHandler: ({ partitionId, events }) => {
       for (const e of events) {
