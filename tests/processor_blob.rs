@@ -1,7 +1,10 @@
 //! `BlobPartitionManager` against Azurite over real HTTP (`EVENTHUBS_AZURITE`: its connection
 //! string): authentication failures at connect, a missing container, List Blobs paging,
-//! secrets kept out of `Debug` and logs, and an `EventProcessor` over the emulator that
-//! resumes from the checkpoints it stored in blobs.
+//! secrets kept out of `Debug` and logs, `503 ServerBusy` retried (a forwarder in front of
+//! Azurite injects it), and an `EventProcessor` over the emulator that resumes from the
+//! checkpoints it stored in blobs. With `EVENTHUBS_AZURITE_BIN`, tests start Azurites of their
+//! own: one paused for 10 s under one and under two processors, one over HTTPS taking Azure AD
+//! bearer tokens.
 #![cfg(all(feature = "blob", feature = "emulator"))]
 
 mod support;
@@ -385,6 +388,11 @@ struct OwnAzurite {
 
 impl OwnAzurite {
     fn start(bin: &str) -> OwnAzurite {
+        Self::start_with(bin, &[])
+    }
+
+    /// With extra command-line arguments (`--oauth basic --cert … --key …`).
+    fn start_with(bin: &str, extra: &[&str]) -> OwnAzurite {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -399,6 +407,7 @@ impl OwnAzurite {
                 "--disableTelemetry",
                 "--silent",
             ])
+            .args(extra)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -627,9 +636,9 @@ impl eventhubs::auth::TokenCredential for FixedToken {
     }
 }
 
-/// Azurite takes Azure AD tokens only over HTTPS, so this one layer is checked against a
-/// minimal HTTP responder that records the request heads: a bearer token for the storage
-/// scope, fetched once and reused.
+/// What goes on the wire, checked against a minimal HTTP responder that records the request
+/// heads: a bearer token for the storage scope, fetched once and reused. (Azurite accepting
+/// such tokens is the HTTPS test below.)
 #[tokio::test]
 async fn a_token_credential_sends_bearer_tokens_for_the_storage_scope() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -694,4 +703,696 @@ async fn a_token_credential_sends_bearer_tokens_for_the_storage_scope() {
         vec!["https://storage.azure.com/.default".to_owned()]
     );
     assert!(!format!("{s:?}").contains("aad-token-value"));
+}
+
+// ---- faults: two owners while Azurite is paused ----------------------------------------------
+
+/// One batch as a partition processor saw it: who, which tenure, when, which events.
+struct Batch {
+    owner: String,
+    /// The partition processor instance (the factory makes one per claim of a partition).
+    tenure: u64,
+    /// When `process_events` began, and when it returned (its checkpoint included).
+    began: Instant,
+    ended: Instant,
+    seqs: Vec<i64>,
+}
+
+type Batches = Arc<Mutex<HashMap<String, Vec<Batch>>>>;
+
+/// Logs every batch, then checkpoints (failures are expected while the store is away).
+struct Witness {
+    batches: Batches,
+    tenure: u64,
+}
+
+impl PartitionProcessor for Witness {
+    async fn process_events(&mut self, events: Vec<EventData>, ctx: &PartitionContext) {
+        let Some(last) = events.last() else { return };
+        let began = Instant::now();
+        let _ = ctx.update_checkpoint_from_event(last).await;
+        self.batches
+            .lock()
+            .unwrap()
+            .entry(ctx.partition_id.clone())
+            .or_default()
+            .push(Batch {
+                owner: ctx.owner_id.clone(),
+                tenure: self.tenure,
+                began,
+                ended: Instant::now(),
+                seqs: events.iter().filter_map(|e| e.sequence_number()).collect(),
+            });
+    }
+}
+
+/// The longest time two owners processed one partition at once, and where: a tenure spans
+/// from the start of its first batch to the end of its last; two tenures of different owners
+/// on one partition overlap where their spans intersect.
+fn longest_overlap(batches: &HashMap<String, Vec<Batch>>) -> (Duration, String) {
+    let mut worst = (Duration::ZERO, String::from("none"));
+    for (partition, list) in batches {
+        let mut spans: HashMap<u64, (&str, Instant, Instant)> = HashMap::new();
+        for b in list {
+            let s = spans
+                .entry(b.tenure)
+                .or_insert((b.owner.as_str(), b.began, b.ended));
+            s.1 = s.1.min(b.began);
+            s.2 = s.2.max(b.ended);
+        }
+        let spans: Vec<_> = spans.into_values().collect();
+        for (i, x) in spans.iter().enumerate() {
+            for y in &spans[i + 1..] {
+                if x.0 == y.0 {
+                    continue;
+                }
+                let both = x.2.min(y.2).saturating_duration_since(x.1.max(y.1));
+                if both > worst.0 {
+                    worst = (both, format!("partition {partition}, {} and {}", x.0, y.0));
+                }
+            }
+        }
+    }
+    worst
+}
+
+/// Sends one event to every partition every 100 ms until `stop` is set; returns how many
+/// each partition got (their sequence numbers are 0..n on a fresh emulator).
+fn trickle(
+    client: EventHubClient,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<i64>> {
+    tokio::spawn(async move {
+        let mut producers = Vec::new();
+        for p in 0..8 {
+            producers.push(
+                client
+                    .create_producer(ProducerOptions::partition(p.to_string()))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut sent = vec![0i64; 8];
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            for (p, producer) in producers.iter().enumerate() {
+                producer
+                    .send(vec![EventData::new(format!("p{p} e{}", sent[p]))])
+                    .await
+                    .unwrap();
+                sent[p] += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sent
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_owners_share_a_partition_for_less_than_an_expiration_when_azurite_pauses() {
+    let Some(bin) = support::peer("EVENTHUBS_AZURITE_BIN", "azurite-blob (npm azurite)") else {
+        return;
+    };
+    let azurite = OwnAzurite::start(&bin);
+    let emu = emulator().await;
+    let client =
+        EventHubClient::from_connection_string(&emu.connection_string(), Some(HUB)).unwrap();
+    let store = BlobPartitionManager::connect(
+        &azurite.connection_string(),
+        "two-owners",
+        BlobOptions::default()
+            .with_create_container(true)
+            .with_request_timeout(Duration::from_secs(2))
+            .with_max_retries(2),
+    )
+    .await
+    .unwrap();
+    let manager: Arc<dyn PartitionManager> = Arc::new(store);
+    let expiration = Duration::from_secs(5);
+    let batches: Batches = Arc::default();
+    let tenures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let processor = || {
+        let (b, t) = (batches.clone(), tenures.clone());
+        EventProcessor::new(
+            client.clone(),
+            "$default",
+            move || Witness {
+                batches: b.clone(),
+                tenure: t.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            },
+            manager.clone(),
+            options().with_ownership_expiration(expiration),
+        )
+        .unwrap()
+    };
+    let (a, b) = (processor(), processor());
+    a.start();
+    b.start();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = trickle(client.clone(), stop.clone());
+    let split = |a: &Vec<String>, b: &Vec<String>| {
+        a.len() == 4 && b.len() == 4 && a.iter().all(|p| !b.contains(p))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || split(
+            &a.owned_partitions(),
+            &b.owned_partitions()
+        ))
+        .await,
+        "4/4 before the pause: {:?} {:?}",
+        a.owned_partitions(),
+        b.owned_partitions()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    azurite.signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let (owned_a, owned_b) = (a.owned_partitions(), b.owned_partitions());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    azurite.signal("-CONT");
+    assert!(
+        split(&owned_a, &owned_b),
+        "each kept its partitions while the store was away: {owned_a:?} {owned_b:?}"
+    );
+    // Every record expired meanwhile: both race for all of them, then settle again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || split(
+            &a.owned_partitions(),
+            &b.owned_partitions()
+        ))
+        .await,
+        "4/4 again after the pause: {:?} {:?}",
+        a.owned_partitions(),
+        b.owned_partitions()
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = sender.await.unwrap();
+
+    let all_seen = || {
+        let batches = batches.lock().unwrap();
+        (0..8).all(|p| {
+            let seen: std::collections::HashSet<i64> = batches
+                .get(&p.to_string())
+                .into_iter()
+                .flatten()
+                .flat_map(|b| b.seqs.iter().copied())
+                .collect();
+            (0..sent[p]).all(|s| seen.contains(&s))
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), all_seen).await,
+        "every event processed ({sent:?} sent)"
+    );
+    let resumed = {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let cps = manager
+                .list_checkpoints(client.host(), HUB, "$default")
+                .await
+                .unwrap_or_default();
+            let at_end = |c: &Checkpoint| {
+                let p: usize = c.partition_id.parse().unwrap_or(99);
+                p < 8 && c.sequence_number == Some(sent[p] - 1)
+            };
+            if cps.len() == 8 && cps.iter().all(at_end) {
+                break true;
+            }
+            if Instant::now() > end {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    a.stop().await;
+    b.stop().await;
+    assert!(resumed, "checkpoints resumed after Azurite came back");
+
+    let batches = batches.lock().unwrap();
+    let (overlap, at) = longest_overlap(&batches);
+    // The margin: blob times have one-second resolution.
+    let margin = Duration::from_secs(1);
+    assert!(
+        overlap < expiration + margin,
+        "{at} both processed for {overlap:?}, more than one expiration ({expiration:?}) + {margin:?}"
+    );
+    let handovers = tenures.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "two processors, Azurite paused 10 s: {} events sent, all processed, {handovers} partition tenures, longest two-owner overlap {overlap:?} ({at}), checkpoints resumed on Azurite",
+        sent.iter().sum::<i64>()
+    );
+}
+
+// ---- 503 server busy, through a fault-injecting forwarder ------------------------------------
+
+/// Which requests the forwarder answers itself with `503 Server Busy`.
+#[derive(Clone, Copy, Debug)]
+enum Busy {
+    /// None: everything goes to Azurite.
+    Never,
+    /// The first n requests since [`BusyForwarder::set`].
+    First(usize),
+    /// Every k-th request since [`BusyForwarder::set`].
+    EveryKth(usize),
+    /// All of them.
+    Always,
+}
+
+/// An HTTP/1.1 forwarder in front of Azurite: per request, either the Azure error a busy
+/// account answers, or the request passed on byte for byte over a fresh upstream connection
+/// and the answer passed back the same way.
+struct BusyForwarder {
+    port: u16,
+    state: Arc<Mutex<(Busy, usize)>>,
+    refused: Arc<std::sync::atomic::AtomicUsize>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for BusyForwarder {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// The answer a busy storage account gives.
+fn server_busy() -> Vec<u8> {
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>ServerBusy</Code>\
+        <Message>The server is currently unable to receive requests. Please retry your request.\n\
+        RequestId:5b9c7d3e-0000-0000-0000-000000000000\nTime:2026-12-02T00:00:00.0000000Z</Message></Error>";
+    format!(
+        "HTTP/1.1 503 The server is currently unable to receive requests. Please retry your request.\r\n\
+         Content-Type: application/xml\r\nContent-Length: {}\r\nx-ms-error-code: ServerBusy\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Reads one message head (through the blank line), at most 64 KiB; `None` at a clean end.
+async fn read_head(
+    r: &mut (impl tokio::io::AsyncBufRead + Unpin),
+) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncBufReadExt;
+    let mut head = Vec::new();
+    loop {
+        let n = r.read_until(b'\n', &mut head).await?;
+        if n == 0 {
+            return if head.is_empty() {
+                Ok(None)
+            } else {
+                Err(std::io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        if head.ends_with(b"\r\n\r\n") {
+            return Ok(Some(head));
+        }
+        if head.len() > 64 * 1024 {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+    }
+}
+
+/// A header's value in a head, by case-insensitive name.
+fn header_value(head: &[u8], name: &str) -> Option<String> {
+    String::from_utf8_lossy(head).lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// Appends a body framed by `head` (Content-Length, chunked, or none) to `out`, raw.
+async fn read_body(
+    r: &mut (impl tokio::io::AsyncBufRead + Unpin),
+    head: &[u8],
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    if let Some(n) = header_value(head, "content-length") {
+        let n: usize = n.parse().map_err(|_| std::io::ErrorKind::InvalidData)?;
+        let start = out.len();
+        out.resize(start + n, 0);
+        return r.read_exact(&mut out[start..]).await.map(|_| ());
+    }
+    let chunked = header_value(head, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if !chunked {
+        return Ok(());
+    }
+    loop {
+        let line_start = out.len();
+        r.read_until(b'\n', out).await?;
+        let line = String::from_utf8_lossy(&out[line_start..]).into_owned();
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| std::io::ErrorKind::InvalidData)?;
+        if size == 0 {
+            // Trailers, through the blank line.
+            loop {
+                let at = out.len();
+                if r.read_until(b'\n', out).await? == 0 || &out[at..] == b"\r\n" {
+                    return Ok(());
+                }
+            }
+        }
+        let start = out.len();
+        out.resize(start + size + 2, 0);
+        r.read_exact(&mut out[start..]).await?;
+    }
+}
+
+impl BusyForwarder {
+    async fn start(upstream: String) -> BusyForwarder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new((Busy::Never, 0usize)));
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (st, rf) = (state.clone(), refused.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let (st, rf, upstream) = (st.clone(), rf.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let _ = Self::serve(down, &upstream, &st, &rf).await;
+                });
+            }
+        });
+        BusyForwarder {
+            port,
+            state,
+            refused,
+            accept,
+        }
+    }
+
+    /// From now on, refuse as `mode` says (counting requests afresh).
+    fn set(&self, mode: Busy) {
+        *self.state.lock().unwrap() = (mode, 0);
+    }
+
+    fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn serve(
+        down: tokio::net::TcpStream,
+        upstream: &str,
+        state: &Mutex<(Busy, usize)>,
+        refused: &std::sync::atomic::AtomicUsize,
+    ) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let (dr, mut dw) = down.into_split();
+        let mut dr = tokio::io::BufReader::new(dr);
+        while let Some(head) = read_head(&mut dr).await? {
+            let mut request = head.clone();
+            read_body(&mut dr, &head, &mut request).await?;
+            let busy = {
+                let mut s = state.lock().unwrap();
+                s.1 += 1;
+                match s.0 {
+                    Busy::Never => false,
+                    Busy::First(n) => s.1 <= n,
+                    Busy::EveryKth(k) => s.1.is_multiple_of(k.max(1)),
+                    Busy::Always => true,
+                }
+            };
+            if busy {
+                refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                dw.write_all(&server_busy()).await?;
+                continue;
+            }
+            let up = tokio::net::TcpStream::connect(upstream).await?;
+            let (ur, mut uw) = up.into_split();
+            uw.write_all(&request).await?;
+            let mut ur = tokio::io::BufReader::new(ur);
+            let head = read_head(&mut ur)
+                .await?
+                .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+            let mut response = head.clone();
+            let status = String::from_utf8_lossy(&head)
+                .split(' ')
+                .nth(1)
+                .unwrap_or("")
+                .to_owned();
+            if !(status.starts_with('1') || status == "204" || status == "304") {
+                read_body(&mut ur, &head, &mut response).await?;
+            }
+            dw.write_all(&response).await?;
+            if header_value(&head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn checkpoint(p: usize) -> Checkpoint {
+    Checkpoint {
+        fully_qualified_namespace: "ns.example".into(),
+        event_hub_name: "hub".into(),
+        consumer_group: "$default".into(),
+        partition_id: p.to_string(),
+        offset: Some((p * 10).to_string()),
+        sequence_number: Some(p as i64),
+    }
+}
+
+#[tokio::test]
+async fn server_busy_is_retried_and_a_store_always_busy_fails_naming_it() {
+    let Some(cs) = azurite() else { return };
+    let parsed = StorageConnectionString::parse(&cs).unwrap();
+    let rest = parsed
+        .blob_endpoint
+        .strip_prefix("http://")
+        .expect("Azurite over http");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let fwd = BusyForwarder::start(authority.to_owned()).await;
+    let via = format!("http://127.0.0.1:{}/{path}", fwd.port);
+    let (logs, _guard) = support::LogCapture::start_at(tracing::Level::DEBUG);
+    let retries = || logs.text().matches("retrying blob request").count();
+    let quick = BlobOptions::default()
+        .with_retry_delay(Duration::from_millis(5))
+        .with_max_retry_delay(Duration::from_millis(20));
+
+    // Busy at first: connect succeeds on the fourth try.
+    fwd.set(Busy::First(3));
+    let s = BlobPartitionManager::connect_with(
+        &via,
+        parsed.credential.clone(),
+        &container("busy"),
+        quick
+            .clone()
+            .with_max_retries(4)
+            .with_create_container(true),
+    )
+    .await
+    .expect("connect succeeds after three 503s");
+    assert_eq!(fwd.refused(), 3);
+    assert_eq!(retries(), 3, "one retry per 503: {}", logs.text());
+    assert!(
+        logs.text().contains("HTTP 503 ServerBusy"),
+        "{}",
+        logs.text()
+    );
+
+    // Every other request busy: every call still succeeds, one retry per refusal.
+    fwd.set(Busy::EveryKth(2));
+    let won = s
+        .claim_ownership((0..4).map(claim).collect())
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 4);
+    for p in 0..4 {
+        s.update_checkpoint(checkpoint(p)).await.unwrap();
+    }
+    let owners = s
+        .list_ownership("ns.example", "hub", "$default")
+        .await
+        .unwrap();
+    let cps = s
+        .list_checkpoints("ns.example", "hub", "$default")
+        .await
+        .unwrap();
+    assert_eq!((owners.len(), cps.len()), (4, 4));
+    assert!(fwd.refused() >= 3 + 4, "every other request refused");
+    assert_eq!(retries(), fwd.refused(), "each refusal retried once");
+
+    // Always busy: fails after max_retries, naming 503 and ServerBusy.
+    fwd.set(Busy::Never);
+    let stubborn = BlobPartitionManager::connect_with(
+        &via,
+        parsed.credential.clone(),
+        &container("busy"),
+        quick.with_max_retries(2),
+    )
+    .await
+    .unwrap();
+    fwd.set(Busy::Always);
+    let before = fwd.refused();
+    let err = stubborn
+        .list_ownership("ns.example", "hub", "$default")
+        .await
+        .unwrap_err();
+    assert_eq!(fwd.refused() - before, 3, "one try and two retries");
+    assert!(
+        matches!(&err, PartitionManagerError::Service { status: 503, code, .. } if code == "ServerBusy"),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("503") && text.contains("ServerBusy") && text.contains("after 3 attempts"),
+        "{text}"
+    );
+    println!(
+        "503 ServerBusy on Azurite via a forwarder: {} refusals retried, always-busy fails: {text}",
+        fwd.refused() - 3
+    );
+}
+
+// ---- Azure AD bearer tokens against Azurite over HTTPS ---------------------------------------
+
+/// A JWT of the shape Azure AD issues. Azurite's `--oauth basic` decodes it without checking
+/// the signature, and checks `iat`/`nbf`/`exp`, an Azure AD issuer (`https://sts.windows.net/…`)
+/// and a storage audience (`https://storage.azure.com` and a few others).
+struct AzureAdLike {
+    audience: &'static str,
+}
+
+impl eventhubs::auth::TokenCredential for AzureAdLike {
+    fn get_token<'a>(&'a self, scope: &'a str) -> eventhubs::auth::TokenFuture<'a> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = b64.encode(r#"{"alg":"RS256","typ":"JWT"}"#);
+        let claims = serde_json::json!({
+            "aud": self.audience,
+            "iss": "https://sts.windows.net/2f4a9838-26b7-47ee-be60-ccc1fdec5953/",
+            "iat": now - 60,
+            "nbf": now - 60,
+            "exp": now + 3600,
+            "oid": "8a0b4f1e-0000-0000-0000-000000000001",
+            "scp": "user_impersonation",
+        });
+        let token = format!(
+            "{header}.{}.{}",
+            b64.encode(claims.to_string()),
+            b64.encode("unchecked signature")
+        );
+        let asked_storage = scope == "https://storage.azure.com/.default";
+        Box::pin(async move {
+            if !asked_storage {
+                return Err("not the storage scope".into());
+            }
+            Ok(eventhubs::auth::AccessToken {
+                token,
+                expires_on: SystemTime::now() + Duration::from_secs(3600),
+            })
+        })
+    }
+}
+
+/// A directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn bearer_tokens_authorize_claims_and_checkpoints_on_azurite_over_https() {
+    let Some(bin) = support::peer("EVENTHUBS_AZURITE_BIN", "azurite-blob (npm azurite)") else {
+        return;
+    };
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let dir = TempDir(std::env::temp_dir().join(format!("azurite-oauth-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let azurite = OwnAzurite::start_with(
+        &bin,
+        &[
+            "--oauth",
+            "basic",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let url = format!("https://127.0.0.1:{}/devstoreaccount1", azurite.port);
+    let trusted = BlobOptions::default()
+        .with_extra_roots(vec![ck.cert.der().clone()])
+        .with_retry_delay(Duration::from_millis(10));
+
+    let s = BlobPartitionManager::connect_with_token(
+        &url,
+        AzureAdLike {
+            audience: "https://storage.azure.com",
+        },
+        "oauth",
+        trusted.clone().with_create_container(true),
+    )
+    .await
+    .expect("Azurite accepts the token");
+    let won = s.claim_ownership(vec![claim(0), claim(1)]).await.unwrap();
+    assert_eq!(won.len(), 2);
+    // A renewal with the current etag wins; one with a stale etag is lost, not an error.
+    let renewed = s.claim_ownership(vec![won[0].clone()]).await.unwrap();
+    assert_eq!(renewed.len(), 1);
+    assert!(s
+        .claim_ownership(vec![won[0].clone()])
+        .await
+        .unwrap()
+        .is_empty());
+    s.update_checkpoint(checkpoint(1)).await.unwrap();
+    s.update_checkpoint(checkpoint(1)).await.unwrap();
+    let cps = s
+        .list_checkpoints("ns.example", "hub", "$default")
+        .await
+        .unwrap();
+    assert_eq!(cps.len(), 1);
+    assert_eq!(cps[0].sequence_number, Some(1));
+    let owners = s
+        .list_ownership("ns.example", "hub", "$default")
+        .await
+        .unwrap();
+    assert_eq!(owners.len(), 2);
+
+    let err = BlobPartitionManager::connect_with_token(
+        &url,
+        AzureAdLike {
+            audience: "https://eventhubs.azure.net",
+        },
+        "oauth",
+        trusted,
+    )
+    .await
+    .unwrap_err();
+    match &err {
+        PartitionManagerError::Authentication { code, message } => {
+            assert_eq!(code, "AuthenticationFailed");
+            assert!(message.contains("audience"), "{err}");
+        }
+        other => panic!("expected Authentication, got {other:?}"),
+    }
+    // Without the extra root the self-signed certificate is not trusted.
+    let untrusted = BlobPartitionManager::connect_with_token(
+        &url,
+        AzureAdLike {
+            audience: "https://storage.azure.com",
+        },
+        "oauth",
+        BlobOptions::default().with_max_retries(0),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&untrusted, PartitionManagerError::Unavailable(m) if m.contains("certificate")),
+        "{untrusted:?}"
+    );
+    println!("bearer tokens on Azurite over HTTPS: claims and checkpoints work, a wrong audience fails: {err}");
 }

@@ -73,10 +73,16 @@ pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
 impl LogCapture {
     /// Captures every event at `warn` and above until the guard drops.
     pub fn start() -> (LogCapture, tracing::subscriber::DefaultGuard) {
+        Self::start_at(tracing::Level::WARN)
+    }
+
+    /// Captures every event at `level` and above until the guard drops (`DEBUG` for the
+    /// events that count retries and requests).
+    pub fn start_at(level: tracing::Level) -> (LogCapture, tracing::subscriber::DefaultGuard) {
         let capture = LogCapture::default();
         let sink = capture.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
+            .with_max_level(level)
             .with_ansi(false)
             .with_writer(move || sink.clone())
             .finish();

@@ -117,9 +117,16 @@ pub(super) struct Connector {
 }
 
 impl Connector {
-    fn new() -> Result<Self, PartitionManagerError> {
+    fn new(
+        extra_roots: &[rustls_pki_types::CertificateDer<'static>],
+    ) -> Result<Self, PartitionManagerError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for c in extra_roots {
+            roots.add(c.clone()).map_err(|e| {
+                PartitionManagerError::Config(format!("bad extra root certificate: {e}"))
+            })?;
+        }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -237,6 +244,21 @@ fn transport(e: impl std::fmt::Display) -> PartitionManagerError {
     PartitionManagerError::Unavailable(e.to_string())
 }
 
+/// An error with its causes: hyper's own message ("client error (Connect)") says nothing of
+/// why, which is in the source chain (refused, a certificate not trusted, ...).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    // Bounded: a chain is a handful of layers.
+    for _ in 0..8 {
+        let Some(c) = cause else { break };
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 /// Statuses worth another try: the service is busy, failing or timed out.
 fn retryable(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
@@ -250,7 +272,7 @@ impl Http {
     ) -> Result<Self, PartitionManagerError> {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(Connector::new()?);
+            .build(Connector::new(&options.extra_roots)?);
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
@@ -325,15 +347,18 @@ impl Http {
                     return Err(PartitionManagerError::Authentication { code, message });
                 }
                 Ok(Ok(resp)) if retryable(resp.status) => {
+                    let (code, message) = resp.error();
                     if attempt >= self.options.max_retries {
-                        let (code, message) = resp.error();
                         return Err(PartitionManagerError::Service {
                             status: resp.status,
                             code,
-                            message,
+                            message: format!(
+                                "{message} (after {} attempts)",
+                                attempt.saturating_add(1)
+                            ),
                         });
                     }
-                    format!("HTTP {}", resp.status)
+                    format!("HTTP {} {code}", resp.status)
                 }
                 Ok(Ok(resp)) => return Ok(resp),
                 Ok(Err(e)) => {
@@ -424,11 +449,13 @@ impl Http {
         let req = req
             .body(Full::new(Bytes::new()))
             .map_err(|e| PartitionManagerError::Config(format!("request for {path}: {e}")))?;
-        let resp = self
-            .client
-            .request(req)
-            .await
-            .map_err(|e| transport(format!("{} {path}: {e}", self.endpoint.origin)))?;
+        let resp = self.client.request(req).await.map_err(|e| {
+            transport(format!(
+                "{} {path}: {}",
+                self.endpoint.origin,
+                with_causes(&e)
+            ))
+        })?;
         let status = resp.status().as_u16();
         let (parts, body) = resp.into_parts();
         let body = Limited::new(body, MAX_BODY)

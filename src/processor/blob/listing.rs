@@ -143,9 +143,10 @@ pub(super) fn parse_list(xml: &str) -> Result<ListPage, String> {
     Ok(page)
 }
 
-/// The `Code` and `Message` of an error body (empty when the body is not one).
+/// The `Code` and `Message` of an error body (empty when the body is not one); an
+/// `AuthenticationErrorDetail` (why a token or signature was refused) is added to the message.
 pub(super) fn parse_error(xml: &str) -> (String, String) {
-    let (mut code, mut message) = (String::new(), String::new());
+    let (mut code, mut message, mut detail) = (String::new(), String::new(), String::new());
     let _ = walk(xml, |path, text| {
         match (
             path.iter()
@@ -156,10 +157,16 @@ pub(super) fn parse_error(xml: &str) -> (String, String) {
         ) {
             (["Error", "Code"], Some(t)) => code = t.to_owned(),
             (["Error", "Message"], Some(t)) => message = t.lines().next().unwrap_or("").to_owned(),
+            (["Error", "AuthenticationErrorDetail"], Some(t)) => {
+                detail = t.lines().next().unwrap_or("").to_owned()
+            }
             _ => {}
         }
         Ok(())
     });
+    if !detail.is_empty() {
+        message = format!("{message} ({detail})");
+    }
     (code, message)
 }
 
@@ -208,5 +215,9 @@ mod tests {
         assert_eq!(code, "AuthenticationFailed");
         assert_eq!(msg, "Server failed to authenticate the request.");
         assert_eq!(parse_error("not xml"), (String::new(), String::new()));
+        let (_, msg) = parse_error(
+            "<Error><Code>AuthenticationFailed</Code><Message>Refused.</Message><AuthenticationErrorDetail>Invalid token audience.</AuthenticationErrorDetail></Error>",
+        );
+        assert_eq!(msg, "Refused. (Invalid token audience.)");
     }
 }

@@ -42,6 +42,9 @@ pub struct BlobOptions {
     pub create_container: bool,
     /// Blobs per List Blobs page (`maxresults`; default the service's, 5000).
     pub list_page_size: Option<u32>,
+    /// Root certificates trusted for `https` endpoints in addition to the webpki roots: for a
+    /// store behind a private CA or a self-signed certificate (Azurite with `--cert`).
+    pub extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl Default for BlobOptions {
@@ -53,6 +56,7 @@ impl Default for BlobOptions {
             max_retry_delay: Duration::from_secs(4),
             create_container: false,
             list_page_size: None,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -81,6 +85,14 @@ impl BlobOptions {
     /// Sets [`BlobOptions::list_page_size`].
     pub fn with_list_page_size(mut self, value: u32) -> Self {
         self.list_page_size = Some(value.max(1));
+        self
+    }
+    /// Sets [`BlobOptions::extra_roots`].
+    pub fn with_extra_roots(
+        mut self,
+        value: Vec<rustls_pki_types::CertificateDer<'static>>,
+    ) -> Self {
+        self.extra_roots = value;
         self
     }
     /// Sets [`BlobOptions::create_container`].
