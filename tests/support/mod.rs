@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod auth;
+pub mod tinyproxy;
 
 #[allow(unused_imports)]
 pub use auth::TestAuth;
