@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub const VAR: &str = "EVENTHUBS_TINYPROXY_BIN";
 
 /// What the gate says is missing when [`VAR`] is unset.
-pub const WHAT: &str = "the tinyproxy binary (Debian's tinyproxy-bin, see .ci/run)";
+pub const WHAT: &str = "tinyproxy binary (Debian's tinyproxy-bin, see .ci/run)";
 
 /// A running (or killed) tinyproxy.
 pub struct TinyProxy {
