@@ -1,7 +1,9 @@
 //! The client through a real HTTP proxy (tinyproxy with Basic auth, started by `.ci/run`;
 //! `EVENTHUBS_HTTP_PROXY=http://user:pass@127.0.0.1:PORT`), over both wires: sends and
 //! receives, a wrong password fails fast and clearly, and connections to the proxy cut
-//! mid-stream are recovered without losing or repeating an event.
+//! mid-stream are recovered without losing or repeating an event, as is the proxy process
+//! itself SIGKILLed mid-stream and started again (a tinyproxy of the test's own,
+//! `EVENTHUBS_TINYPROXY_BIN`).
 
 mod client_common;
 mod support;
@@ -11,6 +13,7 @@ use eventhubs::{
     ConsumerOptions, ErrorKind, EventData, EventPosition, ProducerOptions, ProxyOptions,
 };
 use std::time::{Duration, Instant};
+use support::tinyproxy::TinyProxy;
 use support::{peer, Proxy};
 
 const WHAT: &str = "an HTTP proxy with Basic auth (tinyproxy, see .ci/run)";
@@ -153,6 +156,144 @@ async fn connections_to_the_proxy_cut_mid_stream_are_recovered(wire: Wire) {
     println!("{wire:?}: {sent} events through the HTTP proxy across {cuts} cut connections");
 }
 
+/// Retries patient enough to outlast a proxy that is down for a few hundred milliseconds.
+fn patient_retry() -> eventhubs::RetryOptions {
+    eventhubs::RetryOptions::default()
+        .with_max_retries(200)
+        .with_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_millis(200))
+}
+
+async fn the_proxy_process_killed_mid_stream_is_recovered(wire: Wire) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    let Some(mut tp) = TinyProxy::start(&format!("{wire:?}"), "ehub-kill", "kill-pass") else {
+        return;
+    };
+    const N: usize = 300;
+    let emu = wire.emulator().await;
+    let target = format!("127.0.0.1:{}", wire.addr(&emu).port());
+    let client = wire
+        .builder(&emu)
+        .proxy(ProxyOptions::from_url(&tp.url()).unwrap())
+        .retry(patient_retry())
+        .build()
+        .unwrap();
+    // Idempotent, so that a send resent after a kill is stored once, not twice.
+    let producer = client
+        .create_producer(ProducerOptions::partition("2").with_enable_idempotent_partitions(true))
+        .await
+        .unwrap();
+    let mut consumer = client
+        .create_consumer(
+            "$default",
+            "2",
+            EventPosition::earliest(),
+            ConsumerOptions::default(),
+        )
+        .await
+        .unwrap();
+    let (sent, seen) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let sender = {
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                producer
+                    .send(EventData::from(format!("k{i}")))
+                    .await
+                    .unwrap_or_else(|e| panic!("send k{i} fails despite recovery: {e}"));
+                sent.store(i + 1, SeqCst);
+            }
+        })
+    };
+    let receiver = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut next = 0i64;
+            while (next as usize) < N {
+                let batch = consumer
+                    .receive(50, Duration::from_millis(200))
+                    .await
+                    .unwrap_or_else(|e| panic!("receive after k{next} fails: {e}"));
+                for e in batch {
+                    // Resumes right after the last event it saw: no gap, no repeat.
+                    assert_eq!(e.sequence_number(), Some(next), "gap or duplicate");
+                    assert_eq!(e.body_as_str().unwrap(), format!("k{next}"));
+                    next += 1;
+                    seen.store(next as usize, SeqCst);
+                }
+            }
+        })
+    };
+    // Kill the proxy twice while both are mid-stream; it stays down 300 ms each time.
+    let mut kills = Vec::new();
+    for at in [N / 3, 2 * N / 3] {
+        while sent.load(SeqCst) < at || seen.load(SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tp.kill();
+        kills.push((sent.load(SeqCst), seen.load(SeqCst)));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tp.restart();
+    }
+    let both = async {
+        sender.await.unwrap();
+        receiver.await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(120), both)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "stuck after the proxy restarts: {} sent, {} received, kills at {kills:?}",
+                sent.load(SeqCst),
+                seen.load(SeqCst)
+            )
+        });
+    for (s, r) in &kills {
+        assert!(
+            *s < N && *r < N,
+            "a kill came after the stream ended: {kills:?}"
+        );
+    }
+    // The client went back through the restarted proxy (one tunnel at first, one per kill).
+    let tunnels = tp.connects_to(&target);
+    assert!(
+        tunnels >= 3,
+        "{tunnels} CONNECTs to {target} logged:\n{}",
+        tp.log()
+    );
+
+    // Every acknowledged send stored exactly once, in order: read back directly.
+    let direct = wire.builder(&emu).build().unwrap();
+    let info = direct.get_partition_properties("2").await.unwrap();
+    assert_eq!(
+        info.last_enqueued_sequence_number + 1,
+        N as i64,
+        "events stored for {N} acknowledged sends"
+    );
+    let mut c = direct
+        .create_consumer(
+            "$default",
+            "2",
+            EventPosition::earliest(),
+            ConsumerOptions::default(),
+        )
+        .await
+        .unwrap();
+    let mut stored = Vec::new();
+    while stored.len() < N {
+        let batch = c.receive(N, Duration::from_secs(5)).await.unwrap();
+        assert!(!batch.is_empty(), "read-back stalled at {}", stored.len());
+        stored.extend(batch.iter().map(|e| e.body_as_str().unwrap().to_owned()));
+    }
+    let want: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
+    assert_eq!(stored, want);
+    println!(
+        "{wire:?}: {N} events sent and received through tinyproxy, SIGKILLed and restarted at {kills:?} (sent, received), {tunnels} tunnels"
+    );
+    client.close().await.unwrap();
+}
+
 /// A stand-in proxy that answers every `CONNECT` with `reply` (or hangs up when it is empty).
 async fn refusing_proxy(reply: &'static str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -211,4 +352,5 @@ over_each_wire!(
     send_and_receive_through_the_proxy,
     a_wrong_proxy_password_fails_fast_and_clearly,
     connections_to_the_proxy_cut_mid_stream_are_recovered,
+    the_proxy_process_killed_mid_stream_is_recovered,
 );

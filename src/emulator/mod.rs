@@ -268,6 +268,9 @@ pub struct Emulator {
     ws_accept: Option<JoinHandle<()>>,
     /// Syncs partition files that `Fsync::Interval` left dirty when sends pause.
     flusher: Option<JoinHandle<()>>,
+    /// Whether both ports speak TLS: the connection string must not then tell clients to
+    /// dial plain AMQP.
+    tls: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -376,6 +379,10 @@ impl Emulator {
             }
             None => (None, None),
         };
+        #[cfg(feature = "tls")]
+        let tls = options.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let tls = false;
         let flusher = match (options.fsync, &options.data_dir) {
             (Fsync::Interval(period), Some(_)) => Some(spawn_flusher(&shared, period)),
             _ => None,
@@ -390,6 +397,7 @@ impl Emulator {
             #[cfg(feature = "websockets")]
             ws_accept,
             flusher,
+            tls,
         })
     }
 
@@ -424,7 +432,9 @@ impl Emulator {
         self.ws_addr
     }
 
-    /// A connection string for clients (`UseDevelopmentEmulator=true`, the first key).
+    /// A connection string for clients, with the first key: `UseDevelopmentEmulator=true`
+    /// (which tells every SDK to speak plain AMQP) unless the emulator serves TLS, when it is
+    /// left out so that clients dial TLS on this port (they must trust its certificate).
     pub fn connection_string(&self) -> String {
         let (name, key) = self
             .shared
@@ -432,8 +442,13 @@ impl Emulator {
             .first()
             .map(|k| (k.name.as_str(), k.key.as_str()))
             .unwrap_or_default();
+        let dev = if self.tls {
+            ""
+        } else {
+            "UseDevelopmentEmulator=true;"
+        };
         format!(
-            "Endpoint=sb://localhost:{};SharedAccessKeyName={name};SharedAccessKey={key};UseDevelopmentEmulator=true;",
+            "Endpoint=sb://localhost:{};SharedAccessKeyName={name};SharedAccessKey={key};{dev}",
             self.addr.port()
         )
     }

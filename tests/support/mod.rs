@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod auth;
+pub mod tinyproxy;
 
 #[allow(unused_imports)]
 pub use auth::TestAuth;
@@ -31,11 +32,26 @@ pub fn init_tracing() {
 /// name `localhost:port`.
 #[cfg(feature = "cli")]
 pub fn spawn_ehub_emulator(dir: &std::path::Path, port: u16) -> std::process::Child {
+    let port_arg = port.to_string();
+    let dir_arg = dir.to_string_lossy();
+    let (child, lines) =
+        spawn_ehub_emulator_with(&["--port", &port_arg, "--data-dir", dir_arg.as_ref()]);
+    let cs = lines.last().expect("the connection string");
+    assert!(cs.contains("UseDevelopmentEmulator=true"), "{cs}");
+    assert!(cs.contains(&format!("localhost:{port}")), "{cs}");
+    child
+}
+
+/// Starts `ehub emulator ARGS...` as a child process and waits (up to 60 s) for the
+/// connection string it prints; returns the child and every line printed up to and including
+/// that string (which is the last).
+#[cfg(feature = "cli")]
+pub fn spawn_ehub_emulator_with(args: &[&str]) -> (std::process::Child, Vec<String>) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_ehub"))
-        .args(["emulator", "--port", &port.to_string(), "--data-dir"])
-        .arg(dir)
+        .arg("emulator")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -49,17 +65,21 @@ pub fn spawn_ehub_emulator(dir: &std::path::Path, port: u16) -> std::process::Ch
         }
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut lines = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
-            Ok(line) if line.contains("UseDevelopmentEmulator=true") => {
-                assert!(line.contains(&format!("localhost:{port}")), "{line}");
-                return child;
+            Ok(line) => {
+                let done = line.starts_with("Endpoint=sb://");
+                lines.push(line);
+                if done {
+                    return (child, lines);
+                }
             }
-            Ok(_) => {}
             Err(_) => {
                 let _ = child.kill();
-                panic!("ehub did not print its connection string");
+                let _ = child.wait();
+                panic!("ehub did not print its connection string; it printed {lines:?}");
             }
         }
     }

@@ -74,6 +74,14 @@ pub struct EmulatorArgs {
     /// Also serve AMQP over WebSockets on this port (any path, subprotocol AMQPWSB10).
     #[arg(long)]
     ws_port: Option<u16>,
+    /// Serve TLS on the AMQP port and the --ws-port with this certificate chain (PEM, leaf
+    /// first); needs --tls-key. The printed connection string then has no
+    /// UseDevelopmentEmulator=true, so clients dial TLS (they must trust the certificate).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Serves until Ctrl-C, after printing where and the connection string to use.
@@ -113,12 +121,20 @@ pub async fn run(a: EmulatorArgs) -> Result<(), Failure> {
     if let Some(p) = a.ws_port {
         options = options.with_ws_bind(SocketAddr::new(a.bind, p));
     }
+    if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
+        options = with_tls(options, cert, key)?;
+    }
+    let scheme = if a.tls_cert.is_some() { "wss" } else { "ws" };
     let emulator = Emulator::start(options)
         .await
         .map_err(|e| Failure::Local(e.to_string()))?;
-    println!("Event Hubs emulator listening on {}", emulator.local_addr());
+    let tls_note = if a.tls_cert.is_some() { " (TLS)" } else { "" };
+    println!(
+        "Event Hubs emulator listening on {}{tls_note}",
+        emulator.local_addr()
+    );
     if let Some(ws) = emulator.ws_local_addr() {
-        println!("AMQP over WebSockets on ws://{ws}/$servicebus/websocket/");
+        println!("AMQP over WebSockets on {scheme}://{ws}/$servicebus/websocket/");
     }
     println!("hubs: {}", hubs.join(", "));
     println!("connection string:");
@@ -129,4 +145,29 @@ pub async fn run(a: EmulatorArgs) -> Result<(), Failure> {
     let _ = tokio::signal::ctrl_c().await;
     println!("stopping");
     Ok(())
+}
+
+/// `options` serving TLS with the PEM certificate chain and key in these files; a file that
+/// cannot be read or parsed is a usage error naming it.
+#[cfg(feature = "tls")]
+fn with_tls(
+    options: EmulatorOptions,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<EmulatorOptions, Failure> {
+    let tls = eventhubs::amqp::io::tls::TlsServerOptions::from_pem_files(cert, key)
+        .map_err(|e| Failure::Usage(format!("--tls-cert/--tls-key: {e}")))?;
+    Ok(options.with_tls(tls))
+}
+
+/// Without the `tls` feature there is no TLS to serve.
+#[cfg(not(feature = "tls"))]
+fn with_tls(
+    _options: EmulatorOptions,
+    _cert: &std::path::Path,
+    _key: &std::path::Path,
+) -> Result<EmulatorOptions, Failure> {
+    Err(Failure::Usage(
+        "--tls-cert/--tls-key: this ehub was built without the tls feature".into(),
+    ))
 }

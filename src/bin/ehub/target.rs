@@ -27,6 +27,11 @@ pub struct Target {
     /// Tunnel through this HTTP proxy: http://[user:password@]host[:port].
     #[arg(long, env = "EHUB_PROXY", hide_env_values = true)]
     pub proxy: Option<String>,
+    /// Take the proxy from HTTPS_PROXY (or https_proxy) unless NO_PROXY (or no_proxy) exempts
+    /// the host connected to; --proxy, when given, wins. Off by default: the environment is
+    /// read only when asked.
+    #[arg(long)]
+    pub proxy_from_env: bool,
     /// Connect to HOST:PORT instead of the namespace's endpoint (e.g. an emulator's --ws-port).
     #[arg(long)]
     pub custom_endpoint: Option<String>,
@@ -93,6 +98,7 @@ impl Target {
             TransportMode::Amqp => eventhubs::TransportType::Amqp,
             TransportMode::Websockets => eventhubs::TransportType::AmqpWebSockets,
         });
+        builder = builder.proxy_from_env(self.proxy_from_env);
         if let Some(url) = &self.proxy {
             builder = builder
                 .proxy_url(url)
