@@ -49,7 +49,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench_send producer --conn CS [--hub eh1] --size BYTES --count N [--inflight K]\n       bench_send lowlevel --port P [--hub eh1] --size BYTES --count N\n       bench_send buffered --conn CS [--hub eh1] --size BYTES --count N [--inflight K]"
+        "usage: bench_send producer|idempotent --conn CS [--hub eh1] --size BYTES --count N [--inflight K]\n       bench_send lowlevel --port P [--hub eh1] --size BYTES --count N\n       bench_send buffered --conn CS [--hub eh1] --size BYTES --count N [--inflight K]"
     );
     std::process::exit(2)
 }
@@ -147,11 +147,15 @@ async fn fill(
     Ok((batch, carry))
 }
 
-async fn run_producer(a: &Args) -> Result<Report, eventhubs::Error> {
+/// The producer mode; with `idempotent`, an idempotent producer (every event stamped, each
+/// batch numbered and committed on acceptance).
+async fn run_producer(a: &Args, idempotent: bool) -> Result<Report, eventhubs::Error> {
     let cs = a.conn.as_deref().unwrap_or_else(|| usage());
     let client = EventHubClient::from_connection_string(cs, Some(&a.hub))?;
     let producer = client
-        .create_producer(ProducerOptions::partition("0"))
+        .create_producer(
+            ProducerOptions::partition("0").with_enable_idempotent_partitions(idempotent),
+        )
         .await?;
     let body = body(a.size);
     // Warm-up: one full batch, as the low-level sender does, so that connection, CBS and link
@@ -347,8 +351,11 @@ fn main() {
         .expect("runtime");
     let report = match a.mode.as_str() {
         "producer" => runtime
-            .block_on(run_producer(&a))
+            .block_on(run_producer(&a, false))
             .unwrap_or_else(|e| panic!("producer failed: {e}")),
+        "idempotent" => runtime
+            .block_on(run_producer(&a, true))
+            .unwrap_or_else(|e| panic!("idempotent producer failed: {e}")),
         "buffered" => runtime
             .block_on(run_buffered(&a))
             .unwrap_or_else(|e| panic!("buffered producer failed: {e}")),
@@ -360,6 +367,7 @@ fn main() {
     let label = match a.mode.as_str() {
         "producer" => format!("rust-producer-x{}", a.inflight),
         "buffered" => format!("rust-buffered-x{}", a.inflight),
+        "idempotent" => format!("rust-idempotent-x{}", a.inflight),
         _ => format!("rust-lowlevel-x{}", a.inflight),
     };
     println!(

@@ -11,6 +11,9 @@
 #   buffered-xK   examples/bench_send.rs buffered: EventHubBufferedProducer, events enqueued
 #                 one by one to partition "0", K batches in flight, closed at the end (100 B
 #                 only; its target is >= 0.9x rust-xK)
+#   idempotent-xK examples/bench_send.rs idempotent: the rust-xK run with an idempotent
+#                 producer (every event stamped, batches numbered; 100 B only, reported beside
+#                 rust-xK and buffered-xK)
 #   lowlevel-xW   examples/bench_send.rs lowlevel: one pre-encoded batch sent over and over
 #                 through eventhubs::amqp::Sender with W in flight, for each W in
 #                 BENCH_LOWLEVEL_WINDOWS: what the emulator can ingest with no per-event client
@@ -136,6 +139,7 @@ for r in $(seq "$rounds"); do
     run "$r" "$size" "$send" producer --conn "$conn" --size "$size" --count "$nr" --inflight "$inflight"
     if [[ $size == 100 ]]; then
       run "$r" "$size" "$send" buffered --conn "$conn" --size "$size" --count "$nr" --inflight "$inflight"
+      run "$r" "$size" "$send" idempotent --conn "$conn" --size "$size" --count "$nr" --inflight "$inflight"
     fi
     for w in "${windows[@]}"; do
       run "$r" "$size" "$send" lowlevel --port "$port" --size "$size" --count "$nr" --inflight "$w"
@@ -216,6 +220,7 @@ awk -v K="$inflight" '
     ratios(100 SUBSEP x1, 100 SUBSEP "python", "100 B: rust-producer-x1 / python", 50)
     ratios(100 SUBSEP xk, 100 SUBSEP "python", "100 B: " xk " / python", 50)
     ratios(100 SUBSEP "rust-buffered-x" K, 100 SUBSEP xk, "100 B: rust-buffered-x" K " / " xk, 0.9)
+    ratios(100 SUBSEP "rust-idempotent-x" K, 100 SUBSEP xk, "100 B: rust-idempotent-x" K " / " xk, "")
     ratios(1024 SUBSEP x1, 1024 SUBSEP "python", "1 KiB: rust-producer-x1 / python", "")
     ratios(65536 SUBSEP x1, 65536 SUBSEP "python", "64 KiB: rust-producer-x1 / python", "")
     ratios(65536 SUBSEP x1, 65536 SUBSEP ll, "64 KiB: rust-producer-x1 / " ll, 0.5)
