@@ -227,6 +227,8 @@ async fn buffered_idempotent_publishing_through_faults_is_exactly_once_in_key_or
         .with_producer_options(ProducerOptions::default().with_enable_idempotent_partitions(true))
         // Asked for, but an idempotent producer keeps one send in flight per partition.
         .with_max_concurrent_sends_per_partition(4)
+        // Room for full (1 MB) batches, so that whole large batches are resent.
+        .with_max_buffered_events_per_partition(20_000)
         .with_on_outcome(move |o: BatchOutcome| {
             let mut t = t.lock().unwrap();
             match &o.error {
