@@ -7,7 +7,9 @@
 //! keyed event delivered once, in order per key.
 //!
 //! N is `IDEMPOTENT_SOAK_EVENTS` (default 200 000); `scripts/idempotent_soak.sh` runs 1 000 000.
-//! The buffered run takes `BUFFERED_SOAK_EVENTS` (default 40 000).
+//! The buffered run takes `BUFFERED_SOAK_EVENTS` (default 40 000). Unpaced, a run ends within
+//! seconds and so meets few faults; `IDEMPOTENT_SOAK_SECONDS` spreads each run's events evenly
+//! over that many seconds, so that faults every 1-3 s land on sends in flight all along.
 
 mod client_common;
 mod support;
@@ -35,6 +37,32 @@ fn events_from(var: &str, default: usize) -> usize {
 
 fn total_events() -> usize {
     events_from("IDEMPOTENT_SOAK_EVENTS", 200_000)
+}
+
+/// How long each run should take, if paced (`IDEMPOTENT_SOAK_SECONDS`).
+fn pace() -> Option<Duration> {
+    Some(events_from("IDEMPOTENT_SOAK_SECONDS", 0))
+        .filter(|&s| s > 0)
+        .map(|s| Duration::from_secs(s as u64))
+}
+
+/// How many of `total` events are due `since` the start of a run paced over `over`: all of
+/// them, unpaced.
+fn due(since: std::time::Instant, over: Option<Duration>, total: usize) -> usize {
+    match over {
+        None => total,
+        Some(d) => {
+            let share = since.elapsed().as_secs_f64() / d.as_secs_f64();
+            ((share * total as f64).ceil() as usize).min(total)
+        }
+    }
+}
+
+/// Waits until event `i` of `total` is due in a paced run (at once, unpaced).
+async fn until_due(i: usize, since: std::time::Instant, over: Option<Duration>, total: usize) {
+    while due(since, over, total) <= i {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A 100-byte event naming its partition and index.
@@ -81,6 +109,7 @@ async fn publish(em: &Emulator, idempotent: bool, per_partition: usize) -> usize
             let options = ProducerOptions::partition(p.to_string())
                 .with_enable_idempotent_partitions(idempotent);
             let producer = client.create_producer(options).await.unwrap();
+            let (over, since) = (pace(), std::time::Instant::now());
             let half = per_partition / 2;
             let mut i = 0;
             while i < per_partition {
@@ -89,7 +118,13 @@ async fn publish(em: &Emulator, idempotent: bool, per_partition: usize) -> usize
                     // before the first one.
                     chaos.first_fault().await;
                 }
-                let end = if i < half { half } else { per_partition };
+                // Paced, a batch takes what is due: small batches, one after another.
+                until_due(i, since, over, per_partition).await;
+                let end = due(since, over, per_partition).min(if i < half {
+                    half
+                } else {
+                    per_partition
+                });
                 let mut batch = producer
                     .create_batch(BatchOptions::default())
                     .await
@@ -161,36 +196,47 @@ fn soak_emulator() -> EmulatorOptions {
     EmulatorOptions::ephemeral()
 }
 
+/// One publishing run on a fresh emulator (dropped at the end, so that two runs of a
+/// million events do not share the memory): the faults it met, what was read back per
+/// partition, and how long publishing took.
+async fn soak_run(idempotent: bool, per_partition: usize) -> (usize, Vec<Vec<usize>>, Duration) {
+    let em = emulator_with(soak_emulator()).await;
+    let started = std::time::Instant::now();
+    let faults = publish(&em, idempotent, per_partition).await;
+    let took = started.elapsed();
+    (faults, read_back(&em).await, took)
+}
+
+/// Events per second, for the report.
+fn rate(events: usize, took: Duration) -> u64 {
+    (events as f64 / took.as_secs_f64().max(1e-3)) as u64
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_publishing_through_faults_is_exactly_once() {
     let per_partition = total_events() / PARTITIONS;
-    let em = emulator_with(soak_emulator()).await;
-    let faults = publish(&em, true, per_partition).await;
-    let read = read_back(&em).await;
-    let mut lost = 0;
-    let mut duplicates = 0;
+    let total = per_partition * PARTITIONS;
+    let (faults, read, took) = soak_run(true, per_partition).await;
     for (p, got) in read.iter().enumerate() {
-        let want: Vec<usize> = (0..per_partition).collect();
-        if got != &want {
+        if got.iter().copied().ne(0..per_partition) {
             let unique: BTreeSet<_> = got.iter().collect();
-            duplicates += got.len() - unique.len();
-            lost += per_partition - unique.len();
             panic!(
-                "partition {p}: {} read for {per_partition} sent ({lost} lost, {duplicates} duplicates, or out of order)",
-                got.len()
+                "partition {p}: {} read for {per_partition} sent ({} lost, {} duplicates, or out of order)",
+                got.len(),
+                per_partition.saturating_sub(unique.len()),
+                got.len() - unique.len(),
             );
         }
     }
     println!(
-        "idempotent: {} events, {faults} faults: 0 lost, 0 duplicates, in order",
-        per_partition * PARTITIONS
+        "idempotent: {total} events, {faults} faults in {:.1} s ({} events/s): 0 lost, 0 duplicates, in order",
+        took.as_secs_f64(),
+        rate(total, took)
     );
     assert!(faults > 0, "no fault happened: the run proves nothing");
 
     // The same without idempotence: nothing lost, but resends may duplicate.
-    let em = emulator_with(soak_emulator()).await;
-    let faults = publish(&em, false, per_partition).await;
-    let read = read_back(&em).await;
+    let (faults, read, took) = soak_run(false, per_partition).await;
     let mut duplicates = 0;
     for (p, got) in read.iter().enumerate() {
         let unique: BTreeSet<_> = got.iter().collect();
@@ -198,8 +244,9 @@ async fn idempotent_publishing_through_faults_is_exactly_once() {
         duplicates += got.len() - unique.len();
     }
     println!(
-        "without idempotence: {} events, {faults} faults: {duplicates} duplicates",
-        per_partition * PARTITIONS
+        "without idempotence: {total} events, {faults} faults in {:.1} s ({} events/s): {duplicates} duplicates",
+        took.as_secs_f64(),
+        rate(total, took)
     );
 }
 
@@ -239,12 +286,15 @@ async fn buffered_idempotent_publishing_through_faults_is_exactly_once_in_key_or
             }
         });
     let chaos = Chaos::start(proxy.clone());
+    let started = std::time::Instant::now();
     let producer = client.create_buffered_producer(options).await.unwrap();
+    let over = pace();
     for i in 0..n {
         if i == n / 2 {
             // A small run would otherwise end before the first fault.
             chaos.first_fault().await;
         }
+        until_due(i, started, over, n).await;
         let (key, e) = keyed_event(i);
         producer
             .enqueue(e, &EnqueueOptions::default().with_partition_key(key))
@@ -252,6 +302,7 @@ async fn buffered_idempotent_publishing_through_faults_is_exactly_once_in_key_or
             .unwrap();
     }
     producer.close().await.unwrap();
+    let took = started.elapsed();
     let faults = chaos.stop().await;
     {
         let t = tally.lock().unwrap();
@@ -286,7 +337,9 @@ async fn buffered_idempotent_publishing_through_faults_is_exactly_once_in_key_or
     }
     assert_eq!(seen.len(), n, "every event stored");
     println!(
-        "buffered idempotent: {n} events, {faults} faults: 0 lost, 0 duplicates, key order kept"
+        "buffered idempotent: {n} events, {faults} faults in {:.1} s ({} events/s): 0 lost, 0 duplicates, key order kept",
+        took.as_secs_f64(),
+        rate(n, took)
     );
     assert!(faults > 0, "no fault happened: the run proves nothing");
 }
