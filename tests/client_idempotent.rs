@@ -479,7 +479,8 @@ async fn the_old_producer_pending_and_later_sends_fail_as_stolen() {
         .unwrap();
 
     // Held by the stall, the next send is still pending when a higher epoch takes over.
-    proxy.stall(Duration::from_secs(5));
+    // Long enough for the takeover below to happen inside it even on a loaded machine.
+    proxy.stall(Duration::from_secs(8));
     let pending = tokio::spawn({
         let old = old.clone();
         async move { old.send(EventData::from("late")).await }
