@@ -163,7 +163,14 @@ impl EventDataBatch {
             return self.try_add(event.clone()).is_ok();
         }
         let n = event.encoded_len();
-        if self.buf.len().saturating_add(data_section_len(n)) > self.max_size {
+        // The same room per event as `try_add` keeps (an idempotent producer's stamps).
+        let reserved = self.reserve_per_event.saturating_mul(self.count + 1);
+        let grown = self
+            .buf
+            .len()
+            .saturating_add(data_section_len(n))
+            .saturating_add(reserved);
+        if grown > self.max_size {
             return false;
         }
         self.buf.reserve(data_section_len(n));

@@ -169,6 +169,9 @@ struct Idempotent {
     /// Set when a send failed: whether its events were stored is unknown, so the state is
     /// read again from a fresh attach before numbering the next send.
     stale: AtomicBool,
+    /// Set once a higher epoch took the producer id over: permanent, so every later send
+    /// fails with it at once instead of attaching only to be refused.
+    stolen: std::sync::Mutex<Option<Error>>,
 }
 
 impl Idempotent {
@@ -178,6 +181,21 @@ impl Idempotent {
 
     fn set(&self, state: PublishingState) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+    }
+
+    fn stolen(&self) -> Option<Error> {
+        self.stolen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Passes `e` on, remembering it if it says the epoch was stolen.
+    fn note(&self, e: Error) -> Error {
+        if e.kind() == ErrorKind::ProducerEpochStolen {
+            *self.stolen.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
+        }
+        e
     }
 }
 
@@ -224,6 +242,7 @@ impl EventHubClient {
                     .transpose()?
                     .flatten(),
                 stale: AtomicBool::new(false),
+                stolen: std::sync::Mutex::new(None),
             }),
         };
         let producer = EventHubProducer {
@@ -367,7 +386,7 @@ impl EventHubProducer {
 
     /// An empty batch of at most `max` bytes for this producer: an idempotent one keeps room
     /// on each event for the stamp its send adds.
-    fn empty_batch(&self, max: usize, key: Option<&str>) -> EventDataBatch {
+    pub(crate) fn empty_batch(&self, max: usize, key: Option<&str>) -> EventDataBatch {
         let reserve = if self.inner.idempotent.is_some() {
             idempotent::max_stamp_len()
         } else {
@@ -474,6 +493,9 @@ impl EventHubProducer {
         max: usize,
     ) -> Result<(), Error> {
         let _one_at_a_time = idem.gate.lock().await;
+        if let Some(e) = idem.stolen() {
+            return Err(e);
+        }
         if idem.stale.load(Ordering::Acquire) || idem.state().is_none() {
             drop(self.slot().take());
             let p = self;
@@ -484,7 +506,8 @@ impl EventHubProducer {
                     self.inner.timeout,
                     |_| async move { p.link().await.map(|_| ()) },
                 )
-                .await?;
+                .await
+                .map_err(|e| idem.note(e))?;
             idem.stale.store(false, Ordering::Release);
         }
         let state = idem.state().ok_or_else(|| {
@@ -506,7 +529,7 @@ impl EventHubProducer {
             }
             Err(e) => {
                 idem.stale.store(true, Ordering::Release);
-                Err(e)
+                Err(idem.note(e))
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The buffered producer against the emulator over real sockets: every event delivered once
 //! and in order per key, keyed events where the service's hash puts them, close without
-//! flush handing back the rest, flush, a full queue, the max-wait timer, the blocking mirror.
+//! flush handing back the rest, flush, a full queue, the max-wait timer, the blocking mirror,
+//! and full batches of an idempotent buffered producer.
 
 mod client_common;
 mod support;
@@ -285,6 +286,52 @@ async fn flush_settles_everything_enqueued_before_it() {
             .sum::<usize>(),
         15
     );
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_full_batches_keep_room_for_the_stamps() {
+    let emu = emulator().await;
+    let client = client(&emu);
+    // Room for more than a message's worth of events and no timer: batches go when full,
+    // which is where stamps added at send time could push one over the link's limit.
+    let n: u64 = 12_000;
+    let (options, tally) = tallying(
+        BufferedProducerOptions::default()
+            .with_producer_options(
+                ProducerOptions::default().with_enable_idempotent_partitions(true),
+            )
+            .with_max_buffered_events_per_partition(n as usize)
+            .with_max_wait_time(Duration::from_secs(3600)),
+    );
+    let producer = client.create_buffered_producer(options).await.unwrap();
+    let to1 = EnqueueOptions::default().with_partition_id("1");
+    for i in 0..n {
+        producer.enqueue(event(i, "k"), &to1).await.unwrap();
+    }
+    producer.close().await.unwrap();
+    let ids: Vec<u64> = {
+        let t = tally.lock().unwrap();
+        assert!(t.failed.is_empty(), "{} events failed", t.failed.len());
+        t.delivered.iter().map(|(_, id)| *id).collect()
+    };
+    assert_eq!(
+        ids,
+        (0..n).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    let stored = read_all(&client).await.remove("1").unwrap();
+    assert_eq!(stored.iter().map(id_of).collect::<Vec<_>>(), ids);
+    let sequences: Vec<i32> = stored
+        .iter()
+        .map(|e| {
+            eventhubs::wire::idempotent::read_stamp(e.raw_message())
+                .unwrap()
+                .expect("stamped")
+                .sequence
+        })
+        .collect();
+    assert_eq!(sequences, (0..n as i32).collect::<Vec<_>>());
     client.close().await.unwrap();
 }
 

@@ -1,7 +1,8 @@
 //! Exactly-once publishing against the emulator over real sockets: the state in the attach,
 //! the stamps on every event (single and batched), the wrap from `i32::MAX` to 0, a resend
-//! dropped as a duplicate, a gap refused, a stolen epoch, and the state kept across a restart
-//! on the same data directory.
+//! dropped as a duplicate, a gap refused, a stolen epoch (the old links detached at once, the
+//! old producer's pending and later sends failing for good), and the state kept across a
+//! restart on the same data directory.
 
 mod client_common;
 mod emulator_support;
@@ -20,7 +21,7 @@ use eventhubs::{
     ProducerOptions,
 };
 use std::time::Duration;
-use support::{emulator, emulator_with};
+use support::{emulator, emulator_with, Proxy};
 
 fn idempotent(partition: &str) -> ProducerOptions {
     ProducerOptions::partition(partition).with_enable_idempotent_partitions(true)
@@ -383,4 +384,164 @@ async fn send_all_on_an_idempotent_producer_stamps_every_event_and_fills_batches
     }
     let now = p.get_partition_publishing_properties("2").await.unwrap();
     assert_eq!(now.last_published_sequence_number, Some(299));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_higher_epoch_detaches_the_older_links_at_once() {
+    let em = emulator().await;
+    let (_conn, session) = authorized(&em).await;
+    let (old, state) = raw_sender(&session, 2, None).await;
+    // A second link of the same producer and epoch (as after a reconnect), and another producer.
+    let (twin, _) = raw_sender(&session, 2, Some(state)).await;
+    let (bystander, other) = raw_sender(&session, 2, None).await;
+    assert_ne!(other.producer_id, state.producer_id);
+    assert!(matches!(
+        outcome(&old, encode(&stamped(state, 0, "before")), 0).await,
+        DeliveryState::Accepted(_)
+    ));
+    let taken = PublishingState {
+        owner_level: 1,
+        ..state
+    };
+    let (new, now) = raw_sender(&session, 2, Some(taken)).await;
+    assert_eq!(now, taken);
+    // No send needed: the emulator detaches both old links as the new one attaches (a
+    // generous bound, only so that a regression fails instead of hanging).
+    for (what, link) in [("old", &old), ("twin", &twin)] {
+        let gone = tokio::time::timeout(Duration::from_secs(10), link.detached())
+            .await
+            .unwrap_or_else(|_| panic!("the {what} link is still attached after the takeover"));
+        match gone {
+            eventhubs::amqp::Error::LinkDetached(Some(e)) => {
+                assert_eq!(
+                    e.condition.as_str(),
+                    "com.microsoft:producer-epoch-stolen",
+                    "{what}"
+                );
+            }
+            other => panic!("the {what} link ended with {other:?}, not a stolen epoch"),
+        }
+    }
+    // The new owner and the other producer publish on.
+    assert!(matches!(
+        outcome(&new, encode(&stamped(taken, 0, "after")), 0).await,
+        DeliveryState::Accepted(_)
+    ));
+    assert!(!bystander.is_detached());
+    assert!(matches!(
+        outcome(&bystander, encode(&stamped(other, 0, "other")), 0).await,
+        DeliveryState::Accepted(_)
+    ));
+    // Reattaching with the same (higher) epoch detaches nobody.
+    let (again, _) = raw_sender(&session, 2, Some(taken)).await;
+    assert!(matches!(
+        outcome(&new, encode(&stamped(taken, 1, "after-2")), 0).await,
+        DeliveryState::Accepted(_)
+    ));
+    assert!(!again.is_detached() && !new.is_detached());
+}
+
+/// A client whose retries would outlast any test if a stolen epoch were retried.
+fn patient(builder: eventhubs::EventHubClientBuilder) -> eventhubs::EventHubClient {
+    builder
+        .retry(
+            eventhubs::RetryOptions::default()
+                .with_max_retries(1000)
+                .with_delay(Duration::from_secs(1))
+                .with_max_delay(Duration::from_secs(1)),
+        )
+        .operation_timeout(Duration::from_secs(600))
+        .build()
+        .unwrap()
+}
+
+/// The send's result, or a failure naming the likely cause if it never comes (a generous
+/// bound: only a send retried over and over takes that long).
+async fn settles<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not fail: the stolen epoch is being retried"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_producer_pending_and_later_sends_fail_as_stolen() {
+    let em = emulator().await;
+    // The old producer goes through a proxy that can hold its send in flight.
+    let proxy = Proxy::start(em.local_addr()).await;
+    let old_client = patient(builder(&em).custom_endpoint("127.0.0.1", proxy.port));
+    let old = old_client.create_producer(idempotent("0")).await.unwrap();
+    old.send(EventData::from("one")).await.unwrap();
+    let id = old
+        .get_partition_publishing_properties("0")
+        .await
+        .unwrap()
+        .producer_group_id
+        .unwrap();
+
+    // Held by the stall, the next send is still pending when a higher epoch takes over.
+    // Long enough for the takeover below to happen inside it even on a loaded machine.
+    proxy.stall(Duration::from_secs(8));
+    let pending = tokio::spawn({
+        let old = old.clone();
+        async move { old.send(EventData::from("late")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = client(&em);
+    let new = c.create_producer(seeded("0", id, 1, -1)).await.unwrap();
+    assert!(
+        !pending.is_finished(),
+        "the send settled through a stalled proxy"
+    );
+    new.send(EventData::from("two")).await.unwrap();
+
+    let e = settles("the pending send", pending)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ProducerEpochStolen, "{e}");
+    assert!(!e.is_transient());
+    // From the detach at the takeover, not a rejection of the send arriving after it.
+    assert!(
+        e.description().is_some_and(|d| d.contains("taken over")),
+        "{e}"
+    );
+    // And every later send, at once.
+    for _ in 0..2 {
+        let e = settles("a later send", old.send(EventData::from("later")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ProducerEpochStolen, "{e}");
+    }
+
+    let bodies: Vec<String> = read_all(&em, "0")
+        .await
+        .iter()
+        .map(|e| e.body_as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(bodies, ["one", "two"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_old_producer_fails_as_stolen_without_retrying() {
+    let em = emulator().await;
+    let old_client = patient(builder(&em));
+    let old = old_client.create_producer(idempotent("3")).await.unwrap();
+    old.send(EventData::from("one")).await.unwrap();
+    let id = old
+        .get_partition_publishing_properties("3")
+        .await
+        .unwrap()
+        .producer_group_id
+        .unwrap();
+    let c = client(&em);
+    let new = c.create_producer(seeded("3", id, 5, 10)).await.unwrap();
+    new.send(EventData::from("two")).await.unwrap();
+    // The old link was detached while idle: the next send neither reattaches for good nor
+    // retries the refusal.
+    let e = settles("the next send", old.send(EventData::from("late")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ProducerEpochStolen, "{e}");
+    assert!(!e.is_transient());
+    assert_eq!(read_all(&em, "3").await.len(), 2);
 }

@@ -83,6 +83,13 @@ impl EventHubClient {
                 "buffered producer limits (events per partition, concurrent sends) must be at least 1",
             ));
         }
+        // An idempotent producer sends one batch at a time anyway; a second batch in flight
+        // could take the send gate first and be numbered (and stored) before the first.
+        let sends_per_partition = if options.producer.enable_idempotent_partitions {
+            1
+        } else {
+            options.max_concurrent_sends_per_partition
+        };
         let ids = self.get_partition_ids().await?;
         let mut partitions = Vec::with_capacity(ids.len());
         for id in &ids {
@@ -95,7 +102,7 @@ impl EventHubClient {
                 id.clone(),
                 producer,
                 options.max_buffered_events_per_partition,
-                options.max_concurrent_sends_per_partition,
+                sends_per_partition,
             )));
         }
         let limits = Arc::new(Limits {

@@ -20,14 +20,15 @@ pub struct BufferedProducerOptions {
     /// Events held per partition, queued or in flight, before `enqueue` waits (1500).
     pub max_buffered_events_per_partition: usize,
     /// Batches in flight at once to one partition (1, which keeps a key's events in order
-    /// across retries).
+    /// across retries). Idempotent producer options make it 1 whatever it is set to.
     pub max_concurrent_sends_per_partition: usize,
     /// Batches in flight at once over all partitions (64).
     pub max_concurrent_sends: usize,
     /// Retry policy of each batch send; defaults to the client's.
     pub retry: Option<RetryOptions>,
     /// The options of the per-partition producers the buffered producer opens (the place
-    /// for producer features such as idempotent publishing); its partition id is ignored.
+    /// for producer features such as idempotent publishing, which then numbers every batch
+    /// of every partition); its partition id is ignored.
     pub producer: ProducerOptions,
     /// Receives every settled batch (sent or failed); `None` drops the outcomes.
     pub on_outcome: Option<OutcomeHandler>,

@@ -171,7 +171,8 @@ impl Partition {
                 let max = usize::try_from(self.producer.max_message_size()).unwrap_or(usize::MAX);
                 while let Some(e) = q.events.pop_front() {
                     let seq = q.next_seq - q.events.len() as u64 - 1;
-                    let b = batch.get_or_insert_with(|| EventDataBatch::new(max, None));
+                    // The producer's own batch: an idempotent one keeps room for each event's stamp.
+                    let b = batch.get_or_insert_with(|| self.producer.empty_batch(max, None));
                     if b.try_add_ref(&e) {
                         if building.is_empty() {
                             first_seq = seq;

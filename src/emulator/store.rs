@@ -4,7 +4,7 @@
 use crate::amqp::codec::{Encode, Str, Timestamp, Value};
 use crate::amqp::types::message::Message;
 use bytes::{Bytes, BytesMut};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -213,6 +213,9 @@ struct Log {
     bytes: usize,
     disk: Option<Disk>,
     producers: Producers,
+    /// Per producer id with a link attached, its current epoch, watched by those links so
+    /// that a takeover by a higher epoch detaches the older ones at once.
+    owners: HashMap<i64, watch::Sender<i16>>,
 }
 
 /// Why an idempotent delivery was not stored.
@@ -267,6 +270,7 @@ impl Partition {
                 bytes: 0,
                 disk: None,
                 producers: Producers::default(),
+                owners: HashMap::new(),
             },
             retention,
         )
@@ -311,6 +315,7 @@ impl Partition {
             bytes: 0,
             disk: None,
             producers: Producers::default(),
+            owners: HashMap::new(),
         };
         let mut pos = 0usize;
         while let Some(event) = read_record(&data, pos) {
@@ -382,15 +387,31 @@ impl Partition {
     }
 
     /// The state an idempotent producer's attach gets on this partition (see
-    /// [`producers`] for the rules).
+    /// [`producers`] for the rules), and a watch of its producer id's epoch: once that
+    /// rises above the attached epoch, a higher epoch has taken the id over.
     pub(crate) fn attach_producer(
         &self,
         requested: Option<PublishingState>,
-    ) -> Result<PublishingState, AmqpError> {
+    ) -> Result<(PublishingState, watch::Receiver<i16>), AmqpError> {
         let clock_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        self.lock().producers.attach(requested, clock_id)
+        let mut log = self.lock();
+        let state = log.producers.attach(requested, clock_id)?;
+        // Ids whose links are all gone need no watch: the table keeps their epoch.
+        log.owners.retain(|_, tx| tx.receiver_count() > 0);
+        let owner = log
+            .owners
+            .entry(state.producer_id)
+            .or_insert_with(|| watch::channel(state.owner_level).0);
+        owner.send_if_modified(|epoch| {
+            let higher = state.owner_level > *epoch;
+            if higher {
+                *epoch = state.owner_level;
+            }
+            higher
+        });
+        Ok((state, owner.subscribe()))
     }
 
     /// Stores the messages of one idempotent delivery (`stamps[i]` is `messages[i]`'s

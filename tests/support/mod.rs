@@ -196,7 +196,8 @@ impl Drop for FastClock {
 /// and servers break: all closed at once ([`Proxy::kill_all`]), closed with the listener gone
 /// as when the server process dies ([`Proxy::cut`]), or silent with the sockets still open as
 /// when the peer hangs ([`Proxy::black_hole`]), cut in the middle of what was being sent
-/// ([`Proxy::cut_mid_write`]), or slow to pass anything on for a while ([`Proxy::stall`]).
+/// ([`Proxy::cut_mid_write`]), or slow to pass anything on for a while ([`Proxy::stall`]);
+/// [`Chaos`] does all of these at random for a soak.
 pub struct Proxy {
     /// The port clients connect to.
     pub port: u16,
@@ -291,6 +292,72 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.cut();
+    }
+}
+
+/// Breaks a [`Proxy`]'s connections the ways a bad network does until stopped: the first
+/// fault within 250 ms, then every 1-3 s a cut of every connection, a cut mid-frame, or a 5 s
+/// stall, in a fixed (xorshift) pattern so that a failing run can be repeated.
+pub struct Chaos {
+    stop: Arc<AtomicBool>,
+    faults: tokio::sync::watch::Receiver<usize>,
+    task: JoinHandle<()>,
+}
+
+impl Chaos {
+    /// Starts breaking `proxy`'s connections.
+    pub fn start(proxy: Arc<Proxy>) -> Chaos {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, faults) = tokio::sync::watch::channel(0usize);
+        let halt = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+            let mut first = true;
+            while !halt.load(Ordering::Relaxed) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let wait = if std::mem::take(&mut first) {
+                    std::time::Duration::from_millis(50 + x % 200)
+                } else {
+                    std::time::Duration::from_millis(1000 + x % 2000)
+                };
+                // In steps, so that a stop is not held up by a long wait.
+                let step = std::time::Duration::from_millis(50);
+                let mut slept = std::time::Duration::ZERO;
+                while slept < wait && !halt.load(Ordering::Relaxed) {
+                    tokio::time::sleep(step).await;
+                    slept += step;
+                }
+                if halt.load(Ordering::Relaxed) {
+                    break;
+                }
+                match (x >> 32) % 10 {
+                    0..=5 => {
+                        proxy.kill_all();
+                    }
+                    6..=8 => proxy.cut_mid_write(),
+                    _ => proxy.stall(std::time::Duration::from_secs(5)),
+                }
+                count.send_modify(|n| *n += 1);
+            }
+        });
+        Chaos { stop, faults, task }
+    }
+
+    /// Waits until the first fault has happened: a run too short to meet one by chance
+    /// (a small N) calls this midway, so that it still crosses a fault.
+    pub async fn first_fault(&self) {
+        let mut faults = self.faults.clone();
+        let _ = faults.wait_for(|&n| n > 0).await;
+    }
+
+    /// Stops and returns how many faults it made.
+    pub async fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        let n = *self.faults.borrow();
+        n
     }
 }
 

@@ -1,7 +1,7 @@
 //! The ingest node: a hub or partition address that clients send events to. A sender that
 //! desires `com.microsoft:idempotent-producer` on a partition gets its producer state in the
-//! attach reply, and its deliveries are checked against it (see
-//! [`crate::emulator::store::producers`]).
+//! attach reply, and its deliveries are checked against it; a higher epoch attaching for its
+//! producer id detaches it (see [`crate::emulator::store::producers`]).
 
 use crate::amqp::codec::Value;
 use crate::amqp::engine::LinkAcceptance;
@@ -16,10 +16,11 @@ use crate::emulator::store::IdempotentError;
 use crate::wire::address::partition_path;
 use crate::wire::annotations::PARTITION_KEY;
 use crate::wire::batch::{self, BATCH_MESSAGE_FORMAT};
-use crate::wire::condition::ARGUMENT_ERROR;
-use crate::wire::idempotent::{link_properties, read_link_properties, read_stamp};
+use crate::wire::condition::{ARGUMENT_ERROR, PRODUCER_EPOCH_STOLEN};
+use crate::wire::idempotent::{link_properties, read_link_properties, read_stamp, PublishingState};
 use crate::wire::link_props::{has_capability, IDEMPOTENT_PRODUCER};
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Largest message accepted on a sending link.
 pub(crate) const MAX_MESSAGE_SIZE: u64 = 1024 * 1024;
@@ -72,6 +73,8 @@ pub(crate) async fn ingest(
         max_message_size: Some(MAX_MESSAGE_SIZE),
         ..Default::default()
     };
+    // An idempotent link's epoch and the watch of its producer id's current epoch.
+    let mut owner = None;
     if idempotent {
         let Some(p) = fixed else {
             link.refuse(err(
@@ -87,9 +90,10 @@ pub(crate) async fn ingest(
                 None => Err(err(condition::INTERNAL_ERROR, "partition vanished")),
             });
         match state {
-            Ok(state) => {
+            Ok((state, epochs)) => {
                 acceptance.offered_capabilities = Some(vec![IDEMPOTENT_PRODUCER]);
                 acceptance.properties = Some(link_properties(Some(&state)));
+                owner = Some((state, epochs));
             }
             Err(e) => {
                 link.refuse(e);
@@ -100,7 +104,17 @@ pub(crate) async fn ingest(
     let Ok(mut rx) = link.accept_receiver(acceptance, 1000).await else {
         return;
     };
-    while let Ok(delivery) = rx.recv().await {
+    loop {
+        let delivery = tokio::select! {
+            d = rx.recv() => match d {
+                Ok(d) => d,
+                Err(_) => return,
+            },
+            stolen = taken_over(&mut owner) => {
+                let _ = rx.close_with_error(stolen).await;
+                return;
+            }
+        };
         if !conn.authorized(&path) {
             let _ = rx.close_with_error(unauthorized(&path)).await;
             return;
@@ -117,6 +131,29 @@ pub(crate) async fn ingest(
                 let _ = rx.reject(&delivery, Some(e));
             }
         }
+    }
+}
+
+/// Resolves once a higher epoch has taken the producer id of an idempotent link over (never
+/// for other links), with the error the link is detached with: the service detaches the
+/// older producer at once rather than waiting for its next send (our reading of the service,
+/// see [`crate::emulator::store::producers`]).
+async fn taken_over(owner: &mut Option<(PublishingState, watch::Receiver<i16>)>) -> AmqpError {
+    let Some((state, epochs)) = owner else {
+        return std::future::pending().await;
+    };
+    let mine = state.owner_level;
+    let taken = epochs.wait_for(|&epoch| epoch > mine).await.map(|e| *e);
+    match taken {
+        Ok(epoch) => err(
+            PRODUCER_EPOCH_STOLEN,
+            format!(
+                "producer {} was taken over by epoch {epoch}; this link's epoch {mine} is closed",
+                state.producer_id
+            ),
+        ),
+        // The partition (and the emulator with it) is gone; the connection ends on its own.
+        Err(_) => std::future::pending().await,
     }
 }
 

@@ -6,7 +6,11 @@
 //! capability and the error conditions but not these rules. A resend of numbers already
 //! stored is accepted and not stored again; a gap is `com.microsoft:out-of-order-sequence`; a
 //! lower epoch is `com.microsoft:producer-epoch-stolen`; a higher epoch takes the id over and
-//! its requested sequence number becomes the last one.
+//! its requested sequence number becomes the last one. When a higher epoch attaches, every
+//! link of a lower epoch of that id is detached at once with
+//! `com.microsoft:producer-epoch-stolen` (the ingest node watches the id's epoch), instead of
+//! only having its next delivery refused, as a receiver of a lower owner level is detached
+//! with `amqp:link:stolen`; an idle old producer so learns of it too.
 //!
 //! Nothing here is written to disk on its own: a persistent partition rebuilds the table
 //! from the stamps on its stored events ([`Producers::recover`]), so the state is exactly as
