@@ -129,7 +129,15 @@ pub async fn run(a: SendArgs) -> Result<(), Failure> {
         Some(p) => ProducerOptions::partition(p.clone()),
         None => ProducerOptions::default(),
     };
-    let producer = client.create_producer(options).await?;
+    // Ctrl-C while still connecting ends with a summary too.
+    let producer = tokio::select! {
+        biased;
+        r = client.create_producer(options) => r?,
+        _ = crate::interrupted() => {
+            eprintln!("interrupted while connecting: sent 0 events");
+            return Err(Failure::Interrupted);
+        }
+    };
     let max = producer.max_message_size();
     if generated && a.size as u64 > max {
         let _ = client.close().await;
@@ -231,7 +239,7 @@ pub async fn run(a: SendArgs) -> Result<(), Failure> {
     let work = pump(&producer, rx, &sent, &progress, max, a.size, generated);
     let r = tokio::select! {
         r = work => r,
-        _ = tokio::signal::ctrl_c() => {
+        _ = crate::interrupted() => {
             progress.clear();
             let n = sent.load(Ordering::Relaxed);
             eprintln!("interrupted: sent {}", rate(n, started.elapsed().as_secs_f64()));
