@@ -8,6 +8,7 @@ mod info;
 mod output;
 mod position;
 mod progress;
+mod property;
 mod receive;
 mod send;
 mod target;
@@ -77,6 +78,9 @@ pub async fn interrupted() {
     }
 }
 
+/// A command's future, for the commands that leave Ctrl-C to `main`.
+type LocalBoxed = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>>>>;
+
 /// Why a command did not succeed, each with its own exit status.
 pub enum Failure {
     /// How it was asked: status 2.
@@ -106,6 +110,7 @@ const EXAMPLES: &str = "\
 Examples:
   ehub emulator                                  # a local Event Hubs on localhost:5672
   seq 10 | ehub send --stdin -H source=seq        # one event per line, with a property
+  ehub send -c 1 -H n:i64=5 -H ok:bool=true       # typed properties (KEY:TYPE=VALUE)
   printf 'k1:a\\nk2:b\\n' | ehub send --stdin -K :  # partition key before the ':'
   ehub send -p 0 payload.bin other.json          # each file is one event, to partition 0
   ehub receive -e                                # all partitions from the beginning, then exit
@@ -162,18 +167,16 @@ fn main() -> ExitCode {
     };
     listen_for_interrupt(&runtime);
     let r = runtime.block_on(async {
-        let work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>>>> =
-            match cli.command {
-                // It shuts down on Ctrl-C by itself, and must not be cut short doing so.
-                Command::Emulator(a) => return emulator::run(a).await,
-                Command::Info(a) => Box::pin(info::run(a)),
-                Command::Send(a) => Box::pin(send::run(a)),
-                Command::Receive(a) => Box::pin(receive::run(a)),
-                Command::Bench(a) => Box::pin(bench::run(a)),
-            };
+        let work = match cli.command {
+            // These stop on Ctrl-C by themselves: the emulator shuts down cleanly, send and
+            // receive print a summary. A second listener here would race theirs.
+            Command::Emulator(a) => return emulator::run(a).await,
+            Command::Send(a) => return send::run(a).await,
+            Command::Receive(a) => return receive::run(a).await,
+            Command::Info(a) => Box::pin(info::run(a)) as LocalBoxed,
+            Command::Bench(a) => Box::pin(bench::run(a)),
+        };
         tokio::select! {
-            // The command first: send and receive print their own summary on Ctrl-C.
-            biased;
             r = work => r,
             _ = interrupted() => {
                 eprintln!("interrupted");

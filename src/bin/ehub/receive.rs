@@ -44,8 +44,17 @@ pub struct ReceiveArgs {
           allow_hyphen_values = true,
           long_help = format!("Where to start in each partition: {FORMS}"))]
     from: String,
-    /// Exit once every partition is caught up with its last event at start.
-    #[arg(short = 'e', long)]
+    /// Exit once every partition read has delivered the last event it held at the start.
+    #[arg(
+        short = 'e',
+        long,
+        long_help = "\
+Exit once every partition read is caught up with the start: each partition's last enqueued \
+sequence number is read once, before its consumer attaches, and the partition is done when an \
+event at or past it has been printed; one holding nothing at or after --from is done at once \
+(so -o end -e exits at once). Events enqueued later are printed if they come in before that, \
+but not waited for. With --count, whichever comes first; fewer than --count is status 3."
+    )]
     exit_at_end: bool,
     /// Stop after this many events; fewer is exit status 3.
     #[arg(short = 'c', long)]
