@@ -187,6 +187,9 @@ struct Entry {
 pub(crate) struct Cbs {
     rpc: RpcLink,
     credential: Arc<dyn TokenCredential>,
+    /// The endpoint as the connection reaches it (`amqp://localhost:5672`), named in errors
+    /// instead of the audience's `amqps://` form.
+    endpoint: String,
     /// Never held across an await: puts for different audiences run side by side.
     tokens: Mutex<HashMap<String, Entry>>,
     changed: Notify,
@@ -226,6 +229,21 @@ fn refresh_time(now: SystemTime, expires_on: SystemTime) -> SystemTime {
         .max(now + lifetime.min(Duration::from_millis(500)))
 }
 
+/// An audience as errors name it: `eh1/Partitions/0 at amqp://localhost:5672`, its entity
+/// path on the endpoint really used. The audience itself says `amqps://namespace/...` over
+/// every transport (the service wants that form), which would be wrong in an error about a
+/// plain, WebSocket or custom-endpoint connection.
+fn shown(audience: &str, endpoint: &str) -> String {
+    let path = audience.split_once("://").map_or(audience, |(_, rest)| {
+        rest.split_once('/').map_or("", |(_, p)| p)
+    });
+    if path.is_empty() {
+        format!("the namespace at {endpoint}")
+    } else {
+        format!("{path} at {endpoint}")
+    }
+}
+
 /// Tokens due within this much of the earliest one are refreshed in the same round, so that
 /// links opened together cost one wake-up rather than one each.
 const REFRESH_GROUPING: Duration = Duration::from_secs(1);
@@ -260,15 +278,17 @@ fn plan_refresh(
 }
 
 impl Cbs {
-    /// Attaches the `$cbs` link pair.
+    /// Attaches the `$cbs` link pair of a connection to `endpoint` (as errors should name it).
     pub(crate) async fn open(
         session: &Session,
         credential: Arc<dyn TokenCredential>,
+        endpoint: String,
     ) -> Result<Arc<Cbs>, Error> {
         let rpc = RpcLink::open(session, CBS_NODE).await?;
         Ok(Arc::new(Cbs {
             rpc,
             credential,
+            endpoint,
             tokens: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             refresh_error: Mutex::new(None),
@@ -280,12 +300,17 @@ impl Cbs {
         self.rpc.is_closed()
     }
 
+    /// How errors and logs name `audience`: see [`shown`].
+    fn shown(&self, audience: &str) -> String {
+        shown(audience, &self.endpoint)
+    }
+
     /// Gets a token for `audience` and puts it; returns the token and its refresh time.
     async fn put(&self, audience: &str) -> Result<(String, Instant), Error> {
         let token = self.credential.get_token(audience).await.map_err(|e| {
             Error::new(
                 ErrorKind::Authentication,
-                format!("getting a token for {audience}: {e}"),
+                format!("getting a token for {}: {e}", self.shown(audience)),
             )
         })?;
         // The token's lifetime is wall-clock time; when to refresh it is a point on our clock.
@@ -304,7 +329,7 @@ impl Cbs {
         let status = Status::from_message(&reply);
         if !status.is_success() {
             return Err(status_error(
-                &format!("{PUT_TOKEN} for {audience}"),
+                &format!("{PUT_TOKEN} for {}", self.shown(audience)),
                 &status,
             ));
         }
@@ -397,7 +422,10 @@ impl Cbs {
                         .unwrap_or_else(|_| {
                             Err(Error::new(
                                 ErrorKind::OperationTimeout,
-                                format!("refreshing the token for {audience} took over {REFRESH_TIMEOUT:?}"),
+                                format!(
+                                    "refreshing the token for {} took over {REFRESH_TIMEOUT:?}",
+                                    cbs.shown(&audience)
+                                ),
                             ))
                         });
                     (audience, r)
@@ -411,7 +439,8 @@ impl Cbs {
                         *lock(&self.refresh_error) = None;
                     }
                     Err(e) => {
-                        tracing::warn!(target: "eventhubs::cbs", error = %e, audience, "token refresh failed");
+                        let entity = self.shown(&audience);
+                        tracing::warn!(target: "eventhubs::cbs", error = %e, entity, "token refresh failed");
                         *lock(&self.refresh_error) = Some(e);
                         if let Some(entry) = lock(&self.tokens).get_mut(&audience) {
                             entry.refresh_at = Instant::now() + Duration::from_secs(1);
@@ -495,6 +524,24 @@ mod tests {
         assert!(due.is_empty());
         assert_eq!(next, Some(now + s(30)));
         assert!(!tokens.contains_key("unheld-later"));
+    }
+
+    #[test]
+    fn audiences_are_shown_on_the_endpoint_used() {
+        let ep = "amqp://localhost:5672";
+        assert_eq!(
+            shown("amqps://localhost/eh1/Partitions/0", ep),
+            "eh1/Partitions/0 at amqp://localhost:5672"
+        );
+        assert_eq!(
+            shown("amqps://ns/", ep),
+            "the namespace at amqp://localhost:5672"
+        );
+        assert_eq!(
+            shown("amqps://ns", ep),
+            "the namespace at amqp://localhost:5672"
+        );
+        assert_eq!(shown("eh1", ep), "eh1 at amqp://localhost:5672");
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub const NETWORK_TRACE_TARGET: &str = "eventhubs::network";
 /// four attempts of it still fail a silent endpoint within 30 s.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The WebSocket path, for error text (without the feature no client uses WebSockets).
+#[cfg(feature = "websockets")]
+const WEBSOCKET_PATH: &str = crate::amqp::io::ws::PATH;
+#[cfg(not(feature = "websockets"))]
+const WEBSOCKET_PATH: &str = "";
+
 /// How the client reaches Event Hubs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -532,6 +538,25 @@ impl EventHubClient {
             .unwrap_or_else(|| (i.host.clone(), i.port))
     }
 
+    /// The endpoint as connections really reach it, for error text: `amqp://` or `amqps://`
+    /// (`ws://`, `wss://` plus the WebSocket path), then the host and port dialled. Token
+    /// audiences keep their `amqps://namespace/...` form whatever the transport, so naming
+    /// them in an error would send a user reading it after the wrong scheme and port.
+    pub(crate) fn endpoint_url(&self) -> String {
+        let (host, port) = self.endpoint();
+        let tls = self.inner.options.use_tls;
+        let (scheme, path) = match self.inner.options.transport {
+            TransportType::AmqpWebSockets => (if tls { "wss" } else { "ws" }, WEBSOCKET_PATH),
+            TransportType::Amqp => (if tls { "amqps" } else { "amqp" }, ""),
+        };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        format!("{scheme}://{host}:{port}{path}")
+    }
+
     /// Opens a connection; [`Self::connect`] bounds it in time.
     async fn connect_unbounded(&self) -> Result<Arc<ConnState>, Error> {
         let i = &self.inner;
@@ -595,7 +620,7 @@ impl EventHubClient {
             .open_session()
             .await
             .map_err(|e| Error::from_amqp(ErrorKind::Connect, &what, e))?;
-        let cbs = Cbs::open(&session, i.credential.clone()).await?;
+        let cbs = Cbs::open(&session, i.credential.clone(), self.endpoint_url()).await?;
         let refresher = AbortOnDrop(tokio::spawn(cbs.clone().refresh_loop()));
         let generation = i.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.trace(&format!("connected (generation {generation})"));
@@ -769,5 +794,36 @@ mod tests {
             shown.contains("proxy.example") && !shown.contains("hunter2"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn errors_name_the_endpoint_as_dialled() {
+        let cs = "Endpoint=sb://localhost:5673;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true";
+        let c = EventHubClient::from_connection_string(cs, Some("eh1")).unwrap();
+        assert_eq!(c.endpoint_url(), "amqp://localhost:5673");
+        // The audience keeps the form the service wants, whatever the transport.
+        assert_eq!(c.audience("eh1"), "amqps://localhost/eh1");
+        let c = EventHubClientBuilder::from_connection_string(cs, Some("eh1"))
+            .unwrap()
+            .custom_endpoint("::1", 6000)
+            .build()
+            .unwrap();
+        assert_eq!(c.endpoint_url(), "amqp://[::1]:6000");
+        let b = || EventHubClientBuilder::new("ns.example", "h", SasCredential::new("a", "b"));
+        #[cfg(feature = "tls")]
+        assert_eq!(
+            b().build().unwrap().endpoint_url(),
+            "amqps://ns.example:5671"
+        );
+        #[cfg(feature = "websockets")]
+        assert_eq!(
+            b().use_tls(false)
+                .transport(TransportType::AmqpWebSockets)
+                .build()
+                .unwrap()
+                .endpoint_url(),
+            "ws://ns.example:80/$servicebus/websocket/"
+        );
+        let _ = b;
     }
 }

@@ -12,7 +12,8 @@
 //!   (`amqp::Connection`, `Session`, `Sender`, `Receiver`) talk to it through channels.
 //! - [`wire`]: every Event Hubs word on the wire (addresses, CBS, management maps, annotation
 //!   keys, link properties, conditions), shared by the client and the emulator.
-//! - the client ([`EventHubClient`], [`EventHubProducer`], [`EventHubConsumer`], [`blocking`]),
+//! - the client ([`EventHubClient`], [`EventHubProducer`], [`EventHubConsumer`],
+//!   [`PartitionsReader`] for every partition at once, [`blocking`]),
 //!   the [`processor`], and the `emulator` (feature `emulator`).
 //!
 //! A send: the producer encodes the events straight into one batch payload
@@ -93,6 +94,7 @@ pub mod management;
 pub mod position;
 pub mod processor;
 pub mod producer;
+pub mod reader;
 pub mod retry;
 pub mod wire;
 
@@ -115,4 +117,5 @@ pub use idempotent::{PartitionPublishingOptions, PartitionPublishingProperties};
 pub use management::{EventHubProperties, PartitionProperties};
 pub use position::EventPosition;
 pub use producer::{EventHubProducer, ProducerOptions, SendOptions, SendPayload};
+pub use reader::{PartitionBatch, PartitionEvent, PartitionsReader, ReadAllOptions};
 pub use retry::{RetryMode, RetryNotice, RetryObserver, RetryOptions};

@@ -82,8 +82,17 @@ async fn wrong_key_is_an_authentication_error() {
     assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
     assert!(e.is_connect_error());
     assert!(!e.is_transient());
+    // The text names the plain endpoint dialled, not the token audience's `amqps://` form.
+    let port = emu.local_addr().port();
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("eh1/Partitions/0 at amqp://localhost:{port}")),
+        "{text}"
+    );
+    assert!(!text.contains("amqps://"), "{text}");
     let e = client.get_properties().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
+    assert!(!e.to_string().contains("amqps://"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

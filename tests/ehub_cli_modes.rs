@@ -481,3 +481,138 @@ fn help_names_each_env_var_once_without_values() {
         assert!(help.contains(form), "{form} in {help}");
     }
 }
+
+#[test]
+fn typed_headers_keep_their_amqp_type_through_receive_json() {
+    let rt = runtime();
+    let emu = rt.block_on(support::emulator());
+    let conn = emu.connection_string();
+    let out = ehub(
+        &[
+            "send",
+            "--stdin",
+            "-p",
+            "2",
+            "-q",
+            "-H",
+            "n:i64=5",
+            "-H",
+            "ok:bool=true",
+            "-H",
+            "plain=5",
+            "-H",
+            "ratio:f64=0.5",
+            "-H",
+            "at:timestamp=2026-01-31T12:00:00Z",
+            "-H",
+            "raw:binary=AAE=",
+            "-H",
+            "a:b:string=c",
+        ],
+        &conn,
+        b"typed\n",
+    );
+    ok(&out, "send");
+    let out = ehub(&["receive", "-p", "2", "-e", "-J"], &conn, b"");
+    ok(&out, "receive");
+    let events = json_lines(&out);
+    assert_eq!(events.len(), 1, "{}", text(&out.stdout));
+    let props = &events[0]["properties"];
+    let typed = |ty: &str, value: Json| serde_json::json!({"type": ty, "value": value});
+    assert_eq!(props["n"], typed("long", 5.into()));
+    assert_eq!(props["ok"], typed("boolean", true.into()));
+    assert_eq!(
+        props["plain"],
+        typed("string", "5".into()),
+        "untyped is a string"
+    );
+    assert_eq!(props["ratio"], typed("double", 0.5.into()));
+    assert_eq!(
+        props["at"],
+        typed("timestamp", "2026-01-31T12:00:00.000Z".into())
+    );
+    assert_eq!(props["raw"], typed("binary", "AAE=".into()));
+    assert_eq!(props["a:b"], typed("string", "c".into()));
+
+    // A bad type or value is a usage error on one line, before anything is sent.
+    for (bad, needle) in [("n:i46=5", "types: string"), ("n:i64=five", "not an i64")] {
+        let out = ehub(&["send", "--stdin", "-H", bad], &conn, b"x\n");
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+    assert_eq!(
+        emu.partition_info("eh1", 2).unwrap().last_sequence_number,
+        0,
+        "nothing sent by the refused ones"
+    );
+    let help = text(
+        &Command::new(EHUB)
+            .args(["send", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    for form in ["KEY:TYPE=VALUE", "n:i64=5", "timestamp", "base64"] {
+        assert!(help.contains(form), "{form} in {help}");
+    }
+}
+
+/// A port that accepts TCP and then says nothing, as an emulator does before it serves:
+/// returns once `ehub` has connected to it, so that it is known to be waiting there.
+fn silent_port() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let conn = format!(
+        "Endpoint=sb://127.0.0.1:{port};SharedAccessKeyName=RootManageSharedAccessKey;\
+         SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true"
+    );
+    (listener, conn)
+}
+
+#[test]
+fn ctrl_c_while_connecting_prints_a_summary_and_exits_130() {
+    for (args, said) in [
+        (
+            &["receive", "-e"][..],
+            "interrupted while connecting: received 0 events",
+        ),
+        (
+            &["send", "-c", "5"][..],
+            "interrupted while connecting: sent 0 events",
+        ),
+        (&["info"][..], "interrupted"),
+    ] {
+        let (listener, conn) = silent_port();
+        let mut child = spawn(args, &conn);
+        // Its connection attempt has reached the port: it is waiting for an answer (for
+        // up to 4 × 5 s), with its Ctrl-C handler in place since it started.
+        let (held, _) = listener.accept().unwrap();
+        interrupt(&child);
+        let status = child.wait().unwrap();
+        let stderr = stderr_of(&mut child);
+        assert_eq!(status.code(), Some(130), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end(), said, "{args:?}");
+        drop(held);
+    }
+}
+
+#[test]
+fn exit_at_end_help_says_exactly_when_it_exits() {
+    let help = text(
+        &Command::new(EHUB)
+            .args(["receive", "--help"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for phrase in [
+        "last enqueued sequence number is read once, before its consumer attaches",
+        "holding nothing at or after --from is done at once",
+        "not waited for",
+    ] {
+        assert!(help.contains(phrase), "{phrase} in {help}");
+    }
+}

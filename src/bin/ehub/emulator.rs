@@ -142,7 +142,7 @@ pub async fn run(a: EmulatorArgs) -> Result<(), Failure> {
         Some(hub) => println!("{}", emulator.connection_string_for(&hub)),
         None => println!("{}", emulator.connection_string()),
     }
-    let _ = tokio::signal::ctrl_c().await;
+    crate::interrupted().await;
     println!("stopping");
     Ok(())
 }

@@ -8,6 +8,7 @@ mod info;
 mod output;
 mod position;
 mod progress;
+mod property;
 mod receive;
 mod send;
 mod target;
@@ -17,6 +18,8 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use tokio::sync::watch;
 
 /// Exit status for a command line that cannot work (bad value, event too large), as clap uses.
 const USAGE: u8 = 2;
@@ -27,6 +30,56 @@ const INTERRUPTED: u8 = 130;
 
 /// Whether the last target was a development emulator, for the hint on a refused connection.
 static EMULATOR_TARGET: AtomicBool = AtomicBool::new(true);
+
+/// Turns true on Ctrl-C. The handler is installed before any command runs, so an interrupt
+/// during the first connection attempt is seen as one, not left to the default action.
+static INTERRUPT: OnceLock<watch::Receiver<bool>> = OnceLock::new();
+
+/// Starts listening for Ctrl-C (SIGINT) on `runtime`, at once rather than on first poll.
+fn listen_for_interrupt(runtime: &tokio::runtime::Runtime) {
+    let _enter = runtime.enter();
+    let (tx, rx) = watch::channel(false);
+    #[cfg(unix)]
+    let listening = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map(|mut sigint| {
+            runtime.spawn(async move {
+                if sigint.recv().await.is_some() {
+                    let _ = tx.send(true);
+                }
+            });
+        })
+        .is_ok();
+    #[cfg(not(unix))]
+    let listening = {
+        runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = tx.send(true);
+            }
+        });
+        true
+    };
+    if listening {
+        let _ = INTERRUPT.set(rx);
+    }
+}
+
+/// Waits for Ctrl-C.
+pub async fn interrupted() {
+    match INTERRUPT.get() {
+        Some(rx) => {
+            let mut rx = rx.clone();
+            if rx.wait_for(|&on| on).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// A command's future, for the commands that leave Ctrl-C to `main`.
+type LocalBoxed = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>>>>;
 
 /// Why a command did not succeed, each with its own exit status.
 pub enum Failure {
@@ -57,6 +110,7 @@ const EXAMPLES: &str = "\
 Examples:
   ehub emulator                                  # a local Event Hubs on localhost:5672
   seq 10 | ehub send --stdin -H source=seq        # one event per line, with a property
+  ehub send -c 1 -H n:i64=5 -H ok:bool=true       # typed properties (KEY:TYPE=VALUE)
   printf 'k1:a\\nk2:b\\n' | ehub send --stdin -K :  # partition key before the ':'
   ehub send -p 0 payload.bin other.json          # each file is one event, to partition 0
   ehub receive -e                                # all partitions from the beginning, then exit
@@ -111,13 +165,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    listen_for_interrupt(&runtime);
     let r = runtime.block_on(async {
-        match cli.command {
-            Command::Emulator(a) => emulator::run(a).await,
-            Command::Info(a) => info::run(a).await,
-            Command::Send(a) => send::run(a).await,
-            Command::Receive(a) => receive::run(a).await,
-            Command::Bench(a) => bench::run(a).await,
+        let work = match cli.command {
+            // These stop on Ctrl-C by themselves: the emulator shuts down cleanly, send and
+            // receive print a summary. A second listener here would race theirs.
+            Command::Emulator(a) => return emulator::run(a).await,
+            Command::Send(a) => return send::run(a).await,
+            Command::Receive(a) => return receive::run(a).await,
+            Command::Info(a) => Box::pin(info::run(a)) as LocalBoxed,
+            Command::Bench(a) => Box::pin(bench::run(a)),
+        };
+        tokio::select! {
+            r = work => r,
+            _ = interrupted() => {
+                eprintln!("interrupted");
+                Err(Failure::Interrupted)
+            }
         }
     });
     // Tasks still reading a dead connection must not hold the exit up.

@@ -1,5 +1,5 @@
 //! `--from` positions (`beginning`, `end`, `seq:N`, `seq:>N`, `offset:X`, `time:T`, `-N`, ...)
-//! and, per partition, where they start and whether there is anything to catch up on.
+//! and, for `-N`, where each partition starts.
 
 use crate::timefmt;
 use eventhubs::{EventPosition, PartitionProperties};
@@ -47,47 +47,37 @@ pub fn parse(text: &str) -> Result<Start, String> {
     })
 }
 
-/// Where a partition is read from, and whether it already holds nothing at or after that
-/// point (as of `p`, read before reading starts).
-pub fn resolve(from: &Start, p: &PartitionProperties) -> (EventPosition, bool) {
-    let last = p.last_enqueued_sequence_number;
+impl Start {
+    /// The position in every partition, unless it depends on the partition (`-N`).
+    pub fn fixed(&self) -> Option<EventPosition> {
+        Some(match self {
+            Start::Beginning => EventPosition::earliest(),
+            Start::End => EventPosition::latest(),
+            Start::Sequence(n, inclusive) => {
+                EventPosition::sequence_number(*n).inclusive(*inclusive)
+            }
+            Start::Offset(o, inclusive) => EventPosition::offset(o.clone()).inclusive(*inclusive),
+            Start::Time(ms, inclusive) => {
+                EventPosition::enqueued_time_millis(*ms).inclusive(*inclusive)
+            }
+            Start::Last(_) => return None,
+        })
+    }
+}
+
+/// Where partition `p` is read from (as of its properties read before reading starts).
+pub fn resolve(from: &Start, p: &PartitionProperties) -> EventPosition {
     match from {
-        Start::Beginning => (EventPosition::earliest(), p.is_empty),
-        Start::End => (EventPosition::latest(), true),
-        Start::Sequence(n, inclusive) => {
-            let first = if *inclusive { *n } else { n.saturating_add(1) };
-            (
-                EventPosition::sequence_number(*n).inclusive(*inclusive),
-                p.is_empty || first > last,
-            )
-        }
-        Start::Offset(o, inclusive) => {
-            let past = match (o.parse::<i128>(), p.last_enqueued_offset.parse::<i128>()) {
-                (Ok(o), Ok(l)) => o > l || (o == l && !inclusive),
-                _ => *o == p.last_enqueued_offset && !inclusive,
-            };
-            (
-                EventPosition::offset(o.clone()).inclusive(*inclusive),
-                p.is_empty || past,
-            )
-        }
-        Start::Time(ms, inclusive) => {
-            let last_ms = p
-                .last_enqueued_time_utc
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-            (
-                EventPosition::enqueued_time_millis(*ms).inclusive(*inclusive),
-                p.is_empty || *ms > last_ms || (*ms == last_ms && !inclusive),
-            )
-        }
-        Start::Last(n) if p.is_empty => (EventPosition::earliest(), true),
-        Start::Last(n) => {
-            let first = last
+        Start::Last(n) if !p.is_empty => {
+            let first = p
+                .last_enqueued_sequence_number
                 .saturating_sub(n.saturating_sub(1))
                 .max(p.beginning_sequence_number);
-            (EventPosition::sequence_number(first).inclusive(true), false)
+            EventPosition::sequence_number(first).inclusive(true)
         }
+        // An empty partition: whatever comes first.
+        Start::Last(_) => EventPosition::earliest(),
+        other => other.fixed().unwrap_or_else(EventPosition::earliest),
     }
 }
 

@@ -2,15 +2,14 @@
 //! `--format` string or JSON lines; `-e` stops once every partition is caught up.
 
 use crate::output::{self, Format, DIRECTIVES};
-use crate::position::{self, FORMS};
+use crate::position::{self, Start, FORMS};
 use crate::progress::{plural, rate, Progress};
 use crate::target::Target;
 use crate::Failure;
 use clap::Args;
-use eventhubs::{ConsumerOptions, EventData, EventHubClient};
+use eventhubs::{EventHubClient, EventPosition, PartitionsReader, ReadAllOptions};
 use std::io::Write;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// The positions and examples under `ehub receive --help`.
 pub const HELP: &str = "\
@@ -45,8 +44,17 @@ pub struct ReceiveArgs {
           allow_hyphen_values = true,
           long_help = format!("Where to start in each partition: {FORMS}"))]
     from: String,
-    /// Exit once every partition is caught up with its last event at start.
-    #[arg(short = 'e', long)]
+    /// Exit once every partition read has delivered the last event it held at the start.
+    #[arg(
+        short = 'e',
+        long,
+        long_help = "\
+Exit once every partition read is caught up with the start: each partition's last enqueued \
+sequence number is read once, before its consumer attaches, and the partition is done when an \
+event at or past it has been printed; one holding nothing at or after --from is done at once \
+(so -o end -e exits at once). Events enqueued later are printed if they come in before that, \
+but not waited for. With --count, whichever comes first; fewer than --count is status 3."
+    )]
     exit_at_end: bool,
     /// Stop after this many events; fewer is exit status 3.
     #[arg(short = 'c', long)]
@@ -69,21 +77,6 @@ pub struct ReceiveArgs {
     quiet: bool,
 }
 
-/// What a partition's reader tells the printer.
-enum Note {
-    Events(String, Vec<EventData>),
-    CaughtUp,
-    Failed(eventhubs::Error),
-}
-
-/// How a partition's reader goes about it.
-struct Plan {
-    partition: String,
-    position: eventhubs::EventPosition,
-    /// The sequence number that, once received, means caught up (`None`: caught up already).
-    last: Option<i64>,
-}
-
 /// Reads until caught up (`-e`), `--count`, `--idle-secs`, a failure or Ctrl-C.
 pub async fn run(a: ReceiveArgs) -> Result<(), Failure> {
     let start = position::parse(&a.from).map_err(Failure::Usage)?;
@@ -101,46 +94,22 @@ pub async fn run(a: ReceiveArgs) -> Result<(), Failure> {
         return Err(Failure::Usage("--count 0: expected at least 1".into()));
     }
     let client = a.target.client()?;
-    let partitions = if a.partition.is_empty() {
-        client.get_partition_ids().await?
-    } else {
-        a.partition.clone()
+    let started = Instant::now();
+    // Ctrl-C while still connecting (an emulator not up yet, retries under way) ends with a
+    // summary too, not with silence.
+    let mut reader = tokio::select! {
+        biased;
+        r = open(&client, &a, &start) => r?,
+        _ = crate::interrupted() => {
+            eprintln!("interrupted while connecting: received 0 events");
+            return Err(Failure::Interrupted);
+        }
     };
-    let (tx, mut rx) = mpsc::channel::<Note>(64);
-    let mut plans = Vec::new();
-    for p in &partitions {
-        let props = client.get_partition_properties(p).await?;
-        let (position, caught_up) = position::resolve(&start, &props);
-        plans.push(Plan {
-            partition: p.clone(),
-            position,
-            last: (!caught_up).then_some(props.last_enqueued_sequence_number),
-        });
-    }
-    for plan in plans {
-        let consumer = client
-            .create_consumer(
-                &a.consumer_group,
-                &plan.partition,
-                plan.position.clone(),
-                ConsumerOptions::default(),
-            )
-            .await?;
-        tokio::spawn(read(
-            client.clone(),
-            consumer,
-            plan,
-            a.exit_at_end,
-            tx.clone(),
-        ));
-    }
-    drop(tx);
+    let partitions = reader.partition_ids().len() as u64;
 
     let progress = Progress::new("received", a.count, a.quiet);
-    let started = Instant::now();
     let mut last_event: Option<Instant> = None;
     let mut received = 0u64;
-    let mut caught_up = 0usize;
     let mut out = Vec::with_capacity(64 * 1024);
     let stdout = std::io::stdout();
     let idle = a.idle_secs.map(Duration::from_secs);
@@ -149,52 +118,53 @@ pub async fn run(a: ReceiveArgs) -> Result<(), Failure> {
         format!(
             "received {} from {}",
             rate(received, secs),
-            plural(partitions.len() as u64, "partition")
+            plural(partitions, "partition")
         )
     };
     let outcome: Result<(), Failure> = loop {
-        if a.exit_at_end && caught_up == partitions.len() {
-            break Ok(());
-        }
         if a.count.is_some_and(|c| received >= c) {
             break Ok(());
         }
         let wait = async {
             match idle {
-                Some(d) => {
-                    tokio::time::timeout_at((last_event.unwrap_or(started) + d).into(), rx.recv())
-                        .await
-                        .ok()
-                }
-                None => Some(rx.recv().await),
+                Some(d) => tokio::time::timeout_at(
+                    (last_event.unwrap_or(started) + d).into(),
+                    reader.next_batch(),
+                )
+                .await
+                .ok(),
+                None => Some(reader.next_batch().await),
             }
         };
-        let note = tokio::select! {
+        let next = tokio::select! {
             n = wait => n,
-            _ = tokio::signal::ctrl_c() => {
+            _ = crate::interrupted() => {
                 progress.clear();
                 eprintln!("interrupted: {}", summary(received, last_event));
                 return Err(Failure::Interrupted);
             }
         };
-        match note {
-            None => break Ok(()),
-            Some(None) => break Ok(()),
-            Some(Some(Note::CaughtUp)) => caught_up += 1,
-            Some(Some(Note::Failed(e))) => break Err(e.into()),
-            Some(Some(Note::Events(p, events))) => {
+        match next {
+            // Idle for --idle-secs, or (with -e) every partition caught up.
+            None | Some(None) => break Ok(()),
+            Some(Some(Err(e))) => break Err(e.into()),
+            Some(Some(Ok(batch))) => {
                 last_event = Some(Instant::now());
                 out.clear();
-                for e in &events {
+                for e in &batch.events {
                     if a.count.is_some_and(|c| received >= c) {
                         break;
                     }
                     received += 1;
                     if a.json {
-                        out.extend(output::json_line(&p, e).to_string().as_bytes());
+                        out.extend(
+                            output::json_line(&batch.partition_id, e)
+                                .to_string()
+                                .as_bytes(),
+                        );
                         out.push(b'\n');
                     } else {
-                        format.write(&p, e, &mut out);
+                        format.write(&batch.partition_id, e, &mut out);
                     }
                 }
                 let mut lock = stdout.lock();
@@ -210,6 +180,7 @@ pub async fn run(a: ReceiveArgs) -> Result<(), Failure> {
         }
     };
     progress.clear();
+    drop(reader);
     outcome?;
     if !a.quiet {
         eprintln!("{}", summary(received, last_event));
@@ -224,57 +195,35 @@ pub async fn run(a: ReceiveArgs) -> Result<(), Failure> {
     }
 }
 
-/// Reads one partition until told to stop (the printer drops its end of the queue).
-async fn read(
-    client: EventHubClient,
-    mut consumer: eventhubs::EventHubConsumer,
-    plan: Plan,
-    exit_at_end: bool,
-    tx: mpsc::Sender<Note>,
-) {
-    let mut last = plan.last;
-    if last.is_none() && exit_at_end {
-        let _ = tx.send(Note::CaughtUp).await;
-        return;
+/// Attaches to every partition asked for, at the position `start` names in each.
+async fn open(
+    client: &EventHubClient,
+    a: &ReceiveArgs,
+    start: &Start,
+) -> Result<PartitionsReader, Failure> {
+    let mut options = ReadAllOptions::default()
+        .with_max_batch_size(300)
+        .with_stop_at_end(a.exit_at_end);
+    if !a.partition.is_empty() {
+        options = options.with_partitions(a.partition.iter().cloned());
     }
-    let mut quiet_polls = 0u32;
-    loop {
-        match consumer.receive(300, Duration::from_secs(1)).await {
-            Ok(events) if events.is_empty() => {
-                quiet_polls += 1;
-                // The consumer reconnects on its own and says nothing while it does: ask the
-                // service directly, so a dead endpoint is reported in seconds, not never.
-                if quiet_polls.is_multiple_of(2) {
-                    if let Err(e) = client.get_partition_properties(&plan.partition).await {
-                        let _ = tx.send(Note::Failed(e)).await;
-                        return;
-                    }
-                }
+    let position = match start.fixed() {
+        Some(p) => p,
+        None => {
+            // `-N` depends on where each partition ends.
+            let ids = if a.partition.is_empty() {
+                client.get_partition_ids().await?
+            } else {
+                a.partition.clone()
+            };
+            for id in &ids {
+                let props = client.get_partition_properties(id).await?;
+                options = options.with_start_position(id.clone(), position::resolve(start, &props));
             }
-            Ok(events) => {
-                quiet_polls = 0;
-                let newest = events.iter().filter_map(|e| e.sequence_number()).max();
-                if tx
-                    .send(Note::Events(plan.partition.clone(), events))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                if let (Some(l), Some(n)) = (last, newest) {
-                    if n >= l {
-                        last = None;
-                        if exit_at_end {
-                            let _ = tx.send(Note::CaughtUp).await;
-                            return;
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                let _ = tx.send(Note::Failed(e)).await;
-                return;
-            }
+            EventPosition::earliest()
         }
-    }
+    };
+    Ok(client
+        .read_all_partitions(&a.consumer_group, position, options)
+        .await?)
 }

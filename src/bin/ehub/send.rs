@@ -2,10 +2,11 @@
 //! or generated (`--count`/`--size`), in as few batches as fit.
 
 use crate::progress::{plural, rate, Progress};
+use crate::property::{self, TYPES};
 use crate::target::Target;
 use crate::Failure;
 use clap::Args;
-use eventhubs::{BatchOptions, EventData, EventHubProducer, ProducerOptions};
+use eventhubs::{AmqpValue, BatchOptions, EventData, EventHubProducer, ProducerOptions};
 use std::io::{BufRead, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,11 @@ Examples:
   seq 100 | ehub send --stdin                     # 100 events, one per line
   ehub send --stdin -D '\\0' < records              # NUL-separated events
   printf 'user1:hello\\n' | ehub send --stdin -K :   # key user1, body hello
-  ehub send --stdin -k orders -H type=created -H v=2 < lines.txt
+  ehub send --stdin -k orders -H type=created -H v:i32=2 < lines.txt
+  ehub send -c 1 -H n:i64=5 -H ok:bool=true -H at:timestamp=2026-01-31T12:00:00Z
+Properties (-H): KEY=VALUE is a string; KEY:TYPE=VALUE is sent as that AMQP type
+  (string, symbol, bool, i8..i64, u8..u64, f32, f64, timestamp, uuid, binary as base64);
+  `ehub receive -J` shows each property with its type.
   ehub send -p 2 a.json b.json                    # two events, to partition 2
   ehub send -c 10000 --size 1024                  # generated 1 KiB events
 A summary goes to stderr (unless -q), a progress bar too when stderr is a terminal.";
@@ -47,8 +52,13 @@ pub struct SendArgs {
     /// Partition key for every event.
     #[arg(short = 'k', long)]
     key: Option<String>,
-    /// An application property KEY=VALUE (string) on every event; repeatable.
-    #[arg(short = 'H', long = "header", value_name = "KEY=VALUE")]
+    /// An application property on every event, KEY=VALUE (a string) or KEY:TYPE=VALUE
+    /// (e.g. n:i64=5, ok:bool=true); repeatable.
+    #[arg(short = 'H', long = "header", value_name = "KEY[:TYPE]=VALUE",
+          long_help = format!("An application property on every event; repeatable. \
+              KEY=VALUE sends a string; KEY:TYPE=VALUE sends VALUE as that AMQP type, one of: \
+              {TYPES}. The key ends at the first '='; in a key with a ':', what follows the \
+              last ':' is the type (a:b:string=c is key a:b)."))]
     headers: Vec<String>,
     /// Send to this partition (default: the service chooses, or hashes the key).
     #[arg(short = 'p', long)]
@@ -83,14 +93,9 @@ fn delimiter(text: &str, what: &str) -> Result<u8, Failure> {
     }
 }
 
-fn headers(raw: &[String]) -> Result<Vec<(String, String)>, Failure> {
+fn headers(raw: &[String]) -> Result<Vec<(String, AmqpValue)>, Failure> {
     raw.iter()
-        .map(|h| match h.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-            _ => Err(Failure::Usage(format!(
-                "-H {h:?}: expected KEY=VALUE with a non-empty KEY"
-            ))),
-        })
+        .map(|h| property::parse(h).map_err(Failure::Usage))
         .collect()
 }
 
@@ -129,7 +134,15 @@ pub async fn run(a: SendArgs) -> Result<(), Failure> {
         Some(p) => ProducerOptions::partition(p.clone()),
         None => ProducerOptions::default(),
     };
-    let producer = client.create_producer(options).await?;
+    // Ctrl-C while still connecting ends with a summary too.
+    let producer = tokio::select! {
+        biased;
+        r = client.create_producer(options) => r?,
+        _ = crate::interrupted() => {
+            eprintln!("interrupted while connecting: sent 0 events");
+            return Err(Failure::Interrupted);
+        }
+    };
     let max = producer.max_message_size();
     if generated && a.size as u64 > max {
         let _ = client.close().await;
@@ -146,7 +159,7 @@ pub async fn run(a: SendArgs) -> Result<(), Failure> {
     let make = move |body: Vec<u8>, key: Option<String>| {
         let mut event = EventData::new(body);
         for (k, v) in &props {
-            event.set_property(k.as_str(), v.as_str());
+            event.set_property(k.as_str(), v.clone());
         }
         Outgoing {
             key: key.or_else(|| fixed_key.clone()),
@@ -231,7 +244,7 @@ pub async fn run(a: SendArgs) -> Result<(), Failure> {
     let work = pump(&producer, rx, &sent, &progress, max, a.size, generated);
     let r = tokio::select! {
         r = work => r,
-        _ = tokio::signal::ctrl_c() => {
+        _ = crate::interrupted() => {
             progress.clear();
             let n = sent.load(Ordering::Relaxed);
             eprintln!("interrupted: sent {}", rate(n, started.elapsed().as_secs_f64()));
