@@ -2,7 +2,7 @@
 //! append-only file that survives restarts (a torn tail from a crash is cut, never served).
 
 use crate::amqp::codec::{Encode, Str, Timestamp, Value};
-use crate::amqp::types::message::Message;
+use crate::amqp::types::message::RawMessage;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -314,9 +314,9 @@ impl Partition {
         };
         let mut pos = 0usize;
         while let Some(event) = read_record(&data, pos) {
-            if let Ok(Some(stamp)) = Message::decode(event.message.clone())
+            if let Ok(Some(stamp)) = RawMessage::scan(event.message.clone())
                 .map_err(|e| e.to_string())
-                .and_then(|m| idempotent::read_stamp(&m))
+                .and_then(|m| idempotent::read_stamp_in(m.message_annotations()))
             {
                 log.producers.recover(stamp);
             }
@@ -358,21 +358,24 @@ impl Partition {
     /// Stores messages in order, stamping sequence number, offset, enqueued time and (when
     /// given) the partition key. Returns the stored events. On error nothing is stored: the
     /// file is as it was, and the sequence numbers are given to the next batch instead.
-    pub fn append(
+    /// Messages arrive as [`RawMessage`]s (as the ingest node scans them, or converted from
+    /// decoded [`Message`]s): only their annotations are rewritten, the rest is stored as sent.
+    pub fn append<M: Into<RawMessage>>(
         &self,
-        messages: Vec<Message>,
+        messages: Vec<M>,
         partition_key: Option<&Str>,
     ) -> std::io::Result<Vec<StoredEvent>> {
         self.append_at(messages, partition_key, Instant::now())
     }
 
     /// [`Partition::append`] at monotonic time `clock` (which paces `Fsync::Interval`).
-    pub(crate) fn append_at(
+    pub(crate) fn append_at<M: Into<RawMessage>>(
         &self,
-        messages: Vec<Message>,
+        messages: Vec<M>,
         partition_key: Option<&Str>,
         clock: Instant,
     ) -> std::io::Result<Vec<StoredEvent>> {
+        let messages = messages.into_iter().map(Into::into).collect();
         let mut log = self.lock();
         let (stored, seq) = Self::append_locked(&mut log, messages, partition_key, clock)?;
         self.trim(&mut log);
@@ -399,7 +402,7 @@ impl Partition {
     /// were stored.
     pub(crate) fn append_idempotent(
         &self,
-        mut messages: Vec<Message>,
+        mut messages: Vec<RawMessage>,
         stamps: &[Stamp],
         partition_key: Option<&Str>,
     ) -> Result<usize, IdempotentError> {
@@ -426,7 +429,7 @@ impl Partition {
     /// number. On error nothing is stored.
     fn append_locked(
         log: &mut Log,
-        messages: Vec<Message>,
+        messages: Vec<RawMessage>,
         partition_key: Option<&Str>,
         clock: Instant,
     ) -> std::io::Result<(Vec<StoredEvent>, i64)> {
@@ -602,7 +605,7 @@ fn read_record(data: &Bytes, pos: usize) -> Option<StoredEvent> {
         return None;
     }
     let message = data.slice(start..start + len);
-    let m = Message::decode(message.clone()).ok()?;
+    let m = RawMessage::scan(message.clone()).ok()?;
     let seq = m
         .message_annotation(annotation::SEQUENCE_NUMBER)?
         .as_i64()?;
@@ -650,6 +653,7 @@ mod failing_disk_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amqp::types::message::Message;
 
     fn msg(body: &'static [u8]) -> Message {
         Message::with_data(Bytes::from_static(body))
