@@ -1,8 +1,10 @@
 //! Partition logs: events in memory with a retention bound, optionally mirrored to an
 //! append-only file that survives restarts (a torn tail from a crash is cut, never served).
 
-use crate::amqp::codec::{Encode, Str, Timestamp, Value};
-use crate::amqp::types::message::RawMessage;
+use crate::amqp::codec::Symbol;
+use crate::amqp::codec::{Str, Timestamp, Value};
+use crate::amqp::types::message::{AnnotationKey, Annotations, RawMessage};
+use bytes::BufMut as _;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -253,6 +255,15 @@ pub enum Start {
     EnqueuedTime(i64, bool),
 }
 
+// The service's annotation keys, built once (a key made from a `&str` would allocate).
+const SEQUENCE_NUMBER_KEY: AnnotationKey =
+    AnnotationKey::Symbol(Symbol::from_static(annotation::SEQUENCE_NUMBER));
+const OFFSET_KEY: AnnotationKey = AnnotationKey::Symbol(Symbol::from_static(annotation::OFFSET));
+const ENQUEUED_TIME_KEY: AnnotationKey =
+    AnnotationKey::Symbol(Symbol::from_static(annotation::ENQUEUED_TIME));
+const PARTITION_KEY_KEY: AnnotationKey =
+    AnnotationKey::Symbol(Symbol::from_static(annotation::PARTITION_KEY));
+
 /// Frames on disk: `len:u32 crc:u32 bytes`.
 const RECORD_HEADER: usize = 8;
 
@@ -436,31 +447,43 @@ impl Partition {
         let now = Timestamp::now();
         let mut stored = Vec::with_capacity(messages.len());
         let mut disk = BytesMut::new();
-        let (mut seq, mut offset) = (log.next_sequence, log.next_offset);
-        // Stamp first, so that the whole batch is encoded into one buffer that every stored
-        // event is a slice of: one allocation per batch instead of one per event.
-        let mut messages = messages;
-        let mut total = 0usize;
-        for m in &mut messages {
-            let a = m.message_annotations_mut();
-            a.insert(annotation::SEQUENCE_NUMBER, Value::Long(seq));
-            a.insert(
-                annotation::OFFSET,
-                Value::String(Str::from(offset.to_string())),
-            );
-            a.insert(annotation::ENQUEUED_TIME, Value::Timestamp(now));
-            if let Some(k) = partition_key {
-                a.insert(annotation::PARTITION_KEY, Value::String(k.clone()));
+        // One map, reused for every event, holds an event's own annotations plus the
+        // service's; the offsets' text shares one buffer. Nothing is allocated per event.
+        let mut stamps = Annotations::default();
+        let stamp = |stamps: &mut Annotations, m: &RawMessage, seq: i64, offset: &Str| {
+            stamps.0.clear();
+            if let Some(own) = m.message_annotations() {
+                stamps.0.extend(own.0.iter().cloned());
             }
-            let n = m.encoded_len();
+            stamps.insert(SEQUENCE_NUMBER_KEY, Value::Long(seq));
+            stamps.insert(OFFSET_KEY, Value::String(offset.clone()));
+            stamps.insert(ENQUEUED_TIME_KEY, Value::Timestamp(now));
+            if let Some(k) = partition_key {
+                stamps.insert(PARTITION_KEY_KEY, Value::String(k.clone()));
+            }
+        };
+        let mut digits = BytesMut::with_capacity(messages.len() * 20);
+        let mut offsets = Vec::with_capacity(messages.len());
+        let (mut seq, mut offset) = (log.next_sequence, log.next_offset);
+        let mut total = 0usize;
+        for m in &messages {
+            use std::io::Write as _;
+            let _ = write!((&mut digits).writer(), "{offset}");
+            let text = Str::from_utf8(digits.split().freeze()).unwrap_or_default();
+            stamp(&mut stamps, m, seq, &text);
+            let n = m.encoded_len_with(&stamps);
+            offsets.push(text);
             total = total.saturating_add(n);
             seq += 1;
             offset += n as i64;
         }
+        // The whole batch goes into one buffer that every stored event is a slice of: one
+        // allocation per batch instead of one per event.
         let mut buf = BytesMut::with_capacity(total);
         (seq, offset) = (log.next_sequence, log.next_offset);
-        for m in &messages {
-            m.encode(&mut buf);
+        for (m, text) in messages.iter().zip(&offsets) {
+            stamp(&mut stamps, m, seq, text);
+            m.encode_with(&stamps, &mut buf);
             let message = buf.split().freeze();
             if log.disk.is_some() {
                 disk.extend_from_slice(&(message.len() as u32).to_be_bytes());

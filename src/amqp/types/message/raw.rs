@@ -144,6 +144,24 @@ impl RawMessage {
         &mut self.annotations.get_or_insert_with(Default::default).0
     }
 
+    /// Size of the message with `annotations` as its message annotations instead of its own.
+    pub fn encoded_len_with(&self, annotations: &Annotations) -> usize {
+        self.head_end
+            + SECTION_PREFIX_LEN
+            + annotations.encoded_len()
+            + (self.bytes.len() - self.tail_start)
+    }
+
+    /// Writes the message with `annotations` as its message annotations instead of its own
+    /// (exactly [`RawMessage::encoded_len_with`] bytes): a relay that stamps many messages
+    /// reuses one map for all of them.
+    pub fn encode_with<B: BufMut>(&self, annotations: &Annotations, buf: &mut B) {
+        buf.put_slice(&self.bytes[..self.head_end]);
+        write_section_prefix(buf, MESSAGE_ANNOTATIONS_CODE);
+        annotations.encode(buf);
+        buf.put_slice(&self.bytes[self.tail_start..]);
+    }
+
     /// The whole message decoded (the annotations as they are now).
     pub fn decode(&self) -> Result<Message, DecodeError> {
         let mut m = Message::decode(self.bytes.clone())?;
