@@ -98,6 +98,44 @@ proptest! {
         prop_assert_eq!(outside, 0, "{} of {} payloads were copied", outside, seen);
     }
 
+    /// Skipping a value checks what reading it checks: on valid encodings, mutated ones and
+    /// random compounds both agree on success, on the error, and on the bytes consumed.
+    #[test]
+    fn skipping_accepts_exactly_what_reading_accepts(
+        v in strategy::value(),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        mutate in any::<bool>(),
+    ) {
+        let mut input = encode_to_vec(&v);
+        if mutate {
+            let i = at.index(input.len());
+            input[i] = byte;
+        }
+        let input = Bytes::from(input);
+        let mut read = Decoder::new(input.clone());
+        let mut skip = Decoder::new(input);
+        let (r, s) = (read.read_value().map(drop), skip.skip_value());
+        prop_assert_eq!(&r, &s);
+        if r.is_ok() {
+            prop_assert_eq!(read.offset(), skip.offset());
+        }
+    }
+
+    /// The same agreement on bytes that start like a compound or a described value.
+    #[test]
+    fn skipping_random_compounds_agrees_with_reading(
+        code in prop::sample::select(vec![0x00u8, 0xc0, 0xc1, 0xd0, 0xd1, 0xe0, 0xf0]),
+        rest in vec(any::<u8>(), 0..256),
+    ) {
+        let mut input = vec![code];
+        input.extend(rest);
+        let input = Bytes::from(input);
+        let mut read = Decoder::new(input.clone());
+        let mut skip = Decoder::new(input);
+        prop_assert_eq!(read.read_value().map(drop), skip.skip_value());
+    }
+
     /// Arbitrary bytes never panic the decoder.
     #[test]
     fn random_bytes_never_panic(input in vec(any::<u8>(), 0..512)) {

@@ -21,7 +21,7 @@ use eventhubs::amqp::frame::{
     RawFrame, FRAME_HEADER_SIZE, FRAME_TYPE_AMQP, FRAME_TYPE_SASL, MIN_MAX_FRAME_SIZE,
 };
 use eventhubs::amqp::types::error::AmqpError;
-use eventhubs::amqp::types::message::Message;
+use eventhubs::amqp::types::message::{Message, RawMessage};
 use eventhubs::amqp::types::messaging::{DeliveryState, Source, Target};
 use eventhubs::amqp::types::sasl::SaslFrameBody;
 use eventhubs::amqp::types::transport::Performative;
@@ -214,8 +214,26 @@ pub fn fuzz_decode_message(data: &[u8]) {
                 }
             }
             roundtrip_message(&m);
+            // What decodes also scans, and the scan reads the same annotations and keeps
+            // every other section as it was.
+            let raw = RawMessage::scan(input.clone())
+                .unwrap_or_else(|e| panic!("decodes but does not scan: {e}"));
+            assert_eq!(raw.message_annotations(), m.message_annotations.as_deref());
+            assert_eq!(raw.decode().as_ref(), Ok(&m), "scan changed the message");
+            let rewritten = encode_exact(&raw);
+            assert_eq!(
+                Message::decode(Bytes::from(rewritten)).as_ref(),
+                Ok(&m),
+                "re-encoding the scan changed the message"
+            );
         }
-        Err(e) => check_error(&e, data.len()),
+        Err(e) => {
+            check_error(&e, data.len());
+            // A scan never panics either; what it accepts must at least be re-encodable.
+            if let Ok(raw) = RawMessage::scan(input.clone()) {
+                let _ = encode_exact(&raw);
+            }
+        }
     }
 }
 

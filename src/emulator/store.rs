@@ -1,8 +1,10 @@
 //! Partition logs: events in memory with a retention bound, optionally mirrored to an
 //! append-only file that survives restarts (a torn tail from a crash is cut, never served).
 
-use crate::amqp::codec::{Encode, Str, Timestamp, Value};
-use crate::amqp::types::message::Message;
+use crate::amqp::codec::Symbol;
+use crate::amqp::codec::{Str, Timestamp, Value};
+use crate::amqp::types::message::{AnnotationKey, Annotations, RawMessage};
+use bytes::BufMut as _;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -256,6 +258,15 @@ pub enum Start {
     EnqueuedTime(i64, bool),
 }
 
+// The service's annotation keys, built once (a key made from a `&str` would allocate).
+const SEQUENCE_NUMBER_KEY: AnnotationKey =
+    AnnotationKey::Symbol(Symbol::from_static(annotation::SEQUENCE_NUMBER));
+const OFFSET_KEY: AnnotationKey = AnnotationKey::Symbol(Symbol::from_static(annotation::OFFSET));
+const ENQUEUED_TIME_KEY: AnnotationKey =
+    AnnotationKey::Symbol(Symbol::from_static(annotation::ENQUEUED_TIME));
+const PARTITION_KEY_KEY: AnnotationKey =
+    AnnotationKey::Symbol(Symbol::from_static(annotation::PARTITION_KEY));
+
 /// Frames on disk: `len:u32 crc:u32 bytes`.
 const RECORD_HEADER: usize = 8;
 
@@ -319,9 +330,9 @@ impl Partition {
         };
         let mut pos = 0usize;
         while let Some(event) = read_record(&data, pos) {
-            if let Ok(Some(stamp)) = Message::decode(event.message.clone())
+            if let Ok(Some(stamp)) = RawMessage::scan(event.message.clone())
                 .map_err(|e| e.to_string())
-                .and_then(|m| idempotent::read_stamp(&m))
+                .and_then(|m| idempotent::read_stamp_in(m.message_annotations()))
             {
                 log.producers.recover(stamp);
             }
@@ -363,21 +374,24 @@ impl Partition {
     /// Stores messages in order, stamping sequence number, offset, enqueued time and (when
     /// given) the partition key. Returns the stored events. On error nothing is stored: the
     /// file is as it was, and the sequence numbers are given to the next batch instead.
-    pub fn append(
+    /// Messages arrive as [`RawMessage`]s (as the ingest node scans them, or converted from
+    /// decoded [`Message`]s): only their annotations are rewritten, the rest is stored as sent.
+    pub fn append<M: Into<RawMessage>>(
         &self,
-        messages: Vec<Message>,
+        messages: Vec<M>,
         partition_key: Option<&Str>,
     ) -> std::io::Result<Vec<StoredEvent>> {
         self.append_at(messages, partition_key, Instant::now())
     }
 
     /// [`Partition::append`] at monotonic time `clock` (which paces `Fsync::Interval`).
-    pub(crate) fn append_at(
+    pub(crate) fn append_at<M: Into<RawMessage>>(
         &self,
-        messages: Vec<Message>,
+        messages: Vec<M>,
         partition_key: Option<&Str>,
         clock: Instant,
     ) -> std::io::Result<Vec<StoredEvent>> {
+        let messages = messages.into_iter().map(Into::into).collect();
         let mut log = self.lock();
         let (stored, seq) = Self::append_locked(&mut log, messages, partition_key, clock)?;
         self.trim(&mut log);
@@ -420,7 +434,7 @@ impl Partition {
     /// were stored.
     pub(crate) fn append_idempotent(
         &self,
-        mut messages: Vec<Message>,
+        mut messages: Vec<RawMessage>,
         stamps: &[Stamp],
         partition_key: Option<&Str>,
     ) -> Result<usize, IdempotentError> {
@@ -447,38 +461,50 @@ impl Partition {
     /// number. On error nothing is stored.
     fn append_locked(
         log: &mut Log,
-        messages: Vec<Message>,
+        messages: Vec<RawMessage>,
         partition_key: Option<&Str>,
         clock: Instant,
     ) -> std::io::Result<(Vec<StoredEvent>, i64)> {
         let now = Timestamp::now();
         let mut stored = Vec::with_capacity(messages.len());
         let mut disk = BytesMut::new();
-        let (mut seq, mut offset) = (log.next_sequence, log.next_offset);
-        // Stamp first, so that the whole batch is encoded into one buffer that every stored
-        // event is a slice of: one allocation per batch instead of one per event.
-        let mut messages = messages;
-        let mut total = 0usize;
-        for m in &mut messages {
-            let a = m.message_annotations_mut();
-            a.insert(annotation::SEQUENCE_NUMBER, Value::Long(seq));
-            a.insert(
-                annotation::OFFSET,
-                Value::String(Str::from(offset.to_string())),
-            );
-            a.insert(annotation::ENQUEUED_TIME, Value::Timestamp(now));
-            if let Some(k) = partition_key {
-                a.insert(annotation::PARTITION_KEY, Value::String(k.clone()));
+        // One map, reused for every event, holds an event's own annotations plus the
+        // service's; the offsets' text shares one buffer. Nothing is allocated per event.
+        let mut stamps = Annotations::default();
+        let stamp = |stamps: &mut Annotations, m: &RawMessage, seq: i64, offset: &Str| {
+            stamps.0.clear();
+            if let Some(own) = m.message_annotations() {
+                stamps.0.extend(own.0.iter().cloned());
             }
-            let n = m.encoded_len();
+            stamps.insert(SEQUENCE_NUMBER_KEY, Value::Long(seq));
+            stamps.insert(OFFSET_KEY, Value::String(offset.clone()));
+            stamps.insert(ENQUEUED_TIME_KEY, Value::Timestamp(now));
+            if let Some(k) = partition_key {
+                stamps.insert(PARTITION_KEY_KEY, Value::String(k.clone()));
+            }
+        };
+        let mut digits = BytesMut::with_capacity(messages.len() * 20);
+        let mut offsets = Vec::with_capacity(messages.len());
+        let (mut seq, mut offset) = (log.next_sequence, log.next_offset);
+        let mut total = 0usize;
+        for m in &messages {
+            use std::io::Write as _;
+            let _ = write!((&mut digits).writer(), "{offset}");
+            let text = Str::from_utf8(digits.split().freeze()).unwrap_or_default();
+            stamp(&mut stamps, m, seq, &text);
+            let n = m.encoded_len_with(&stamps);
+            offsets.push(text);
             total = total.saturating_add(n);
             seq += 1;
             offset += n as i64;
         }
+        // The whole batch goes into one buffer that every stored event is a slice of: one
+        // allocation per batch instead of one per event.
         let mut buf = BytesMut::with_capacity(total);
         (seq, offset) = (log.next_sequence, log.next_offset);
-        for m in &messages {
-            m.encode(&mut buf);
+        for (m, text) in messages.iter().zip(&offsets) {
+            stamp(&mut stamps, m, seq, text);
+            m.encode_with(&stamps, &mut buf);
             let message = buf.split().freeze();
             if log.disk.is_some() {
                 disk.extend_from_slice(&(message.len() as u32).to_be_bytes());
@@ -623,7 +649,7 @@ fn read_record(data: &Bytes, pos: usize) -> Option<StoredEvent> {
         return None;
     }
     let message = data.slice(start..start + len);
-    let m = Message::decode(message.clone()).ok()?;
+    let m = RawMessage::scan(message.clone()).ok()?;
     let seq = m
         .message_annotation(annotation::SEQUENCE_NUMBER)?
         .as_i64()?;
@@ -671,6 +697,7 @@ mod failing_disk_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amqp::types::message::Message;
 
     fn msg(body: &'static [u8]) -> Message {
         Message::with_data(Bytes::from_static(body))

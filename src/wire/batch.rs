@@ -7,7 +7,7 @@
 //! before it writes it.
 
 use crate::amqp::codec::DecodeError;
-use crate::amqp::types::message::{Body, Message};
+use crate::amqp::types::message::{Body, Message, RawMessage};
 use bytes::{Bytes, BytesMut};
 
 /// AMQP message format of an Event Hubs batch (Microsoft vendor code `0x800137`, version 0).
@@ -61,6 +61,21 @@ pub fn split(batch: &Message) -> Result<Vec<Message>, SplitError> {
         .enumerate()
         .map(|(index, data)| {
             Message::decode(data.clone()).map_err(|error| SplitError::Event { index, error })
+        })
+        .collect()
+}
+
+/// The events of a batch message as [`RawMessage`]s: each checked and its annotations read,
+/// the rest left encoded (for a relay that only rewrites annotations), in order.
+pub fn split_raw(batch: &Message) -> Result<Vec<RawMessage>, SplitError> {
+    let Body::Data(sections) = &batch.body else {
+        return Err(SplitError::NotData);
+    };
+    sections
+        .iter()
+        .enumerate()
+        .map(|(index, data)| {
+            RawMessage::scan(data.clone()).map_err(|error| SplitError::Event { index, error })
         })
         .collect()
 }

@@ -7,7 +7,7 @@
 
 use crate::amqp::codec::{Symbol, Value};
 use crate::amqp::types::definitions::Fields;
-use crate::amqp::types::message::Message;
+use crate::amqp::types::message::{Annotations, Message};
 use crate::wire::link_props::{PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQUENCE_NUMBER};
 
 /// A producer's state on one partition: its id (producer group), owner level (epoch) and the
@@ -116,9 +116,14 @@ pub fn stamp(message: &mut Message, stamp: Stamp) {
 
 /// The stamp on `message`: `Ok(None)` when it carries none of the three annotations.
 pub fn read_stamp(message: &Message) -> Result<Option<Stamp>, String> {
+    read_stamp_in(message.message_annotations.as_deref())
+}
+
+/// The stamp in a message's annotations ([`read_stamp`] for a message not decoded whole).
+pub fn read_stamp_in(annotations: Option<&Annotations>) -> Result<Option<Stamp>, String> {
     let get = |k: &Symbol| {
-        message
-            .message_annotation(k.as_str())
+        annotations
+            .and_then(|a| a.get(k.as_str()))
             .filter(|v| !matches!(v, Value::Null))
     };
     match (

@@ -321,6 +321,153 @@ impl Decoder {
         self.read_bare(code)
     }
 
+    /// Checks and consumes one value without building it: the same checks as
+    /// [`Decoder::read_value`] (format codes, sizes and counts, UTF-8, chars, booleans,
+    /// descriptors, nesting depth) and no allocation. For a relay that passes a value's bytes
+    /// on and needs to know only that they are well formed.
+    pub fn skip_value(&mut self) -> Result<(), DecodeError> {
+        let code = self.read_u8()?;
+        if code == fc::DESCRIBED {
+            self.enter()?;
+            let result = self.skip_descriptor().and_then(|()| self.skip_value());
+            self.leave();
+            return result;
+        }
+        self.skip_bare(code)
+    }
+
+    /// Checks and consumes a map (or a null) as [`Decoder::skip_value`] does, and requires
+    /// every key's constructor to pass `key_ok` (`expected` names the key type in the error).
+    pub fn skip_map(
+        &mut self,
+        key_ok: impl Fn(u8) -> bool,
+        expected: &'static str,
+    ) -> Result<(), DecodeError> {
+        if self.skip_null()? {
+            return Ok(());
+        }
+        let code = self.read_u8()?;
+        if !matches!(code, fc::MAP8 | fc::MAP32) {
+            self.pos -= 1;
+            return Err(self.error(DecodeErrorKind::UnexpectedType {
+                expected: "map",
+                found: code,
+            }));
+        }
+        let (count, count_at, size) = self.compound_header(code)?;
+        if count % 2 != 0 {
+            return Err(DecodeError {
+                offset: count_at,
+                kind: DecodeErrorKind::OddMapCount(count),
+            });
+        }
+        self.in_compound(size, |body| {
+            (0..count / 2).try_for_each(|_| {
+                let found = body.peek_u8()?;
+                if !key_ok(found) {
+                    return Err(body.error(DecodeErrorKind::UnexpectedType { expected, found }));
+                }
+                body.skip_value()?;
+                body.skip_value()
+            })
+        })
+    }
+
+    /// Consumes a descriptor (a ulong or a symbol) whose `0x00` was already consumed.
+    fn skip_descriptor(&mut self) -> Result<(), DecodeError> {
+        let at = self.offset();
+        match self.peek_u8()? {
+            fc::SMALLULONG | fc::ULONG | fc::ULONG0 | fc::SYM8 | fc::SYM32 => self.skip_value(),
+            _ => {
+                // Anything else is refused as `read_value` refuses it: a malformed value with
+                // its own error, a well-formed one as an invalid descriptor.
+                self.skip_value()?;
+                Err(DecodeError {
+                    offset: at,
+                    kind: DecodeErrorKind::InvalidDescriptor,
+                })
+            }
+        }
+    }
+
+    /// [`Decoder::skip_value`] after the constructor `code` was consumed.
+    fn skip_bare(&mut self, code: u8) -> Result<(), DecodeError> {
+        match code {
+            fc::BOOL => match self.read_u8()? {
+                0 | 1 => Ok(()),
+                b => {
+                    self.pos -= 1;
+                    Err(self.error(DecodeErrorKind::InvalidBool(b)))
+                }
+            },
+            fc::CHAR => {
+                let c = self.read_u32()?;
+                if char::from_u32(c).is_some() {
+                    Ok(())
+                } else {
+                    self.pos -= 4;
+                    Err(self.error(DecodeErrorKind::InvalidChar(c)))
+                }
+            }
+            fc::VBIN8 | fc::VBIN32 => self.variable(code).map(drop),
+            fc::STR8 | fc::STR32 | fc::SYM8 | fc::SYM32 => {
+                let at = self.offset();
+                let bytes = self.variable(code)?;
+                match std::str::from_utf8(&bytes) {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(DecodeError {
+                        offset: at,
+                        kind: DecodeErrorKind::InvalidUtf8,
+                    }),
+                }
+            }
+            fc::LIST8 | fc::LIST32 => {
+                let (count, _, size) = self.compound_header(code)?;
+                self.in_compound(size, |body| (0..count).try_for_each(|_| body.skip_value()))
+            }
+            fc::MAP8 | fc::MAP32 => {
+                let (count, count_at, size) = self.compound_header(code)?;
+                if count % 2 != 0 {
+                    return Err(DecodeError {
+                        offset: count_at,
+                        kind: DecodeErrorKind::OddMapCount(count),
+                    });
+                }
+                self.in_compound(size, |body| (0..count).try_for_each(|_| body.skip_value()))
+            }
+            fc::ARRAY8 | fc::ARRAY32 => {
+                let (count, count_at, size) = self.compound_header(code)?;
+                self.in_compound(size, |body| body.skip_array_body(count, count_at))
+            }
+            other => match fc::fixed_width(other) {
+                Some(width) => {
+                    self.need(width)?;
+                    self.pos += width;
+                    Ok(())
+                }
+                None => {
+                    self.pos -= 1;
+                    Err(self.error(DecodeErrorKind::InvalidFormatCode(other)))
+                }
+            },
+        }
+    }
+
+    /// [`Decoder::skip_value`] for an array's elements (as `read_array_body` reads them).
+    fn skip_array_body(&mut self, count: usize, count_at: usize) -> Result<(), DecodeError> {
+        let mut code = self.read_u8()?;
+        if code == fc::DESCRIBED {
+            self.skip_descriptor()?;
+            code = self.read_u8()?;
+        }
+        if element_type(code).is_none() {
+            self.pos -= 1;
+            return Err(self.error(DecodeErrorKind::InvalidArrayElement(code)));
+        }
+        check_count(count, self.remaining(), count_at)?;
+        (0..count).try_for_each(|_| self.skip_bare(code))
+    }
+
     /// Reads the descriptor of a described value whose `0x00` was already consumed.
     fn read_descriptor_value(&mut self) -> Result<Descriptor, DecodeError> {
         // Fast path: the one-byte numeric codes of every performative, section and outcome.

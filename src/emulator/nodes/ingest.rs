@@ -7,7 +7,7 @@ use crate::amqp::codec::Value;
 use crate::amqp::engine::LinkAcceptance;
 use crate::amqp::types::definitions::ReceiverSettleMode;
 use crate::amqp::types::error::{condition, AmqpError};
-use crate::amqp::types::message::Message;
+use crate::amqp::types::message::{Annotations, RawMessage};
 use crate::amqp::IncomingLink;
 use crate::amqp::ReceivedMessage;
 use crate::emulator::hub::Hub;
@@ -17,7 +17,9 @@ use crate::wire::address::partition_path;
 use crate::wire::annotations::PARTITION_KEY;
 use crate::wire::batch::{self, BATCH_MESSAGE_FORMAT};
 use crate::wire::condition::{ARGUMENT_ERROR, PRODUCER_EPOCH_STOLEN};
-use crate::wire::idempotent::{link_properties, read_link_properties, read_stamp, PublishingState};
+use crate::wire::idempotent::{
+    link_properties, read_link_properties, read_stamp_in, PublishingState,
+};
 use crate::wire::link_props::{has_capability, IDEMPOTENT_PRODUCER};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -158,34 +160,32 @@ async fn taken_over(owner: &mut Option<(PublishingState, watch::Receiver<i16>)>)
 }
 
 /// Unpacks a delivery into events and stores them on one partition; on an idempotent link,
-/// under the producer rules of [`crate::emulator::store::producers`].
+/// under the producer rules of [`crate::emulator::store::producers`]. Events are scanned, not
+/// decoded: only their annotations are read and rewritten ([`RawMessage`]).
 fn store(
     hub: &Hub,
     fixed: Option<u32>,
     idempotent: bool,
     delivery: &ReceivedMessage,
 ) -> Result<(), AmqpError> {
-    let message = delivery
-        .message()
-        .map_err(|e| err(condition::DECODE_ERROR, e.to_string()))?;
-    let key_of = |m: &Message| match m.message_annotation(PARTITION_KEY) {
+    let decode_error = |e: &dyn std::fmt::Display| err(condition::DECODE_ERROR, e.to_string());
+    let key_of = |m: Option<&Annotations>| match m.and_then(|a| a.get(PARTITION_KEY)) {
         Some(Value::String(s)) => Some(s.clone()),
         _ => None,
     };
     // The envelope's key is stamped on every event; an event's own key (a batch of mixed
     // keys to one partition, as the buffered producer sends) stays its own.
-    let envelope_key = key_of(&message);
-    let mut key = envelope_key.clone();
-    let events = if delivery.delivery.message_format == BATCH_MESSAGE_FORMAT {
-        let events =
-            batch::split(&message).map_err(|e| err(condition::DECODE_ERROR, e.to_string()))?;
-        if key.is_none() {
-            key = events.iter().find_map(key_of);
-        }
-        events
+    let (envelope_key, events) = if delivery.delivery.message_format == BATCH_MESSAGE_FORMAT {
+        let envelope = delivery.message().map_err(|e| decode_error(&e))?;
+        let events = batch::split_raw(&envelope).map_err(|e| decode_error(&e))?;
+        (key_of(envelope.message_annotations.as_deref()), events)
     } else {
-        vec![message]
+        let event = RawMessage::scan(delivery.payload().clone()).map_err(|e| decode_error(&e))?;
+        (key_of(event.message_annotations()), vec![event])
     };
+    let key = envelope_key
+        .clone()
+        .or_else(|| events.iter().find_map(|e| key_of(e.message_annotations())));
     if events.is_empty() {
         return Ok(());
     }
@@ -201,7 +201,7 @@ fn store(
     if idempotent {
         let stamps = events
             .iter()
-            .map(|m| match read_stamp(m) {
+            .map(|m| match read_stamp_in(m.message_annotations()) {
                 Ok(Some(s)) => Ok(s),
                 Ok(None) => Err(err(
                     condition::INVALID_FIELD,

@@ -2,6 +2,7 @@
 //! acknowledged and keep nothing refused.
 
 use super::*;
+use crate::amqp::types::message::Message;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@ use crate::amqp::codec::{
 use bytes::{BufMut, Bytes};
 
 pub use super::section_map::{MapKey, SectionMap};
+pub use raw::RawMessage;
 
 /// Numeric descriptor of the `header` section.
 pub const HEADER_CODE: u64 = 0x70;
@@ -331,6 +332,7 @@ impl Decode for PropertyKey {
 mod body;
 mod data_sections;
 mod id;
+mod raw;
 #[cfg(test)]
 mod tests;
 
@@ -552,29 +554,7 @@ impl Message {
         let mut msg = Message::default();
         let mut prev: Option<SectionKind> = None;
         while !d.is_empty() {
-            let at = d.offset();
-            let unexpected = |found: String| DecodeError {
-                offset: at,
-                kind: DecodeErrorKind::UnexpectedDescriptor {
-                    expected: "message section in spec order",
-                    found,
-                },
-            };
-            // The usual numeric descriptor is recognised in place; anything else (symbolic,
-            // unknown, malformed) is read on a copy of the decoder for its error.
-            let kind = match d.peek_descriptor_code().and_then(SectionKind::of_code) {
-                Some(kind) => kind,
-                None => {
-                    let descriptor = d.clone().read_descriptor()?;
-                    SectionKind::of(&descriptor)
-                        .ok_or_else(|| unexpected(format!("{descriptor:?}")))?
-                }
-            };
-            if let Some(prev) = prev {
-                if !kind.may_follow(prev) {
-                    return Err(unexpected(format!("{} after {}", kind.name(), prev.name())));
-                }
-            }
+            let kind = next_section(d, prev)?;
             match kind {
                 SectionKind::Header => msg.header = Some(Header::decode(d)?),
                 SectionKind::DeliveryAnnotations => {
@@ -625,6 +605,35 @@ impl Message {
             prev = Some(kind);
         }
         Ok(msg)
+    }
+}
+
+/// The kind of the section that starts at `d` (nothing consumed), refused unless it may
+/// follow `prev`: sections must come in spec order, one body kind, no repeated
+/// non-repeatable section, no unknown descriptor.
+fn next_section(d: &Decoder, prev: Option<SectionKind>) -> Result<SectionKind, DecodeError> {
+    let at = d.offset();
+    let unexpected = |found: String| DecodeError {
+        offset: at,
+        kind: DecodeErrorKind::UnexpectedDescriptor {
+            expected: "message section in spec order",
+            found,
+        },
+    };
+    // The usual numeric descriptor is recognised in place; anything else (symbolic, unknown,
+    // malformed) is read on a copy of the decoder for its error.
+    let kind = match d.peek_descriptor_code().and_then(SectionKind::of_code) {
+        Some(kind) => kind,
+        None => {
+            let descriptor = d.clone().read_descriptor()?;
+            SectionKind::of(&descriptor).ok_or_else(|| unexpected(format!("{descriptor:?}")))?
+        }
+    };
+    match prev {
+        Some(prev) if !kind.may_follow(prev) => {
+            Err(unexpected(format!("{} after {}", kind.name(), prev.name())))
+        }
+        _ => Ok(kind),
     }
 }
 

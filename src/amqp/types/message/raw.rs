@@ -1,0 +1,285 @@
+//! A message kept in the encoding it arrived in, for a relay that changes only its message
+//! annotations: the emulator stamps sequence number, offset and enqueued time on every event it
+//! stores, and re-encoding a whole decoded message for that costs more than everything else the
+//! ingest does.
+//!
+//! [`RawMessage::scan`] checks the whole message as [`Message::decode`] would refuse hostile
+//! input (every value well formed, sections in spec order, map keys of the right type, the
+//! header and properties decoded as their types), builds nothing but the message annotations,
+//! and remembers where they lie. [`RawMessage::encode`] writes the bytes before them, the
+//! (possibly changed) annotations, and the bytes after them: two copies of slices of the input
+//! and one small section encoded.
+
+use super::*;
+
+/// A message as encoded, with its message annotations decoded (see the module docs).
+#[derive(Clone, Debug)]
+pub struct RawMessage {
+    bytes: Bytes,
+    /// End of the sections before the message annotations (header, delivery annotations).
+    head_end: usize,
+    /// Start of the sections after the message annotations (properties onward).
+    tail_start: usize,
+    annotations: Option<MessageAnnotations>,
+}
+
+fn is_annotation_key(code: u8) -> bool {
+    matches!(
+        code,
+        format_code::SYM8
+            | format_code::SYM32
+            | format_code::SMALLULONG
+            | format_code::ULONG
+            | format_code::ULONG0
+    )
+}
+
+fn is_property_key(code: u8) -> bool {
+    matches!(
+        code,
+        format_code::STR8 | format_code::STR32 | format_code::SYM8 | format_code::SYM32
+    )
+}
+
+/// Checks and consumes an annotations or application-properties section.
+fn skip_map_section(
+    d: &mut Decoder,
+    kind: SectionKind,
+    key_ok: fn(u8) -> bool,
+    expected: &'static str,
+) -> Result<(), DecodeError> {
+    let (code, name) = SectionKind::ALL
+        .iter()
+        .find(|(k, _, _)| *k == kind)
+        .map(|(_, code, name)| (*code, *name))
+        .unwrap_or((0, "section"));
+    expect_section(d, code, name)?;
+    d.skip_map(key_ok, expected)
+}
+
+impl RawMessage {
+    /// Checks `bytes` as one whole message and finds its message annotations; refuses what
+    /// [`Message::decode`] refuses for structure (see the module docs). The body and the
+    /// application properties are checked for well-formedness, not built.
+    pub fn scan(bytes: Bytes) -> Result<RawMessage, DecodeError> {
+        let end = bytes.len();
+        let mut d = Decoder::new(bytes.clone());
+        let mut prev: Option<SectionKind> = None;
+        let (mut head_end, mut tail_start) = (None, None);
+        let mut annotations = None;
+        while !d.is_empty() {
+            let at = d.offset();
+            let kind = next_section(&d, prev)?;
+            if head_end.is_none() && kind.rank() > SectionKind::MessageAnnotations.rank() {
+                (head_end, tail_start) = (Some(at), Some(at));
+            }
+            match kind {
+                SectionKind::Header => {
+                    Header::decode(&mut d)?;
+                }
+                SectionKind::DeliveryAnnotations | SectionKind::Footer => skip_map_section(
+                    &mut d,
+                    kind,
+                    is_annotation_key,
+                    "annotation key (symbol or ulong)",
+                )?,
+                SectionKind::MessageAnnotations => {
+                    annotations = Some(MessageAnnotations::decode(&mut d)?);
+                    (head_end, tail_start) = (Some(at), Some(d.offset()));
+                }
+                SectionKind::Properties => {
+                    Properties::decode(&mut d)?;
+                }
+                SectionKind::ApplicationProperties => skip_map_section(
+                    &mut d,
+                    kind,
+                    is_property_key,
+                    "application property key (string)",
+                )?,
+                SectionKind::Data => {
+                    expect_section(&mut d, DATA_CODE, DATA_NAME)?;
+                    Bytes::decode(&mut d)?;
+                }
+                SectionKind::Sequence => {
+                    expect_section(&mut d, AMQP_SEQUENCE_CODE, AMQP_SEQUENCE_NAME)?;
+                    let found = d.peek_u8()?;
+                    if !matches!(
+                        found,
+                        format_code::LIST0 | format_code::LIST8 | format_code::LIST32
+                    ) {
+                        return Err(d.error(DecodeErrorKind::UnexpectedType {
+                            expected: "list",
+                            found,
+                        }));
+                    }
+                    d.skip_value()?;
+                }
+                SectionKind::Value => {
+                    expect_section(&mut d, AMQP_VALUE_CODE, AMQP_VALUE_NAME)?;
+                    d.skip_value()?;
+                }
+            }
+            prev = Some(kind);
+        }
+        Ok(RawMessage {
+            bytes,
+            head_end: head_end.unwrap_or(end),
+            tail_start: tail_start.unwrap_or(end),
+            annotations,
+        })
+    }
+
+    /// The message annotations as decoded (or as changed since).
+    pub fn message_annotations(&self) -> Option<&Annotations> {
+        self.annotations.as_deref()
+    }
+
+    /// A message annotation by symbol key.
+    pub fn message_annotation(&self, key: &str) -> Option<&Value> {
+        self.annotations.as_ref()?.get(key)
+    }
+
+    /// The message annotations, created empty if absent.
+    pub fn message_annotations_mut(&mut self) -> &mut Annotations {
+        &mut self.annotations.get_or_insert_with(Default::default).0
+    }
+
+    /// Size of the message with `annotations` as its message annotations instead of its own.
+    pub fn encoded_len_with(&self, annotations: &Annotations) -> usize {
+        self.head_end
+            + SECTION_PREFIX_LEN
+            + annotations.encoded_len()
+            + (self.bytes.len() - self.tail_start)
+    }
+
+    /// Writes the message with `annotations` as its message annotations instead of its own
+    /// (exactly [`RawMessage::encoded_len_with`] bytes): a relay that stamps many messages
+    /// reuses one map for all of them.
+    pub fn encode_with<B: BufMut>(&self, annotations: &Annotations, buf: &mut B) {
+        buf.put_slice(&self.bytes[..self.head_end]);
+        write_section_prefix(buf, MESSAGE_ANNOTATIONS_CODE);
+        annotations.encode(buf);
+        buf.put_slice(&self.bytes[self.tail_start..]);
+    }
+
+    /// The whole message decoded (the annotations as they are now).
+    pub fn decode(&self) -> Result<Message, DecodeError> {
+        let mut m = Message::decode(self.bytes.clone())?;
+        m.message_annotations = self.annotations.clone();
+        Ok(m)
+    }
+}
+
+impl From<Message> for RawMessage {
+    /// Encodes every section but the message annotations, which stay decoded.
+    fn from(mut m: Message) -> Self {
+        let annotations = m.message_annotations.take();
+        let head_end =
+            m.header.encoded_len_if_some() + m.delivery_annotations.encoded_len_if_some();
+        let mut buf = bytes::BytesMut::with_capacity(m.encoded_len());
+        m.encode(&mut buf);
+        RawMessage {
+            bytes: buf.freeze(),
+            head_end,
+            tail_start: head_end,
+            annotations,
+        }
+    }
+}
+
+impl Encode for RawMessage {
+    fn encoded_len(&self) -> usize {
+        self.head_end
+            + self.annotations.encoded_len_if_some()
+            + (self.bytes.len() - self.tail_start)
+    }
+
+    fn encode<B: BufMut>(&self, buf: &mut B) {
+        buf.put_slice(&self.bytes[..self.head_end]);
+        put_section(&self.annotations, buf);
+        buf.put_slice(&self.bytes[self.tail_start..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amqp::codec::encode_to_vec;
+    use bytes::BytesMut;
+
+    fn encoded(m: &Message) -> Bytes {
+        Bytes::from(encode_to_vec(m))
+    }
+
+    fn rich() -> Message {
+        let mut m = Message::with_data(Bytes::from_static(b"body"));
+        m.header_mut().durable = true;
+        m.delivery_annotations_mut().insert("x-da", 1i64);
+        m.message_annotations_mut()
+            .insert("x-opt-partition-key", "k");
+        m.properties_mut().message_id = Some(MessageId::Ulong(7));
+        m.application_properties_mut().insert("i", 5i64);
+        m.footer = Some(Footer(Annotations::from(vec![(
+            AnnotationKey::from("f"),
+            Value::Bool(true),
+        )])));
+        m
+    }
+
+    #[test]
+    fn stamping_in_place_is_what_re_encoding_the_decoded_message_gives() {
+        let mut plain = Message::with_data(Bytes::from_static(b"plain"));
+        plain.application_properties_mut().insert("a", "b");
+        let mut before_only = Message::with_data(Bytes::from_static(b"x"));
+        before_only.header_mut().durable = true;
+        for m in [rich(), plain, before_only, Message::default()] {
+            let mut raw = RawMessage::scan(encoded(&m)).expect("scans");
+            let mut expected = m.clone();
+            raw.message_annotations_mut()
+                .insert("x-opt-sequence-number", 42i64);
+            expected
+                .message_annotations_mut()
+                .insert("x-opt-sequence-number", 42i64);
+            assert_eq!(Bytes::from(encode_to_vec(&raw)), encoded(&expected));
+            assert_eq!(raw.decode().unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn the_annotations_are_read() {
+        let raw = RawMessage::scan(encoded(&rich())).unwrap();
+        assert_eq!(
+            raw.message_annotation("x-opt-partition-key"),
+            Some(&Value::String(Str::from("k")))
+        );
+    }
+
+    #[test]
+    fn malformed_sections_are_refused() {
+        let good = encoded(&rich());
+        // Every truncation of a valid message fails somewhere or is a valid prefix message;
+        // none panics, and a cut inside a section is an error.
+        for n in 0..good.len() {
+            let cut = good.slice(..n);
+            if let Ok(raw) = RawMessage::scan(cut.clone()) {
+                assert!(
+                    Message::decode(cut).is_ok(),
+                    "scan accepted {n} bytes decode refuses"
+                );
+                drop(raw);
+            }
+        }
+        // Application properties with an integer key.
+        let mut bad = BytesMut::new();
+        Message::with_data(Bytes::from_static(b"x")).encode(&mut bad);
+        let mut m = Vec::new();
+        m.extend_from_slice(&[0x00, 0x53, 0x74, 0xc1, 0x04, 0x02, 0x54, 0x01, 0x40]);
+        m.extend_from_slice(&bad);
+        let err = RawMessage::scan(Bytes::from(m.clone())).unwrap_err();
+        assert!(
+            matches!(err.kind, DecodeErrorKind::UnexpectedType { .. }),
+            "{err:?}"
+        );
+        assert!(Message::decode(Bytes::from(m)).is_err());
+    }
+}
