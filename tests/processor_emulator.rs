@@ -645,6 +645,10 @@ struct Scheduler {
     every_event: bool,
     /// Before anything else is scheduled, wait until the first write is in flight.
     first_in_flight: bool,
+    /// Checkpoint the last event of each batch with the awaited `update_checkpoint` instead,
+    /// setting `awaiting` first.
+    awaited_last: bool,
+    awaiting: Arc<std::sync::atomic::AtomicBool>,
     ctx: Arc<Mutex<Option<PartitionContext>>>,
 }
 
@@ -656,12 +660,21 @@ impl PartitionProcessor for Scheduler {
         } else {
             &events[events.len() - 1..]
         };
+        let (scheduled, awaited) = match scheduled.split_last() {
+            Some((last, rest)) if self.awaited_last => (rest, Some(last)),
+            _ => (scheduled, None),
+        };
         for e in scheduled {
             ctx.checkpoint_in_background_from_event(e).unwrap();
             if self.first_in_flight {
                 self.first_in_flight = false;
                 self.store.started.notified().await;
             }
+        }
+        if let Some(last) = awaited {
+            self.awaiting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            ctx.update_checkpoint_from_event(last).await.unwrap();
         }
         self.seen
             .fetch_add(events.len(), std::sync::atomic::Ordering::SeqCst);
@@ -670,6 +683,7 @@ impl PartitionProcessor for Scheduler {
 
 struct Background {
     seen: Arc<std::sync::atomic::AtomicUsize>,
+    awaiting: Arc<std::sync::atomic::AtomicBool>,
     ctx: Arc<Mutex<Option<PartitionContext>>>,
     processor: EventProcessor<Box<dyn Fn() -> Scheduler + Send + Sync>>,
 }
@@ -685,15 +699,19 @@ fn background(
     store: &Arc<GatedWrites>,
     every_event: bool,
     first_in_flight: bool,
+    awaited_last: bool,
 ) -> Background {
     let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let awaiting = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ctx = Arc::new(Mutex::new(None));
-    let (s, st, c) = (seen.clone(), store.clone(), ctx.clone());
+    let (s, st, c, a) = (seen.clone(), store.clone(), ctx.clone(), awaiting.clone());
     let factory: Box<dyn Fn() -> Scheduler + Send + Sync> = Box::new(move || Scheduler {
         store: st.clone(),
         seen: s.clone(),
         every_event,
         first_in_flight,
+        awaited_last,
+        awaiting: a.clone(),
         ctx: c.clone(),
     });
     let processor = EventProcessor::new(
@@ -706,6 +724,7 @@ fn background(
     .unwrap();
     Background {
         seen,
+        awaiting,
         ctx,
         processor,
     }
@@ -717,7 +736,7 @@ async fn background_checkpoints_scheduled_during_a_slow_write_coalesce_into_the_
     let client = client(&emu);
     send(&client, 1, 200).await;
     let store = GatedWrites::new(false);
-    let b = background(&client, &store, true, true);
+    let b = background(&client, &store, true, true, false);
     b.processor.start();
     assert!(
         wait_until(Duration::from_secs(20), || b.seen() == 200).await,
@@ -745,7 +764,7 @@ async fn stop_writes_the_pending_background_checkpoints_before_releasing_ownersh
     let client = client(&emu);
     send(&client, 4, 100).await;
     let store = GatedWrites::new(false);
-    let b = background(&client, &store, false, false);
+    let b = background(&client, &store, false, false, false);
     b.processor.start();
     assert!(wait_until(Duration::from_secs(20), || b.seen() == 400).await);
     assert!(
@@ -797,7 +816,7 @@ async fn a_failed_background_write_is_logged_kept_and_superseded_by_the_next() {
     send(&client, 1, 50).await;
     let store = GatedWrites::new(true);
     store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
-    let b = background(&client, &store, false, false);
+    let b = background(&client, &store, false, false, false);
     b.processor.start();
     let ctx = || b.ctx.lock().unwrap().clone();
     assert!(
@@ -825,4 +844,30 @@ async fn a_failed_background_write_is_logged_kept_and_superseded_by_the_next() {
     );
     b.processor.stop().await;
     assert_eq!(store.stored(&client).await.get("0"), Some(&59));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_awaited_checkpoint_after_background_ones_is_never_overwritten_by_them() {
+    let emu = emulator(1).await;
+    let client = client(&emu);
+    send(&client, 1, 50).await;
+    let store = GatedWrites::new(false);
+    // Background checkpoints for every event of a batch but its last, which is awaited.
+    let b = background(&client, &store, true, true, true);
+    b.processor.start();
+    assert!(
+        wait_until(Duration::from_secs(20), || b
+            .awaiting
+            .load(std::sync::atomic::Ordering::SeqCst))
+        .await
+    );
+    store.open();
+    assert!(wait_until(Duration::from_secs(20), || b.seen() == 50).await);
+    b.processor.stop().await;
+    let writes = store.writes("0");
+    assert!(
+        writes.windows(2).all(|w| w[0] < w[1]) && writes.last() == Some(&49),
+        "no background checkpoint lands after the newer awaited one: {writes:?}"
+    );
+    assert_eq!(store.stored(&client).await.get("0"), Some(&49));
 }
