@@ -1,12 +1,14 @@
 //! The event processor against the emulator over real sockets: convergence without flapping,
-//! take-over after a crash, graceful hand-over without duplicates, restart from checkpoints.
+//! take-over after a crash, graceful hand-over without duplicates, restart from checkpoints,
+//! and checkpoints written in the background (coalesced, flushed at stop, failures kept).
 
 mod support;
 
 use eventhubs::emulator::{Emulator, EmulatorOptions, EntityConfig, HubConfig};
 use eventhubs::processor::{
-    EventProcessor, EventProcessorOptions, FilePartitionManager, InMemoryPartitionManager,
-    Ownership, PartitionContext, PartitionManager, PartitionProcessor,
+    Checkpoint, EventProcessor, EventProcessorOptions, FilePartitionManager,
+    InMemoryPartitionManager, Ownership, PartitionContext, PartitionManager, PartitionManagerError,
+    PartitionProcessor, StoreFuture,
 };
 use eventhubs::{EventData, EventHubClient, ProducerOptions};
 use std::collections::{BTreeMap, HashMap};
@@ -529,4 +531,343 @@ async fn three_started_together_settle_at_3_3_2_and_stay_for_five_more_cycles() 
     for p in &procs {
         p.stop().await;
     }
+}
+
+// ---- checkpoints in the background ---------------------------------------------------------
+
+/// An in-memory store whose checkpoint writes wait at a gate the test opens (and fail while
+/// `fail` is set). It logs, in order, each write as it starts (`cp <partition> <sequence>`)
+/// and each release of ownership (`release <partition>`).
+struct GatedWrites {
+    inner: InMemoryPartitionManager,
+    gate: tokio::sync::watch::Sender<bool>,
+    fail: std::sync::atomic::AtomicBool,
+    log: Mutex<Vec<String>>,
+    started: tokio::sync::Notify,
+}
+
+impl GatedWrites {
+    fn new(open: bool) -> Arc<Self> {
+        Arc::new(GatedWrites {
+            inner: InMemoryPartitionManager::new(),
+            gate: tokio::sync::watch::channel(open).0,
+            fail: Default::default(),
+            log: Mutex::default(),
+            started: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The sequence numbers of the checkpoint writes started for `partition`, in order.
+    fn writes(&self, partition: &str) -> Vec<i64> {
+        let prefix = format!("cp {partition} ");
+        self.log()
+            .iter()
+            .filter_map(|l| l.strip_prefix(&prefix).map(|n| n.parse().unwrap()))
+            .collect()
+    }
+
+    /// What the store holds, by partition.
+    async fn stored(&self, client: &EventHubClient) -> BTreeMap<String, i64> {
+        self.inner
+            .list_checkpoints(client.host(), HUB, "$default")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.partition_id, c.sequence_number.unwrap()))
+            .collect()
+    }
+}
+
+impl PartitionManager for GatedWrites {
+    fn list_ownership<'a>(
+        &'a self,
+        namespace: &'a str,
+        event_hub: &'a str,
+        consumer_group: &'a str,
+    ) -> StoreFuture<'a, Vec<Ownership>> {
+        self.inner
+            .list_ownership(namespace, event_hub, consumer_group)
+    }
+
+    fn claim_ownership<'a>(&'a self, claims: Vec<Ownership>) -> StoreFuture<'a, Vec<Ownership>> {
+        for c in claims.iter().filter(|c| c.owner_id.is_empty()) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("release {}", c.partition_id));
+        }
+        self.inner.claim_ownership(claims)
+    }
+
+    fn update_checkpoint<'a>(&'a self, checkpoint: Checkpoint) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.log.lock().unwrap().push(format!(
+                "cp {} {}",
+                checkpoint.partition_id,
+                checkpoint.sequence_number.unwrap()
+            ));
+            self.started.notify_one();
+            let mut gate = self.gate.subscribe();
+            let _ = gate.wait_for(|open| *open).await;
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(PartitionManagerError::Other(
+                    "injected write failure".into(),
+                ));
+            }
+            self.inner.update_checkpoint(checkpoint).await
+        })
+    }
+
+    fn list_checkpoints<'a>(
+        &'a self,
+        namespace: &'a str,
+        event_hub: &'a str,
+        consumer_group: &'a str,
+    ) -> StoreFuture<'a, Vec<Checkpoint>> {
+        self.inner
+            .list_checkpoints(namespace, event_hub, consumer_group)
+    }
+}
+
+/// Counts events and schedules background checkpoints: after every event, or after the last
+/// of each batch. Keeps its context so the test can ask it about failed writes.
+struct Scheduler {
+    store: Arc<GatedWrites>,
+    seen: Arc<std::sync::atomic::AtomicUsize>,
+    every_event: bool,
+    /// Before anything else is scheduled, wait until the first write is in flight.
+    first_in_flight: bool,
+    /// Checkpoint the last event of each batch with the awaited `update_checkpoint` instead,
+    /// setting `awaiting` first.
+    awaited_last: bool,
+    awaiting: Arc<std::sync::atomic::AtomicBool>,
+    ctx: Arc<Mutex<Option<PartitionContext>>>,
+}
+
+impl PartitionProcessor for Scheduler {
+    async fn process_events(&mut self, events: Vec<EventData>, ctx: &PartitionContext) {
+        *self.ctx.lock().unwrap() = Some(ctx.clone());
+        let scheduled = if self.every_event {
+            &events[..]
+        } else {
+            &events[events.len() - 1..]
+        };
+        let (scheduled, awaited) = match scheduled.split_last() {
+            Some((last, rest)) if self.awaited_last => (rest, Some(last)),
+            _ => (scheduled, None),
+        };
+        for e in scheduled {
+            ctx.checkpoint_in_background_from_event(e).unwrap();
+            if self.first_in_flight {
+                self.first_in_flight = false;
+                self.store.started.notified().await;
+            }
+        }
+        if let Some(last) = awaited {
+            self.awaiting
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            ctx.update_checkpoint_from_event(last).await.unwrap();
+        }
+        self.seen
+            .fetch_add(events.len(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+struct Background {
+    seen: Arc<std::sync::atomic::AtomicUsize>,
+    awaiting: Arc<std::sync::atomic::AtomicBool>,
+    ctx: Arc<Mutex<Option<PartitionContext>>>,
+    processor: EventProcessor<Box<dyn Fn() -> Scheduler + Send + Sync>>,
+}
+
+impl Background {
+    fn seen(&self) -> usize {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn background(
+    client: &EventHubClient,
+    store: &Arc<GatedWrites>,
+    every_event: bool,
+    first_in_flight: bool,
+    awaited_last: bool,
+) -> Background {
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let awaiting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ctx = Arc::new(Mutex::new(None));
+    let (s, st, c, a) = (seen.clone(), store.clone(), ctx.clone(), awaiting.clone());
+    let factory: Box<dyn Fn() -> Scheduler + Send + Sync> = Box::new(move || Scheduler {
+        store: st.clone(),
+        seen: s.clone(),
+        every_event,
+        first_in_flight,
+        awaited_last,
+        awaiting: a.clone(),
+        ctx: c.clone(),
+    });
+    let processor = EventProcessor::new(
+        client.clone(),
+        "$default",
+        factory,
+        store.clone(),
+        fast_options(),
+    )
+    .unwrap();
+    Background {
+        seen,
+        awaiting,
+        ctx,
+        processor,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_checkpoints_scheduled_during_a_slow_write_coalesce_into_the_newest() {
+    let emu = emulator(1).await;
+    let client = client(&emu);
+    send(&client, 1, 200).await;
+    let store = GatedWrites::new(false);
+    let b = background(&client, &store, true, true, false);
+    b.processor.start();
+    assert!(
+        wait_until(Duration::from_secs(20), || b.seen() == 200).await,
+        "processing goes on while the write is held: {} of 200",
+        b.seen()
+    );
+    // 200 schedules, every one returned at once; only the first write has started.
+    assert_eq!(store.writes("0"), vec![0]);
+    assert!(store.stored(&client).await.is_empty());
+    store.open();
+    b.processor.stop().await;
+    assert_eq!(
+        store.writes("0"),
+        vec![0, 199],
+        "the 198 scheduled during the write coalesce into one, of the newest, after it"
+    );
+    assert_eq!(store.stored(&client).await.get("0"), Some(&199));
+    let ctx = b.ctx.lock().unwrap().clone().unwrap();
+    assert!(ctx.last_background_checkpoint_error().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_writes_the_pending_background_checkpoints_before_releasing_ownership() {
+    let emu = emulator(4).await;
+    let client = client(&emu);
+    send(&client, 4, 100).await;
+    let store = GatedWrites::new(false);
+    let b = background(&client, &store, false, false, false);
+    b.processor.start();
+    assert!(wait_until(Duration::from_secs(20), || b.seen() == 400).await);
+    assert!(
+        store.stored(&client).await.is_empty(),
+        "every write is still held at the gate"
+    );
+    let Background { processor, ctx, .. } = b;
+    let stopping = tokio::spawn(async move {
+        processor.stop().await;
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !stopping.is_finished(),
+        "stop waits for the pending checkpoints"
+    );
+    store.open();
+    stopping.await.unwrap();
+    let stored = store.stored(&client).await;
+    let log = store.log();
+    for p in ["0", "1", "2", "3"] {
+        assert_eq!(stored.get(p), Some(&99), "partition {p}: {stored:?}");
+        let writes = store.writes(p);
+        assert!(
+            writes.windows(2).all(|w| w[0] < w[1]) && writes.last() == Some(&99),
+            "partition {p}: writes in order, the last event's last: {writes:?}"
+        );
+        let last_cp = log
+            .iter()
+            .rposition(|l| *l == format!("cp {p} 99"))
+            .unwrap();
+        let release = log.iter().position(|l| *l == format!("release {p}"));
+        assert!(
+            release.is_some_and(|r| r > last_cp),
+            "partition {p} released after its checkpoint: {log:?}"
+        );
+    }
+    let ctx = ctx.lock().unwrap().clone().unwrap();
+    assert!(
+        ctx.checkpoint_in_background("0", 0).is_err(),
+        "a closed partition takes no more checkpoints"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_background_write_is_logged_kept_and_superseded_by_the_next() {
+    let (logs, _guard) = support::LogCapture::start();
+    let emu = emulator(1).await;
+    let client = client(&emu);
+    send(&client, 1, 50).await;
+    let store = GatedWrites::new(true);
+    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let b = background(&client, &store, false, false, false);
+    b.processor.start();
+    let ctx = || b.ctx.lock().unwrap().clone();
+    assert!(
+        wait_until(Duration::from_secs(20), || ctx()
+            .is_some_and(|c| c.last_background_checkpoint_error().is_some()))
+        .await,
+        "the failure is visible on the context"
+    );
+    let err = ctx().unwrap().last_background_checkpoint_error().unwrap();
+    assert!(err.to_string().contains("injected write failure"), "{err}");
+    assert!(
+        logs.text().contains("background checkpoint failed"),
+        "and logged: {}",
+        logs.text()
+    );
+    assert!(store.stored(&client).await.is_empty());
+    store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    send(&client, 1, 10).await;
+    assert!(wait_until(Duration::from_secs(20), || b.seen() == 60).await);
+    assert!(
+        wait_until(Duration::from_secs(20), || ctx()
+            .is_some_and(|c| c.last_background_checkpoint_error().is_none()))
+        .await,
+        "the next write succeeds and clears the error"
+    );
+    b.processor.stop().await;
+    assert_eq!(store.stored(&client).await.get("0"), Some(&59));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_awaited_checkpoint_after_background_ones_is_never_overwritten_by_them() {
+    let emu = emulator(1).await;
+    let client = client(&emu);
+    send(&client, 1, 50).await;
+    let store = GatedWrites::new(false);
+    // Background checkpoints for every event of a batch but its last, which is awaited.
+    let b = background(&client, &store, true, true, true);
+    b.processor.start();
+    assert!(
+        wait_until(Duration::from_secs(20), || b
+            .awaiting
+            .load(std::sync::atomic::Ordering::SeqCst))
+        .await
+    );
+    store.open();
+    assert!(wait_until(Duration::from_secs(20), || b.seen() == 50).await);
+    b.processor.stop().await;
+    let writes = store.writes("0");
+    assert!(
+        writes.windows(2).all(|w| w[0] < w[1]) && writes.last() == Some(&49),
+        "no background checkpoint lands after the newer awaited one: {writes:?}"
+    );
+    assert_eq!(store.stored(&client).await.get("0"), Some(&49));
 }

@@ -42,6 +42,145 @@ pub struct PartitionContext {
     pub owner_id: String,
     last_enqueued: Arc<Mutex<Option<LastEnqueuedEventProperties>>>,
     manager: Arc<dyn PartitionManager>,
+    background: Arc<Background>,
+}
+
+/// The partition's background checkpoint: the newest one scheduled, and what became of the
+/// writes. Shared by every clone of the partition's context and its writer task.
+#[derive(Default)]
+struct Background {
+    state: Mutex<BackgroundState>,
+    /// Wakes the writer when a checkpoint is scheduled or the partition closes.
+    wake: tokio::sync::Notify,
+    /// Held across every store write of this partition's checkpoint (background or awaited),
+    /// so that an older checkpoint can never land after a newer one.
+    write: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct BackgroundState {
+    /// Scheduled and not yet taken by the writer; a newer schedule replaces it.
+    pending: Option<Checkpoint>,
+    /// The last write, when it failed and nothing newer has been scheduled since: tried once
+    /// more when the partition closes.
+    failed: Option<Checkpoint>,
+    /// Why the last background write failed, until a later write succeeds.
+    last_error: Option<Error>,
+    /// The partition is closing: the writer writes what is pending and ends, and no more
+    /// checkpoints are accepted.
+    closing: bool,
+}
+
+impl Background {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BackgroundState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn checkpoint_error(e: super::manager::PartitionManagerError) -> Error {
+    Error::new(ErrorKind::EventHub, format!("checkpoint: {e}"))
+}
+
+/// What the writer does next.
+enum Next {
+    Write(Checkpoint),
+    Wait,
+    End,
+}
+
+/// The per-partition writer: writes the newest scheduled checkpoint, one write at a time, so
+/// checkpoints scheduled while a write is in flight coalesce into one.
+async fn write_in_background(bg: Arc<Background>, manager: Arc<dyn PartitionManager>) {
+    let mut retried_at_close = false;
+    loop {
+        let guard = bg.write.lock().await;
+        // Taken under the write lock: an awaited checkpoint that got the lock first has
+        // already discarded what it supersedes.
+        let next = {
+            let mut s = bg.lock();
+            if let Some(cp) = s.pending.take() {
+                Next::Write(cp)
+            } else if s.closing {
+                match s.failed.take() {
+                    Some(cp) if !retried_at_close => {
+                        retried_at_close = true;
+                        Next::Write(cp)
+                    }
+                    _ => Next::End,
+                }
+            } else {
+                Next::Wait
+            }
+        };
+        let cp = match next {
+            Next::Write(cp) => cp,
+            Next::End => return,
+            Next::Wait => {
+                drop(guard);
+                // A wake-up sent since the state was read is kept as a permit: none is lost.
+                bg.wake.notified().await;
+                continue;
+            }
+        };
+        let result = manager.update_checkpoint(cp.clone()).await;
+        drop(guard);
+        let mut s = bg.lock();
+        match result {
+            Ok(()) => {
+                s.failed = None;
+                s.last_error = None;
+            }
+            Err(e) => {
+                let e = checkpoint_error(e);
+                tracing::warn!(
+                    target: "eventhubs::processor",
+                    partition_id = %cp.partition_id,
+                    sequence_number = ?cp.sequence_number,
+                    error = %e,
+                    "background checkpoint failed; the next one scheduled replaces it"
+                );
+                if s.pending.is_none() {
+                    s.failed = Some(cp);
+                }
+                s.last_error = Some(e);
+            }
+        }
+    }
+}
+
+/// Owns a partition's writer task: [`Self::finish`] flushes it; dropping it (an abrupt end of
+/// the processor) aborts it, losing what was pending, as a crash would.
+struct BackgroundWriter {
+    bg: Arc<Background>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl BackgroundWriter {
+    fn spawn(bg: Arc<Background>, manager: Arc<dyn PartitionManager>) -> Self {
+        let task = tokio::spawn(write_in_background(bg.clone(), manager));
+        BackgroundWriter {
+            bg,
+            task: Some(task),
+        }
+    }
+
+    /// Refuses further checkpoints and waits until the pending one has been written (or its
+    /// write failed, which is logged and kept as the last error).
+    async fn finish(mut self) {
+        self.bg.lock().closing = true;
+        self.bg.wake.notify_one();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for BackgroundWriter {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for PartitionContext {
@@ -55,34 +194,102 @@ impl std::fmt::Debug for PartitionContext {
     }
 }
 
+fn received_position(event: &EventData) -> Result<(&str, i64), Error> {
+    match (event.offset(), event.sequence_number()) {
+        (Some(o), Some(s)) => Ok((o, s)),
+        _ => Err(Error::invalid_argument(
+            "only received events (with offset and sequence number) can be checkpointed",
+        )),
+    }
+}
+
 impl PartitionContext {
-    /// Records that every event up to and including this one has been processed.
+    fn checkpoint(&self, offset: String, sequence_number: i64) -> Checkpoint {
+        Checkpoint {
+            fully_qualified_namespace: self.fully_qualified_namespace.clone(),
+            event_hub_name: self.event_hub_name.clone(),
+            consumer_group: self.consumer_group.clone(),
+            partition_id: self.partition_id.clone(),
+            offset: Some(offset),
+            sequence_number: Some(sequence_number),
+        }
+    }
+
+    /// Records that every event up to and including this one has been processed; durable in
+    /// the store when it returns. A background checkpoint still pending is older, so it is
+    /// discarded, and one being written is waited for first.
     pub async fn update_checkpoint(
         &self,
         offset: impl Into<String>,
         sequence_number: i64,
     ) -> Result<(), Error> {
+        let cp = self.checkpoint(offset.into(), sequence_number);
+        let _write = self.background.write.lock().await;
+        {
+            let mut s = self.background.lock();
+            s.pending = None;
+            s.failed = None;
+        }
         self.manager
-            .update_checkpoint(Checkpoint {
-                fully_qualified_namespace: self.fully_qualified_namespace.clone(),
-                event_hub_name: self.event_hub_name.clone(),
-                consumer_group: self.consumer_group.clone(),
-                partition_id: self.partition_id.clone(),
-                offset: Some(offset.into()),
-                sequence_number: Some(sequence_number),
-            })
+            .update_checkpoint(cp)
             .await
-            .map_err(|e| Error::new(ErrorKind::EventHub, format!("checkpoint: {e}")))
+            .map_err(checkpoint_error)?;
+        // Durable now, and newer than any background write that failed before.
+        self.background.lock().last_error = None;
+        Ok(())
     }
 
     /// [`Self::update_checkpoint`] from a received event.
     pub async fn update_checkpoint_from_event(&self, event: &EventData) -> Result<(), Error> {
-        match (event.offset(), event.sequence_number()) {
-            (Some(o), Some(s)) => self.update_checkpoint(o.to_owned(), s).await,
-            _ => Err(Error::invalid_argument(
-                "only received events (with offset and sequence number) can be checkpointed",
-            )),
+        let (o, s) = received_position(event)?;
+        self.update_checkpoint(o.to_owned(), s).await
+    }
+
+    /// Schedules a checkpoint after this offset and sequence number and returns at once; the
+    /// partition's writer stores it in the background.
+    ///
+    /// This trades durability for throughput (Kafka's `commitAsync` beside `commitSync`):
+    /// processing does not wait for a store round trip, and checkpoints scheduled while a
+    /// write is in flight coalesce into one write of the newest, but a crash can lose the last
+    /// few, so a successor re-processes a few more events than after
+    /// [`Self::update_checkpoint`]. Checkpoints are written in the order scheduled, never an
+    /// older after a newer; a failed write is logged, kept in
+    /// [`Self::last_background_checkpoint_error`] and superseded by the next one scheduled;
+    /// when the partition closes (stop, ownership lost) the pending one is written before the
+    /// partition is released.
+    ///
+    /// Fails only when the partition has already closed.
+    pub fn checkpoint_in_background(
+        &self,
+        offset: impl Into<String>,
+        sequence_number: i64,
+    ) -> Result<(), Error> {
+        let cp = self.checkpoint(offset.into(), sequence_number);
+        {
+            let mut s = self.background.lock();
+            if s.closing {
+                return Err(Error::invalid_argument(format!(
+                    "partition {} is closed: its checkpoints can no longer be scheduled",
+                    self.partition_id
+                )));
+            }
+            s.pending = Some(cp);
+            s.failed = None;
         }
+        self.background.wake.notify_one();
+        Ok(())
+    }
+
+    /// [`Self::checkpoint_in_background`] from a received event.
+    pub fn checkpoint_in_background_from_event(&self, event: &EventData) -> Result<(), Error> {
+        let (o, s) = received_position(event)?;
+        self.checkpoint_in_background(o.to_owned(), s)
+    }
+
+    /// Why the last background checkpoint write failed, until a later one succeeds (or an
+    /// awaited [`Self::update_checkpoint`] replaces it). `None` when the last write succeeded.
+    pub fn last_background_checkpoint_error(&self) -> Option<Error> {
+        self.background.lock().last_error.clone()
     }
 
     /// The partition's last enqueued event, when the processor tracks it.
@@ -608,7 +815,9 @@ where
             owner_id: self.owner_id.clone(),
             last_enqueued: Arc::new(Mutex::new(None)),
             manager: self.manager.clone(),
+            background: Arc::default(),
         };
+        let writer = BackgroundWriter::spawn(ctx.background.clone(), self.manager.clone());
         let mut processor = (self.factory)();
         let options = ConsumerOptions {
             owner_level: self.options.owner_level,
@@ -627,6 +836,7 @@ where
                 if lost {
                     processor.close(CloseReason::OwnershipLost, &ctx).await;
                 }
+                writer.finish().await;
                 return;
             }
         };
@@ -665,5 +875,7 @@ where
         };
         let _ = consumer.close().await;
         processor.close(reason, &ctx).await;
+        // Written before the task ends, so before `stop` releases ownership.
+        writer.finish().await;
     }
 }

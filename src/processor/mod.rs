@@ -7,6 +7,10 @@
 //! With the default options a processor claims the free partitions at once: alone, it owns
 //! every partition after its first balancing cycle.
 //!
+//! [`PartitionContext::update_checkpoint`] is durable when it returns;
+//! [`PartitionContext::checkpoint_in_background`] returns at once and is written by a
+//! per-partition writer, for throughput when a few re-processed events after a crash are fine.
+//!
 //! ```
 //! # #[cfg(feature = "emulator")]
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
