@@ -473,14 +473,24 @@ impl Partition {
         let mut stamps = Annotations::default();
         let stamp = |stamps: &mut Annotations, m: &RawMessage, seq: i64, offset: &Str| {
             stamps.0.clear();
-            if let Some(own) = m.message_annotations() {
+            let own = m.message_annotations().filter(|a| !a.0.is_empty());
+            if let Some(own) = own {
                 stamps.0.extend(own.0.iter().cloned());
             }
-            stamps.insert(SEQUENCE_NUMBER_KEY, Value::Long(seq));
-            stamps.insert(OFFSET_KEY, Value::String(offset.clone()));
-            stamps.insert(ENQUEUED_TIME_KEY, Value::Timestamp(now));
-            if let Some(k) = partition_key {
-                stamps.insert(PARTITION_KEY_KEY, Value::String(k.clone()));
+            let service = [
+                (SEQUENCE_NUMBER_KEY, Value::Long(seq)),
+                (OFFSET_KEY, Value::String(offset.clone())),
+                (ENQUEUED_TIME_KEY, Value::Timestamp(now)),
+            ];
+            let key = partition_key.map(|k| (PARTITION_KEY_KEY, Value::String(k.clone())));
+            for (k, v) in service.into_iter().chain(key) {
+                // An event with no annotations of its own (the usual case) cannot hold these
+                // keys already: no search for them.
+                if own.is_some() {
+                    stamps.insert(k, v);
+                } else {
+                    stamps.0.push((k, v));
+                }
             }
         };
         let mut digits = BytesMut::with_capacity(messages.len() * 20);
@@ -701,6 +711,40 @@ mod tests {
 
     fn msg(body: &'static [u8]) -> Message {
         Message::with_data(Bytes::from_static(body))
+    }
+
+    /// An event that already carries service annotations (say, one read and sent again)
+    /// gets the service's values in their place, once each; its own others stay.
+    #[test]
+    fn stamps_replace_the_events_own_service_annotations() {
+        let p = Partition::in_memory(Retention::default());
+        let mut resent = msg(b"again");
+        resent
+            .message_annotations_mut()
+            .insert(annotation::SEQUENCE_NUMBER, Value::Long(999));
+        resent
+            .message_annotations_mut()
+            .insert("custom", Value::Int(1));
+        let key = Str::from("k");
+        let stored = p.append(vec![msg(b"first"), resent], Some(&key)).unwrap();
+        let back = Message::decode(stored[1].message.clone()).unwrap();
+        let a = back.message_annotations.unwrap();
+        let count = |k: &str| a.0.iter().filter(|(x, _)| x.as_str() == Some(k)).count();
+        assert_eq!(a.get(annotation::SEQUENCE_NUMBER), Some(&Value::Long(1)));
+        assert_eq!(a.get("custom"), Some(&Value::Int(1)));
+        assert_eq!(a.get(annotation::PARTITION_KEY), Some(&Value::String(key)));
+        for k in [
+            annotation::SEQUENCE_NUMBER,
+            annotation::OFFSET,
+            annotation::ENQUEUED_TIME,
+            annotation::PARTITION_KEY,
+        ] {
+            assert_eq!(count(k), 1, "{k}");
+        }
+        assert_eq!(
+            a.get(annotation::OFFSET),
+            Some(&Value::String(Str::from(stored[1].offset.to_string())))
+        );
     }
 
     #[test]
