@@ -354,13 +354,7 @@ impl Decoder {
                 found: code,
             }));
         }
-        let (count, count_at, size) = self.compound_header(code)?;
-        if count % 2 != 0 {
-            return Err(DecodeError {
-                offset: count_at,
-                kind: DecodeErrorKind::OddMapCount(count),
-            });
-        }
+        let (count, size) = self.map_header(code)?;
         self.in_compound(size, |body| {
             (0..count / 2).try_for_each(|_| {
                 let found = body.peek_u8()?;
@@ -426,13 +420,7 @@ impl Decoder {
                 self.in_compound(size, |body| (0..count).try_for_each(|_| body.skip_value()))
             }
             fc::MAP8 | fc::MAP32 => {
-                let (count, count_at, size) = self.compound_header(code)?;
-                if count % 2 != 0 {
-                    return Err(DecodeError {
-                        offset: count_at,
-                        kind: DecodeErrorKind::OddMapCount(count),
-                    });
-                }
+                let (count, size) = self.map_header(code)?;
                 self.in_compound(size, |body| (0..count).try_for_each(|_| body.skip_value()))
             }
             fc::ARRAY8 | fc::ARRAY32 => {
@@ -601,6 +589,20 @@ impl Decoder {
         Ok((count, count_at, elements))
     }
 
+    /// [`Self::compound_header`] for a map: its element count (keys and values) and size,
+    /// refusing an odd count.
+    #[inline]
+    fn map_header(&mut self, code: u8) -> Result<(usize, usize), DecodeError> {
+        let (count, count_at, size) = self.compound_header(code)?;
+        if count % 2 != 0 {
+            return Err(DecodeError {
+                offset: count_at,
+                kind: DecodeErrorKind::OddMapCount(count),
+            });
+        }
+        Ok((count, size))
+    }
+
     /// Runs `f` over the next `size` bytes in place (the caller has checked they are there),
     /// one nesting level deeper, and requires it to consume them exactly.
     #[inline]
@@ -677,13 +679,7 @@ impl Decoder {
                 })?)
             }
             fc::MAP8 | fc::MAP32 => {
-                let (count, count_at, size) = self.compound_header(code)?;
-                if count % 2 != 0 {
-                    return Err(DecodeError {
-                        offset: count_at,
-                        kind: DecodeErrorKind::OddMapCount(count),
-                    });
-                }
+                let (count, size) = self.map_header(code)?;
                 Value::Map(self.in_compound(size, |body| {
                     let mut pairs = Vec::with_capacity(count / 2);
                     for _ in 0..count / 2 {
