@@ -139,21 +139,11 @@ impl EventDataBatch {
     /// batch's partition key stamped on it, if the batch has one).
     pub fn try_add(&mut self, mut event: EventData) -> Result<(), EventData> {
         stamp(&mut event, self.partition_key.as_deref());
-        let n = event.encoded_len();
-        let reserved = self.reserve_per_event.saturating_mul(self.count + 1);
-        let grown = self
-            .buf
-            .len()
-            .saturating_add(data_section_len(n))
-            .saturating_add(reserved);
-        if grown > self.max_size {
-            return Err(event);
+        if self.append(&event) {
+            Ok(())
+        } else {
+            Err(event)
         }
-        self.buf.reserve(data_section_len(n));
-        write_data_section_header(&mut self.buf, n);
-        event.raw_message().encode(&mut self.buf);
-        self.count += 1;
-        Ok(())
     }
 
     /// [`EventDataBatch::try_add`] without taking the event, for callers (the buffered
@@ -162,8 +152,13 @@ impl EventDataBatch {
         if self.partition_key.is_some() {
             return self.try_add(event.clone()).is_ok();
         }
+        self.append(event)
+    }
+
+    /// Writes `event` (already stamped) as the next data section if it fits with the room
+    /// kept per event (an idempotent producer's stamps); says whether it did.
+    fn append(&mut self, event: &EventData) -> bool {
         let n = event.encoded_len();
-        // The same room per event as `try_add` keeps (an idempotent producer's stamps).
         let reserved = self.reserve_per_event.saturating_mul(self.count + 1);
         let grown = self
             .buf
