@@ -241,6 +241,13 @@ impl Error {
         self
     }
 
+    /// The same error (kind, condition, transience, source), its message preceded by
+    /// `context`: what the caller was doing.
+    pub(crate) fn in_context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
     /// Overrides whether the error is transient.
     pub(crate) fn with_transient(mut self, transient: bool) -> Self {
         self.transient = transient;

@@ -143,6 +143,25 @@ impl From<EventDataBatch> for SendPayload {
     }
 }
 
+/// How many of [`EventHubProducer::send_all`]'s batches may wait for the service's outcome
+/// at once: enough to keep a link busy across a round trip, few enough that a resend after a
+/// failure repeats little.
+pub const SEND_ALL_IN_FLIGHT: usize = 8;
+
+fn send_timed_out(timeout: Duration) -> Error {
+    Error::new(
+        ErrorKind::OperationTimeout,
+        format!("send_all: the service did not answer a batch within {timeout:?}"),
+    )
+}
+
+fn attach_timed_out(timeout: Duration) -> Error {
+    Error::new(
+        ErrorKind::OperationTimeout,
+        format!("send_all: attaching the link did not complete within {timeout:?}"),
+    )
+}
+
 struct ProducerInner {
     client: EventHubClient,
     path: String,
@@ -493,6 +512,28 @@ impl EventHubProducer {
         max: usize,
     ) -> Result<(), Error> {
         let _one_at_a_time = idem.gate.lock().await;
+        let state = self.idempotent_state(idem).await?;
+        let Some(stamped) = publishing::stamp_payload(payload, state, max)? else {
+            return Ok(());
+        };
+        match self.send_payload(stamped.payload, stamped.format).await {
+            Ok(()) => {
+                let mut s = idem.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(s) = s.as_mut() {
+                    s.last_sequence = stamped.last_sequence;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                idem.stale.store(true, Ordering::Release);
+                Err(idem.note(e))
+            }
+        }
+    }
+
+    /// The publishing state to number the next send from (the caller holds the gate): read
+    /// again from a fresh attach after a failed send, whose outcome is unknown.
+    async fn idempotent_state(&self, idem: &Idempotent) -> Result<PublishingState, Error> {
         if let Some(e) = idem.stolen() {
             return Err(e);
         }
@@ -510,28 +551,12 @@ impl EventHubProducer {
                 .map_err(|e| idem.note(e))?;
             idem.stale.store(false, Ordering::Release);
         }
-        let state = idem.state().ok_or_else(|| {
+        idem.state().ok_or_else(|| {
             Error::new(
                 ErrorKind::EventHub,
                 "no idempotent producer state after attaching",
             )
-        })?;
-        let Some(stamped) = publishing::stamp_payload(payload, state, max)? else {
-            return Ok(());
-        };
-        match self.send_payload(stamped.payload, stamped.format).await {
-            Ok(()) => {
-                let mut s = idem.state.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(s) = s.as_mut() {
-                    s.last_sequence = stamped.last_sequence;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                idem.stale.store(true, Ordering::Release);
-                Err(idem.note(e))
-            }
-        }
+        })
     }
 
     /// The idempotent-publishing state of `partition_id` (this producer's partition): the
@@ -563,8 +588,6 @@ impl EventHubProducer {
             .retry
             .run("send", self.inner.timeout, |_| async move {
                 let link = p.link().await?;
-                // Only failures need the text: a per-send string would be a per-batch allocation.
-                let what = || format!("sending to {}", p.inner.path);
                 let outcome = match link
                     .link()
                     .start_send_bytes(payload.clone(), format, false)
@@ -573,51 +596,69 @@ impl EventHubProducer {
                     Ok(pending) => pending.await,
                     Err(e) => Err(e),
                 };
-                match outcome {
-                    Ok(None) | Ok(Some(DeliveryState::Accepted(_))) => Ok(()),
-                    Ok(Some(DeliveryState::Rejected(r))) => Err(match &r.error {
-                        Some(e) => {
-                            let mut err = Error::from_amqp_error(
-                                ErrorKind::EventDataSend,
-                                format!("{}: rejected", what()),
-                                e,
-                            );
-                            if err.kind() == ErrorKind::Authentication {
-                                err = err.with_transient(false);
-                            }
-                            err
-                        }
-                        None => {
-                            Error::new(ErrorKind::EventDataSend, format!("{}: rejected", what()))
-                        }
-                    }),
-                    Ok(Some(other)) => Err(Error::new(
-                        ErrorKind::EventDataSend,
-                        format!("{}: the service answered {}", what(), other.name()),
-                    )
-                    .with_transient(true)),
-                    Err(e) => {
-                        let err = Error::from_amqp(ErrorKind::EventDataSend, what(), e);
-                        if err.kind() == ErrorKind::Authentication {
-                            let audience = p.inner.client.audience(&p.inner.path);
-                            link.conn.cbs.invalidate(&audience);
-                        }
-                        p.link_failed(&link).await;
-                        Err(err.lapsed_authorization())
-                    }
-                }
+                p.judge(&link, outcome).await
             })
             .await
     }
 
+    /// Turns the service's outcome of one transfer on `link` into a result; a lost link is
+    /// dropped so that the next send attaches afresh.
+    async fn judge(
+        &self,
+        link: &Arc<LinkHandle<crate::amqp::Sender>>,
+        outcome: Result<Option<DeliveryState>, crate::amqp::Error>,
+    ) -> Result<(), Error> {
+        // Only failures need the text: a per-send string would be a per-batch allocation.
+        let what = || format!("sending to {}", self.inner.path);
+        match outcome {
+            Ok(None) | Ok(Some(DeliveryState::Accepted(_))) => Ok(()),
+            Ok(Some(DeliveryState::Rejected(r))) => Err(match &r.error {
+                Some(e) => {
+                    let mut err = Error::from_amqp_error(
+                        ErrorKind::EventDataSend,
+                        format!("{}: rejected", what()),
+                        e,
+                    );
+                    if err.kind() == ErrorKind::Authentication {
+                        err = err.with_transient(false);
+                    }
+                    err
+                }
+                None => Error::new(ErrorKind::EventDataSend, format!("{}: rejected", what())),
+            }),
+            Ok(Some(other)) => Err(Error::new(
+                ErrorKind::EventDataSend,
+                format!("{}: the service answered {}", what(), other.name()),
+            )
+            .with_transient(true)),
+            Err(e) => {
+                let err = Error::from_amqp(ErrorKind::EventDataSend, what(), e);
+                if err.kind() == ErrorKind::Authentication {
+                    let audience = self.inner.client.audience(&self.inner.path);
+                    link.conn.cbs.invalidate(&audience);
+                }
+                self.link_failed(link).await;
+                Err(err.lapsed_authorization())
+            }
+        }
+    }
+
     /// Sends any number of events without a `try_add` loop: they are packed, in order, into
-    /// as few batches as fit the link's max-message-size, and the batches are sent one at a
-    /// time, each after the one before is accepted, so that they are stored in order. Returns
-    /// how many batches it took.
+    /// as few batches as fit the link's max-message-size, and the batches are sent pipelined
+    /// (up to [`SEND_ALL_IN_FLIGHT`] waiting for the service at once) and stored in order.
+    /// Returns how many batches it took.
     ///
-    /// On an error the batches before the failed one are stored and the rest are not sent (the
-    /// error says which batch failed). An event too large
-    /// for a message on its own is refused before anything is sent.
+    /// Order is kept through failures: a failed batch is resent only together with every
+    /// batch after it, in order, on one link. A lost connection leaves no later batch stored
+    /// before an earlier one, so this resends from the first unacknowledged batch (later ones
+    /// may then be stored twice, as any at-least-once retry; an idempotent producer stores
+    /// them once). Should the service refuse a batch yet store one sent after it (a producer
+    /// without idempotence, throttled mid-window), a resend would reorder them: `send_all`
+    /// then stops with an error that names the stored batches instead of retrying.
+    ///
+    /// On an error the batches before the failed one are stored and the rest are not known to
+    /// be (the error says which batch failed). An event too large for a message on its own is
+    /// refused before anything is sent.
     pub async fn send_all(
         &self,
         events: impl IntoIterator<Item = EventData>,
@@ -647,24 +688,138 @@ impl EventHubProducer {
         }
         batches.retain(|b| !b.is_empty());
         let count = batches.len();
-        let numbered = self.inner.idempotent.is_some();
-        // One batch at a time, each after the one before is accepted: batches in flight
-        // together can reach the service in another order (and retries reorder them more).
-        for (i, batch) in batches.into_iter().enumerate() {
-            let sent = if numbered {
-                self.send(batch).await
-            } else {
-                self.send_payload(batch.into_payload(), BATCH_MESSAGE_FORMAT)
-                    .await
-            };
-            sent.map_err(|e| {
-                Error::new(
-                    e.kind(),
-                    format!("send_all: batch {} of {count} failed: {e}", i + 1),
-                )
-            })?;
+        if count == 0 {
+            return Ok(0);
         }
-        Ok(count)
+        let failed = |(stored, e): (usize, Error)| {
+            e.in_context(format_args!(
+                "send_all: batch {} of {count} failed ({stored} stored before it)",
+                stored + 1
+            ))
+        };
+        let Some(idem) = &self.inner.idempotent else {
+            let payloads: Vec<Bytes> = batches.into_iter().map(|b| b.into_payload()).collect();
+            self.send_in_order(&payloads, BATCH_MESSAGE_FORMAT)
+                .await
+                .map_err(failed)?;
+            return Ok(count);
+        };
+        // Numbers are given out for the whole run at once and committed at its end.
+        let _one_at_a_time = idem.gate.lock().await;
+        let mut state = self.idempotent_state(idem).await?;
+        let mut payloads = Vec::with_capacity(count);
+        let mut format = BATCH_MESSAGE_FORMAT;
+        for batch in batches {
+            if let Some(stamped) = publishing::stamp_payload(SendPayload::Batch(batch), state, max)?
+            {
+                state.last_sequence = stamped.last_sequence;
+                format = stamped.format;
+                payloads.push(stamped.payload);
+            }
+        }
+        match self.send_in_order(&payloads, format).await {
+            Ok(()) => {
+                let mut s = idem.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(s) = s.as_mut() {
+                    s.last_sequence = state.last_sequence;
+                }
+                Ok(count)
+            }
+            Err(e) => {
+                idem.stale.store(true, Ordering::Release);
+                Err(idem.note(failed(e)))
+            }
+        }
+    }
+
+    /// Sends `payloads` pipelined and in order, retrying transient failures from the first
+    /// batch not yet accepted; the retry budget restarts whenever a batch is accepted. On
+    /// failure, how many batches were stored (a prefix) and why the next one was not.
+    async fn send_in_order(&self, payloads: &[Bytes], format: u32) -> Result<(), (usize, Error)> {
+        let mut done = 0;
+        let mut retries = 0u32;
+        loop {
+            let before = done;
+            let e = match self.send_window(payloads, format, &mut done).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if done > before {
+                retries = 0;
+            }
+            let retry = &self.inner.retry;
+            if !e.is_transient() || retries >= retry.max_retries {
+                return Err((done, e));
+            }
+            retries += 1;
+            let d = retry.delay_for(retries, Some(&e));
+            retry.announce("send_all", retries, d, &e);
+            tokio::time::sleep(d).await;
+        }
+    }
+
+    /// One pass over one link: keeps up to [`SEND_ALL_IN_FLIGHT`] of `payloads[*done..]` in
+    /// flight, advancing `done` past each accepted batch, until all are accepted or one is
+    /// not. Then waits for the batches still in flight, because one of them stored after a
+    /// failed one means a resend would reorder them: that is a permanent error.
+    async fn send_window(
+        &self,
+        payloads: &[Bytes],
+        format: u32,
+        done: &mut usize,
+    ) -> Result<(), Error> {
+        let timeout = self.inner.timeout;
+        let link = match tokio::time::timeout(timeout, self.link()).await {
+            Ok(l) => l?,
+            Err(_) => return Err(attach_timed_out(timeout)),
+        };
+        let mut in_flight = std::collections::VecDeque::with_capacity(SEND_ALL_IN_FLIGHT);
+        let mut next = *done;
+        let failure = 'send: loop {
+            while in_flight.len() < SEND_ALL_IN_FLIGHT && next < payloads.len() {
+                let started = link
+                    .link()
+                    .start_send_bytes(payloads[next].clone(), format, false)
+                    .await;
+                match started {
+                    Ok(pending) => in_flight.push_back((next, pending)),
+                    Err(e) => break 'send self.judge(&link, Err(e)).await.err(),
+                }
+                next += 1;
+            }
+            let Some((i, pending)) = in_flight.pop_front() else {
+                break None;
+            };
+            let outcome = match tokio::time::timeout(timeout, pending).await {
+                Ok(outcome) => self.judge(&link, outcome).await,
+                Err(_) => Err(send_timed_out(timeout)),
+            };
+            match outcome {
+                Ok(()) => *done = i + 1,
+                Err(e) => break Some(e),
+            }
+        };
+        let Some(failure) = failure else {
+            return Ok(());
+        };
+        // The rest settle at once on a lost link; give the others one timeout in all.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut stored_later = Vec::new();
+        for (i, pending) in in_flight {
+            if let Ok(Ok(None | Some(DeliveryState::Accepted(_)))) =
+                tokio::time::timeout_at(deadline, pending).await
+            {
+                stored_later.push(i + 1);
+            }
+        }
+        if stored_later.is_empty() {
+            return Err(failure);
+        }
+        Err(failure
+            .in_context(format_args!(
+                "batch(es) {stored_later:?}, sent after this one, were stored, so resending it would reorder them: not retried"
+            ))
+            .with_transient(false))
     }
 
     /// Detaches the producer's link.

@@ -171,6 +171,21 @@ impl RetryOptions {
         d
     }
 
+    /// Tells the debug log and the observer that `what` is retried (retry number `retry`,
+    /// 1-based) after `delay` because of `error`.
+    pub(crate) fn announce(&self, what: &str, retry: u32, delay: Duration, error: &Error) {
+        tracing::debug!(target: "eventhubs::retry", error = %error, attempt = retry, delay = ?delay, "{what}: retrying");
+        if let Some(observer) = &self.observer {
+            (observer.0)(&RetryNotice {
+                what,
+                attempt: retry.saturating_add(1),
+                attempts: self.max_retries.saturating_add(1),
+                delay,
+                error,
+            });
+        }
+    }
+
     /// Runs `op` until it succeeds, fails permanently, or runs out of retries; each attempt is
     /// bounded by `timeout` (an overrun is a transient [`crate::ErrorKind::OperationTimeout`]).
     pub async fn run<T, F, Fut>(&self, what: &str, timeout: Duration, mut op: F) -> Result<T, Error>
@@ -192,16 +207,7 @@ impl RetryOptions {
                 Err(e) if e.is_transient() && attempt < self.max_retries => {
                     attempt += 1;
                     let d = self.delay_for(attempt, Some(&e));
-                    tracing::debug!(target: "eventhubs::retry", error = %e, attempt, delay = ?d, "{what}: retrying");
-                    if let Some(observer) = &self.observer {
-                        (observer.0)(&RetryNotice {
-                            what,
-                            attempt: attempt.saturating_add(1),
-                            attempts: self.max_retries.saturating_add(1),
-                            delay: d,
-                            error: &e,
-                        });
-                    }
+                    self.announce(what, attempt, d, &e);
                     tokio::time::sleep(d).await;
                 }
                 Err(e) => return Err(e),

@@ -112,3 +112,50 @@ fn blocking_clients_on_many_threads() {
     drop(producer);
     drop(client);
 }
+
+#[test]
+fn blocking_read_all_partitions_reads_each_partition_in_order_then_ends() {
+    let (_rt, emu) = start_emulator();
+    let client =
+        EventHubClient::from_connection_string(&emu.connection_string(), Some("eh1")).unwrap();
+    for p in ["0", "1", "3"] {
+        let producer = client
+            .create_producer(ProducerOptions::partition(p))
+            .unwrap();
+        let events = (0..30).map(|i| EventData::from(format!("{p}-{i}")));
+        producer
+            .send_all(events, eventhubs::SendOptions::default())
+            .unwrap();
+    }
+    let options = eventhubs::ReadAllOptions::default()
+        .with_stop_at_end(true)
+        .with_max_batch_size(7);
+    let mut reader = client
+        .read_all_partitions("$default", EventPosition::earliest(), options)
+        .unwrap();
+    assert_eq!(reader.partition_ids(), ["0", "1", "2", "3"]);
+    // One batch first, then the Iterator for the rest.
+    let first = reader.next_batch().unwrap().unwrap();
+    assert!(!first.events.is_empty() && first.events.len() <= 7);
+    let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    seen.entry(first.partition_id.clone()).or_default().extend(
+        first
+            .events
+            .iter()
+            .map(|e| e.body_as_str().unwrap().to_owned()),
+    );
+    for e in reader.by_ref() {
+        let e = e.unwrap();
+        seen.entry(e.partition_id().to_owned())
+            .or_default()
+            .push(e.event().body_as_str().unwrap().to_owned());
+    }
+    assert!(reader.next().is_none(), "ended once caught up");
+    assert_eq!(seen.len(), 3, "partition 2 holds nothing: {seen:?}");
+    for (p, bodies) in &seen {
+        let want: Vec<String> = (0..30).map(|i| format!("{p}-{i}")).collect();
+        assert_eq!(bodies, &want, "partition {p} complete and in order");
+    }
+    drop(reader);
+    client.close().unwrap();
+}

@@ -15,7 +15,15 @@ const EHUB: &str = env!("CARGO_BIN_EXE_ehub");
 fn ehub(args: &[&str], conn: &str, stdin: &[u8]) -> Output {
     let mut child = spawn(args, conn);
     let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin).unwrap();
+    // A process that ended before reading its input says why in its status and stderr,
+    // which the caller checks; the broken pipe alone would hide that.
+    if let Err(e) = input.write_all(stdin) {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "writing ehub's stdin: {e}"
+        );
+    }
     drop(input);
     child.wait_with_output().expect("ehub runs")
 }

@@ -467,7 +467,7 @@ async fn three_stepped_together_reach_3_3_2_within_three_cycles_and_stay() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_started_together_settle_at_3_3_2_and_stay_for_five_more_cycles() {
+async fn three_started_together_reach_3_3_2_within_three_cycles_and_stay() {
     let emu = emulator(8).await;
     let client = client(&emu);
     let manager: Arc<dyn PartitionManager> = Arc::new(InMemoryPartitionManager::new());
@@ -489,20 +489,23 @@ async fn three_started_together_settle_at_3_3_2_and_stay_for_five_more_cycles() 
     let ids: Vec<String> = procs.iter().map(|p| p.owner_id().to_owned()).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let mut at = None;
-    // A hang guard: in practice a few cycles each, most of them run back to back.
-    for _ in 0..300 {
+    // Counted in the loop's own intervals, not in wall-clock time; the polling only bounds a
+    // hang (a failure to converge at all).
+    for _ in 0..500 {
+        // Read before the records: a count read after could be one interval later.
+        let intervals: Vec<u64> = procs.iter().map(|p| p.balancing_intervals()).collect();
+        let cycles: Vec<u64> = procs.iter().map(|p| p.balancing_cycles()).collect();
         if counts(&ownership(manager.as_ref(), &client).await, &ids) == vec![2, 3, 3] {
-            at = Some(
-                procs
-                    .iter()
-                    .map(|p| p.balancing_cycles())
-                    .collect::<Vec<_>>(),
-            );
+            at = Some((intervals, cycles));
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let at = at.expect("three processors did not reach 3/3/2");
+    let (at, cycles_at) = at.expect("three processors did not reach 3/3/2");
+    assert!(
+        at.iter().all(|&n| n <= 2),
+        "3/3/2 reached only after intervals {at:?}: later than each one's third cycle"
+    );
     let owners_of = |records: &[Ownership]| -> BTreeMap<String, String> {
         records
             .iter()
@@ -514,7 +517,7 @@ async fn three_started_together_settle_at_3_3_2_and_stay_for_five_more_cycles() 
     while procs
         .iter()
         .zip(&target)
-        .any(|(p, t)| p.balancing_cycles() < *t)
+        .any(|(p, t)| p.balancing_intervals() < *t)
     {
         assert_eq!(
             owners_of(&ownership(manager.as_ref(), &client).await),
@@ -527,7 +530,9 @@ async fn three_started_together_settle_at_3_3_2_and_stay_for_five_more_cycles() 
         owners_of(&ownership(manager.as_ref(), &client).await),
         settled
     );
-    println!("settled at 3/3/2 after cycles {at:?}; unchanged for 5 more each");
+    println!(
+        "3/3/2 after intervals {at:?} (cycles run by then, back-to-back ones included: {cycles_at:?}); unchanged for 5 more intervals each"
+    );
     for p in &procs {
         p.stop().await;
     }

@@ -1,5 +1,6 @@
-//! The synchronous mirror of the client: [`EventHubClient`], [`EventHubProducer`] and
-//! [`EventHubConsumer`] with blocking methods, for code without an async runtime.
+//! The synchronous mirror of the client: [`EventHubClient`], [`EventHubProducer`],
+//! [`EventHubConsumer`] and [`PartitionsReader`] with blocking methods, for code without an
+//! async runtime.
 //!
 //! Each blocking client owns a small single-threaded tokio runtime on a background thread that
 //! drives its connection (I/O, heartbeats, token refresh); calls block the calling thread
@@ -52,6 +53,7 @@ use crate::event::EventData;
 use crate::management::{EventHubProperties, PartitionProperties};
 use crate::position::EventPosition;
 use crate::producer::{ProducerOptions, SendOptions, SendPayload};
+use crate::reader::{PartitionBatch, PartitionEvent, ReadAllOptions};
 use crate::EventHubClientBuilder;
 use std::future::Future;
 use std::sync::Arc;
@@ -204,6 +206,25 @@ impl EventHubClient {
             options,
         ))?;
         Ok(EventHubConsumer {
+            rt: self.rt.clone(),
+            inner: Some(inner),
+        })
+    }
+
+    /// See [`crate::EventHubClient::read_all_partitions`]: reads every partition of the hub
+    /// (or those `options` names) in one consumer group, each from `position`.
+    pub fn read_all_partitions(
+        &self,
+        consumer_group: &str,
+        position: EventPosition,
+        options: ReadAllOptions,
+    ) -> Result<PartitionsReader, Error> {
+        let inner = self.rt.block_on(self.inner.read_all_partitions(
+            consumer_group,
+            position,
+            options,
+        ))?;
+        Ok(PartitionsReader {
             rt: self.rt.clone(),
             inner: Some(inner),
         })
@@ -384,5 +405,49 @@ impl EventHubConsumer {
             Some(c) => self.rt.block_on(c.close()),
             None => Ok(()),
         }
+    }
+}
+
+/// Blocking [`crate::PartitionsReader`]: events of every partition read, tagged with their
+/// partition. An [`Iterator`] too.
+#[derive(Debug)]
+pub struct PartitionsReader {
+    rt: Arc<Runtime>,
+    // An Option so that Drop can stop the reading tasks inside the runtime.
+    inner: Option<crate::PartitionsReader>,
+}
+
+impl Drop for PartitionsReader {
+    fn drop(&mut self) {
+        if let Some(r) = self.inner.take() {
+            // The per-partition consumers close their links from inside the runtime.
+            let _guard = self.rt.handle.enter();
+            drop(r);
+        }
+    }
+}
+
+impl PartitionsReader {
+    /// See [`crate::PartitionsReader::partition_ids`].
+    pub fn partition_ids(&self) -> &[String] {
+        self.inner.as_ref().map_or(&[], |r| r.partition_ids())
+    }
+
+    /// See [`crate::PartitionsReader::next_batch`]: blocks until one partition hands over
+    /// events.
+    pub fn next_batch(&mut self) -> Option<Result<PartitionBatch, Error>> {
+        let rt = self.rt.clone();
+        rt.block_on(self.inner.as_mut()?.next_batch())
+    }
+}
+
+impl Iterator for PartitionsReader {
+    type Item = Result<PartitionEvent, Error>;
+
+    /// See [`crate::PartitionsReader::next`]: blocks until an event of any partition is
+    /// there; `None` once no partition is left reading.
+    fn next(&mut self) -> Option<Self::Item> {
+        let rt = self.rt.clone();
+        rt.block_on(self.inner.as_mut()?.next())
     }
 }

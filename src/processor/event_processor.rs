@@ -482,6 +482,8 @@ struct Shared<F> {
     owned: Mutex<Vec<Ownership>>,
     /// Balancing cycles completed (whether they succeeded or not).
     cycles: AtomicU64,
+    /// Load-balancing intervals waited out by the background loop.
+    intervals: AtomicU64,
     partition_ids: tokio::sync::Mutex<Vec<String>>,
 }
 
@@ -541,6 +543,7 @@ where
                 running: Mutex::new(HashMap::new()),
                 owned: Mutex::new(Vec::new()),
                 cycles: AtomicU64::new(0),
+                intervals: AtomicU64::new(0),
                 partition_ids: tokio::sync::Mutex::new(Vec::new()),
             }),
             balancer: Mutex::new(None),
@@ -563,6 +566,14 @@ where
     /// and dashboards reason in cycles rather than wall-clock time.
     pub fn balancing_cycles(&self) -> u64 {
         self.shared.cycles.load(Ordering::Acquire)
+    }
+
+    /// How many load-balancing intervals the background loop of [`Self::start`] has waited
+    /// out: its cycles counted as the interval paces them. The first interval's cycle runs at
+    /// `start`; the cycles it runs back to back while short of its fair share belong to the
+    /// interval they run in. So "settled within N cycles" reads "before this passes N - 1".
+    pub fn balancing_intervals(&self) -> u64 {
+        self.shared.intervals.load(Ordering::Acquire)
     }
 
     /// Runs one balancing cycle now, outside the background loop: claims, renews, starts and
@@ -684,7 +695,9 @@ where
             let base = self.options.load_balancing_interval;
             let jitter = 0.8 + (rand(1000) as f64) / 2000.0;
             tokio::select! {
-                _ = tokio::time::sleep(base.mul_f64(jitter)) => {}
+                _ = tokio::time::sleep(base.mul_f64(jitter)) => {
+                    self.intervals.fetch_add(1, Ordering::AcqRel);
+                }
                 _ = stop.changed() => return,
             }
         }

@@ -352,6 +352,11 @@ impl Chaos {
         let _ = faults.wait_for(|&n| n > 0).await;
     }
 
+    /// How many faults it has made so far.
+    pub fn faults(&self) -> usize {
+        *self.faults.borrow()
+    }
+
     /// Stops and returns how many faults it made.
     pub async fn stop(self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
