@@ -470,10 +470,12 @@ async fn a_lost_partition_keeps_the_new_owners_blob_checkpoint() {
         "$default",
         move || BackgroundRecorder(s.clone(), l.clone()),
         manager.clone(),
-        options().with_background_checkpoint_interval(Duration::from_secs(3600)),
+        options()
+            .with_background_checkpoint_interval(Duration::from_secs(3600))
+            .with_ownership_expiration(Duration::from_secs(3600)),
     )
     .unwrap();
-    // Stepped by hand: no cycle runs but these.
+    // Stepped by hand: no cycle runs but these, so the claims must last the test.
     while old.run_balancing_cycle().await.unwrap() {}
     assert_eq!(old.owned_partitions().len(), 8);
     let stored = |m: Arc<dyn PartitionManager>| {

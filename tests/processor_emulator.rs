@@ -906,7 +906,11 @@ struct Old {
 
 /// A processor whose background checkpoints, after the first, stay pending until its
 /// partitions close: its interval is longer than any test.
-fn lingering(client: &EventHubClient, store: &Arc<GatedWrites>) -> Old {
+fn lingering(
+    client: &EventHubClient,
+    store: &Arc<GatedWrites>,
+    options: EventProcessorOptions,
+) -> Old {
     let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let gate = tokio::sync::watch::channel(false).0;
     let (s, g) = (seen.clone(), gate.subscribe());
@@ -919,7 +923,7 @@ fn lingering(client: &EventHubClient, store: &Arc<GatedWrites>) -> Old {
         "$default",
         factory,
         store.clone(),
-        fast_options().with_background_checkpoint_interval(Duration::from_secs(3600)),
+        options.with_background_checkpoint_interval(Duration::from_secs(3600)),
     )
     .unwrap();
     Old {
@@ -979,7 +983,7 @@ async fn a_partition_taken_over_keeps_the_new_owners_checkpoint_not_the_old_owne
     let emu = emulator(2).await;
     let client = client(&emu);
     let store = GatedWrites::new(true);
-    let old = lingering(&client, &store);
+    let old = lingering(&client, &store, fast_options());
     old.processor.start();
     old.read_until_a_checkpoint_is_pending(&client, 2, &store)
         .await;
@@ -1032,9 +1036,10 @@ async fn a_partition_lost_at_a_balancing_cycle_drops_its_pending_background_chec
     let emu = emulator(1).await;
     let client = client(&emu);
     let store = GatedWrites::new(true);
-    let old = lingering(&client, &store);
+    // Stepped by hand: no cycle runs but those below, so the claim must last the test.
+    let options = fast_options().with_ownership_expiration(Duration::from_secs(3600));
+    let old = lingering(&client, &store, options);
     old.gate.send_replace(true);
-    // Stepped by hand: no cycle runs but those below.
     old.processor.run_balancing_cycle().await.unwrap();
     assert_eq!(old.processor.owned_partitions(), vec!["0".to_owned()]);
     old.read_until_a_checkpoint_is_pending(&client, 1, &store)

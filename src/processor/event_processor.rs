@@ -78,6 +78,11 @@ struct BackgroundState {
     /// ownership in the store, so a write from here could put the new owner's checkpoint
     /// back: nothing more is written, and what was pending is dropped.
     ownership_lost: bool,
+    /// When this processor's last successful claim of the partition expires (its store time
+    /// plus the ownership expiration). Past it, another processor may have claimed it without
+    /// this one knowing yet: the writer holds the pending checkpoint until a renewal, and drops
+    /// it at close. `None` until the first claim is known (tests of the writer alone).
+    owned_until: Option<SystemTime>,
 }
 
 impl Background {
@@ -93,6 +98,13 @@ impl Background {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BackgroundState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a successful claim (or renewal) of the partition, valid until `until`, and
+    /// lets a writer that held a checkpoint for want of a valid claim go on.
+    fn renewed(&self, until: SystemTime) {
+        self.lock().owned_until = Some(until);
+        self.wake.notify_one();
     }
 
     /// Stops every further background write of this partition at once (a write already in
@@ -161,8 +173,27 @@ async fn write_in_background(bg: Arc<Background>, manager: Arc<dyn PartitionMana
         // already discarded what it supersedes.
         let next = {
             let mut s = bg.lock();
+            let expired = s
+                .owned_until
+                .is_some_and(|until| SystemTime::now() >= until);
             if s.ownership_lost {
                 Next::End
+            } else if expired {
+                if s.closing {
+                    if let Some(cp) = s.pending.take().or_else(|| s.failed.take()) {
+                        tracing::info!(
+                            target: "eventhubs::processor",
+                            partition_id = %cp.partition_id,
+                            sequence_number = ?cp.sequence_number,
+                            "ownership not renewed within the expiration: the pending background \
+                             checkpoint is dropped, as another processor may own the partition"
+                        );
+                    }
+                    Next::End
+                } else {
+                    // Held, not written, until the next successful renewal wakes us.
+                    Next::Wait
+                }
             } else if let Some(cp) = s.pending.take() {
                 Next::Write(cp)
             } else if s.closing {
@@ -866,7 +897,17 @@ where
             .await
             .map_err(store_err)?;
         let owned: Vec<String> = won.iter().map(|o| o.partition_id.clone()).collect();
+        let expiration = self.options.ownership_expiration;
+        let until: HashMap<String, SystemTime> = won
+            .iter()
+            .map(|o| (o.partition_id.clone(), o.last_modified_time + expiration))
+            .collect();
         *self.lock_owned() = won;
+        for (p, r) in self.lock_running().iter() {
+            if let Some(t) = until.get(p) {
+                r.background.renewed(*t);
+            }
+        }
         // Partitions we no longer own: close them (someone else claimed them).
         let lost: Vec<(String, Running)> = {
             let mut running = self.lock_running();
@@ -924,6 +965,9 @@ where
             };
             let (tx, rx) = watch::channel(None);
             let background = Arc::new(Background::new(self.options.background_checkpoint_interval));
+            if let Some(t) = until.get(&p) {
+                background.renewed(*t);
+            }
             let task = tokio::spawn(self.clone().run_partition(
                 p.clone(),
                 position,
@@ -1190,6 +1234,33 @@ mod tests {
             seqs,
             vec![0],
             "the pending 49 is not written over the new owner's"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_checkpoint_is_held_while_the_claim_is_expired_and_dropped_if_it_stays_so() {
+        let store = Recording::new(Duration::from_millis(5));
+        let (ctx, writer) = partition(&store, Duration::ZERO);
+        let hour = Duration::from_secs(3600);
+        ctx.background.renewed(SystemTime::now() - hour);
+        ctx.checkpoint_in_background("1", 1).unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(store.writes().is_empty(), "not written on an expired claim");
+        // The next cycle renews the claim: the held checkpoint goes out.
+        ctx.background.renewed(SystemTime::now() + hour);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            store.writes().iter().map(|w| w.1).collect::<Vec<_>>(),
+            vec![1]
+        );
+        // Renewals fail from here on; at close the claim is still expired.
+        ctx.background.renewed(SystemTime::now() - hour);
+        ctx.checkpoint_in_background("2", 2).unwrap();
+        writer.finish().await;
+        assert_eq!(
+            store.writes().iter().map(|w| w.1).collect::<Vec<_>>(),
+            vec![1],
+            "dropped: another processor may own the partition"
         );
     }
 }
