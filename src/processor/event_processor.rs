@@ -78,11 +78,14 @@ struct BackgroundState {
     /// ownership in the store, so a write from here could put the new owner's checkpoint
     /// back: nothing more is written, and what was pending is dropped.
     ownership_lost: bool,
-    /// When this processor's last successful claim of the partition expires (its store time
-    /// plus the ownership expiration). Past it, another processor may have claimed it without
-    /// this one knowing yet: the writer holds the pending checkpoint until a renewal, and drops
-    /// it at close. `None` until the first claim is known (tests of the writer alone).
-    owned_until: Option<SystemTime>,
+    /// When this processor's last successful claim of the partition expires: the ownership
+    /// expiration after the claim request was sent, on this process's monotonic clock (the
+    /// store wrote the record later, so others see it fresh at least that long, and no
+    /// comparison with the store's clock is needed). Past it, another processor may have
+    /// claimed it without this one knowing yet: the writer holds the pending checkpoint until
+    /// a renewal, and drops it at close. `None` until the first claim is known (tests of the
+    /// writer alone).
+    owned_until: Option<tokio::time::Instant>,
 }
 
 impl Background {
@@ -102,7 +105,7 @@ impl Background {
 
     /// Records a successful claim (or renewal) of the partition, valid until `until`, and
     /// lets a writer that held a checkpoint for want of a valid claim go on.
-    fn renewed(&self, until: SystemTime) {
+    fn renewed(&self, until: tokio::time::Instant) {
         self.lock().owned_until = Some(until);
         self.wake.notify_one();
     }
@@ -175,7 +178,7 @@ async fn write_in_background(bg: Arc<Background>, manager: Arc<dyn PartitionMana
             let mut s = bg.lock();
             let expired = s
                 .owned_until
-                .is_some_and(|until| SystemTime::now() >= until);
+                .is_some_and(|until| tokio::time::Instant::now() >= until);
             if s.ownership_lost {
                 Next::End
             } else if expired {
@@ -891,21 +894,18 @@ where
             c.event_hub_name = hub.clone();
             c.consumer_group = self.consumer_group.clone();
         }
+        let claimed_at = tokio::time::Instant::now();
         let won = self
             .manager
             .claim_ownership(claims)
             .await
             .map_err(store_err)?;
         let owned: Vec<String> = won.iter().map(|o| o.partition_id.clone()).collect();
-        let expiration = self.options.ownership_expiration;
-        let until: HashMap<String, SystemTime> = won
-            .iter()
-            .map(|o| (o.partition_id.clone(), o.last_modified_time + expiration))
-            .collect();
+        let until = claimed_at + self.options.ownership_expiration;
         *self.lock_owned() = won;
         for (p, r) in self.lock_running().iter() {
-            if let Some(t) = until.get(p) {
-                r.background.renewed(*t);
+            if owned.contains(p) {
+                r.background.renewed(until);
             }
         }
         // Partitions we no longer own: close them (someone else claimed them).
@@ -965,9 +965,7 @@ where
             };
             let (tx, rx) = watch::channel(None);
             let background = Arc::new(Background::new(self.options.background_checkpoint_interval));
-            if let Some(t) = until.get(&p) {
-                background.renewed(*t);
-            }
+            background.renewed(until);
             let task = tokio::spawn(self.clone().run_partition(
                 p.clone(),
                 position,
@@ -1242,19 +1240,20 @@ mod tests {
         let store = Recording::new(Duration::from_millis(5));
         let (ctx, writer) = partition(&store, Duration::ZERO);
         let hour = Duration::from_secs(3600);
-        ctx.background.renewed(SystemTime::now() - hour);
+        // Expired from the start: the claim lasted until now.
+        ctx.background.renewed(tokio::time::Instant::now());
         ctx.checkpoint_in_background("1", 1).unwrap();
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(store.writes().is_empty(), "not written on an expired claim");
         // The next cycle renews the claim: the held checkpoint goes out.
-        ctx.background.renewed(SystemTime::now() + hour);
+        ctx.background.renewed(tokio::time::Instant::now() + hour);
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(
             store.writes().iter().map(|w| w.1).collect::<Vec<_>>(),
             vec![1]
         );
         // Renewals fail from here on; at close the claim is still expired.
-        ctx.background.renewed(SystemTime::now() - hour);
+        ctx.background.renewed(tokio::time::Instant::now());
         ctx.checkpoint_in_background("2", 2).unwrap();
         writer.finish().await;
         assert_eq!(
