@@ -2,8 +2,9 @@
 //! string): authentication failures at connect, a missing container, List Blobs paging,
 //! secrets kept out of `Debug` and logs, `503 ServerBusy` retried (a forwarder in front of
 //! Azurite injects it), and an `EventProcessor` over the emulator that resumes from the
-//! checkpoints it stored in blobs, and one checkpointing in the background whose blobs hold
-//! the last scheduled event once it stopped. With `EVENTHUBS_AZURITE_BIN`, tests start
+//! checkpoints it stored in blobs, one checkpointing in the background whose blobs hold the
+//! last scheduled event once it stopped, and one that lost a partition and did not write its
+//! pending checkpoint over the new owner's. With `EVENTHUBS_AZURITE_BIN`, tests start
 //! Azurites of their own: one paused for 10 s under one and under two processors, one over
 //! HTTPS taking Azure AD bearer tokens.
 #![cfg(all(feature = "blob", feature = "emulator"))]
@@ -451,6 +452,104 @@ async fn background_checkpoints_in_blobs_hold_the_last_scheduled_event_after_sto
         );
     }
     println!("background checkpoints on Azurite: every blob at the last scheduled event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_partition_keeps_the_new_owners_blob_checkpoint() {
+    let Some(cs) = azurite() else { return };
+    let emu = emulator().await;
+    let client =
+        EventHubClient::from_connection_string(&emu.connection_string(), Some(HUB)).unwrap();
+    let seen: Seen = Arc::default();
+    let scheduled = Arc::new(Mutex::new(HashMap::new()));
+    let manager: Arc<dyn PartitionManager> = Arc::new(store(&cs, "lost").await);
+    let (s, l) = (seen.clone(), scheduled.clone());
+    // After the first write, each partition's newest checkpoint stays pending until it closes.
+    let old = EventProcessor::new(
+        client.clone(),
+        "$default",
+        move || BackgroundRecorder(s.clone(), l.clone()),
+        manager.clone(),
+        options()
+            .with_background_checkpoint_interval(Duration::from_secs(3600))
+            .with_ownership_expiration(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    // Stepped by hand: no cycle runs but these, so the claims must last the test.
+    while old.run_balancing_cycle().await.unwrap() {}
+    assert_eq!(old.owned_partitions().len(), 8);
+    let stored = |m: Arc<dyn PartitionManager>| {
+        let host = client.host().to_owned();
+        async move {
+            m.list_checkpoints(&host, HUB, "$default")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.partition_id, c.sequence_number.unwrap()))
+                .collect::<HashMap<String, i64>>()
+        }
+    };
+    send(&client, 50).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || seen.lock().unwrap().len()
+            == 400)
+        .await
+    );
+    let end = Instant::now() + Duration::from_secs(30);
+    while stored(manager.clone()).await.len() < 8 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        stored(manager.clone()).await.len(),
+        8,
+        "each first write landed"
+    );
+    send(&client, 50).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || seen.lock().unwrap().len()
+            == 800)
+        .await
+    );
+    // Another machine's processor claims partition 0 (etag-checked, as a processor does) and
+    // checkpoints further on; the old owner learns of it at its next cycle.
+    let other: Arc<dyn PartitionManager> = Arc::new(store(&cs, "lost").await);
+    let mut record = other
+        .list_ownership(client.host(), HUB, "$default")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|o| o.partition_id == "0")
+        .unwrap();
+    record.owner_id = "another-machine".into();
+    assert_eq!(other.claim_ownership(vec![record]).await.unwrap().len(), 1);
+    other
+        .update_checkpoint(Checkpoint {
+            fully_qualified_namespace: client.host().to_owned(),
+            event_hub_name: HUB.into(),
+            consumer_group: "$default".into(),
+            partition_id: "0".into(),
+            offset: None,
+            sequence_number: Some(149),
+        })
+        .await
+        .unwrap();
+    old.run_balancing_cycle().await.unwrap();
+    assert_eq!(old.owned_partitions().len(), 7);
+    old.stop().await;
+    let stored = stored(other).await;
+    assert_eq!(
+        stored.get("0"),
+        Some(&149),
+        "the old owner's pending 99 is not written over the new owner's 149"
+    );
+    for p in 1..8 {
+        assert_eq!(
+            stored.get(&p.to_string()),
+            Some(&99),
+            "partition {p} flushed at stop"
+        );
+    }
+    println!("ownership lost on Azurite: the new owner's checkpoint kept, the old one's dropped");
 }
 
 // ---- faults: Azurite paused mid-run ----------------------------------------------------------

@@ -1,6 +1,7 @@
 //! The event processor against the emulator over real sockets: convergence without flapping,
 //! take-over after a crash, graceful hand-over without duplicates, restart from checkpoints,
-//! and checkpoints written in the background (coalesced, flushed at stop, failures kept).
+//! and checkpoints written in the background (coalesced, flushed at stop, failures kept, never
+//! written over a new owner's once the partition is lost).
 
 mod support;
 
@@ -875,4 +876,205 @@ async fn an_awaited_checkpoint_after_background_ones_is_never_overwritten_by_the
         "no background checkpoint lands after the newer awaited one: {writes:?}"
     );
     assert_eq!(store.stored(&client).await.get("0"), Some(&49));
+}
+
+// ---- ownership lost with a background checkpoint pending ------------------------------------
+
+/// Schedules a background checkpoint of the last event of each batch; when its partition is
+/// lost, `close` waits for the test's gate (slow clean-up code), so the new owner can make
+/// progress first.
+struct Lingering {
+    seen: Arc<std::sync::atomic::AtomicUsize>,
+    gate: tokio::sync::watch::Receiver<bool>,
+}
+
+impl PartitionProcessor for Lingering {
+    async fn process_events(&mut self, events: Vec<EventData>, ctx: &PartitionContext) {
+        ctx.checkpoint_in_background_from_event(events.last().unwrap())
+            .unwrap();
+        self.seen
+            .fetch_add(events.len(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn close(&mut self, reason: eventhubs::processor::CloseReason, _: &PartitionContext) {
+        if reason == eventhubs::processor::CloseReason::OwnershipLost {
+            let _ = self.gate.wait_for(|open| *open).await;
+        }
+    }
+}
+
+struct Old {
+    seen: Arc<std::sync::atomic::AtomicUsize>,
+    gate: tokio::sync::watch::Sender<bool>,
+    processor: EventProcessor<Box<dyn Fn() -> Lingering + Send + Sync>>,
+}
+
+/// A processor whose background checkpoints, after the first, stay pending until its
+/// partitions close: its interval is longer than any test.
+fn lingering(
+    client: &EventHubClient,
+    store: &Arc<GatedWrites>,
+    options: EventProcessorOptions,
+) -> Old {
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gate = tokio::sync::watch::channel(false).0;
+    let (s, g) = (seen.clone(), gate.subscribe());
+    let factory: Box<dyn Fn() -> Lingering + Send + Sync> = Box::new(move || Lingering {
+        seen: s.clone(),
+        gate: g.clone(),
+    });
+    let processor = EventProcessor::new(
+        client.clone(),
+        "$default",
+        factory,
+        store.clone(),
+        options.with_background_checkpoint_interval(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    Old {
+        seen,
+        gate,
+        processor,
+    }
+}
+
+impl Old {
+    fn seen(&self) -> usize {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets the processor read 100 events per partition, waits until each partition's first
+    /// background checkpoint is stored, then has it read 50 more: their checkpoint (149)
+    /// stays pending.
+    async fn read_until_a_checkpoint_is_pending(
+        &self,
+        client: &EventHubClient,
+        partitions: u32,
+        store: &GatedWrites,
+    ) {
+        send(client, partitions, 100).await;
+        let all = 100 * partitions as usize;
+        assert!(wait_until(Duration::from_secs(20), || self.seen() == all).await);
+        for _ in 0..1000 {
+            if store.stored(client).await.len() == partitions as usize {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(store.stored(client).await.len(), partitions as usize);
+        send(client, partitions, 50).await;
+        let all = 150 * partitions as usize;
+        assert!(wait_until(Duration::from_secs(20), || self.seen() == all).await);
+        for p in 0..partitions {
+            let writes = store.writes(&p.to_string());
+            assert_eq!(
+                writes.len(),
+                1,
+                "partition {p}: one write, the first: {writes:?}"
+            );
+            assert!(writes[0] < 149, "partition {p}: {writes:?}");
+        }
+    }
+}
+
+/// Where `writes` (a partition's checkpoint writes, in order) goes back after `newest`.
+fn moved_back(writes: &[i64], newest: i64) -> Option<i64> {
+    let at = writes.iter().position(|&s| s == newest)?;
+    writes[at + 1..].iter().copied().find(|&s| s < newest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_taken_over_keeps_the_new_owners_checkpoint_not_the_old_owners_pending_one() {
+    let emu = emulator(2).await;
+    let client = client(&emu);
+    let store = GatedWrites::new(true);
+    let old = lingering(&client, &store, fast_options());
+    old.processor.start();
+    old.read_until_a_checkpoint_is_pending(&client, 2, &store)
+        .await;
+    // A second processor steals one partition (its consumer takes the link); the old owner's
+    // close of it is held while the new owner reads on past 149 and checkpoints.
+    let seen = Seen::default();
+    let new = processor(
+        &client,
+        store.clone(),
+        &seen,
+        Duration::ZERO,
+        fast_options(),
+    );
+    new.start();
+    assert!(
+        wait_until(Duration::from_secs(20), || new.owned_partitions().len()
+            == 1)
+        .await
+    );
+    let taken = new.owned_partitions().remove(0);
+    send(&client, 2, 50).await;
+    let mut newest = None;
+    for _ in 0..1000 {
+        newest = store.stored(&client).await.get(&taken).copied();
+        if newest == Some(199) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        newest,
+        Some(199),
+        "the new owner checkpointed past the old one's pending 149"
+    );
+    old.gate.send_replace(true);
+    // Waits for the lost partition's close too.
+    old.processor.stop().await;
+    new.stop().await;
+    let writes = store.writes(&taken);
+    assert_eq!(
+        moved_back(&writes, 199),
+        None,
+        "partition {taken}: no write of the old owner after the new owner's 199: {writes:?}"
+    );
+    assert_eq!(store.stored(&client).await.get(&taken), Some(&199));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_lost_at_a_balancing_cycle_drops_its_pending_background_checkpoint() {
+    let emu = emulator(1).await;
+    let client = client(&emu);
+    let store = GatedWrites::new(true);
+    // Stepped by hand: no cycle runs but those below, so the claim must last the test.
+    let options = fast_options().with_ownership_expiration(Duration::from_secs(3600));
+    let old = lingering(&client, &store, options);
+    old.gate.send_replace(true);
+    old.processor.run_balancing_cycle().await.unwrap();
+    assert_eq!(old.processor.owned_partitions(), vec!["0".to_owned()]);
+    old.read_until_a_checkpoint_is_pending(&client, 1, &store)
+        .await;
+    // Another processor claims the partition through the store (it opens no consumer, so the
+    // old owner learns of it at its next cycle only) and checkpoints further on.
+    let mut record = ownership(store.as_ref(), &client).await.remove(0);
+    record.owner_id = "another-processor".into();
+    let won = store.claim_ownership(vec![record]).await.unwrap();
+    assert_eq!(won.len(), 1);
+    store
+        .update_checkpoint(Checkpoint {
+            fully_qualified_namespace: client.host().to_owned(),
+            event_hub_name: HUB.into(),
+            consumer_group: "$default".into(),
+            partition_id: "0".into(),
+            offset: None,
+            sequence_number: Some(199),
+        })
+        .await
+        .unwrap();
+    old.processor.run_balancing_cycle().await.unwrap();
+    assert!(old.processor.owned_partitions().is_empty());
+    // Waits for the lost partition's close.
+    old.processor.stop().await;
+    let writes = store.writes("0");
+    assert_eq!(
+        moved_back(&writes, 199),
+        None,
+        "no write of the old owner after the new owner's 199: {writes:?}"
+    );
+    assert_eq!(store.stored(&client).await.get("0"), Some(&199));
 }

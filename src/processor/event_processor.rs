@@ -47,14 +47,19 @@ pub struct PartitionContext {
 
 /// The partition's background checkpoint: the newest one scheduled, and what became of the
 /// writes. Shared by every clone of the partition's context and its writer task.
-#[derive(Default)]
 struct Background {
     state: Mutex<BackgroundState>,
     /// Wakes the writer when a checkpoint is scheduled or the partition closes.
     wake: tokio::sync::Notify,
+    /// Wakes a writer waiting out the interval when the partition closes, so that a flush
+    /// never waits for the interval (schedules do not wake it there: they only replace
+    /// `pending`).
+    close: tokio::sync::Notify,
     /// Held across every store write of this partition's checkpoint (background or awaited),
     /// so that an older checkpoint can never land after a newer one.
     write: tokio::sync::Mutex<()>,
+    /// Least time between the starts of two background writes; zero writes at once.
+    interval: Duration,
 }
 
 #[derive(Default)]
@@ -69,11 +74,63 @@ struct BackgroundState {
     /// The partition is closing: the writer writes what is pending and ends, and no more
     /// checkpoints are accepted.
     closing: bool,
+    /// Another processor owns the partition now. Checkpoints are not conditional on
+    /// ownership in the store, so a write from here could put the new owner's checkpoint
+    /// back: nothing more is written, and what was pending is dropped.
+    ownership_lost: bool,
+    /// When this processor's last successful claim of the partition expires: the ownership
+    /// expiration after the claim request was sent, on this process's monotonic clock (the
+    /// store wrote the record later, so others see it fresh at least that long, and no
+    /// comparison with the store's clock is needed). Past it, another processor may have
+    /// claimed it without this one knowing yet: the writer holds the pending checkpoint until
+    /// a renewal, and drops it at close. `None` until the first claim is known (tests of the
+    /// writer alone).
+    owned_until: Option<tokio::time::Instant>,
 }
 
 impl Background {
+    fn new(interval: Duration) -> Self {
+        Background {
+            state: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
+            close: tokio::sync::Notify::new(),
+            write: tokio::sync::Mutex::new(()),
+            interval,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BackgroundState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a successful claim (or renewal) of the partition, valid until `until`, and
+    /// lets a writer that held a checkpoint for want of a valid claim go on.
+    fn renewed(&self, until: tokio::time::Instant) {
+        self.lock().owned_until = Some(until);
+        self.wake.notify_one();
+    }
+
+    /// Stops every further background write of this partition at once (a write already in
+    /// flight completes) and drops what was pending; the writer ends.
+    fn ownership_lost(&self, partition_id: &str) {
+        let dropped = {
+            let mut s = self.lock();
+            s.ownership_lost = true;
+            s.closing = true;
+            s.failed = None;
+            s.pending.take()
+        };
+        if let Some(cp) = dropped {
+            tracing::info!(
+                target: "eventhubs::processor",
+                partition_id = %partition_id,
+                sequence_number = ?cp.sequence_number,
+                "ownership lost: the pending background checkpoint is dropped so that it \
+                 cannot overwrite the new owner's"
+            );
+        }
+        self.wake.notify_one();
+        self.close.notify_one();
     }
 }
 
@@ -88,17 +145,59 @@ enum Next {
     End,
 }
 
-/// The per-partition writer: writes the newest scheduled checkpoint, one write at a time, so
-/// checkpoints scheduled while a write is in flight coalesce into one.
+/// The per-partition writer: writes the newest scheduled checkpoint, one write at a time and
+/// at most one write start per interval, so checkpoints scheduled while a write is in flight
+/// or the interval runs coalesce into one.
 async fn write_in_background(bg: Arc<Background>, manager: Arc<dyn PartitionManager>) {
     let mut retried_at_close = false;
+    // Start of the last write; the next may start `bg.interval` after it.
+    let mut last_start: Option<tokio::time::Instant> = None;
     loop {
+        let due = last_start
+            .filter(|_| !bg.interval.is_zero())
+            .map(|t| t + bg.interval);
+        if let Some(due) = due {
+            let waiting = {
+                let s = bg.lock();
+                s.pending.is_some() && !s.closing
+            };
+            if waiting && tokio::time::Instant::now() < due {
+                // A close (stop, ownership lost) cuts the wait short; schedules meanwhile
+                // only replace what is pending.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = bg.close.notified() => {}
+                }
+                continue;
+            }
+        }
         let guard = bg.write.lock().await;
         // Taken under the write lock: an awaited checkpoint that got the lock first has
         // already discarded what it supersedes.
         let next = {
             let mut s = bg.lock();
-            if let Some(cp) = s.pending.take() {
+            let expired = s
+                .owned_until
+                .is_some_and(|until| tokio::time::Instant::now() >= until);
+            if s.ownership_lost {
+                Next::End
+            } else if expired {
+                if s.closing {
+                    if let Some(cp) = s.pending.take().or_else(|| s.failed.take()) {
+                        tracing::info!(
+                            target: "eventhubs::processor",
+                            partition_id = %cp.partition_id,
+                            sequence_number = ?cp.sequence_number,
+                            "ownership not renewed within the expiration: the pending background \
+                             checkpoint is dropped, as another processor may own the partition"
+                        );
+                    }
+                    Next::End
+                } else {
+                    // Held, not written, until the next successful renewal wakes us.
+                    Next::Wait
+                }
+            } else if let Some(cp) = s.pending.take() {
                 Next::Write(cp)
             } else if s.closing {
                 match s.failed.take() {
@@ -122,6 +221,7 @@ async fn write_in_background(bg: Arc<Background>, manager: Arc<dyn PartitionMana
                 continue;
             }
         };
+        last_start = Some(tokio::time::Instant::now());
         let result = manager.update_checkpoint(cp.clone()).await;
         drop(guard);
         let mut s = bg.lock();
@@ -139,7 +239,7 @@ async fn write_in_background(bg: Arc<Background>, manager: Arc<dyn PartitionMana
                     error = %e,
                     "background checkpoint failed; the next one scheduled replaces it"
                 );
-                if s.pending.is_none() {
+                if s.pending.is_none() && !s.ownership_lost {
                     s.failed = Some(cp);
                 }
                 s.last_error = Some(e);
@@ -169,6 +269,7 @@ impl BackgroundWriter {
     async fn finish(mut self) {
         self.bg.lock().closing = true;
         self.bg.wake.notify_one();
+        self.bg.close.notify_one();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -248,17 +349,22 @@ impl PartitionContext {
     /// Schedules a checkpoint after this offset and sequence number and returns at once; the
     /// partition's writer stores it in the background.
     ///
-    /// This trades durability for throughput (Kafka's `commitAsync` beside `commitSync`):
-    /// processing does not wait for a store round trip, and checkpoints scheduled while a
-    /// write is in flight coalesce into one write of the newest, but a crash can lose the last
-    /// few, so a successor re-processes a few more events than after
-    /// [`Self::update_checkpoint`]. Checkpoints are written in the order scheduled, never an
-    /// older after a newer; a failed write is logged, kept in
-    /// [`Self::last_background_checkpoint_error`] and superseded by the next one scheduled;
-    /// when the partition closes (stop, ownership lost) the pending one is written before the
-    /// partition is released.
+    /// This trades durability for throughput (Kafka's `commitAsync` beside `commitSync`, and
+    /// its `auto.commit.interval.ms`): processing does not wait for a store round trip, and
+    /// the writer starts at most one write per
+    /// [`EventProcessorOptions::background_checkpoint_interval`], of the newest checkpoint
+    /// scheduled, so those scheduled while a write is in flight or the interval runs coalesce
+    /// into one. A crash loses what was not written yet, so a successor re-processes up to
+    /// about an interval's worth of events more than after [`Self::update_checkpoint`].
+    /// Checkpoints are written in the order scheduled, never an older after a newer; a failed
+    /// write is logged, kept in [`Self::last_background_checkpoint_error`] and superseded by
+    /// the next one scheduled. When the processor stops, the pending one is written at once,
+    /// before the partition is released. When another processor has taken the partition
+    /// (ownership lost), nothing more is written from here and the pending one is dropped: the
+    /// store does not make checkpoints conditional on ownership, so a late write would put the
+    /// new owner's checkpoint back.
     ///
-    /// Fails only when the partition has already closed.
+    /// Fails only when the partition has already closed or was lost.
     pub fn checkpoint_in_background(
         &self,
         offset: impl Into<String>,
@@ -267,6 +373,13 @@ impl PartitionContext {
         let cp = self.checkpoint(offset.into(), sequence_number);
         {
             let mut s = self.background.lock();
+            if s.ownership_lost {
+                return Err(Error::invalid_argument(format!(
+                    "partition {} is owned by another processor now: its checkpoints can no \
+                     longer be scheduled here",
+                    self.partition_id
+                )));
+            }
             if s.closing {
                 return Err(Error::invalid_argument(format!(
                     "partition {} is closed: its checkpoints can no longer be scheduled",
@@ -365,6 +478,15 @@ pub struct EventProcessorOptions {
     pub strategy: Strategy,
     /// Ask for last-enqueued-event properties with every delivery.
     pub track_last_enqueued_event_properties: bool,
+    /// Least time between two writes of a partition's background checkpoint
+    /// ([`PartitionContext::checkpoint_in_background`]), like Kafka's
+    /// `auto.commit.interval.ms`: the writer stores the newest one scheduled at most once per
+    /// interval, and at once when the processor stops. Zero writes each as soon as the
+    /// previous write is done. Default 1 s: a store write per partition per second whatever
+    /// the event rate (a blob store otherwise gets as many writes as it can take, which costs
+    /// requests and, on a small machine, the CPU of a local store), for at most about a
+    /// second of events re-processed after a crash. Awaited checkpoints are not affected.
+    pub background_checkpoint_interval: Duration,
 }
 
 /// Builder-style setters (the struct is `#[non_exhaustive]`, so it is built from its
@@ -429,6 +551,13 @@ impl EventProcessorOptions {
         self.track_last_enqueued_event_properties = value;
         self
     }
+
+    /// Sets the least time between two background checkpoint writes of a partition (zero:
+    /// as soon as possible).
+    pub fn with_background_checkpoint_interval(mut self, value: Duration) -> Self {
+        self.background_checkpoint_interval = value;
+        self
+    }
 }
 
 impl Default for EventProcessorOptions {
@@ -444,6 +573,7 @@ impl Default for EventProcessorOptions {
             ownership_expiration: Duration::from_secs(60),
             strategy: Strategy::Balanced,
             track_last_enqueued_event_properties: false,
+            background_checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
@@ -467,6 +597,9 @@ fn xorshift() -> impl FnMut(usize) -> usize + Send {
 struct Running {
     /// Set to why the partition's consumer must stop.
     stop: watch::Sender<Option<CloseReason>>,
+    /// The partition's background checkpoint, told at once when ownership is lost (before the
+    /// task gets round to closing).
+    background: Arc<Background>,
     task: JoinHandle<()>,
 }
 
@@ -479,6 +612,9 @@ struct Shared<F> {
     owner_id: String,
     namespace: String,
     running: Mutex<HashMap<String, Running>>,
+    /// Tasks of partitions lost to another processor that may still be closing: `stop` waits
+    /// for them too, so nothing of this processor runs once it returns.
+    closing: Mutex<Vec<JoinHandle<()>>>,
     owned: Mutex<Vec<Ownership>>,
     /// Balancing cycles completed (whether they succeeded or not).
     cycles: AtomicU64,
@@ -541,6 +677,7 @@ where
                 options,
                 owner_id,
                 running: Mutex::new(HashMap::new()),
+                closing: Mutex::new(Vec::new()),
                 owned: Mutex::new(Vec::new()),
                 cycles: AtomicU64::new(0),
                 intervals: AtomicU64::new(0),
@@ -597,7 +734,9 @@ where
     }
 
     /// Stops gracefully: in-flight batches finish, every partition processor is closed with
-    /// [`CloseReason::Shutdown`], and ownership is released so others take over at once.
+    /// [`CloseReason::Shutdown`] (and those of partitions lost earlier have finished closing),
+    /// pending background checkpoints are written, and ownership is released so others take
+    /// over at once.
     pub async fn stop(&self) {
         let taken = self
             .balancer
@@ -614,6 +753,10 @@ where
         }
         for (_, r) in running {
             let _ = r.task.await;
+        }
+        let closing = std::mem::take(&mut *self.shared.lock_closing());
+        for task in closing {
+            let _ = task.await;
         }
         let owned: Vec<Ownership> = std::mem::take(&mut *self.shared.lock_owned());
         let released: Vec<Ownership> = owned
@@ -653,6 +796,15 @@ impl<F> Drop for EventProcessor<F> {
         {
             r.task.abort();
         }
+        for task in self
+            .shared
+            .closing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
     }
 }
 
@@ -663,6 +815,10 @@ where
 {
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_closing(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.closing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_owned(&self) -> std::sync::MutexGuard<'_, Vec<Ownership>> {
@@ -751,13 +907,20 @@ where
             c.event_hub_name = hub.clone();
             c.consumer_group = self.consumer_group.clone();
         }
+        let claimed_at = tokio::time::Instant::now();
         let won = self
             .manager
             .claim_ownership(claims)
             .await
             .map_err(store_err)?;
         let owned: Vec<String> = won.iter().map(|o| o.partition_id.clone()).collect();
+        let until = claimed_at + self.options.ownership_expiration;
         *self.lock_owned() = won;
+        for (p, r) in self.lock_running().iter() {
+            if owned.contains(p) {
+                r.background.renewed(until);
+            }
+        }
         // Partitions we no longer own: close them (someone else claimed them).
         let lost: Vec<(String, Running)> = {
             let mut running = self.lock_running();
@@ -770,8 +933,14 @@ where
                 .filter_map(|p| running.remove(&p).map(|r| (p, r)))
                 .collect()
         };
-        for (_, r) in lost {
-            let _ = r.stop.send(Some(CloseReason::OwnershipLost));
+        if !lost.is_empty() {
+            let mut closing = self.lock_closing();
+            closing.retain(|t| !t.is_finished());
+            for (p, r) in lost {
+                r.background.ownership_lost(&p);
+                let _ = r.stop.send(Some(CloseReason::OwnershipLost));
+                closing.push(r.task);
+            }
         }
         // Newly owned (or whose consumer ended): start them from their checkpoint.
         let to_start: Vec<String> = {
@@ -808,8 +977,22 @@ where
                     .unwrap_or_else(|| self.options.initial_position.clone()),
             };
             let (tx, rx) = watch::channel(None);
-            let task = tokio::spawn(self.clone().run_partition(p.clone(), position, rx));
-            self.lock_running().insert(p, Running { stop: tx, task });
+            let background = Arc::new(Background::new(self.options.background_checkpoint_interval));
+            background.renewed(until);
+            let task = tokio::spawn(self.clone().run_partition(
+                p.clone(),
+                position,
+                background.clone(),
+                rx,
+            ));
+            self.lock_running().insert(
+                p,
+                Running {
+                    stop: tx,
+                    background,
+                    task,
+                },
+            );
         }
         Ok(short)
     }
@@ -818,6 +1001,7 @@ where
         self: Arc<Self>,
         partition_id: String,
         position: EventPosition,
+        background: Arc<Background>,
         mut stop: watch::Receiver<Option<CloseReason>>,
     ) {
         let ctx = PartitionContext {
@@ -828,7 +1012,7 @@ where
             owner_id: self.owner_id.clone(),
             last_enqueued: Arc::new(Mutex::new(None)),
             manager: self.manager.clone(),
-            background: Arc::default(),
+            background,
         };
         let writer = BackgroundWriter::spawn(ctx.background.clone(), self.manager.clone());
         let mut processor = (self.factory)();
@@ -845,6 +1029,9 @@ where
             Ok(c) => c,
             Err(e) => {
                 let lost = e.kind() == ErrorKind::ConsumerDisconnected;
+                if lost {
+                    ctx.background.ownership_lost(&partition_id);
+                }
                 processor.process_error(e, &ctx).await;
                 if lost {
                     processor.close(CloseReason::OwnershipLost, &ctx).await;
@@ -871,6 +1058,8 @@ where
                     processor.process_events(events, &ctx).await;
                 }
                 Err(e) if e.kind() == ErrorKind::ConsumerDisconnected => {
+                    // A consumer with our owner level or higher took the link: a new owner.
+                    ctx.background.ownership_lost(&partition_id);
                     processor.process_error(e, &ctx).await;
                     break CloseReason::OwnershipLost;
                 }
@@ -888,7 +1077,202 @@ where
         };
         let _ = consumer.close().await;
         processor.close(reason, &ctx).await;
-        // Written before the task ends, so before `stop` releases ownership.
+        // Written before the task ends, so before `stop` releases ownership (after a loss,
+        // nothing more is written).
         writer.finish().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The background writer alone, over an in-memory store that records when each write
+    //! starts, on tokio's paused clock: intervals are simulated time, not wall-clock.
+
+    use super::*;
+    use crate::processor::{InMemoryPartitionManager, StoreFuture};
+
+    /// Records (simulated time since creation, sequence number) of each checkpoint write.
+    struct Recording {
+        inner: InMemoryPartitionManager,
+        epoch: tokio::time::Instant,
+        writes: Mutex<Vec<(Duration, i64)>>,
+        /// Each write takes this long (simulated).
+        latency: Duration,
+    }
+
+    impl Recording {
+        fn new(latency: Duration) -> Arc<Self> {
+            Arc::new(Recording {
+                inner: InMemoryPartitionManager::new(),
+                epoch: tokio::time::Instant::now(),
+                writes: Mutex::default(),
+                latency,
+            })
+        }
+
+        fn writes(&self) -> Vec<(Duration, i64)> {
+            self.writes.lock().unwrap().clone()
+        }
+    }
+
+    impl PartitionManager for Recording {
+        fn list_ownership<'a>(
+            &'a self,
+            namespace: &'a str,
+            event_hub: &'a str,
+            consumer_group: &'a str,
+        ) -> StoreFuture<'a, Vec<Ownership>> {
+            self.inner
+                .list_ownership(namespace, event_hub, consumer_group)
+        }
+
+        fn claim_ownership<'a>(
+            &'a self,
+            claims: Vec<Ownership>,
+        ) -> StoreFuture<'a, Vec<Ownership>> {
+            self.inner.claim_ownership(claims)
+        }
+
+        fn update_checkpoint<'a>(&'a self, checkpoint: Checkpoint) -> StoreFuture<'a, ()> {
+            Box::pin(async move {
+                self.writes.lock().unwrap().push((
+                    self.epoch.elapsed(),
+                    checkpoint.sequence_number.unwrap_or(-1),
+                ));
+                tokio::time::sleep(self.latency).await;
+                self.inner.update_checkpoint(checkpoint).await
+            })
+        }
+
+        fn list_checkpoints<'a>(
+            &'a self,
+            namespace: &'a str,
+            event_hub: &'a str,
+            consumer_group: &'a str,
+        ) -> StoreFuture<'a, Vec<Checkpoint>> {
+            self.inner
+                .list_checkpoints(namespace, event_hub, consumer_group)
+        }
+    }
+
+    fn partition(
+        store: &Arc<Recording>,
+        interval: Duration,
+    ) -> (PartitionContext, BackgroundWriter) {
+        let manager: Arc<dyn PartitionManager> = store.clone();
+        let background = Arc::new(Background::new(interval));
+        let ctx = PartitionContext {
+            fully_qualified_namespace: "ns".into(),
+            event_hub_name: "eh".into(),
+            consumer_group: "$default".into(),
+            partition_id: "0".into(),
+            owner_id: "me".into(),
+            last_enqueued: Arc::default(),
+            manager: manager.clone(),
+            background: background.clone(),
+        };
+        (ctx, BackgroundWriter::spawn(background, manager))
+    }
+
+    /// Schedules checkpoints 0..n, one every `every` of simulated time.
+    async fn schedule(ctx: &PartitionContext, n: i64, every: Duration) {
+        for i in 0..n {
+            ctx.checkpoint_in_background(i.to_string(), i).unwrap();
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_newest_checkpoint_is_written_at_most_once_per_interval_and_flushed_at_close() {
+        let store = Recording::new(Duration::from_millis(5));
+        let (ctx, writer) = partition(&store, Duration::from_secs(1));
+        // 500 schedules, 7 ms apart (never at the same instant as a write), over 3.5 s.
+        schedule(&ctx, 500, Duration::from_millis(7)).await;
+        writer.finish().await;
+        let writes = store.writes();
+        let ms = |w: &(Duration, i64)| (w.0.as_millis(), w.1);
+        assert_eq!(
+            writes.iter().map(ms).collect::<Vec<_>>(),
+            // The first at once, then one a second of the newest scheduled by then (the 142nd
+            // at 994 ms, ...), then the last one at close without waiting for the interval.
+            vec![(0, 0), (1000, 142), (2000, 285), (3000, 428), (3500, 499)],
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_interval_writes_as_soon_as_the_previous_write_is_done() {
+        let store = Recording::new(Duration::from_millis(25));
+        let (ctx, writer) = partition(&store, Duration::ZERO);
+        schedule(&ctx, 100, Duration::from_millis(10)).await;
+        writer.finish().await;
+        let writes = store.writes();
+        // Back to back, 25 ms apart: each write takes what was newest when the last ended.
+        assert!(writes.len() >= 40, "{writes:?}");
+        assert!(
+            writes
+                .windows(2)
+                .all(|w| w[1].0 - w[0].0 == Duration::from_millis(25) || w[1].1 == 99),
+            "{writes:?}"
+        );
+        assert_eq!(writes.last().map(|w| w.1), Some(99));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_write_is_followed_at_once_when_it_took_longer_than_the_interval() {
+        let store = Recording::new(Duration::from_millis(1500));
+        let (ctx, writer) = partition(&store, Duration::from_secs(1));
+        schedule(&ctx, 300, Duration::from_millis(10)).await;
+        writer.finish().await;
+        let at: Vec<u128> = store.writes().iter().map(|w| w.0.as_millis()).collect();
+        assert_eq!(at, vec![0, 1500, 3000], "no extra wait after a long write");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_ownership_is_lost_nothing_more_is_written_and_the_pending_one_is_dropped() {
+        let store = Recording::new(Duration::from_millis(5));
+        let (ctx, writer) = partition(&store, Duration::from_secs(1));
+        schedule(&ctx, 50, Duration::from_millis(10)).await;
+        // 0 written at once; 49 waits for the interval when another processor takes over.
+        ctx.background.ownership_lost(&ctx.partition_id);
+        let err = ctx.checkpoint_in_background("50", 50).unwrap_err();
+        assert!(
+            err.to_string().contains("owned by another processor"),
+            "{err}"
+        );
+        writer.finish().await;
+        let seqs: Vec<i64> = store.writes().iter().map(|w| w.1).collect();
+        assert_eq!(
+            seqs,
+            vec![0],
+            "the pending 49 is not written over the new owner's"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_checkpoint_is_held_while_the_claim_is_expired_and_dropped_if_it_stays_so() {
+        let store = Recording::new(Duration::from_millis(5));
+        let (ctx, writer) = partition(&store, Duration::ZERO);
+        let hour = Duration::from_secs(3600);
+        // Expired from the start: the claim lasted until now.
+        ctx.background.renewed(tokio::time::Instant::now());
+        ctx.checkpoint_in_background("1", 1).unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(store.writes().is_empty(), "not written on an expired claim");
+        // The next cycle renews the claim: the held checkpoint goes out.
+        ctx.background.renewed(tokio::time::Instant::now() + hour);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            store.writes().iter().map(|w| w.1).collect::<Vec<_>>(),
+            vec![1]
+        );
+        // Renewals fail from here on; at close the claim is still expired.
+        ctx.background.renewed(tokio::time::Instant::now());
+        ctx.checkpoint_in_background("2", 2).unwrap();
+        writer.finish().await;
+        assert_eq!(
+            store.writes().iter().map(|w| w.1).collect::<Vec<_>>(),
+            vec![1],
+            "dropped: another processor may own the partition"
+        );
     }
 }

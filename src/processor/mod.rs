@@ -9,7 +9,9 @@
 //!
 //! [`PartitionContext::update_checkpoint`] is durable when it returns;
 //! [`PartitionContext::checkpoint_in_background`] returns at once and is written by a
-//! per-partition writer, for throughput when a few re-processed events after a crash are fine.
+//! per-partition writer at most once per
+//! [`EventProcessorOptions::background_checkpoint_interval`] (default 1 s), for throughput when
+//! a few re-processed events after a crash are fine.
 //!
 //! ```
 //! # #[cfg(feature = "emulator")]
