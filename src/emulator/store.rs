@@ -375,7 +375,8 @@ impl Partition {
     /// given) the partition key. Returns the stored events. On error nothing is stored: the
     /// file is as it was, and the sequence numbers are given to the next batch instead.
     /// Messages arrive as [`RawMessage`]s (as the ingest node scans them, or converted from
-    /// decoded [`Message`]s): only their annotations are rewritten, the rest is stored as sent.
+    /// decoded [`Message`](crate::amqp::types::message::Message)s): only their annotations
+    /// are rewritten, the rest is stored as sent.
     pub fn append<M: Into<RawMessage>>(
         &self,
         messages: Vec<M>,

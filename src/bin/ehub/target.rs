@@ -24,7 +24,7 @@ pub struct Target {
     /// How to reach the service: plain AMQP, or AMQP over WebSockets on 443.
     #[arg(long, value_enum, default_value_t = TransportMode::Amqp)]
     pub transport: TransportMode,
-    /// Tunnel through this HTTP proxy: http://[user:password@]host[:port].
+    /// Tunnel through this HTTP proxy: `http://[user:password@]host[:port]`.
     #[arg(long, env = "EHUB_PROXY", hide_env_values = true)]
     pub proxy: Option<String>,
     /// Take the proxy from HTTPS_PROXY (or https_proxy) unless NO_PROXY (or no_proxy) exempts
