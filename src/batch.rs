@@ -146,15 +146,6 @@ impl EventDataBatch {
         }
     }
 
-    /// [`EventDataBatch::try_add`] without taking the event, for callers (the buffered
-    /// producer) that keep the events to report or hand back after the send.
-    pub(crate) fn try_add_ref(&mut self, event: &EventData) -> bool {
-        if self.partition_key.is_some() {
-            return self.try_add(event.clone()).is_ok();
-        }
-        self.append(event)
-    }
-
     /// Writes `event` (already stamped) as the next data section if it fits with the room
     /// kept per event (an idempotent producer's stamps); says whether it did.
     fn append(&mut self, event: &EventData) -> bool {
@@ -231,6 +222,30 @@ impl EventDataBatch {
     pub fn payload(&self) -> &[u8] {
         &self.buf
     }
+}
+
+/// The events of a batch payload as an [`EventDataBatch`] encoded them, decoded back as events
+/// to send (the buffered producer reports and hands back events this way instead of keeping
+/// them alive until their batch settles). Bodies are slices of `payload` (no copy).
+pub(crate) fn decode_batch_events(payload: Bytes) -> Result<Vec<EventData>, Error> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Error::new(
+            ErrorKind::EventData,
+            format!("re-reading the events of a batch: {e}"),
+        )
+    };
+    let batch = Message::decode(payload).map_err(|e| unreadable(&e))?;
+    let crate::amqp::types::message::Body::Data(sections) = &batch.body else {
+        return Err(unreadable(&"its body is not data sections"));
+    };
+    sections
+        .iter()
+        .map(|data| {
+            Message::decode(data.clone())
+                .map(EventData::from_outgoing_message)
+                .map_err(|e| unreadable(&e))
+        })
+        .collect()
 }
 
 /// Batch size accounting without the batch: plan how events split into transfers before

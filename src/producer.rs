@@ -419,7 +419,10 @@ impl EventHubProducer {
         // The link's max-message-size was learned when the producer attached.
         let max = usize::try_from(self.max_message_size()).unwrap_or(usize::MAX);
         if let Some(idem) = &self.inner.idempotent {
-            return self.send_idempotent(idem, payload.into(), max).await;
+            let payload = payload.into();
+            return self
+                .send_idempotent(idem, |state| publishing::stamp_payload(payload, state, max))
+                .await;
         }
         let (bytes, format) = match payload.into() {
             SendPayload::Event(mut e) => {
@@ -489,8 +492,7 @@ impl EventHubProducer {
     async fn send_idempotent(
         &self,
         idem: &Idempotent,
-        payload: SendPayload,
-        max: usize,
+        stamp: impl FnOnce(PublishingState) -> Result<Option<publishing::Stamped>, Error>,
     ) -> Result<(), Error> {
         let _one_at_a_time = idem.gate.lock().await;
         if let Some(e) = idem.stolen() {
@@ -516,7 +518,7 @@ impl EventHubProducer {
                 "no idempotent producer state after attaching",
             )
         })?;
-        let Some(stamped) = publishing::stamp_payload(payload, state, max)? else {
+        let Some(stamped) = stamp(state)? else {
             return Ok(());
         };
         match self.send_payload(stamped.payload, stamped.format).await {
@@ -532,6 +534,30 @@ impl EventHubProducer {
                 Err(idem.note(e))
             }
         }
+    }
+
+    /// Sends the encoded payload of a non-empty batch of this producer (the buffered producer
+    /// keeps a clone of it to read the events back from), numbered first when the producer
+    /// is idempotent.
+    pub(crate) async fn send_batch_payload(&self, payload: Bytes) -> Result<(), Error> {
+        let max = usize::try_from(self.max_message_size()).unwrap_or(usize::MAX);
+        if let Some(idem) = &self.inner.idempotent {
+            return self
+                .send_idempotent(idem, |state| {
+                    publishing::stamp_batch_payload(payload, state, max)
+                })
+                .await;
+        }
+        if payload.len() > max {
+            return Err(Error::new(
+                ErrorKind::EventData,
+                format!(
+                    "batch of {} bytes exceeds the link's max-message-size of {max} bytes",
+                    payload.len()
+                ),
+            ));
+        }
+        self.send_payload(payload, BATCH_MESSAGE_FORMAT).await
     }
 
     /// The idempotent-publishing state of `partition_id` (this producer's partition): the

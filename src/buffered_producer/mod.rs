@@ -7,9 +7,11 @@
 //! would pick, and in order (one send in flight per partition by default).
 
 mod options;
+mod outcome;
 mod partition;
 
 pub use options::{BufferedProducerOptions, EnqueueOptions, OutcomeHandler};
+pub use outcome::{BatchEvents, BatchOutcome};
 
 use crate::client::EventHubClient;
 use crate::error::{Error, ErrorKind};
@@ -20,20 +22,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-
-/// One settled batch: its events, the partition it went to, and the error if it failed
-/// (after the retries). Every enqueued event is in exactly one outcome, unless a
-/// [`EventHubBufferedProducer::close_now`] handed it back instead.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct BatchOutcome {
-    /// The partition the batch was sent to.
-    pub partition_id: String,
-    /// The batch's events, in the order they were enqueued.
-    pub events: Vec<EventData>,
-    /// `None` when the service accepted the batch.
-    pub error: Option<Error>,
-}
 
 struct Shared {
     ids: Vec<String>,
