@@ -169,9 +169,14 @@ impl EventHubBufferedProducer {
     pub async fn enqueue(&self, event: EventData, options: &EnqueueOptions) -> Result<(), Error> {
         let mut event = event;
         let p = self.target(&mut event, options)?;
-        match p.capacity.acquire().await {
+        // Room in the queue is the common case: a try needs no future to poll and drop.
+        match p.capacity.try_acquire() {
             Ok(permit) => permit.forget(),
-            Err(_) => return Err(closed()),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(closed()),
+            Err(tokio::sync::TryAcquireError::NoPermits) => match p.capacity.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_) => return Err(closed()),
+            },
         }
         p.push(event)
     }
