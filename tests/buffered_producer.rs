@@ -494,7 +494,7 @@ async fn outcomes_and_handed_back_events_equal_what_was_enqueued() {
     let rich = |i: u64| {
         let mut e = event(i, "r")
             .with_property("text", format!("t{i}"))
-            .with_property("flag", i % 2 == 0)
+            .with_property("flag", i.is_multiple_of(2))
             .with_property("ratio", i as f64 / 4.0)
             .with_property("raw", bytes::Bytes::from(vec![i as u8; 3]));
         e.set_message_id(format!("m-{i}"));

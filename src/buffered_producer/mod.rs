@@ -2,6 +2,11 @@
 //! or round robin) and let background per-partition queues send them as full batches,
 //! pipelined; outcomes come back per batch through a handler.
 //!
+//! `enqueue` encodes an event into its partition's batch at once and drops it: what waits
+//! is bytes, bounded by the per-partition event limit. A [`BatchOutcome`]'s events (and what
+//! [`EventHubBufferedProducer::close_now`] hands back) are read back from those bytes, the
+//! outcome's only when the handler looks at them.
+//!
 //! Partition keys are hashed here with the service's own function
 //! ([`crate::wire::partition_key`]), so a key's events land in the partition the service
 //! would pick, and in order (one send in flight per partition by default).
@@ -153,9 +158,9 @@ impl EventHubBufferedProducer {
                 event.set_partition_key(Some(key));
                 crate::wire::partition_key::partition_index(key, parts.len() as u32) as usize
             }
-            (None, None) => match event.partition_key().map(str::to_owned) {
+            (None, None) => match event.partition_key() {
                 Some(key) => {
-                    crate::wire::partition_key::partition_index(&key, parts.len() as u32) as usize
+                    crate::wire::partition_key::partition_index(key, parts.len() as u32) as usize
                 }
                 None => self.shared.round_robin.fetch_add(1, Ordering::Relaxed) % parts.len(),
             },
