@@ -94,6 +94,9 @@ pub(crate) fn resolve_max_size(requested: Option<usize>, link_max: u64) -> Resul
     }
 }
 
+/// Bytes a new batch reserves: small batches stay small, a full one grows a few times.
+pub(crate) const INITIAL_CAPACITY: usize = 64 * 1024;
+
 /// A batch of events bound for one transfer.
 #[derive(Clone, Debug)]
 pub struct EventDataBatch {
@@ -112,8 +115,19 @@ impl EventDataBatch {
     /// A batch limited to `max_size` bytes, made without a connection (see also
     /// `EventHubProducer::create_batch`, which takes the limit from the link).
     pub fn new(max_size: usize, partition_key: Option<&str>) -> Self {
+        Self::with_capacity(max_size, partition_key, INITIAL_CAPACITY)
+    }
+
+    /// [`EventDataBatch::new`] with room for `capacity` bytes (at most `max_size`) before the
+    /// buffer grows: the buffered producer sizes a batch like the one before it, so that a
+    /// busy partition's batches are not copied as they grow to the link's limit.
+    pub(crate) fn with_capacity(
+        max_size: usize,
+        partition_key: Option<&str>,
+        capacity: usize,
+    ) -> Self {
         let env = envelope(partition_key);
-        let mut buf = BytesMut::with_capacity(max_size.min(64 * 1024));
+        let mut buf = BytesMut::with_capacity(capacity.min(max_size));
         env.encode_before_body(&mut buf);
         EventDataBatch {
             buf,

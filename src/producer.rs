@@ -387,12 +387,22 @@ impl EventHubProducer {
     /// An empty batch of at most `max` bytes for this producer: an idempotent one keeps room
     /// on each event for the stamp its send adds.
     pub(crate) fn empty_batch(&self, max: usize, key: Option<&str>) -> EventDataBatch {
+        self.empty_batch_with_capacity(max, key, crate::batch::INITIAL_CAPACITY)
+    }
+
+    /// [`Self::empty_batch`] with room for `capacity` bytes before its buffer grows.
+    pub(crate) fn empty_batch_with_capacity(
+        &self,
+        max: usize,
+        key: Option<&str>,
+        capacity: usize,
+    ) -> EventDataBatch {
         let reserve = if self.inner.idempotent.is_some() {
             idempotent::max_stamp_len()
         } else {
             0
         };
-        EventDataBatch::new(max, key)
+        EventDataBatch::with_capacity(max, key, capacity)
             .with_partition_id(self.inner.partition_id.clone())
             .with_reserve_per_event(reserve)
     }

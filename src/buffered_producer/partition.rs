@@ -9,7 +9,7 @@
 
 use super::outcome::decode;
 use super::{BatchEvents, BatchOutcome, OutcomeHandler};
-use crate::batch::EventDataBatch;
+use crate::batch::{EventDataBatch, INITIAL_CAPACITY};
 use crate::error::{Error, ErrorKind};
 use crate::event::EventData;
 use crate::producer::EventHubProducer;
@@ -52,6 +52,8 @@ struct Queue {
     filling: Option<Filling>,
     /// The sequence (per partition, from 0) the next enqueued event gets.
     next_seq: u64,
+    /// The size the last batch reached: the next one reserves as much.
+    last_size: usize,
 }
 
 /// Batches settled out of order, and the prefix of sequences settled without a gap.
@@ -127,12 +129,14 @@ impl Partition {
                 None => self.capacity.available_permits() == 0,
                 Some(event) => {
                     if let Some(full) = q.filling.take() {
+                        q.last_size = full.batch.size();
                         q.ready.push_back(Item::Batch(full));
                     }
                     let max =
                         usize::try_from(self.producer.max_message_size()).unwrap_or(usize::MAX);
+                    let room = q.last_size.max(INITIAL_CAPACITY);
                     // The producer's own batch: an idempotent one keeps room for each stamp.
-                    let mut batch = self.producer.empty_batch(max, None);
+                    let mut batch = self.producer.empty_batch_with_capacity(max, None, room);
                     match batch.try_add(event) {
                         Ok(()) => {
                             q.filling = Some(Filling {
@@ -216,6 +220,7 @@ impl Partition {
             || self.flush_to.load(Ordering::Acquire) > f.first
             || Instant::now() >= deadline;
         if due {
+            q.last_size = f.batch.size();
             (q.filling.take().map(Item::Batch), None)
         } else {
             (None, Some(deadline))
