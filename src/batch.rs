@@ -94,6 +94,9 @@ pub(crate) fn resolve_max_size(requested: Option<usize>, link_max: u64) -> Resul
     }
 }
 
+/// Bytes a new batch reserves: small batches stay small, a full one grows a few times.
+pub(crate) const INITIAL_CAPACITY: usize = 64 * 1024;
+
 /// A batch of events bound for one transfer.
 #[derive(Clone, Debug)]
 pub struct EventDataBatch {
@@ -112,8 +115,19 @@ impl EventDataBatch {
     /// A batch limited to `max_size` bytes, made without a connection (see also
     /// `EventHubProducer::create_batch`, which takes the limit from the link).
     pub fn new(max_size: usize, partition_key: Option<&str>) -> Self {
+        Self::with_capacity(max_size, partition_key, INITIAL_CAPACITY)
+    }
+
+    /// [`EventDataBatch::new`] with room for `capacity` bytes (at most `max_size`) before the
+    /// buffer grows: the buffered producer sizes a batch like the one before it, so that a
+    /// busy partition's batches are not copied as they grow to the link's limit.
+    pub(crate) fn with_capacity(
+        max_size: usize,
+        partition_key: Option<&str>,
+        capacity: usize,
+    ) -> Self {
         let env = envelope(partition_key);
-        let mut buf = BytesMut::with_capacity(max_size.min(64 * 1024));
+        let mut buf = BytesMut::with_capacity(capacity.min(max_size));
         env.encode_before_body(&mut buf);
         EventDataBatch {
             buf,
@@ -144,15 +158,6 @@ impl EventDataBatch {
         } else {
             Err(event)
         }
-    }
-
-    /// [`EventDataBatch::try_add`] without taking the event, for callers (the buffered
-    /// producer) that keep the events to report or hand back after the send.
-    pub(crate) fn try_add_ref(&mut self, event: &EventData) -> bool {
-        if self.partition_key.is_some() {
-            return self.try_add(event.clone()).is_ok();
-        }
-        self.append(event)
     }
 
     /// Writes `event` (already stamped) as the next data section if it fits with the room
@@ -231,6 +236,30 @@ impl EventDataBatch {
     pub fn payload(&self) -> &[u8] {
         &self.buf
     }
+}
+
+/// The events of a batch payload as an [`EventDataBatch`] encoded them, decoded back as events
+/// to send (the buffered producer reports and hands back events this way instead of keeping
+/// them alive until their batch settles). Bodies are slices of `payload` (no copy).
+pub(crate) fn decode_batch_events(payload: Bytes) -> Result<Vec<EventData>, Error> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Error::new(
+            ErrorKind::EventData,
+            format!("re-reading the events of a batch: {e}"),
+        )
+    };
+    let batch = Message::decode(payload).map_err(|e| unreadable(&e))?;
+    let crate::amqp::types::message::Body::Data(sections) = &batch.body else {
+        return Err(unreadable(&"its body is not data sections"));
+    };
+    sections
+        .iter()
+        .map(|data| {
+            Message::decode(data.clone())
+                .map(EventData::from_outgoing_message)
+                .map_err(|e| unreadable(&e))
+        })
+        .collect()
 }
 
 /// Batch size accounting without the batch: plan how events split into transfers before

@@ -127,15 +127,32 @@ pub(crate) fn stamp_payload(
             if b.is_empty() {
                 return Ok(None);
             }
-            let m = Message::decode(b.into_payload()).map_err(|e| {
-                Error::new(ErrorKind::EventData, format!("re-reading the batch: {e}"))
-            })?;
-            let events = crate::wire::batch::split(&m).map_err(|e| {
-                Error::new(ErrorKind::EventData, format!("re-reading the batch: {e}"))
-            })?;
-            (events, Some(m))
+            return stamp_batch_payload(b.into_payload(), state, max);
         }
     };
+    stamp_messages(events, env, state, max)
+}
+
+/// [`stamp_payload`] for the encoded payload of a batch.
+pub(crate) fn stamp_batch_payload(
+    payload: Bytes,
+    state: PublishingState,
+    max: usize,
+) -> Result<Option<Stamped>, Error> {
+    let m = Message::decode(payload)
+        .map_err(|e| Error::new(ErrorKind::EventData, format!("re-reading the batch: {e}")))?;
+    let events = crate::wire::batch::split(&m)
+        .map_err(|e| Error::new(ErrorKind::EventData, format!("re-reading the batch: {e}")))?;
+    stamp_messages(events, Some(m), state, max)
+}
+
+/// Numbers and encodes `events`: one plain message without an envelope, a batch with one.
+fn stamp_messages(
+    events: Vec<Message>,
+    env: Option<Message>,
+    state: PublishingState,
+    max: usize,
+) -> Result<Option<Stamped>, Error> {
     if events.is_empty() {
         return Ok(None);
     }

@@ -105,7 +105,7 @@ pub use amqp::codec::Value as AmqpValue;
 pub use amqp::io::proxy::ProxyOptions;
 pub use batch::{BatchOptions, BatchSizeCalculator, EventDataBatch};
 pub use buffered_producer::{
-    BatchOutcome, BufferedProducerOptions, EnqueueOptions, EventHubBufferedProducer,
+    BatchEvents, BatchOutcome, BufferedProducerOptions, EnqueueOptions, EventHubBufferedProducer,
 };
 pub use client::{
     ClientOptions, EventHubClient, EventHubClientBuilder, TransportType, NETWORK_TRACE_TARGET,

@@ -406,12 +406,22 @@ impl EventHubProducer {
     /// An empty batch of at most `max` bytes for this producer: an idempotent one keeps room
     /// on each event for the stamp its send adds.
     pub(crate) fn empty_batch(&self, max: usize, key: Option<&str>) -> EventDataBatch {
+        self.empty_batch_with_capacity(max, key, crate::batch::INITIAL_CAPACITY)
+    }
+
+    /// [`Self::empty_batch`] with room for `capacity` bytes before its buffer grows.
+    pub(crate) fn empty_batch_with_capacity(
+        &self,
+        max: usize,
+        key: Option<&str>,
+        capacity: usize,
+    ) -> EventDataBatch {
         let reserve = if self.inner.idempotent.is_some() {
             idempotent::max_stamp_len()
         } else {
             0
         };
-        EventDataBatch::new(max, key)
+        EventDataBatch::with_capacity(max, key, capacity)
             .with_partition_id(self.inner.partition_id.clone())
             .with_reserve_per_event(reserve)
     }
@@ -438,7 +448,10 @@ impl EventHubProducer {
         // The link's max-message-size was learned when the producer attached.
         let max = usize::try_from(self.max_message_size()).unwrap_or(usize::MAX);
         if let Some(idem) = &self.inner.idempotent {
-            return self.send_idempotent(idem, payload.into(), max).await;
+            let payload = payload.into();
+            return self
+                .send_idempotent(idem, |state| publishing::stamp_payload(payload, state, max))
+                .await;
         }
         let (bytes, format) = match payload.into() {
             SendPayload::Event(mut e) => {
@@ -508,12 +521,11 @@ impl EventHubProducer {
     async fn send_idempotent(
         &self,
         idem: &Idempotent,
-        payload: SendPayload,
-        max: usize,
+        stamp: impl FnOnce(PublishingState) -> Result<Option<publishing::Stamped>, Error>,
     ) -> Result<(), Error> {
         let _one_at_a_time = idem.gate.lock().await;
         let state = self.idempotent_state(idem).await?;
-        let Some(stamped) = publishing::stamp_payload(payload, state, max)? else {
+        let Some(stamped) = stamp(state)? else {
             return Ok(());
         };
         match self.send_payload(stamped.payload, stamped.format).await {
@@ -557,6 +569,30 @@ impl EventHubProducer {
                 "no idempotent producer state after attaching",
             )
         })
+    }
+
+    /// Sends the encoded payload of a non-empty batch of this producer (the buffered producer
+    /// keeps a clone of it to read the events back from), numbered first when the producer
+    /// is idempotent.
+    pub(crate) async fn send_batch_payload(&self, payload: Bytes) -> Result<(), Error> {
+        let max = usize::try_from(self.max_message_size()).unwrap_or(usize::MAX);
+        if let Some(idem) = &self.inner.idempotent {
+            return self
+                .send_idempotent(idem, |state| {
+                    publishing::stamp_batch_payload(payload, state, max)
+                })
+                .await;
+        }
+        if payload.len() > max {
+            return Err(Error::new(
+                ErrorKind::EventData,
+                format!(
+                    "batch of {} bytes exceeds the link's max-message-size of {max} bytes",
+                    payload.len()
+                ),
+            ));
+        }
+        self.send_payload(payload, BATCH_MESSAGE_FORMAT).await
     }
 
     /// The idempotent-publishing state of `partition_id` (this producer's partition): the

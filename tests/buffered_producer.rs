@@ -1,7 +1,9 @@
 //! The buffered producer against the emulator over real sockets: every event delivered once
 //! and in order per key, keyed events where the service's hash puts them, close without
 //! flush handing back the rest, flush, a full queue, the max-wait timer, the blocking mirror,
-//! and full batches of an idempotent buffered producer.
+//! full batches of an idempotent buffered producer, outcome and handed-back events equal to
+//! the enqueued ones (they are read back from the encoded batches), and an event too large
+//! for any batch failing alone.
 
 mod client_common;
 mod support;
@@ -468,5 +470,112 @@ async fn max_wait_timer_on_the_paused_clock() {
     assert!(o.error.is_none());
     assert_eq!((o.partition_id.as_str(), o.events.len()), ("1", 1));
     producer.close().await.unwrap();
+    client.close().await.unwrap();
+}
+
+/// The handler and `close_now` get events read back from the encoded batches: each equal to
+/// the event enqueued (body, properties of several types, message id, content type, the key
+/// the enqueue stamped), in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_and_handed_back_events_equal_what_was_enqueued() {
+    let emu = emulator().await;
+    let client = client(&emu);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let producer = client
+        .create_buffered_producer(
+            BufferedProducerOptions::default()
+                .with_max_wait_time(Duration::from_secs(3600))
+                .with_on_outcome(move |o: BatchOutcome| {
+                    let _ = tx.send(o);
+                }),
+        )
+        .await
+        .unwrap();
+    let rich = |i: u64| {
+        let mut e = event(i, "r")
+            .with_property("text", format!("t{i}"))
+            .with_property("flag", i.is_multiple_of(2))
+            .with_property("ratio", i as f64 / 4.0)
+            .with_property("raw", bytes::Bytes::from(vec![i as u8; 3]));
+        e.set_message_id(format!("m-{i}"));
+        e.set_content_type("application/x-test");
+        e
+    };
+    let keyed = EnqueueOptions::default().with_partition_key("rich");
+    let mut sent = Vec::new();
+    for i in 0..300 {
+        producer.enqueue(rich(i), &keyed).await.unwrap();
+        sent.push(rich(i).with_partition_key("rich"));
+    }
+    producer.flush().await.unwrap();
+    let mut reported = Vec::new();
+    while let Ok(o) = rx.try_recv() {
+        assert!(o.error.is_none(), "{:?}", o.error);
+        assert_eq!(o.partition_id, partition_index("rich", 4).to_string());
+        let n = o.events.len();
+        let events = o.events.into_vec();
+        assert_eq!(events.len(), n, "len() counts what decoding finds");
+        reported.extend(events);
+    }
+    assert_eq!(
+        reported, sent,
+        "the outcomes carry the enqueued events, in order"
+    );
+
+    // Unsent events come back the same way.
+    let mut kept = Vec::new();
+    for i in 300..350 {
+        producer.enqueue(rich(i), &keyed).await.unwrap();
+        kept.push(rich(i).with_partition_key("rich"));
+    }
+    assert_eq!(producer.close_now().await, kept);
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing reported for handed-back events"
+    );
+    client.close().await.unwrap();
+}
+
+/// An event too large for any batch fails on its own, in its turn; the events around it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_larger_than_a_batch_fails_alone_in_order() {
+    let emu = emulator().await;
+    let client = client(&emu);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let producer = client
+        .create_buffered_producer(BufferedProducerOptions::default().with_on_outcome(
+            move |o: BatchOutcome| {
+                let _ = tx.send(o);
+            },
+        ))
+        .await
+        .unwrap();
+    let to3 = EnqueueOptions::default().with_partition_id("3");
+    for i in 0..5 {
+        producer.enqueue(event(i, "s"), &to3).await.unwrap();
+    }
+    let huge = EventData::new(vec![7u8; 2 << 20]).with_property("id", 5i64);
+    producer.enqueue(huge, &to3).await.unwrap();
+    for i in 6..10 {
+        producer.enqueue(event(i, "s"), &to3).await.unwrap();
+    }
+    producer.close().await.unwrap();
+    let mut order = Vec::new();
+    while let Ok(o) = rx.try_recv() {
+        let ids: Vec<u64> = o.events.iter().map(id_of).collect();
+        match &o.error {
+            None => assert!(!ids.contains(&5)),
+            Some(e) => {
+                assert_eq!(ids, [5]);
+                assert_eq!(e.kind(), ErrorKind::EventData, "{e}");
+                assert!(e.to_string().contains("does not fit"), "{e}");
+                assert_eq!(o.events[0].body().len(), 2 << 20);
+            }
+        }
+        order.extend(ids);
+    }
+    assert_eq!(order, (0..10).collect::<Vec<_>>());
+    let stored: Vec<u64> = read_all(&client).await["3"].iter().map(id_of).collect();
+    assert_eq!(stored, [0, 1, 2, 3, 4, 6, 7, 8, 9]);
     client.close().await.unwrap();
 }

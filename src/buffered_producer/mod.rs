@@ -2,14 +2,21 @@
 //! or round robin) and let background per-partition queues send them as full batches,
 //! pipelined; outcomes come back per batch through a handler.
 //!
+//! `enqueue` encodes an event into its partition's batch at once and drops it: what waits
+//! is bytes, bounded by the per-partition event limit. A [`BatchOutcome`]'s events (and what
+//! [`EventHubBufferedProducer::close_now`] hands back) are read back from those bytes, the
+//! outcome's only when the handler looks at them.
+//!
 //! Partition keys are hashed here with the service's own function
 //! ([`crate::wire::partition_key`]), so a key's events land in the partition the service
 //! would pick, and in order (one send in flight per partition by default).
 
 mod options;
+mod outcome;
 mod partition;
 
 pub use options::{BufferedProducerOptions, EnqueueOptions, OutcomeHandler};
+pub use outcome::{BatchEvents, BatchOutcome};
 
 use crate::client::EventHubClient;
 use crate::error::{Error, ErrorKind};
@@ -20,20 +27,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-
-/// One settled batch: its events, the partition it went to, and the error if it failed
-/// (after the retries). Every enqueued event is in exactly one outcome, unless a
-/// [`EventHubBufferedProducer::close_now`] handed it back instead.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct BatchOutcome {
-    /// The partition the batch was sent to.
-    pub partition_id: String,
-    /// The batch's events, in the order they were enqueued.
-    pub events: Vec<EventData>,
-    /// `None` when the service accepted the batch.
-    pub error: Option<Error>,
-}
 
 struct Shared {
     ids: Vec<String>,
@@ -165,9 +158,9 @@ impl EventHubBufferedProducer {
                 event.set_partition_key(Some(key));
                 crate::wire::partition_key::partition_index(key, parts.len() as u32) as usize
             }
-            (None, None) => match event.partition_key().map(str::to_owned) {
+            (None, None) => match event.partition_key() {
                 Some(key) => {
-                    crate::wire::partition_key::partition_index(&key, parts.len() as u32) as usize
+                    crate::wire::partition_key::partition_index(key, parts.len() as u32) as usize
                 }
                 None => self.shared.round_robin.fetch_add(1, Ordering::Relaxed) % parts.len(),
             },
@@ -181,9 +174,14 @@ impl EventHubBufferedProducer {
     pub async fn enqueue(&self, event: EventData, options: &EnqueueOptions) -> Result<(), Error> {
         let mut event = event;
         let p = self.target(&mut event, options)?;
-        match p.capacity.acquire().await {
+        // Room in the queue is the common case: a try needs no future to poll and drop.
+        match p.capacity.try_acquire() {
             Ok(permit) => permit.forget(),
-            Err(_) => return Err(closed()),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(closed()),
+            Err(tokio::sync::TryAcquireError::NoPermits) => match p.capacity.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_) => return Err(closed()),
+            },
         }
         p.push(event)
     }

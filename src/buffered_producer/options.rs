@@ -30,7 +30,8 @@ pub struct BufferedProducerOptions {
     /// for producer features such as idempotent publishing, which then numbers every batch
     /// of every partition); its partition id is ignored.
     pub producer: ProducerOptions,
-    /// Receives every settled batch (sent or failed); `None` drops the outcomes.
+    /// Receives every settled batch (sent or failed); `None` drops the outcomes. Counting a
+    /// batch's events is free; looking at them decodes them from the sent payload.
     pub on_outcome: Option<OutcomeHandler>,
 }
 

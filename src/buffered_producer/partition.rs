@@ -1,13 +1,18 @@
-//! One partition's queue and the background task that turns it into batches: full batches
-//! go at once, a partial one after the max wait time (or on flush and close), pipelined up to
-//! the per-partition and total send limits.
+//! One partition's queue and the background task that sends it.
+//!
+//! `enqueue` encodes each event straight into the batch being filled and drops it there, so
+//! a waiting event costs its encoded bytes, not a live `EventData`: keeping every event alive
+//! until its batch settled held tens of thousands of boxed messages per partition, and every
+//! enqueue then touched cold memory. The outcome handler and `close_now` get the events
+//! decoded back from the batch payload. Full batches go at once, a partial one after the max
+//! wait time (or on flush and close), pipelined up to the per-partition and total send limits.
 
-use super::BatchOutcome;
-use super::OutcomeHandler;
-use crate::batch::EventDataBatch;
+use super::outcome::decode;
+use super::{BatchEvents, BatchOutcome, OutcomeHandler};
+use crate::batch::{EventDataBatch, INITIAL_CAPACITY};
 use crate::error::{Error, ErrorKind};
 use crate::event::EventData;
-use crate::producer::{EventHubProducer, SendPayload};
+use crate::producer::EventHubProducer;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,11 +27,33 @@ pub(super) const DRAIN: u8 = 1;
 /// Stop sending; what is not in flight is handed back.
 pub(super) const NOW: u8 = 2;
 
+/// A batch `enqueue` filled, with the sequence of its first event and when that came.
+struct Filling {
+    batch: EventDataBatch,
+    first: u64,
+    since: Instant,
+}
+
+/// What the task sends next, in enqueue order.
+enum Item {
+    Batch(Filling),
+    /// An event that does not fit even an empty batch: reported as failed in its turn.
+    TooBig {
+        seq: u64,
+        event: EventData,
+    },
+}
+
 #[derive(Default)]
 struct Queue {
-    events: VecDeque<EventData>,
+    /// Full batches (and events too large for one) waiting for a send slot, oldest first.
+    ready: VecDeque<Item>,
+    /// The batch the next event goes into; `None` until its first event.
+    filling: Option<Filling>,
     /// The sequence (per partition, from 0) the next enqueued event gets.
     next_seq: u64,
+    /// The size the last batch reached: the next one reserves as much.
+    last_size: usize,
 }
 
 /// Batches settled out of order, and the prefix of sequences settled without a gap.
@@ -80,19 +107,53 @@ impl Partition {
         }
     }
 
-    /// Queues an event that already holds its capacity permit.
+    /// Queues an event that already holds its capacity permit: encodes it into the batch
+    /// being filled, or, when that is full, starts the next one with it.
     pub(super) fn push(&self, event: EventData) -> Result<(), Error> {
-        {
+        let wake = {
             let mut q = lock(&self.queue);
             if self.stop.load(Ordering::Acquire) != RUN {
                 drop(q);
                 self.capacity.add_permits(1);
                 return Err(closed());
             }
-            q.events.push_back(event);
+            let seq = q.next_seq;
             q.next_seq += 1;
+            let left = match q.filling.as_mut() {
+                Some(f) => f.batch.try_add(event).err(),
+                None => Some(event),
+            };
+            match left {
+                // The task only needs to hear of a batch that is full, just started (its
+                // max wait runs from now) or must go because the queue is at its limit.
+                None => self.capacity.available_permits() == 0,
+                Some(event) => {
+                    if let Some(full) = q.filling.take() {
+                        q.last_size = full.batch.size();
+                        q.ready.push_back(Item::Batch(full));
+                    }
+                    let max =
+                        usize::try_from(self.producer.max_message_size()).unwrap_or(usize::MAX);
+                    let room = q.last_size.max(INITIAL_CAPACITY);
+                    // The producer's own batch: an idempotent one keeps room for each stamp.
+                    let mut batch = self.producer.empty_batch_with_capacity(max, None, room);
+                    match batch.try_add(event) {
+                        Ok(()) => {
+                            q.filling = Some(Filling {
+                                batch,
+                                first: seq,
+                                since: Instant::now(),
+                            })
+                        }
+                        Err(event) => q.ready.push_back(Item::TooBig { seq, event }),
+                    }
+                    true
+                }
+            }
+        };
+        if wake {
+            self.wake.notify_one();
         }
-        self.wake.notify_one();
         Ok(())
     }
 
@@ -129,8 +190,9 @@ impl Partition {
         self.watermark.send_replace(mark);
     }
 
-    fn report(&self, limits: &Limits, first: u64, events: Vec<EventData>, error: Option<Error>) {
-        let n = events.len();
+    /// Hands the settled events to the handler, then frees their room.
+    fn report(&self, limits: &Limits, first: u64, events: BatchEvents, error: Option<Error>) {
+        let count = events.len();
         if let Some(h) = &limits.handler {
             h(BatchOutcome {
                 partition_id: self.id.clone(),
@@ -138,111 +200,120 @@ impl Partition {
                 error,
             });
         }
-        self.capacity.add_permits(n);
-        self.settle(first, n as u64);
+        self.capacity.add_permits(count);
+        self.settle(first, count as u64);
+    }
+
+    /// The next batch to send (or event to fail), if one is due; otherwise when the batch
+    /// being filled will be.
+    fn next(&self, limits: &Limits, stop: u8) -> (Option<Item>, Option<Instant>) {
+        let mut q = lock(&self.queue);
+        if let Some(item) = q.ready.pop_front() {
+            return (Some(item), None);
+        }
+        let Some(f) = &q.filling else {
+            return (None, None);
+        };
+        let deadline = f.since + limits.max_wait;
+        let due = stop == DRAIN
+            || self.capacity.available_permits() == 0
+            || self.flush_to.load(Ordering::Acquire) > f.first
+            || Instant::now() >= deadline;
+        if due {
+            q.last_size = f.batch.size();
+            (q.filling.take().map(Item::Batch), None)
+        } else {
+            (None, Some(deadline))
+        }
     }
 
     /// The partition's task; returns the events it did not send when stopped with `NOW`.
     pub(super) async fn run(self: Arc<Self>, limits: Arc<Limits>) -> Vec<EventData> {
         let mut inflight = JoinSet::new();
-        let mut building: Vec<EventData> = Vec::new();
-        let mut batch: Option<EventDataBatch> = None;
-        let mut first_seq = 0u64;
-        let mut since = Instant::now();
         let mut slot = None;
-        let unsent = loop {
+        loop {
             while inflight.try_join_next().is_some() {}
             let stop = self.stop.load(Ordering::Acquire);
             if stop == NOW {
-                break building;
+                break;
             }
-            // Hold a per-partition send slot while building, so that a busy partition keeps
-            // filling its batch instead of queueing small ones.
             if slot.is_none() {
                 tokio::select! {
                     permit = self.sends.clone().acquire_owned() => slot = permit.ok(),
                     _ = self.wake.notified() => continue,
                 }
             }
-            let mut full = false;
-            let mut too_big = None;
-            {
-                let mut q = lock(&self.queue);
-                let max = usize::try_from(self.producer.max_message_size()).unwrap_or(usize::MAX);
-                while let Some(e) = q.events.pop_front() {
-                    let seq = q.next_seq - q.events.len() as u64 - 1;
-                    // The producer's own batch: an idempotent one keeps room for each event's stamp.
-                    let b = batch.get_or_insert_with(|| self.producer.empty_batch(max, None));
-                    if b.try_add_ref(&e) {
-                        if building.is_empty() {
-                            first_seq = seq;
-                            since = Instant::now();
-                        }
-                        building.push(e);
-                    } else if building.is_empty() {
-                        too_big = Some((seq, e));
+            let (next, deadline) = self.next(&limits, stop);
+            match next {
+                Some(Item::TooBig { seq, event }) => {
+                    let err = Error::new(
+                        ErrorKind::EventData,
+                        format!(
+                            "an event of {} bytes does not fit a batch to partition {} ({} bytes at most)",
+                            event.encoded_len(),
+                            self.id,
+                            self.producer.max_message_size()
+                        ),
+                    );
+                    self.report(
+                        &limits,
+                        seq,
+                        BatchEvents::from_events(vec![event]),
+                        Some(err),
+                    );
+                    continue;
+                }
+                Some(Item::Batch(f)) => {
+                    let Ok(total) = limits.total_sends.clone().acquire_owned().await else {
+                        lock(&self.queue).ready.push_front(Item::Batch(f));
                         break;
-                    } else {
-                        q.events.push_front(e);
-                        full = true;
-                        break;
+                    };
+                    let count = f.batch.len();
+                    let payload = f.batch.into_payload();
+                    let me = self.clone();
+                    let limits = limits.clone();
+                    let permits = (slot.take(), total);
+                    inflight.spawn(async move {
+                        let result = me.producer.send_batch_payload(payload.clone()).await;
+                        drop(permits);
+                        me.report(
+                            &limits,
+                            f.first,
+                            BatchEvents::encoded(payload, count),
+                            result.err(),
+                        );
+                    });
+                    continue;
+                }
+                None => {}
+            }
+            if stop == DRAIN {
+                // Nothing queued: a drain makes the batch being filled due at once.
+                break;
+            }
+            match deadline {
+                None => self.wake.notified().await,
+                Some(deadline) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep_until(deadline) => {}
                     }
                 }
             }
-            if let Some((seq, e)) = too_big {
-                let err = Error::new(
-                    ErrorKind::EventData,
-                    format!(
-                        "an event of {} bytes does not fit a batch to partition {} ({} bytes at most)",
-                        e.encoded_len(),
-                        self.id,
-                        self.producer.max_message_size()
-                    ),
-                );
-                self.report(&limits, seq, vec![e], Some(err));
-                batch = None;
-                continue;
-            }
-            let deadline = since + limits.max_wait;
-            let due = !building.is_empty()
-                && (full
-                    || self.capacity.available_permits() == 0
-                    || Instant::now() >= deadline
-                    || self.flush_to.load(Ordering::Acquire) > first_seq
-                    || stop == DRAIN);
-            if due {
-                let Ok(total) = limits.total_sends.clone().acquire_owned().await else {
-                    break building;
-                };
-                let events = std::mem::take(&mut building);
-                let Some(b) = batch.take() else { continue };
-                let me = self.clone();
-                let limits = limits.clone();
-                let permits = (slot.take(), total);
-                let first = first_seq;
-                inflight.spawn(async move {
-                    let result = me.producer.send(SendPayload::Batch(b)).await;
-                    drop(permits);
-                    me.report(&limits, first, events, result.err());
-                });
-                continue;
-            }
-            if stop == DRAIN && building.is_empty() && lock(&self.queue).events.is_empty() {
-                break Vec::new();
-            }
-            if building.is_empty() {
-                self.wake.notified().await;
-            } else {
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep_until(deadline) => {}
-                }
-            }
-        };
+        }
         // Batches in flight settle (and are reported) before the task ends.
         while inflight.join_next().await.is_some() {}
-        let mut unsent = unsent;
-        unsent.extend(lock(&self.queue).events.drain(..));
+        let (ready, filling) = {
+            let mut q = lock(&self.queue);
+            (std::mem::take(&mut q.ready), q.filling.take())
+        };
+        let mut unsent = Vec::new();
+        for item in ready.into_iter().chain(filling.map(Item::Batch)) {
+            match item {
+                Item::Batch(f) => unsent.extend(decode(f.batch.into_payload())),
+                Item::TooBig { event, .. } => unsent.push(event),
+            }
+        }
         unsent
     }
 }
