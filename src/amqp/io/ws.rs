@@ -86,7 +86,7 @@ pub async fn connect(
             "upgrade at {authority}{path}: the server chose subprotocol {chosen:?}, not {SUBPROTOCOL}"
         )));
     }
-    let (io, tail) = stream.get_mut().into_parts()?;
+    let (io, tail) = stream.get_mut().take_parts()?;
     Ok(Box::new(WsStream::new(io, Role::Client, tail)))
 }
 
@@ -129,7 +129,7 @@ pub async fn accept(io: BoxedTransport) -> Result<BoxedTransport, Error> {
     )
     .await
     .map_err(|e| ws_error("upgrade", e))?;
-    let (io, tail) = stream.get_mut().into_parts()?;
+    let (io, tail) = stream.get_mut().take_parts()?;
     Ok(Box::new(WsStream::new(io, Role::Server, tail)))
 }
 
@@ -169,7 +169,7 @@ impl UpgradeIo {
     }
 
     /// The transport and what was read past the head, once the handshake is done.
-    fn into_parts(&mut self) -> Result<(BoxedTransport, Vec<u8>), Error> {
+    fn take_parts(&mut self) -> Result<(BoxedTransport, Vec<u8>), Error> {
         let io = self
             .io
             .take()

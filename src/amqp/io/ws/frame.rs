@@ -206,9 +206,9 @@ impl Deframer {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let d = self.decode_some(input, out);
-        match d {
-            Err((e, d)) => {
+        let mut d = Decoded::default();
+        match self.decode_some(input, out, &mut d) {
+            Err(e) => {
                 self.failed = Some(e.clone());
                 if d == Decoded::default() {
                     Err(e)
@@ -216,27 +216,28 @@ impl Deframer {
                     Ok(d)
                 }
             }
-            Ok(d) => Ok(d),
+            Ok(()) => Ok(d),
         }
     }
 
+    /// [`Deframer::decode`], its progress in `d` even when it fails.
     fn decode_some(
         &mut self,
         input: &[u8],
         out: &mut [u8],
-    ) -> Result<Decoded, (FrameError, Decoded)> {
-        let mut d = Decoded::default();
+        d: &mut Decoded,
+    ) -> Result<(), FrameError> {
         loop {
             let rest = input.get(d.consumed..).unwrap_or_default();
             match self.state {
                 State::Closed => {
                     d.consumed = input.len();
-                    return Ok(d);
+                    return Ok(());
                 }
                 State::Header => match self.parse_header(rest) {
                     Ok(Some(used)) => d.consumed += used,
-                    Ok(None) => return Ok(d),
-                    Err(e) => return Err((e, d)),
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(e),
                 },
                 State::Data {
                     remaining,
@@ -247,12 +248,12 @@ impl Deframer {
                     let room = out.len().saturating_sub(d.produced);
                     let n = clamp(remaining, rest.len().min(room));
                     if remaining > 0 && n == 0 {
-                        return Ok(d);
+                        return Ok(());
                     }
                     let (Some(src), Some(dst)) =
                         (rest.get(..n), out.get_mut(d.produced..d.produced + n))
                     else {
-                        return Ok(d);
+                        return Ok(());
                     };
                     match mask {
                         Some(m) => xor_copy(dst, src, m, phase),
@@ -285,7 +286,7 @@ impl Deframer {
                             mask,
                             got,
                         };
-                        return Ok(d);
+                        return Ok(());
                     }
                     if let Some(m) = mask {
                         let l = usize::from(got.len).min(MAX_CONTROL);
@@ -297,7 +298,7 @@ impl Deframer {
                         _ => match got.as_slice() {
                             [] => Control::Close(None),
                             [a, b, ..] => Control::Close(Some(u16::from_be_bytes([*a, *b]))),
-                            [_] => return Err((FrameError::BadClose, d)),
+                            [_] => return Err(FrameError::BadClose),
                         },
                     };
                     self.state = if opcode == OP_CLOSE {
@@ -306,7 +307,7 @@ impl Deframer {
                         State::Header
                     };
                     d.control = Some(control);
-                    return Ok(d);
+                    return Ok(());
                 }
             }
         }
