@@ -405,6 +405,11 @@ impl AsyncRead for WsStream {
             if buf.filled().len() > start {
                 return Poll::Ready(Ok(()));
             }
+            // A broken frame after payload handed out earlier: its error comes now, before
+            // any more reading (which might otherwise end in a clean end of stream).
+            if let Some(e) = this.deframer.failure() {
+                return Poll::Ready(Err(invalid(e.clone())));
+            }
             // Nothing decoded: read more, straight into the caller's buffer when a large
             // payload is all that comes next.
             let direct = this.deframer.direct_room().min(buf.remaining());
@@ -689,6 +694,21 @@ mod tests {
         data.extend([0x81, 0x80, 0, 0, 0, 0]); // a masked, empty text frame
         let s = read_peer_bytes(&data, true, false);
         assert!(s.refused && s.binary_bytes == 4, "{s:?}");
+    }
+
+    #[test]
+    fn an_error_behind_an_empty_message_is_reported_whatever_the_reads() {
+        // Found by the fuzzer: an empty binary message, then a stray continuation header;
+        // read at once, the error used to be lost to the end of the input.
+        let data = [0x82, 0x00, 0x00, 0x00, 0x00];
+        let whole = read_peer_bytes(&data, false, false);
+        assert!(whole.refused && whole.binary_messages == 1, "{whole:?}");
+        assert_eq!(read_peer_bytes_in(&data, false, false, &[1], 3), whole);
+        // Payload, then a close with a 1-byte body in the same read.
+        let data = [0x82, 0x01, b'x', 0x88, 0x01, 0x00];
+        let whole = read_peer_bytes(&data, false, false);
+        assert!(whole.refused && whole.binary_bytes == 1, "{whole:?}");
+        assert_eq!(read_peer_bytes_in(&data, false, false, &[2], 5), whole);
     }
 
     /// A client and a server stream over an in-memory pipe.

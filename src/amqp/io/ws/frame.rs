@@ -191,6 +191,11 @@ impl Deframer {
         self.messages
     }
 
+    /// How the peer broke the protocol, once it has.
+    pub fn failure(&self) -> Option<&FrameError> {
+        self.failed.as_ref()
+    }
+
     /// True once the peer's close frame has been read.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
