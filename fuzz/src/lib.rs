@@ -396,19 +396,29 @@ pub fn fuzz_parse_frame(data: &[u8]) {
 
 /// WebSocket framing and the server's upgrade handshake, as a peer's bytes reach them:
 /// `[mode][bytes]`, mode bit 0 reads as a client (else as a server), bit 1 runs the server
-/// handshake first. Beyond "no panic": no message is over the limit, and messages never hold
-/// more bytes than the input.
+/// handshake first, the other six bits pick a second read pattern. Beyond "no panic": never
+/// more payload out than bytes in, and the outcome (bytes, messages, refusal) is the same
+/// whatever the read pattern.
 pub fn fuzz_websocket_frames(data: &[u8]) {
-    use eventhubs::amqp::io::ws::{read_peer_bytes, MAX_MESSAGE};
+    use eventhubs::amqp::io::ws::{read_peer_bytes, read_peer_bytes_in};
     let [mode, bytes @ ..] = data else {
         return;
     };
-    let s = read_peer_bytes(bytes, mode & 1 == 0, mode & 2 != 0);
+    let (server, handshake) = (mode & 1 == 0, mode & 2 != 0);
+    let s = read_peer_bytes(bytes, server, handshake);
     assert!(
         s.binary_bytes <= bytes.len(),
-        "more message bytes than input: {s:?}"
+        "more payload bytes than input: {s:?}"
     );
-    assert!(s.binary_bytes <= s.binary_messages.saturating_mul(MAX_MESSAGE));
+    // The same bytes in another read pattern, into smaller reads: the same stream.
+    let mut chunker = Chunker::new(mode >> 2);
+    let reads: Vec<usize> = (0..16).map(|_| chunker.next_len().min(1 << 20)).collect();
+    let out = 1 + chunker.rand() as usize % 9000;
+    let again = read_peer_bytes_in(bytes, server, handshake, &reads, out);
+    assert_eq!(
+        s, again,
+        "read pattern {reads:?} into {out} bytes changed the outcome"
+    );
 }
 
 /// A proxy's answer to `CONNECT`, parsed as the tunnel parses it (after every line feed):

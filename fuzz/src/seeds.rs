@@ -578,7 +578,7 @@ fn ws_frame(opcode: u8, fin: bool, payload: &[u8], masked: bool) -> Vec<u8> {
 }
 
 /// WebSocket seeds: binary messages (whole, fragmented, around pings), a close, a text
-/// message, an oversized header; both roles, with and without the upgrade request.
+/// message, large payloads, an oversized header; both roles, with and without the upgrade request.
 pub fn websocket_frames() -> Vec<Vec<u8>> {
     let amqp = frame_stream();
     let mut streams = Vec::new();
@@ -592,6 +592,14 @@ pub fn websocket_frames() -> Vec<Vec<u8>> {
         s.extend(ws_frame(8, true, &[0x03, 0xe8], masked));
         streams.push(s);
         streams.push(ws_frame(1, true, b"text is refused", masked));
+        // Payloads large enough to be read straight into the reader's buffer, one of them
+        // cut by a ping.
+        let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let mut s = ws_frame(2, true, &big, masked);
+        s.extend(ws_frame(2, false, &big[..9_000], masked));
+        s.extend(ws_frame(9, true, &[0xab; 125], masked));
+        s.extend(ws_frame(0, true, &big[9_000..], masked));
+        streams.push(s);
         let mut huge = vec![0x82, if masked { 0xff } else { 0x7f }];
         huge.extend((1u64 << 40).to_be_bytes());
         streams.push(huge);
