@@ -18,8 +18,8 @@ use client_common::*;
 use eventhubs::emulator::{Emulator, EmulatorOptions};
 use eventhubs::wire::partition_key::partition_index;
 use eventhubs::{
-    BatchOptions, BatchOutcome, BufferedProducerOptions, ConsumerOptions, EnqueueOptions,
-    EventData, EventHubClient, EventPosition, ProducerOptions,
+    BatchOptions, BatchOutcome, BufferedProducerOptions, EnqueueOptions, EventData, EventHubClient,
+    ProducerOptions,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -157,28 +157,7 @@ async fn read_events(em: &Emulator) -> Vec<Vec<EventData>> {
     let c = client(em);
     let mut all = Vec::new();
     for p in 0..PARTITIONS {
-        let id = p.to_string();
-        let info = c.get_partition_properties(&id).await.unwrap();
-        let n = (info.last_enqueued_sequence_number + 1) as usize;
-        let mut consumer = c
-            .create_consumer(
-                "$default",
-                &id,
-                EventPosition::earliest(),
-                ConsumerOptions::default().with_prefetch(2000),
-            )
-            .await
-            .unwrap();
-        let mut got = Vec::with_capacity(n);
-        while got.len() < n {
-            let batch = consumer
-                .receive(2000, Duration::from_secs(10))
-                .await
-                .unwrap();
-            assert!(!batch.is_empty(), "partition {p} stalled at {}", got.len());
-            got.extend(batch);
-        }
-        all.push(got);
+        all.push(read_partition(&c, &p.to_string()).await);
     }
     all
 }

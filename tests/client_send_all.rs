@@ -159,38 +159,11 @@ fn index_of(e: &EventData) -> usize {
     e.body_as_str().unwrap()[..8].parse().unwrap()
 }
 
-/// Every event stored in partition `p`, read directly from `emu`.
+/// The indices of every event stored in partition `p`, in order.
 async fn stored(emu: &Emulator, p: &str) -> Vec<usize> {
     let client = builder(emu).build().unwrap();
-    let props = client.get_partition_properties(p).await.unwrap();
-    assert_eq!(
-        props.beginning_sequence_number, 0,
-        "partition {p}: the emulator evicted events; store less"
-    );
-    let n = if props.is_empty {
-        0
-    } else {
-        (props.last_enqueued_sequence_number + 1) as usize
-    };
-    let mut consumer = client
-        .create_consumer(
-            "$default",
-            p,
-            EventPosition::earliest(),
-            ConsumerOptions::default().with_prefetch(2000),
-        )
-        .await
-        .unwrap();
-    let mut got = Vec::with_capacity(n);
-    while got.len() < n {
-        let batch = consumer
-            .receive(2000, Duration::from_secs(10))
-            .await
-            .unwrap();
-        assert!(!batch.is_empty(), "partition {p} stalled at {}", got.len());
-        got.extend(batch.iter().map(index_of));
-    }
-    got
+    let got = client_common::read_partition(&client, p).await;
+    got.iter().map(index_of).collect()
 }
 
 /// Whether `got` holds each of `0..n` and never an event before one sent earlier first

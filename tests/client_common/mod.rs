@@ -103,3 +103,38 @@ macro_rules! over_each_wire {
         }
     };
 }
+
+/// Every event partition `p` holds, read from its start in order. Fails the test if the
+/// emulator already evicted some (the test stored more than its retention) or if the
+/// partition stops delivering before its last enqueued event.
+pub async fn read_partition(client: &EventHubClient, p: &str) -> Vec<eventhubs::EventData> {
+    let props = client.get_partition_properties(p).await.unwrap();
+    assert_eq!(
+        props.beginning_sequence_number, 0,
+        "partition {p}: the emulator evicted events; store less"
+    );
+    let n = if props.is_empty {
+        0
+    } else {
+        (props.last_enqueued_sequence_number + 1) as usize
+    };
+    let mut consumer = client
+        .create_consumer(
+            "$default",
+            p,
+            eventhubs::EventPosition::earliest(),
+            eventhubs::ConsumerOptions::default().with_prefetch(2000),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        let batch = consumer
+            .receive(2000, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(!batch.is_empty(), "partition {p} stalled at {}", got.len());
+        got.extend(batch);
+    }
+    got
+}

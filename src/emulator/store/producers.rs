@@ -17,6 +17,12 @@
 //! durable as the events it describes. An id assigned, or an epoch raised, by an attach that
 //! was followed by no event is forgotten on restart; fresh ids are taken from the clock and
 //! above every id seen, so a forgotten one is not handed out again.
+//!
+//! The table is bounded ([`MAX_PRODUCERS`] per partition): every attach may create an entry,
+//! so without a bound a peer attaching over and over would grow it forever. When it is full,
+//! the quarter used least recently is forgotten, as on a restart: the next delivery of one is
+//! refused as coming from a producer that has not attached, and an attach that names its id
+//! again starts it afresh from the state the attach asks for.
 
 use crate::amqp::types::error::{condition, AmqpError};
 use crate::wire::condition::{OUT_OF_ORDER_SEQUENCE, PRODUCER_EPOCH_STOLEN};
@@ -27,13 +33,20 @@ use std::collections::HashMap;
 struct Entry {
     epoch: i16,
     last: i32,
+    /// When this producer last attached or stored, on the table's own counter.
+    used: u64,
 }
+
+/// How many producers one partition remembers; the least recently used are forgotten beyond.
+pub(crate) const MAX_PRODUCERS: usize = 4096;
 
 /// The producer table of one partition.
 #[derive(Debug, Default)]
 pub(crate) struct Producers {
     entries: HashMap<i64, Entry>,
     highest_id: i64,
+    /// Counts attaches and stores, to order entries by use.
+    clock: u64,
 }
 
 /// Half the sequence space: a first number this far behind the expected one is a resend,
@@ -48,16 +61,51 @@ impl Producers {
     /// Takes the stamp of a stored event into the table (replaying a partition file).
     pub(crate) fn recover(&mut self, s: Stamp) {
         self.highest_id = self.highest_id.max(s.producer_id);
-        let e = self.entries.entry(s.producer_id).or_insert(Entry {
-            epoch: s.owner_level,
-            last: s.sequence,
-        });
+        let used = self.tick();
+        let e = self.entry(s.producer_id, s.owner_level, s.sequence);
         if s.owner_level >= e.epoch {
             *e = Entry {
                 epoch: s.owner_level,
                 last: s.sequence,
+                used,
             };
         }
+    }
+
+    /// How many producers the table holds now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// The entry of `id`, made with `epoch` and `last` if there is none, after forgetting the
+    /// least recently used producers when the table is full.
+    fn entry(&mut self, id: i64, epoch: i16, last: i32) -> &mut Entry {
+        if !self.entries.contains_key(&id) && self.entries.len() >= MAX_PRODUCERS {
+            // Forget the least recently used quarter at once, so the scan is paid once per
+            // MAX_PRODUCERS / 4 new producers (a replayed file may hold many).
+            let mut by_use: Vec<(u64, i64)> =
+                self.entries.iter().map(|(k, e)| (e.used, *k)).collect();
+            let cut = by_use.len() / 4;
+            if cut > 0 {
+                by_use.select_nth_unstable(cut - 1);
+            }
+            for (_, k) in by_use.iter().take(cut.max(1)) {
+                self.entries.remove(k);
+            }
+        }
+        let used = self.clock;
+        let e = self
+            .entries
+            .entry(id)
+            .or_insert(Entry { epoch, last, used });
+        e.used = used;
+        e
     }
 
     /// The state an attach gets: a fresh id for `None` (with `clock_id`, e.g. the time in
@@ -70,7 +118,12 @@ impl Producers {
         let Some(r) = requested else {
             let id = clock_id.max(self.highest_id.saturating_add(1));
             self.highest_id = id;
-            self.entries.insert(id, Entry { epoch: 0, last: -1 });
+            self.tick();
+            *self.entry(id, 0, -1) = Entry {
+                epoch: 0,
+                last: -1,
+                used: self.clock,
+            };
             return Ok(PublishingState {
                 producer_id: id,
                 owner_level: 0,
@@ -84,10 +137,8 @@ impl Producers {
             ));
         }
         self.highest_id = self.highest_id.max(r.producer_id);
-        let e = self.entries.entry(r.producer_id).or_insert(Entry {
-            epoch: r.owner_level,
-            last: r.last_sequence,
-        });
+        let used = self.tick();
+        let e = self.entry(r.producer_id, r.owner_level, r.last_sequence);
         if r.owner_level < e.epoch {
             return Err(refuse(
                 PRODUCER_EPOCH_STOLEN,
@@ -101,6 +152,7 @@ impl Producers {
             *e = Entry {
                 epoch: r.owner_level,
                 last: r.last_sequence,
+                used,
             };
         }
         Ok(PublishingState {
@@ -181,9 +233,11 @@ impl Producers {
 
     /// Records that `last` is now the last stored sequence number of `s`'s producer.
     pub(crate) fn commit(&mut self, s: Stamp) {
+        let used = self.tick();
         if let Some(e) = self.entries.get_mut(&s.producer_id) {
             if e.epoch == s.owner_level {
                 e.last = s.sequence;
+                e.used = used;
             }
         }
     }
@@ -276,5 +330,37 @@ mod tests {
         }
         assert_eq!(r.check(&st(9, 1, 3..4)), Ok(0));
         assert_eq!(r.attach(None, 0).unwrap().producer_id, 10);
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_forgets_the_least_recently_used_producers() {
+        let mut p = Producers::default();
+        let busy = p.attach(None, 1).unwrap().producer_id;
+        let idle = p.attach(None, 1).unwrap().producer_id;
+        for i in 0..3 * MAX_PRODUCERS as i32 {
+            let fresh = p.attach(None, 1).unwrap().producer_id;
+            assert!(fresh > idle, "fresh ids are never handed out twice");
+            // The busy producer keeps storing, so it is never the least recently used.
+            let next = st(busy, 0, i..i + 1);
+            assert_eq!(p.check(&next), Ok(0), "event {i} of the busy producer");
+            p.commit(next[0]);
+            assert!(p.len() <= MAX_PRODUCERS);
+        }
+        assert!(
+            p.len() > MAX_PRODUCERS / 2,
+            "only the least used quarter goes at a time"
+        );
+        // The idle one was forgotten: its delivery is refused, a fresh attach naming it works.
+        assert!(p
+            .check(&st(idle, 0, 0..1))
+            .unwrap_err()
+            .is(&condition::INVALID_FIELD));
+        let again = PublishingState {
+            producer_id: idle,
+            owner_level: 0,
+            last_sequence: 41,
+        };
+        assert_eq!(p.attach(Some(again), 0).unwrap(), again);
+        assert_eq!(p.check(&st(idle, 0, 42..43)), Ok(0));
     }
 }
