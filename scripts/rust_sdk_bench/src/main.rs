@@ -20,7 +20,8 @@ use azure_messaging_eventhubs::{
     models::EventData, ConsumerClient, EventDataBatchOptions, OpenReceiverOptions, ProducerClient,
     StartLocation, StartPosition,
 };
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::StreamExt;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -176,9 +177,13 @@ async fn send(args: &Args) -> Result<Figures, String> {
             .open_with_connection_string(args.connection_string(), Some(&args.hub)),
     )
     .await?;
+    // Batches borrow their producer, and sends in flight must run as tasks of their own (a
+    // send future that is not polled holds the SDK's link while the next create_batch waits
+    // for it), so the producer lives for the rest of the process.
+    let producer: &'static ProducerClient = Box::leak(Box::new(producer));
     let (mut sent, mut batches) = (0u64, 0u64);
     let mut window = None;
-    let mut pending = FuturesOrdered::new();
+    let mut pending = VecDeque::new();
     while sent < args.count {
         let batch = within(
             "create batch",
@@ -211,30 +216,34 @@ async fn send(args: &Args) -> Result<Figures, String> {
         if window.is_none() {
             window = Some((Instant::now(), cpu_seconds()));
         }
-        pending.push_back(producer.send_batch(batch, None));
+        pending.push_back(tokio::spawn(producer.send_batch(batch, None)));
         if pending.len() >= args.inflight {
-            within("send batch", async {
-                pending.next().await.unwrap_or(Ok(()))
-            })
-            .await?;
+            settle(pending.pop_front()).await?;
         }
     }
-    while !pending.is_empty() {
-        within("send batch", async {
-            pending.next().await.unwrap_or(Ok(()))
-        })
-        .await?;
+    while let Some(oldest) = pending.pop_front() {
+        settle(Some(oldest)).await?;
     }
     let (started, cpu0) = window.unwrap_or((Instant::now(), cpu_seconds()));
-    let figures = Figures {
+    Ok(Figures {
         events: sent,
         batches,
         secs: started.elapsed().as_secs_f64(),
         cpu: cpu_seconds() - cpu0,
+    })
+}
+
+/// Waits for one send task to end, under [`CALL_TIMEOUT`].
+async fn settle<E: std::fmt::Display>(
+    task: Option<tokio::task::JoinHandle<Result<(), E>>>,
+) -> Result<(), String> {
+    let Some(task) = task else {
+        return Ok(());
     };
-    drop(pending);
-    let _ = producer.close().await;
-    Ok(figures)
+    match within("send batch", task).await? {
+        Ok(()) => Ok(()),
+        Err(e) => Err(format!("send batch: {e}")),
+    }
 }
 
 async fn receive(args: &Args) -> Result<Figures, String> {
