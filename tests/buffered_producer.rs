@@ -579,3 +579,44 @@ async fn an_event_larger_than_a_batch_fails_alone_in_order() {
     assert_eq!(stored, [0, 1, 2, 3, 4, 6, 7, 8, 9]);
     client.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_outcome_handler_still_sees_one_partitions_batches_in_order() {
+    let emu = emulator().await;
+    let client = client(&emu);
+    // The first outcome's handler dawdles. The next batch must wait for it (one send in
+    // flight per partition): were the send slot freed before the handler ran, the next
+    // batch would be sent, stored and reported while the first handler still sleeps.
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let o2 = order.clone();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let options = BufferedProducerOptions::default()
+        .with_max_buffered_events_per_partition(40_000)
+        .with_max_wait_time(Duration::from_secs(3600))
+        .with_on_outcome(move |o: BatchOutcome| {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                // block_in_place hands this worker's queue to another thread, as the OS
+                // would run other tasks while a handler thread is descheduled.
+                tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(300)));
+            }
+            assert!(o.error.is_none(), "{:?}", o.error);
+            o2.lock().unwrap().push(o.events.first().map(id_of));
+        });
+    let producer = client.create_buffered_producer(options).await.unwrap();
+    let to0 = EnqueueOptions::default().with_partition_id("0");
+    // ~3.5 MB of 100 B events: four batches or so.
+    let n = 30_000u64;
+    for i in 0..n {
+        producer.enqueue(event(i, "k"), &to0).await.unwrap();
+    }
+    producer.close().await.unwrap();
+    let firsts: Vec<u64> = order.lock().unwrap().iter().map(|f| f.unwrap()).collect();
+    assert!(firsts.len() >= 3, "batches: {firsts:?}");
+    let mut sorted = firsts.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        firsts, sorted,
+        "outcomes in the order the batches were sent"
+    );
+    client.close().await.unwrap();
+}

@@ -272,16 +272,20 @@ impl Partition {
                     let payload = f.batch.into_payload();
                     let me = self.clone();
                     let limits = limits.clone();
-                    let permits = (slot.take(), total);
+                    let slot = slot.take();
                     inflight.spawn(async move {
                         let result = me.producer.send_batch_payload(payload.clone()).await;
-                        drop(permits);
+                        drop(total);
+                        // The partition's send slot is held until the handler has the
+                        // outcome: freed earlier, the next batch could be sent, settle and
+                        // be reported first, and the handler would see them out of order.
                         me.report(
                             &limits,
                             f.first,
                             BatchEvents::encoded(payload, count),
                             result.err(),
                         );
+                        drop(slot);
                     });
                     continue;
                 }
