@@ -5,14 +5,22 @@
 //! For 100-byte and 64 KiB bodies, two ways of sending unsettled messages:
 //! - `pipelined`: `Sender::start_send` keeps up to a window of sends in flight and awaits the
 //!   oldest outcome only when the window is full (how the producer sends);
-//! - `send-and-wait`: `Sender::send`, one message at a time (one round trip per message).
+//! - `send-and-wait`: `Sender::send`, one message at a time (one round trip per message);
+//! - `4-in-flight` (64 KiB only): `start_send` with a window of 4, against which 1 in flight
+//!   (`send-and-wait`) is compared.
+//!
+//! Beside them, in the same run, `raw-tcp`: a plain TCP blaster writing the same 64 KiB
+//! buffers over a loopback socket to a reader that discards them, no AMQP at all — the
+//! ceiling the 64 KiB cases are measured against (`PIPE-TCP` lines).
 //!
 //! The listener accepts the link as a receiver and accepts (settles) every delivery. Client and
 //! listener share one process and one two-worker tokio runtime. Each case runs a short warm-up
 //! and then `BENCH_ROUNDS` rounds (default 3) of `BENCH_SECS` seconds (default 1.5); the median
 //! round is reported. MB/s counts body bytes (10^6 bytes).
 //!
-//! Lines starting with `PIPE` are the machine-readable summary `scripts/bench.sh` collects.
+//! Lines starting with `PIPE ` and `PIPE-RATIO` are the machine-readable summary
+//! `scripts/bench.sh` collects; `PIPE-RAW`, `PIPE-TCP` (each 64 KiB case as a share of raw TCP
+//! bytes/s) and `PIPE-INFLIGHT` (4 in flight / 1 in flight at 64 KiB) go with them.
 
 use bytes::Bytes;
 use eventhubs::amqp::engine::LinkAcceptance;
@@ -24,6 +32,7 @@ use eventhubs::amqp::{
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Credit the listener keeps granted to each sending link.
 const PREFETCH: u32 = 1000;
@@ -36,6 +45,7 @@ const WINDOW_BYTES: usize = 8 << 20;
 enum Mode {
     Pipelined,
     SendAndWait,
+    InFlight4,
 }
 
 impl Mode {
@@ -43,8 +53,64 @@ impl Mode {
         match self {
             Mode::Pipelined => "pipelined",
             Mode::SendAndWait => "send-and-wait",
+            Mode::InFlight4 => "4-in-flight",
         }
     }
+
+    /// Sends kept in flight.
+    fn window(self, body_len: usize) -> usize {
+        match self {
+            Mode::Pipelined => window(body_len),
+            Mode::SendAndWait => 1,
+            Mode::InFlight4 => 4,
+        }
+    }
+}
+
+/// Bytes per write of the raw TCP blaster (and per read of its reader).
+const RAW_CHUNK: usize = 64 * 1024;
+
+/// A loopback TCP reader that discards everything; returns its address.
+async fn start_sink() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind sink");
+    let addr = listener.local_addr().expect("sink addr");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; RAW_CHUNK];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Raw TCP bytes/s over loopback: `RAW_CHUNK`-byte writes for about `dur` (then the writer
+/// shuts down and waits for the reader to close, so every byte counted was read).
+async fn raw_tcp_round(addr: SocketAddr, dur: Duration) -> f64 {
+    let mut sock = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect sink");
+    sock.set_nodelay(true).expect("nodelay");
+    let chunk = vec![7u8; RAW_CHUNK];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < dur {
+        for _ in 0..16 {
+            sock.write_all(&chunk).await.expect("raw write");
+            sent += RAW_CHUNK as u64;
+        }
+    }
+    sock.shutdown().await.expect("shutdown");
+    let mut rest = [0u8; 16];
+    let _ = sock.read(&mut rest).await;
+    sent as f64 / start.elapsed().as_secs_f64()
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -132,8 +198,8 @@ async fn round(
                 }
             }
         }
-        Mode::Pipelined => {
-            let window = window(body_len);
+        Mode::Pipelined | Mode::InFlight4 => {
+            let window = mode.window(body_len);
             let mut in_flight = VecDeque::with_capacity(window);
             while start.elapsed() < dur {
                 for _ in 0..64 {
@@ -220,12 +286,23 @@ fn main() {
         println!(
             "amqp_pipeline: loopback TCP, listener prefetch {PREFETCH}, {rounds} rounds of {secs} s, median reported"
         );
+        let sink = start_sink().await;
         let mut results = Vec::new();
+        let mut raw_rates = Vec::new();
         for body_len in [100usize, 64 * 1024] {
-            for mode in [Mode::Pipelined, Mode::SendAndWait] {
+            let modes: &[Mode] = if body_len >= 64 * 1024 {
+                &[Mode::Pipelined, Mode::SendAndWait, Mode::InFlight4]
+            } else {
+                &[Mode::Pipelined, Mode::SendAndWait]
+            };
+            for &mode in modes {
                 let name = format!("{}/{}", size_name(body_len), mode.name());
                 if filter.as_deref().is_some_and(|f| !name.contains(f)) {
                     continue;
+                }
+                if body_len >= 64 * 1024 {
+                    // The raw TCP ceiling, measured next to each 64 KiB case.
+                    raw_rates.push(raw_tcp_round(sink, Duration::from_secs_f64(secs)).await);
                 }
                 let r = run_case(&conn, body_len, mode, rounds, secs).await;
                 let rounds: Vec<String> = r.rounds.iter().map(|x| format!("{x:.0}")).collect();
@@ -235,26 +312,55 @@ fn main() {
                     r.mode.name(),
                     r.msgs_per_sec,
                     r.msgs_per_sec * r.body_len as f64 / 1e6,
-                    if r.mode == Mode::Pipelined { window(r.body_len) } else { 1 },
+                    r.mode.window(r.body_len),
                     rounds.join(" ")
                 );
                 results.push(r);
             }
         }
-        for body_len in [100usize, 64 * 1024] {
-            let rate = |m| {
-                results
-                    .iter()
-                    .find(|r| r.body_len == body_len && r.mode == m)
-                    .map(|r| r.msgs_per_sec)
-            };
-            if let (Some(p), Some(s)) = (rate(Mode::Pipelined), rate(Mode::SendAndWait)) {
+        if !raw_rates.is_empty() {
+            let mut sorted = raw_rates.clone();
+            sorted.sort_by(f64::total_cmp);
+            let raw = sorted[sorted.len() / 2];
+            let rounds: Vec<String> = raw_rates.iter().map(|x| format!("{:.0}", x / 1e6)).collect();
+            println!(
+                "PIPE-RAW loopback TCP   {:>10.0} MB/s (writes of {} B)  rounds [{}]",
+                raw / 1e6,
+                RAW_CHUNK,
+                rounds.join(" ")
+            );
+            for r in results.iter().filter(|r| r.body_len >= 64 * 1024) {
                 println!(
-                    "PIPE-RATIO {:<8} pipelined/send-and-wait {:>7.1}x",
+                    "PIPE-TCP {:<8} {:<14} {:>6.1} % of raw TCP bytes/s",
+                    size_name(r.body_len),
+                    r.mode.name(),
+                    100.0 * r.msgs_per_sec * r.body_len as f64 / raw
+                );
+            }
+        }
+        let rate = |len: usize, m: Mode| {
+            results
+                .iter()
+                .find(|r| r.body_len == len && r.mode == m)
+                .map(|r| r.msgs_per_sec)
+        };
+        for body_len in [100usize, 64 * 1024] {
+            if let (Some(p), Some(s)) = (
+                rate(body_len, Mode::Pipelined),
+                rate(body_len, Mode::SendAndWait),
+            ) {
+                println!(
+                    "PIPE-RATIO {:<8} pipelined/send-and-wait {:>7.2}x",
                     size_name(body_len),
                     p / s
                 );
             }
+        }
+        if let (Some(four), Some(one)) = (
+            rate(64 * 1024, Mode::InFlight4),
+            rate(64 * 1024, Mode::SendAndWait),
+        ) {
+            println!("PIPE-INFLIGHT 64KiB 4-in-flight/1-in-flight {:>7.2}x", four / one);
         }
         conn.close().await.expect("close");
     });
