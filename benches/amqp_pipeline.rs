@@ -16,7 +16,9 @@
 //! The listener accepts the link as a receiver and accepts (settles) every delivery. Client and
 //! listener share one process and one two-worker tokio runtime. Each case runs a short warm-up
 //! and then `BENCH_ROUNDS` rounds (default 3) of `BENCH_SECS` seconds (default 1.5); the median
-//! round is reported. MB/s counts body bytes (10^6 bytes).
+//! round is reported. MB/s counts body bytes (10^6 bytes). `BENCH_MESSAGES=N` makes every round
+//! (warm-up included) N messages instead, and skips the raw TCP rounds: for instruction
+//! counts under valgrind.
 //!
 //! Lines starting with `PIPE ` and `PIPE-RATIO` are the machine-readable summary
 //! `scripts/bench.sh` collects; `PIPE-RAW`, `PIPE-TCP` (each 64 KiB case as a share of raw TCP
@@ -65,6 +67,12 @@ impl Mode {
             Mode::InFlight4 => 4,
         }
     }
+}
+
+/// `BENCH_MESSAGES`: messages per round instead of `BENCH_SECS` of sending (64 per step, so
+/// rounded up to a multiple of 64; raw TCP rounds are skipped).
+fn fixed_messages() -> Option<u64> {
+    std::env::var("BENCH_MESSAGES").ok()?.parse().ok()
 }
 
 /// Bytes per write of the raw TCP blaster (and per read of its reader).
@@ -189,9 +197,16 @@ async fn round(
 ) -> (u64, Duration) {
     let start = Instant::now();
     let mut sent = 0u64;
+    // With `BENCH_MESSAGES` a round is a fixed number of messages (for instruction counts
+    // under valgrind, which must not depend on the machine's speed).
+    let fixed = fixed_messages();
+    let more = |sent: u64| match fixed {
+        Some(n) => sent < n,
+        None => start.elapsed() < dur,
+    };
     match mode {
         Mode::SendAndWait => {
-            while start.elapsed() < dur {
+            while more(sent) {
                 for _ in 0..16 {
                     check(sender.send(msg).await);
                     sent += 1;
@@ -201,7 +216,7 @@ async fn round(
         Mode::Pipelined | Mode::InFlight4 => {
             let window = mode.window(body_len);
             let mut in_flight = VecDeque::with_capacity(window);
-            while start.elapsed() < dur {
+            while more(sent) {
                 for _ in 0..64 {
                     if in_flight.len() >= window {
                         let oldest = in_flight.pop_front().expect("window is not empty");
@@ -224,6 +239,14 @@ struct CaseResult {
     mode: Mode,
     msgs_per_sec: f64,
     rounds: Vec<f64>,
+    /// Raw TCP bytes/s of the round paired with each of `rounds` (64 KiB cases).
+    raw: Vec<f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut sorted = v.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 async fn run_case(
@@ -232,6 +255,7 @@ async fn run_case(
     mode: Mode,
     rounds: usize,
     secs: f64,
+    sink: Option<SocketAddr>,
 ) -> CaseResult {
     let session = conn.open_session().await.expect("session");
     let mut sender = session
@@ -244,9 +268,20 @@ async fn run_case(
     // Warm-up: connection buffers, allocator, first credit top-ups.
     round(&sender, &msg, mode, body_len, Duration::from_millis(300)).await;
     let mut rates = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let (n, t) = round(&sender, &msg, mode, body_len, Duration::from_secs_f64(secs)).await;
+    let mut raw = Vec::new();
+    for i in 0..rounds {
+        let dur = Duration::from_secs_f64(secs);
+        // The raw TCP round goes right before or right after its AMQP round (alternating),
+        // so that each share compares two moments of the same machine load.
+        let raw_first = i % 2 == 0;
+        if let (Some(addr), true) = (sink, raw_first) {
+            raw.push(raw_tcp_round(addr, dur).await);
+        }
+        let (n, t) = round(&sender, &msg, mode, body_len, dur).await;
         rates.push(n as f64 / t.as_secs_f64());
+        if let (Some(addr), false) = (sink, raw_first) {
+            raw.push(raw_tcp_round(addr, dur).await);
+        }
     }
     sender.close().await.expect("detach");
     session.end().await.expect("end");
@@ -257,6 +292,7 @@ async fn run_case(
         mode,
         msgs_per_sec: sorted[sorted.len() / 2],
         rounds: rates,
+        raw,
     }
 }
 
@@ -288,7 +324,6 @@ fn main() {
         );
         let sink = start_sink().await;
         let mut results = Vec::new();
-        let mut raw_rates = Vec::new();
         for body_len in [100usize, 64 * 1024] {
             let modes: &[Mode] = if body_len >= 64 * 1024 {
                 &[Mode::Pipelined, Mode::SendAndWait, Mode::InFlight4]
@@ -300,11 +335,8 @@ fn main() {
                 if filter.as_deref().is_some_and(|f| !name.contains(f)) {
                     continue;
                 }
-                if body_len >= 64 * 1024 {
-                    // The raw TCP ceiling, measured next to each 64 KiB case.
-                    raw_rates.push(raw_tcp_round(sink, Duration::from_secs_f64(secs)).await);
-                }
-                let r = run_case(&conn, body_len, mode, rounds, secs).await;
+                let paired = (body_len >= 64 * 1024 && fixed_messages().is_none()).then_some(sink);
+                let r = run_case(&conn, body_len, mode, rounds, secs, paired).await;
                 let rounds: Vec<String> = r.rounds.iter().map(|x| format!("{x:.0}")).collect();
                 println!(
                     "PIPE {:<8} {:<14} {:>10.0} msgs/s {:>9.1} MB/s  window {:>4}  rounds [{}]",
@@ -315,27 +347,26 @@ fn main() {
                     r.mode.window(r.body_len),
                     rounds.join(" ")
                 );
+                if !r.raw.is_empty() {
+                    let shares: Vec<f64> = r
+                        .rounds
+                        .iter()
+                        .zip(&r.raw)
+                        .map(|(m, raw)| 100.0 * m * r.body_len as f64 / raw)
+                        .collect();
+                    let raws: Vec<String> = r.raw.iter().map(|x| format!("{:.0}", x / 1e6)).collect();
+                    let each: Vec<String> = shares.iter().map(|x| format!("{x:.0}")).collect();
+                    println!(
+                        "PIPE-TCP {:<8} {:<14} {:>6.1} % of raw TCP bytes/s (median of rounds [{}] %; raw TCP MB/s [{}], writes of {} B)",
+                        size_name(r.body_len),
+                        r.mode.name(),
+                        median(&shares),
+                        each.join(" "),
+                        raws.join(" "),
+                        RAW_CHUNK
+                    );
+                }
                 results.push(r);
-            }
-        }
-        if !raw_rates.is_empty() {
-            let mut sorted = raw_rates.clone();
-            sorted.sort_by(f64::total_cmp);
-            let raw = sorted[sorted.len() / 2];
-            let rounds: Vec<String> = raw_rates.iter().map(|x| format!("{:.0}", x / 1e6)).collect();
-            println!(
-                "PIPE-RAW loopback TCP   {:>10.0} MB/s (writes of {} B)  rounds [{}]",
-                raw / 1e6,
-                RAW_CHUNK,
-                rounds.join(" ")
-            );
-            for r in results.iter().filter(|r| r.body_len >= 64 * 1024) {
-                println!(
-                    "PIPE-TCP {:<8} {:<14} {:>6.1} % of raw TCP bytes/s",
-                    size_name(r.body_len),
-                    r.mode.name(),
-                    100.0 * r.msgs_per_sec * r.body_len as f64 / raw
-                );
             }
         }
         let rate = |len: usize, m: Mode| {
