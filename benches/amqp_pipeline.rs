@@ -5,14 +5,24 @@
 //! For 100-byte and 64 KiB bodies, two ways of sending unsettled messages:
 //! - `pipelined`: `Sender::start_send` keeps up to a window of sends in flight and awaits the
 //!   oldest outcome only when the window is full (how the producer sends);
-//! - `send-and-wait`: `Sender::send`, one message at a time (one round trip per message).
+//! - `send-and-wait`: `Sender::send`, one message at a time (one round trip per message);
+//! - `4-in-flight` (64 KiB only): `start_send` with a window of 4, against which 1 in flight
+//!   (`send-and-wait`) is compared.
+//!
+//! Beside them, in the same run, `raw-tcp`: a plain TCP blaster writing the same 64 KiB
+//! buffers over a loopback socket to a reader that discards them, no AMQP at all — the
+//! ceiling the 64 KiB cases are measured against (`PIPE-TCP` lines).
 //!
 //! The listener accepts the link as a receiver and accepts (settles) every delivery. Client and
 //! listener share one process and one two-worker tokio runtime. Each case runs a short warm-up
 //! and then `BENCH_ROUNDS` rounds (default 3) of `BENCH_SECS` seconds (default 1.5); the median
-//! round is reported. MB/s counts body bytes (10^6 bytes).
+//! round is reported. MB/s counts body bytes (10^6 bytes). `BENCH_MESSAGES=N` makes every round
+//! (warm-up included) N messages instead, and skips the raw TCP rounds: for instruction
+//! counts under valgrind.
 //!
-//! Lines starting with `PIPE` are the machine-readable summary `scripts/bench.sh` collects.
+//! Lines starting with `PIPE ` and `PIPE-RATIO` are the machine-readable summary
+//! `scripts/bench.sh` collects; `PIPE-RAW`, `PIPE-TCP` (each 64 KiB case as a share of raw TCP
+//! bytes/s) and `PIPE-INFLIGHT` (4 in flight / 1 in flight at 64 KiB) go with them.
 
 use bytes::Bytes;
 use eventhubs::amqp::engine::LinkAcceptance;
@@ -24,6 +34,7 @@ use eventhubs::amqp::{
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Credit the listener keeps granted to each sending link.
 const PREFETCH: u32 = 1000;
@@ -36,6 +47,7 @@ const WINDOW_BYTES: usize = 8 << 20;
 enum Mode {
     Pipelined,
     SendAndWait,
+    InFlight4,
 }
 
 impl Mode {
@@ -43,8 +55,70 @@ impl Mode {
         match self {
             Mode::Pipelined => "pipelined",
             Mode::SendAndWait => "send-and-wait",
+            Mode::InFlight4 => "4-in-flight",
         }
     }
+
+    /// Sends kept in flight.
+    fn window(self, body_len: usize) -> usize {
+        match self {
+            Mode::Pipelined => window(body_len),
+            Mode::SendAndWait => 1,
+            Mode::InFlight4 => 4,
+        }
+    }
+}
+
+/// `BENCH_MESSAGES`: messages per round instead of `BENCH_SECS` of sending (64 per step, so
+/// rounded up to a multiple of 64; raw TCP rounds are skipped).
+fn fixed_messages() -> Option<u64> {
+    std::env::var("BENCH_MESSAGES").ok()?.parse().ok()
+}
+
+/// Bytes per write of the raw TCP blaster (and per read of its reader).
+const RAW_CHUNK: usize = 64 * 1024;
+
+/// A loopback TCP reader that discards everything; returns its address.
+async fn start_sink() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind sink");
+    let addr = listener.local_addr().expect("sink addr");
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; RAW_CHUNK];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Raw TCP bytes/s over loopback: `RAW_CHUNK`-byte writes for about `dur` (then the writer
+/// shuts down and waits for the reader to close, so every byte counted was read).
+async fn raw_tcp_round(addr: SocketAddr, dur: Duration) -> f64 {
+    let mut sock = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect sink");
+    sock.set_nodelay(true).expect("nodelay");
+    let chunk = vec![7u8; RAW_CHUNK];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < dur {
+        for _ in 0..16 {
+            sock.write_all(&chunk).await.expect("raw write");
+            sent += RAW_CHUNK as u64;
+        }
+    }
+    sock.shutdown().await.expect("shutdown");
+    let mut rest = [0u8; 16];
+    let _ = sock.read(&mut rest).await;
+    sent as f64 / start.elapsed().as_secs_f64()
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -123,19 +197,26 @@ async fn round(
 ) -> (u64, Duration) {
     let start = Instant::now();
     let mut sent = 0u64;
+    // With `BENCH_MESSAGES` a round is a fixed number of messages (for instruction counts
+    // under valgrind, which must not depend on the machine's speed).
+    let fixed = fixed_messages();
+    let more = |sent: u64| match fixed {
+        Some(n) => sent < n,
+        None => start.elapsed() < dur,
+    };
     match mode {
         Mode::SendAndWait => {
-            while start.elapsed() < dur {
+            while more(sent) {
                 for _ in 0..16 {
                     check(sender.send(msg).await);
                     sent += 1;
                 }
             }
         }
-        Mode::Pipelined => {
-            let window = window(body_len);
+        Mode::Pipelined | Mode::InFlight4 => {
+            let window = mode.window(body_len);
             let mut in_flight = VecDeque::with_capacity(window);
-            while start.elapsed() < dur {
+            while more(sent) {
                 for _ in 0..64 {
                     if in_flight.len() >= window {
                         let oldest = in_flight.pop_front().expect("window is not empty");
@@ -158,6 +239,14 @@ struct CaseResult {
     mode: Mode,
     msgs_per_sec: f64,
     rounds: Vec<f64>,
+    /// Raw TCP bytes/s of the round paired with each of `rounds` (64 KiB cases).
+    raw: Vec<f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut sorted = v.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 async fn run_case(
@@ -166,6 +255,7 @@ async fn run_case(
     mode: Mode,
     rounds: usize,
     secs: f64,
+    sink: Option<SocketAddr>,
 ) -> CaseResult {
     let session = conn.open_session().await.expect("session");
     let mut sender = session
@@ -178,9 +268,20 @@ async fn run_case(
     // Warm-up: connection buffers, allocator, first credit top-ups.
     round(&sender, &msg, mode, body_len, Duration::from_millis(300)).await;
     let mut rates = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let (n, t) = round(&sender, &msg, mode, body_len, Duration::from_secs_f64(secs)).await;
+    let mut raw = Vec::new();
+    for i in 0..rounds {
+        let dur = Duration::from_secs_f64(secs);
+        // The raw TCP round goes right before or right after its AMQP round (alternating),
+        // so that each share compares two moments of the same machine load.
+        let raw_first = i % 2 == 0;
+        if let (Some(addr), true) = (sink, raw_first) {
+            raw.push(raw_tcp_round(addr, dur).await);
+        }
+        let (n, t) = round(&sender, &msg, mode, body_len, dur).await;
         rates.push(n as f64 / t.as_secs_f64());
+        if let (Some(addr), false) = (sink, raw_first) {
+            raw.push(raw_tcp_round(addr, dur).await);
+        }
     }
     sender.close().await.expect("detach");
     session.end().await.expect("end");
@@ -191,6 +292,7 @@ async fn run_case(
         mode,
         msgs_per_sec: sorted[sorted.len() / 2],
         rounds: rates,
+        raw,
     }
 }
 
@@ -220,14 +322,21 @@ fn main() {
         println!(
             "amqp_pipeline: loopback TCP, listener prefetch {PREFETCH}, {rounds} rounds of {secs} s, median reported"
         );
+        let sink = start_sink().await;
         let mut results = Vec::new();
         for body_len in [100usize, 64 * 1024] {
-            for mode in [Mode::Pipelined, Mode::SendAndWait] {
+            let modes: &[Mode] = if body_len >= 64 * 1024 {
+                &[Mode::Pipelined, Mode::SendAndWait, Mode::InFlight4]
+            } else {
+                &[Mode::Pipelined, Mode::SendAndWait]
+            };
+            for &mode in modes {
                 let name = format!("{}/{}", size_name(body_len), mode.name());
                 if filter.as_deref().is_some_and(|f| !name.contains(f)) {
                     continue;
                 }
-                let r = run_case(&conn, body_len, mode, rounds, secs).await;
+                let paired = (body_len >= 64 * 1024 && fixed_messages().is_none()).then_some(sink);
+                let r = run_case(&conn, body_len, mode, rounds, secs, paired).await;
                 let rounds: Vec<String> = r.rounds.iter().map(|x| format!("{x:.0}")).collect();
                 println!(
                     "PIPE {:<8} {:<14} {:>10.0} msgs/s {:>9.1} MB/s  window {:>4}  rounds [{}]",
@@ -235,26 +344,54 @@ fn main() {
                     r.mode.name(),
                     r.msgs_per_sec,
                     r.msgs_per_sec * r.body_len as f64 / 1e6,
-                    if r.mode == Mode::Pipelined { window(r.body_len) } else { 1 },
+                    r.mode.window(r.body_len),
                     rounds.join(" ")
                 );
+                if !r.raw.is_empty() {
+                    let shares: Vec<f64> = r
+                        .rounds
+                        .iter()
+                        .zip(&r.raw)
+                        .map(|(m, raw)| 100.0 * m * r.body_len as f64 / raw)
+                        .collect();
+                    let raws: Vec<String> = r.raw.iter().map(|x| format!("{:.0}", x / 1e6)).collect();
+                    let each: Vec<String> = shares.iter().map(|x| format!("{x:.0}")).collect();
+                    println!(
+                        "PIPE-TCP {:<8} {:<14} {:>6.1} % of raw TCP bytes/s (median of rounds [{}] %; raw TCP MB/s [{}], writes of {} B)",
+                        size_name(r.body_len),
+                        r.mode.name(),
+                        median(&shares),
+                        each.join(" "),
+                        raws.join(" "),
+                        RAW_CHUNK
+                    );
+                }
                 results.push(r);
             }
         }
+        let rate = |len: usize, m: Mode| {
+            results
+                .iter()
+                .find(|r| r.body_len == len && r.mode == m)
+                .map(|r| r.msgs_per_sec)
+        };
         for body_len in [100usize, 64 * 1024] {
-            let rate = |m| {
-                results
-                    .iter()
-                    .find(|r| r.body_len == body_len && r.mode == m)
-                    .map(|r| r.msgs_per_sec)
-            };
-            if let (Some(p), Some(s)) = (rate(Mode::Pipelined), rate(Mode::SendAndWait)) {
+            if let (Some(p), Some(s)) = (
+                rate(body_len, Mode::Pipelined),
+                rate(body_len, Mode::SendAndWait),
+            ) {
                 println!(
-                    "PIPE-RATIO {:<8} pipelined/send-and-wait {:>7.1}x",
+                    "PIPE-RATIO {:<8} pipelined/send-and-wait {:>7.2}x",
                     size_name(body_len),
                     p / s
                 );
             }
+        }
+        if let (Some(four), Some(one)) = (
+            rate(64 * 1024, Mode::InFlight4),
+            rate(64 * 1024, Mode::SendAndWait),
+        ) {
+            println!("PIPE-INFLIGHT 64KiB 4-in-flight/1-in-flight {:>7.2}x", four / one);
         }
         conn.close().await.expect("close");
     });

@@ -612,10 +612,12 @@ impl Pair {
         p
     }
 
-    /// Moves what both engines wrote into flight, checking every frame's size.
+    /// Moves what both engines wrote into flight, checking every frame's size. Output is
+    /// taken as the driver takes it, in chunks (large transfer payloads apart); the server
+    /// side and `Scripted` use the contiguous `poll_transmit`.
     pub fn transmit(&mut self) -> bool {
         let mut moved = false;
-        while let Some(b) = self.client.poll_transmit() {
+        while let Some((b, _)) = self.client.poll_transmit_chunk() {
             let limit = self
                 .client
                 .remote_open()
@@ -671,7 +673,11 @@ impl Pair {
             if to_server {
                 self.server.handle_bytes(&piece, now);
             } else {
-                self.client.handle_bytes(&piece, now);
+                // As the driver reads: straight into the engine's input buffer.
+                self.client
+                    .input_buffer(piece.len(), 64 * 1024)
+                    .extend_from_slice(&piece);
+                self.client.handle_input(now);
             }
             moved = true;
         }

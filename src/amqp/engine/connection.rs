@@ -7,9 +7,9 @@ use super::event::{Event, LinkId};
 use super::frame_event;
 use super::link::Link;
 use super::session::Session;
-use crate::amqp::codec::{Encode, Str, Symbol};
+use crate::amqp::codec::{Decode, Decoder, Encode, Str, Symbol};
 use crate::amqp::frame::{
-    self, parse_frame, AmqpFrame, ProtocolHeader, ProtocolId, RawFrame, FRAME_TYPE_AMQP,
+    self, parse_frame, AmqpFrame, CutFrame, ProtocolHeader, ProtocolId, RawFrame, FRAME_TYPE_AMQP,
     MIN_MAX_FRAME_SIZE,
 };
 use crate::amqp::types::error::{condition, AmqpError};
@@ -17,6 +17,37 @@ use crate::amqp::types::transport::{Close, Open, Performative};
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+/// A transfer's payload as it came off the input: a slice of a frozen frame, or still
+/// writable (so that the parts of a delivery spanning frames can be joined in place).
+#[derive(Debug)]
+pub(crate) enum InPayload {
+    /// A shared slice.
+    Shared(Bytes),
+    /// A writable part of the input buffer.
+    Owned(BytesMut),
+}
+
+impl From<Bytes> for InPayload {
+    fn from(b: Bytes) -> Self {
+        InPayload::Shared(b)
+    }
+}
+
+impl From<BytesMut> for InPayload {
+    fn from(b: BytesMut) -> Self {
+        InPayload::Owned(b)
+    }
+}
+
+impl InPayload {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            InPayload::Shared(b) => b.len(),
+            InPayload::Owned(b) => b.len(),
+        }
+    }
+}
 
 /// Which side of the connection this engine is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +95,16 @@ pub struct Connection {
     /// SASL header/outcome exchanged (or skipped): the next header is the AMQP one.
     pub(super) sasl_done: bool,
     pub(super) inbuf: BytesMut,
+    /// Output not yet handed out, after everything in `out_chunks`.
     pub(super) out: BytesMut,
+    /// Output handed out as it is, ahead of `out`: the header of a large transfer and its
+    /// payload `Bytes` (never copied into `out`), and `out` cut off before them. The flag
+    /// says whether the chunk ends a frame.
+    out_chunks: VecDeque<(Bytes, bool)>,
+    /// The last transfer frame read said more frames of its delivery follow: the next one is
+    /// likely a continuation, worth moving into place behind the first part (see
+    /// [`Self::process_input`]).
+    pub(super) continuation_expected: bool,
     pub(super) events: VecDeque<Event>,
     /// Sessions by our channel.
     pub(super) sessions: HashMap<u16, Session>,
@@ -100,6 +140,11 @@ impl std::fmt::Debug for Connection {
 /// descriptor it sent); capped, the close, end or detach carrying one still fits the smallest
 /// max-frame-size a peer may announce (512).
 const MAX_DESCRIPTION_LEN: usize = 256;
+
+/// Transfer payloads from this size on are handed to the driver as their own chunk rather
+/// than copied behind the frame header: below it, the copy costs less than another buffer
+/// in the write.
+pub(super) const ZERO_COPY_PAYLOAD: usize = 4096;
 
 pub(super) fn err(cond: Symbol, description: impl Into<String>) -> AmqpError {
     let mut description = description.into();
@@ -142,6 +187,8 @@ impl Connection {
             sasl_done: false,
             inbuf: BytesMut::new(),
             out: BytesMut::new(),
+            out_chunks: VecDeque::new(),
+            continuation_expected: false,
             events: VecDeque::new(),
             sessions: HashMap::new(),
             remote_channels: HashMap::new(),
@@ -207,6 +254,29 @@ impl Connection {
         self.process_input();
     }
 
+    /// The input buffer, with at least `min_room` bytes of spare capacity (`block` more are
+    /// reserved when it has less), for a driver to read the socket into directly rather than
+    /// through a buffer of its own; then [`Self::handle_input`]. Frames are cut from it as
+    /// slices, so reading in large blocks keeps consecutive frames in one allocation (the
+    /// parts of a delivery spanning frames are then joined without a copy).
+    pub fn input_buffer(&mut self, min_room: usize, block: usize) -> &mut BytesMut {
+        if self.inbuf.capacity() - self.inbuf.len() < min_room {
+            self.inbuf.reserve(block.max(min_room));
+        }
+        &mut self.inbuf
+    }
+
+    /// Processes the bytes a driver appended to [`Self::input_buffer`].
+    pub fn handle_input(&mut self, now: Instant) {
+        self.now = now;
+        if self.phase == Phase::Done {
+            self.inbuf.clear();
+            return;
+        }
+        self.last_received = now;
+        self.process_input();
+    }
+
     fn process_input(&mut self) {
         loop {
             match self.phase {
@@ -222,7 +292,23 @@ impl Connection {
                     h.copy_from_slice(&self.inbuf.split_to(8));
                     self.handle_header(h);
                 }
-                Phase::Sasl | Phase::Frames => {
+                Phase::Frames => {
+                    let limit = self.config.max_frame_size.max(MIN_MAX_FRAME_SIZE);
+                    let compact = self.continuation_expected;
+                    match frame::cut_frame_split(&mut self.inbuf, limit, compact) {
+                        Ok(CutFrame::Whole(raw)) => self.handle_raw_frame(raw),
+                        Ok(CutFrame::Split {
+                            channel,
+                            performative,
+                            payload,
+                        }) => self.handle_split_frame(channel, performative, payload),
+                        Ok(CutFrame::Incomplete) => return,
+                        Err(e) => {
+                            self.fail(err(condition::CONNECTION_FRAMING_ERROR, e.to_string()));
+                        }
+                    }
+                }
+                Phase::Sasl => {
                     let limit = self.config.max_frame_size.max(MIN_MAX_FRAME_SIZE);
                     match parse_frame(&mut self.inbuf, limit) {
                         Ok(Some(raw)) => self.handle_raw_frame(raw),
@@ -335,11 +421,51 @@ impl Connection {
             frame_event!(quiet self.config.frame_trace, conn = %self.config.container_id, dir = "in", channel = frame.channel, "heartbeat");
             return;
         };
+        self.handle_frame(
+            frame.channel,
+            performative,
+            InPayload::Shared(frame.payload),
+            payload_len,
+        );
+    }
+
+    /// A frame whose payload came apart from its performative ([`CutFrame::Split`]).
+    fn handle_split_frame(&mut self, channel: u16, performative: Bytes, payload: BytesMut) {
+        let payload_len = performative.len() + payload.len();
+        let mut d = Decoder::new(performative);
+        let p = match <Performative as Decode>::decode(&mut d) {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(err(condition::DECODE_ERROR, e.to_string()));
+                return;
+            }
+        };
+        let payload = if d.is_empty() {
+            InPayload::Owned(payload)
+        } else {
+            // The performative ended before its list's size said (not seen from a sane peer):
+            // what is left of it belongs to the payload, as it would on the ordinary path.
+            let rest = d.take_rest();
+            let mut joined = BytesMut::with_capacity(rest.len() + payload.len());
+            joined.extend_from_slice(&rest);
+            joined.extend_from_slice(&payload);
+            InPayload::Owned(joined)
+        };
+        self.handle_frame(channel, p, payload, payload_len);
+    }
+
+    fn handle_frame(
+        &mut self,
+        channel: u16,
+        performative: Performative,
+        payload: InPayload,
+        payload_len: usize,
+    ) {
         frame_event!(
             loud self.config.frame_trace,
             conn = %self.config.container_id,
             dir = "in",
-            channel = frame.channel,
+            channel,
             performative = performative.name(),
             size = payload_len,
             frame = ?performative,
@@ -355,17 +481,17 @@ impl Connection {
             return;
         }
         match performative {
-            Performative::Open(open) => self.on_open(frame.channel, open),
+            Performative::Open(open) => self.on_open(channel, open),
             Performative::Close(close) => self.on_close(close),
-            Performative::Begin(begin) => self.on_begin(frame.channel, begin),
+            Performative::Begin(begin) => self.on_begin(channel, begin),
             other => {
-                let Some(&local) = self.remote_channels.get(&frame.channel) else {
+                let Some(&local) = self.remote_channels.get(&channel) else {
                     self.fail(err(
                         condition::NOT_ALLOWED,
                         format!(
                             "{} on channel {} which has no session",
                             other.name(),
-                            frame.channel
+                            channel
                         ),
                     ));
                     return;
@@ -374,7 +500,7 @@ impl Connection {
                     Performative::End(end) => self.on_end(local, end),
                     Performative::Attach(a) => self.on_attach(local, a),
                     Performative::Flow(f) => self.on_flow(local, f),
-                    Performative::Transfer(t) => self.on_transfer(local, t, frame.payload),
+                    Performative::Transfer(t) => self.on_transfer(local, t, payload),
                     Performative::Disposition(d) => self.on_disposition(local, d),
                     Performative::Detach(d) => self.on_detach(local, d),
                     _ => {}
@@ -422,6 +548,34 @@ impl Connection {
             frame = ?p,
         );
         frame::write_amqp_frame(&mut self.out, channel, &p, payload);
+        self.last_sent = self.now;
+    }
+
+    /// Writes a transfer frame. A payload of at least [`ZERO_COPY_PAYLOAD`] bytes is not
+    /// copied: the frame header and performative become one chunk and the payload another,
+    /// for the driver to write with one vectored write.
+    pub(super) fn write_transfer(&mut self, channel: u16, p: Performative, payload: Bytes) {
+        if payload.len() < ZERO_COPY_PAYLOAD {
+            self.write(channel, p, &payload);
+            return;
+        }
+        if self.close_sent || self.state == ConnectionState::Closed {
+            frame_event!(quiet self.config.frame_trace, conn = %self.config.container_id, performative = p.name(), "dropped after close");
+            return;
+        }
+        frame_event!(
+            loud self.config.frame_trace,
+            conn = %self.config.container_id,
+            dir = "out",
+            channel,
+            performative = p.name(),
+            size = p.encoded_len() + payload.len(),
+            frame = ?p,
+        );
+        frame::write_amqp_frame_head(&mut self.out, channel, &p, payload.len());
+        self.out_chunks
+            .push_back((self.out.split().freeze(), false));
+        self.out_chunks.push_back((payload, true));
         self.last_sent = self.now;
     }
 
@@ -537,19 +691,38 @@ impl Connection {
         self.events.push_back(Event::Closed { error, by_peer });
     }
 
-    /// Bytes to write to the peer, if any (everything queued, as one buffer).
+    /// Bytes to write to the peer, if any (everything queued, as one buffer). Large transfer
+    /// payloads are copied together with their frame headers here; a driver that can write
+    /// several buffers at once uses [`Self::poll_transmit_chunk`] instead.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.flush_dispositions();
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(self.out.split().freeze())
+        if self.out_chunks.is_empty() {
+            return (!self.out.is_empty()).then(|| self.out.split().freeze());
         }
+        let len = self.out_chunks.iter().map(|(b, _)| b.len()).sum::<usize>() + self.out.len();
+        let mut all = BytesMut::with_capacity(len);
+        for (b, _) in self.out_chunks.drain(..) {
+            all.extend_from_slice(&b);
+        }
+        all.extend_from_slice(&self.out.split());
+        Some(all.freeze())
+    }
+
+    /// The next piece of output, if any, in order, without copying large transfer payloads:
+    /// the bytes, and whether they end a frame (a driver that must drop unsent output keeps
+    /// whole frames). Write them one after another, for example with a vectored write.
+    pub fn poll_transmit_chunk(&mut self) -> Option<(Bytes, bool)> {
+        if let Some(chunk) = self.out_chunks.pop_front() {
+            return Some(chunk);
+        }
+        self.flush_dispositions();
+        (!self.out.is_empty()).then(|| (self.out.split().freeze(), true))
     }
 
     /// True when [`Self::poll_transmit`] would return bytes.
     pub fn wants_write(&self) -> bool {
         !self.out.is_empty()
+            || !self.out_chunks.is_empty()
             || self
                 .sessions
                 .values()

@@ -3,8 +3,10 @@
 //! No sockets, no tasks, no clock reads. The caller feeds received bytes and the current time
 //! and pulls bytes to write, events, and the next deadline:
 //!
-//! * [`Connection::handle_bytes`] — bytes that arrived from the peer;
-//! * [`Connection::poll_transmit`] — bytes to write to the peer;
+//! * [`Connection::handle_bytes`] — bytes that arrived from the peer (or, read straight into
+//!   [`Connection::input_buffer`], [`Connection::handle_input`]);
+//! * [`Connection::poll_transmit`] — bytes to write to the peer (or, with large transfer
+//!   payloads as chunks of their own, [`Connection::poll_transmit_chunk`]);
 //! * [`Connection::poll_event`] — what happened (a link attached, a delivery arrived, ...);
 //! * [`Connection::poll_timeout`] / [`Connection::handle_timeout`] — idle-timeout handling;
 //! * commands such as [`Connection::begin_session`], [`Connection::attach`],

@@ -11,8 +11,9 @@ use crate::amqp::types::definitions::Role;
 use crate::amqp::types::error::{condition, AmqpError};
 use crate::amqp::types::messaging::DeliveryState;
 use crate::amqp::types::transport::{Attach, Open};
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -224,6 +225,23 @@ struct Driver {
     failure: Option<Error>,
 }
 
+/// Spare room the engine's input buffer has for every read.
+const READ_MIN_ROOM: usize = 16 * 1024;
+
+/// Most room reserved at once for reads (a busy connection's reads fill blocks this large).
+const READ_MAX_BLOCK: usize = 256 * 1024;
+
+/// Most buffers handed to one vectored write.
+const MAX_WRITE_SLICES: usize = 64;
+
+/// For a transport without vectored writes, chunks shorter than this are copied together
+/// (up to [`COALESCE_LIMIT`]) so that a frame header does not go out in a write of its own
+/// (a TLS record or WebSocket frame each).
+const COALESCE_BELOW: usize = 16 * 1024;
+
+/// See [`COALESCE_BELOW`].
+const COALESCE_LIMIT: usize = 64 * 1024;
+
 /// Commands handled per wake-up before output is written, so bursts go out in few writes.
 const COMMAND_BATCH: usize = 256;
 
@@ -233,8 +251,11 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 impl Driver {
     async fn run(mut self, io: BoxedTransport, queued_peak: Arc<AtomicUsize>) {
         let (mut rd, mut wr) = tokio::io::split(io);
-        let mut rbuf = vec![0u8; 64 * 1024];
+        let vectored = tokio::io::AsyncWrite::is_write_vectored(&wr);
         let mut out = Outbox::default();
+        // How much the last read brought: the next read gets room for twice that (within
+        // bounds), so a busy connection reads in large blocks and an idle one holds little.
+        let mut last_read = 0usize;
         let mut needs_flush = false;
         let mut commands_open = true;
         let limits = self.engine.config().limits.clone();
@@ -245,8 +266,8 @@ impl Driver {
         let mut peak = 0;
         loop {
             self.route_events();
-            while let Some(b) = self.engine.poll_transmit() {
-                out.push(b);
+            while let Some((b, frame_end)) = self.engine.poll_transmit_chunk() {
+                out.push(b, frame_end);
             }
             if out.bytes > peak {
                 peak = out.bytes;
@@ -270,15 +291,21 @@ impl Driver {
             // attention, so what it makes us queue stays near the bound.
             let reading = self.failure.is_none() && !over;
             tokio::select! {
-                r = rd.read(&mut rbuf), if reading => match r {
+                r = rd.read_buf(self.engine.input_buffer(
+                    READ_MIN_ROOM,
+                    (last_read * 2).clamp(READ_MIN_ROOM, READ_MAX_BLOCK),
+                )), if reading => match r {
                     Ok(0) => self.lost(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
                         "peer closed the socket",
                     )),
-                    Ok(n) => self.engine.handle_bytes(&rbuf[..n], now()),
+                    Ok(n) => {
+                        last_read = n;
+                        self.engine.handle_input(now());
+                    }
                     Err(e) => self.lost(e),
                 },
-                w = write_or_flush(&mut wr, out.front()), if !out.is_empty() || needs_flush => match w {
+                w = write_or_flush(&mut wr, &mut out, vectored), if !out.is_empty() || needs_flush => match w {
                     Ok(Some(n)) => {
                         needs_flush = true;
                         out.advance(n);
@@ -324,6 +351,7 @@ impl Driver {
             // Dropping a socket with unread input resets it, and a reset destroys the close
             // still in the peer's buffers: read and discard until the peer hangs up.
             let discard = async {
+                let mut rbuf = vec![0u8; 16 * 1024];
                 while let Ok(n) = rd.read(&mut rbuf).await {
                     if n == 0 {
                         break;
@@ -683,36 +711,63 @@ fn reject(cmd: Command, err: Error) {
 }
 
 /// Output waiting for the socket, with its size kept at hand (the backpressure check is on
-/// every turn of the loop, so it must not walk the queue).
+/// every turn of the loop, so it must not walk the queue). Each chunk says whether it ends a
+/// frame: a large transfer comes as its header and its payload.
 #[derive(Default)]
 struct Outbox {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<(Bytes, bool)>,
     bytes: usize,
 }
 
 impl Outbox {
-    fn push(&mut self, b: Bytes) {
+    fn push(&mut self, b: Bytes, frame_end: bool) {
+        if b.is_empty() {
+            return;
+        }
         self.bytes += b.len();
-        self.chunks.push_back(b);
+        self.chunks.push_back((b, frame_end));
     }
 
     fn is_empty(&self) -> bool {
         self.chunks.is_empty()
     }
 
-    fn front(&self) -> Option<&Bytes> {
-        self.chunks.front()
-    }
-
-    fn advance(&mut self, n: usize) {
-        if let Some(front) = self.chunks.front_mut() {
-            let n = n.min(front.len());
-            front.advance(n);
-            self.bytes -= n;
+    /// Drops `n` written bytes from the front.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some((front, _)) = self.chunks.front_mut() else {
+                return;
+            };
+            let k = n.min(front.len());
+            front.advance(k);
+            self.bytes -= k;
+            n -= k;
             if front.is_empty() {
                 self.chunks.pop_front();
             }
         }
+    }
+
+    /// For a transport that writes one buffer at a time: joins short chunks at the front
+    /// into one, so that small frames and large transfers' headers share a write.
+    fn coalesce_front(&mut self) {
+        let short = |c: &(Bytes, bool)| c.0.len() < COALESCE_BELOW;
+        if self.chunks.len() < 2 || !self.chunks.front().is_some_and(short) {
+            return;
+        }
+        let mut joined = BytesMut::new();
+        let mut frame_end = true;
+        while let Some(c) = self.chunks.front() {
+            if !joined.is_empty() && joined.len() + c.0.len() > COALESCE_LIMIT {
+                break;
+            }
+            let Some((b, end)) = self.chunks.pop_front() else {
+                break;
+            };
+            joined.extend_from_slice(&b);
+            frame_end = end;
+        }
+        self.chunks.push_front((joined.freeze(), frame_end));
     }
 
     fn clear(&mut self) {
@@ -720,23 +775,44 @@ impl Outbox {
         self.bytes = 0;
     }
 
-    /// Drops all but the first chunk: it may be half written, and each chunk holds whole
-    /// frames, so what follows it on the wire still parses.
+    /// Drops everything after the frame the front chunk belongs to: it may be half written,
+    /// and what follows a whole frame on the wire still parses.
     fn keep_front_only(&mut self) {
-        self.chunks.truncate(1);
-        self.bytes = self.chunks.front().map_or(0, Bytes::len);
+        let keep = self
+            .chunks
+            .iter()
+            .position(|(_, frame_end)| *frame_end)
+            .map_or(self.chunks.len(), |i| i + 1);
+        self.chunks.truncate(keep);
+        self.bytes = self.chunks.iter().map(|(b, _)| b.len()).sum();
     }
 }
 
-/// Writes some of `data`, or flushes when there is nothing left to write (TLS buffers).
+/// Writes some of `out` (several chunks at once where the transport takes vectored writes),
+/// or flushes when there is nothing left to write (TLS buffers). Returns the bytes written,
+/// or `None` for a flush; the caller advances `out`.
 async fn write_or_flush<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut W,
-    data: Option<&Bytes>,
+    out: &mut Outbox,
+    vectored: bool,
 ) -> std::io::Result<Option<usize>> {
-    match data {
-        Some(b) => wr.write(b).await.map(Some),
-        None => wr.flush().await.map(|()| None),
+    if out.is_empty() {
+        return wr.flush().await.map(|()| None);
     }
+    if !vectored {
+        out.coalesce_front();
+        let Some((front, _)) = out.chunks.front() else {
+            return Ok(Some(0));
+        };
+        return wr.write(front).await.map(Some);
+    }
+    let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+    let mut n = 0;
+    for ((b, _), slot) in out.chunks.iter().zip(slices.iter_mut()) {
+        *slot = IoSlice::new(b);
+        n += 1;
+    }
+    wr.write_vectored(&slices[..n]).await.map(Some)
 }
 
 /// The time handed to the engine: tokio's clock, so that the engine's timers (idle timeout,

@@ -170,7 +170,7 @@ impl Connection {
             } else if more_work {
                 s.send_queue.push_back(id);
             }
-            self.write(channel, transfer.into(), &chunk);
+            self.write_transfer(channel, transfer.into(), chunk);
             if done {
                 self.maybe_finish_drain(id);
             }

@@ -1,7 +1,7 @@
 //! Incoming transfers: a delivery reassembled from its frames (the `more` flag), under the
 //! link's size limit, with aborts and link errors that drop the rest of a delivery.
 
-use crate::amqp::engine::connection::{err, Connection};
+use crate::amqp::engine::connection::{err, Connection, InPayload};
 use crate::amqp::engine::event::{Delivery, Event};
 use crate::amqp::engine::link::{Credit, LinkState};
 use crate::amqp::engine::session::SessionState;
@@ -23,26 +23,38 @@ struct Partial {
     format: u32,
     settled: bool,
     state: Option<DeliveryState>,
-    /// The only frame so far: kept as the frame's own slice (zero copy).
-    first: Bytes,
-    /// From the second frame on, everything so far, copied together.
-    rest: Option<BytesMut>,
+    body: Body,
     size: u64,
 }
 
+/// The payload of a delivery so far.
+#[derive(Debug)]
+enum Body {
+    Empty,
+    /// One frame's shared slice (a one-frame delivery stays that slice: zero copy).
+    Shared(Bytes),
+    /// Writable: one part of the input buffer, parts joined in place where they are
+    /// contiguous in memory, or a buffer the parts were copied into where they were not.
+    Owned(BytesMut),
+}
+
 impl Partial {
-    /// Appends a frame's payload; a one-frame delivery stays a slice of its frame.
-    fn push(&mut self, payload: Bytes) {
-        match (&mut self.rest, self.first.is_empty()) {
-            (None, true) => self.first = payload,
-            (None, false) => {
-                let mut buf = BytesMut::with_capacity(self.first.len() + payload.len());
-                buf.extend_from_slice(&self.first);
-                buf.extend_from_slice(&payload);
-                self.rest = Some(buf);
+    /// Appends a frame's payload.
+    fn push(&mut self, payload: InPayload) {
+        self.body = match (std::mem::replace(&mut self.body, Body::Empty), payload) {
+            (Body::Empty, InPayload::Shared(b)) => Body::Shared(b),
+            (Body::Empty, InPayload::Owned(b)) => Body::Owned(b),
+            (Body::Shared(first), next) => {
+                let mut buf = BytesMut::with_capacity(first.len() + next.len());
+                buf.extend_from_slice(&first);
+                extend(&mut buf, next);
+                Body::Owned(buf)
             }
-            (Some(buf), _) => buf.extend_from_slice(&payload),
-        }
+            (Body::Owned(mut buf), next) => {
+                extend(&mut buf, next);
+                Body::Owned(buf)
+            }
+        };
     }
 
     fn finish(self) -> Delivery {
@@ -52,12 +64,35 @@ impl Partial {
             message_format: self.format,
             settled: self.settled,
             state: self.state,
-            payload: match self.rest {
-                Some(buf) => buf.freeze(),
-                None => self.first,
+            payload: match self.body {
+                Body::Empty => Bytes::new(),
+                Body::Shared(b) => b,
+                Body::Owned(b) => b.freeze(),
             },
         }
     }
+}
+
+/// Appends `next` to `buf`: without a copy when `next` is the memory right behind `buf`
+/// (a continuation frame compacted behind the frame before, see
+/// [`crate::amqp::frame::cut_frame_split`]), else copied, growing `buf` at least twofold so
+/// that a long delivery is not copied over and over.
+fn extend(buf: &mut BytesMut, next: InPayload) {
+    let next = match next {
+        InPayload::Owned(next) => match buf.try_unsplit(next) {
+            Ok(()) => return,
+            Err(next) => InPayload::Owned(next),
+        },
+        shared => shared,
+    };
+    let slice: &[u8] = match &next {
+        InPayload::Shared(b) => b,
+        InPayload::Owned(b) => b,
+    };
+    if buf.capacity() - buf.len() < slice.len() {
+        buf.reserve(slice.len().max(buf.len()));
+    }
+    buf.extend_from_slice(slice);
 }
 
 /// A receiving link's reassembly state.
@@ -87,9 +122,10 @@ impl Reassembly {
     pub(crate) fn on_transfer(
         &mut self,
         t: Transfer,
-        payload: Bytes,
+        payload: impl Into<InPayload>,
         credit: &mut Credit,
     ) -> Result<Option<Delivery>, AmqpError> {
+        let payload = payload.into();
         if t.aborted {
             // An abort on a delivery's first frame still started a delivery on the sender's
             // side.
@@ -137,8 +173,7 @@ impl Reassembly {
                     format: t.message_format.unwrap_or(0),
                     settled: false,
                     state: None,
-                    first: Bytes::new(),
-                    rest: None,
+                    body: Body::Empty,
                     size: 0,
                 });
             }
@@ -178,7 +213,15 @@ impl Reassembly {
 }
 
 impl Connection {
-    pub(in crate::amqp::engine) fn on_transfer(&mut self, local: u16, t: Transfer, payload: Bytes) {
+    pub(in crate::amqp::engine) fn on_transfer(
+        &mut self,
+        local: u16,
+        t: Transfer,
+        payload: InPayload,
+    ) {
+        // The next frame is likely this delivery's continuation (a sender finishes a started
+        // delivery before others on the session): it is cut to join this one in place.
+        self.continuation_expected = t.more && !t.aborted;
         let Some(s) = self.sessions.get_mut(&local) else {
             return;
         };
