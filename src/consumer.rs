@@ -289,7 +289,14 @@ impl EventHubConsumer {
             self.last_sequence_number = Some(n);
         }
         if let Some(o) = event.offset() {
-            self.last_offset = Some(o.to_owned());
+            // Reuses the string: one allocation per link rather than per event.
+            match &mut self.last_offset {
+                Some(s) => {
+                    s.clear();
+                    s.push_str(o);
+                }
+                None => self.last_offset = Some(o.to_owned()),
+            }
         }
         Ok(event)
     }
