@@ -5,11 +5,15 @@
 //!
 //! ```text
 //! bench_recv consumer  --conn CS --count 2000000 [--batch 300]
+//! bench_recv consumer-task --conn CS --count 2000000 [--batch 300]
 //! bench_recv stream    --conn CS --count 2000000
 //! bench_recv processor --conn CS --count 2000000 [--batch 300]
 //! ```
 //!
-//! `consumer` is `EventHubConsumer::receive(batch, 5 s)` in a loop (default prefetch 300);
+//! `consumer` is `EventHubConsumer::receive(batch, 5 s)` in a loop (default prefetch 300) on
+//! the thread that runs `block_on` (as in `#[tokio::main]` code that reads in `main`);
+//! `consumer-task` is the same loop in a task of the runtime (as in a service that spawns its
+//! readers: no hand-off to and from a thread outside the runtime's workers);
 //! `stream` is `EventHubConsumer::stream()` one event at a time; `processor` is an
 //! `EventProcessor` (greedy, in-memory checkpoint store, default prefetch, `--batch` events per
 //! `process_events`) that checkpoints the last event of every batch in the background, as a
@@ -29,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[derive(Clone)]
 struct Args {
     mode: String,
     conn: String,
@@ -39,7 +44,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench_recv consumer|stream|processor --conn CS [--hub eh1] --count N [--batch 300]"
+        "usage: bench_recv consumer|consumer-task|stream|processor --conn CS [--hub eh1] --count N [--batch 300]"
     );
     std::process::exit(2)
 }
@@ -286,6 +291,14 @@ fn main() {
         .expect("runtime");
     let result = match a.mode.as_str() {
         "consumer" => runtime.block_on(run_consumer(&a, false)),
+        "consumer-task" => {
+            let owned = a.clone();
+            runtime.block_on(async move {
+                tokio::spawn(async move { run_consumer(&owned, false).await })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
+            })
+        }
         "stream" => runtime.block_on(run_consumer(&a, true)),
         "processor" => runtime.block_on(run_processor(&a)),
         _ => usage(),
