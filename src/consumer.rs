@@ -266,6 +266,15 @@ impl EventHubConsumer {
     /// [`ErrorKind::EventData`] error naming its sequence number, and the position moves past
     /// it, so that reading goes on with the next event.
     fn take(&mut self, m: ReceivedMessage) -> Result<EventData, Error> {
+        let event = self.take_unnoted(m)?;
+        self.note_offset(&event);
+        Ok(event)
+    }
+
+    /// [`Self::take`] without recording the offset, for a batch whose caller records it once
+    /// from the batch's last event with [`Self::note_offset`] (finding it is a search of the
+    /// annotations, too dear to repeat for every event).
+    fn take_unnoted(&mut self, m: ReceivedMessage) -> Result<EventData, Error> {
         let msg = match m.message() {
             Ok(msg) => msg,
             Err(e) => return Err(self.undecodable(&m, &e.to_string())),
@@ -288,10 +297,21 @@ impl EventHubConsumer {
         if let Some(n) = event.sequence_number() {
             self.last_sequence_number = Some(n);
         }
-        if let Some(o) = event.offset() {
-            self.last_offset = Some(o.to_owned());
-        }
         Ok(event)
+    }
+
+    /// Records `event`'s offset as the last one read.
+    fn note_offset(&mut self, event: &EventData) {
+        if let Some(o) = event.offset() {
+            // Reuses the string: one allocation per link rather than per event.
+            match &mut self.last_offset {
+                Some(s) => {
+                    s.clear();
+                    s.push_str(o);
+                }
+                None => self.last_offset = Some(o.to_owned()),
+            }
+        }
     }
 
     /// Rejects an event that does not decode, records its position as far as its annotations
@@ -365,12 +385,18 @@ impl EventHubConsumer {
                         else {
                             break;
                         };
-                        match self.take(m) {
+                        match self.take_unnoted(m) {
                             Ok(e) => out.push(e),
                             Err(e) => {
                                 self.undecodable = Some(e);
                                 break;
                             }
+                        }
+                    }
+                    // An undecodable event after these has recorded its own position.
+                    if self.undecodable.is_none() && out.len() > 1 {
+                        if let Some(e) = out.iter().rev().find(|e| e.offset().is_some()) {
+                            self.note_offset(e);
                         }
                     }
                     return Ok(out);

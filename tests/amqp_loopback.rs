@@ -170,3 +170,63 @@ fn encoded(m: &Message) -> Bytes {
     m.encode(&mut b);
     b.freeze()
 }
+
+/// A settled batch bigger than the receiver's credit: all of it arrives, pre-settled and in
+/// order, the part beyond the credit held back until the receiver grants more; the batch's
+/// future resolves once it is all queued; and a batch on a detached link fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_batch_beyond_the_credit_arrives_whole_and_in_order() {
+    support::init_tracing();
+    let listener = Listener::bind("127.0.0.1:0", ListenerOptions::default())
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let incoming = listener.accept().await.unwrap();
+        let mut conn = incoming.handshake().await.unwrap();
+        let link = conn.next_link().await.unwrap();
+        let source = link.attach().source.as_deref().cloned();
+        let mut acceptance = LinkAcceptance::default();
+        acceptance.source = source;
+        let mut tx = link.accept_sender(acceptance, 1).await.unwrap();
+        tx.wait_for_credit().await.unwrap();
+        let payloads = (0..1000)
+            .map(|i| encoded(&Message::with_data(format!("batch {i}"))))
+            .collect();
+        let queued = tx.send_settled_batch(payloads, 0).await.unwrap().await;
+        assert!(matches!(queued, Ok(None)), "{queued:?}");
+        let gone = tx.detached().await;
+        let late = match tx
+            .send_settled_batch(vec![encoded(&Message::with_data("late"))], 0)
+            .await
+        {
+            Ok(p) => p.await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        done_tx.send((gone, late.is_err())).unwrap();
+        let _ = conn;
+    });
+    let conn = Connection::connect(ConnectOptions::new("127.0.0.1", port))
+        .await
+        .unwrap();
+    let session = conn.open_session().await.unwrap();
+    let mut rx = session
+        .attach_receiver(ReceiverOptions::new("q").with_prefetch(300))
+        .await
+        .unwrap();
+    for i in 0..1000 {
+        let m = rx.recv().await.unwrap();
+        assert!(m.is_settled(), "message {i} pre-settled");
+        assert_eq!(
+            m.message().unwrap().body.single_data().unwrap(),
+            &Bytes::from(format!("batch {i}"))
+        );
+    }
+    assert!(rx.try_recv().is_none(), "nothing beyond the batch");
+    rx.close().await.unwrap();
+    let (_gone, late_failed) = done_rx.await.unwrap();
+    assert!(late_failed, "a batch on a detached link fails");
+    // The server's side of the connection is gone with its task by now.
+    let _ = conn.close().await;
+}

@@ -26,6 +26,10 @@ async fn recv_n(c: &mut eventhubs::EventHubConsumer, n: usize) -> Vec<EventData>
             "timed out after {} of {n} events",
             out.len()
         );
+        // The position recorded is the batch's last event, however many came at once.
+        let last = got.last().unwrap();
+        assert_eq!(c.last_offset(), last.offset());
+        assert_eq!(c.last_sequence_number(), last.sequence_number());
         out.extend(got);
     }
     out

@@ -11,6 +11,7 @@ use super::types::message::Message;
 use super::types::messaging::{DeliveryState, Modified, Rejected, Released, Source, Target};
 use super::types::transport::Attach;
 use bytes::Bytes;
+use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
 /// Settings for a receiving link.
@@ -148,6 +149,9 @@ pub struct Receiver {
     link: LinkId,
     remote: Option<Box<Attach>>,
     rx: mpsc::UnboundedReceiver<LinkMsg>,
+    /// The rest of a batch of deliveries the driver handed over at once (never more than the
+    /// credit granted, so bounded by the prefetch).
+    buffered: VecDeque<Delivery>,
     prefetch: u32,
     consumed: u32,
     detached: Option<Error>,
@@ -170,6 +174,7 @@ impl Receiver {
             link: attached.link,
             remote: attached.remote,
             rx,
+            buffered: VecDeque::new(),
             prefetch,
             consumed: 0,
             detached: None,
@@ -183,6 +188,9 @@ impl Receiver {
 
     /// The next message; fails once the link or connection is gone.
     pub async fn recv(&mut self) -> Result<ReceivedMessage, Error> {
+        if let Some(m) = self.take_buffered() {
+            return Ok(m);
+        }
         if let Some(e) = &self.detached {
             return Err(e.clone());
         }
@@ -197,6 +205,9 @@ impl Receiver {
 
     /// The next message if one is buffered, without waiting.
     pub fn try_recv(&mut self) -> Option<ReceivedMessage> {
+        if let Some(m) = self.take_buffered() {
+            return Some(m);
+        }
         let msg = self.rx.try_recv().ok()?;
         self.take(Some(msg)).and_then(Result::ok)
     }
@@ -208,6 +219,11 @@ impl Receiver {
                 self.consumed_one();
                 Some(Ok(ReceivedMessage { delivery }))
             }
+            Some(LinkMsg::Deliveries(v)) => {
+                // Only asked for once the buffer is empty, so this keeps the order.
+                self.buffered = VecDeque::from(v);
+                self.take_buffered().map(Ok)
+            }
             Some(LinkMsg::Detached(e)) => {
                 self.detached = Some(e.clone());
                 Some(Err(e))
@@ -217,6 +233,13 @@ impl Receiver {
                 None
             }
         }
+    }
+
+    /// The next delivery of the batch in hand, if any.
+    fn take_buffered(&mut self) -> Option<ReceivedMessage> {
+        let delivery = self.buffered.pop_front()?;
+        self.consumed_one();
+        Some(ReceivedMessage { delivery })
     }
 
     /// Tops the credit back up once half the prefetch window has been consumed, so the

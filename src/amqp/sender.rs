@@ -251,6 +251,29 @@ impl Sender {
         Ok(PendingSend { rx })
     }
 
+    /// Sends already-encoded messages pre-settled, in order, as one request to the connection
+    /// (no per-message outcome to wait for, so one reply covers the batch): for a sender that
+    /// has many deliveries ready at once. The future resolves once all are queued on the
+    /// link, after which [`Self::credit`] accounts for them. Sending more than the credit
+    /// queues the rest until the peer grants more.
+    pub async fn send_settled_batch(
+        &self,
+        payloads: Vec<Bytes>,
+        message_format: u32,
+    ) -> Result<PendingSend, Error> {
+        if let Some(e) = &self.status.borrow().detached {
+            return Err(e.clone());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.handle.send(Command::SendSettledBatch {
+            link: self.link,
+            payloads,
+            format: message_format,
+            reply: tx,
+        })?;
+        Ok(PendingSend { rx })
+    }
+
     /// Detaches the link (closing it) and waits for the peer's detach.
     pub async fn close(self) -> Result<(), Error> {
         close_link(&self.handle, self.link, None).await

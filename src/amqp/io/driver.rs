@@ -66,6 +66,15 @@ pub(crate) enum Command {
         /// caller gets around to awaiting it).
         permit: Option<OwnedSemaphorePermit>,
     },
+    /// Pre-settled sends in one command (see [`Driver::send_settled_batch`]): a sender that
+    /// owes its peer many deliveries at once (the emulator's consumer links) pays one channel
+    /// message and one reply per batch instead of per delivery.
+    SendSettledBatch {
+        link: LinkId,
+        payloads: Vec<Bytes>,
+        format: u32,
+        reply: oneshot::Sender<SendResult>,
+    },
     AddCredit {
         link: LinkId,
         credit: u32,
@@ -88,6 +97,9 @@ pub(crate) enum Command {
 #[derive(Debug)]
 pub(crate) enum LinkMsg {
     Delivery(Delivery),
+    /// Consecutive deliveries of one link from one pass over the engine's events (one read
+    /// of the socket, typically): one channel message, one wake-up for all of them.
+    Deliveries(Vec<Delivery>),
     Detached(Error),
 }
 
@@ -497,6 +509,12 @@ impl Driver {
                     let _ = reply.send(Err(err));
                 }
             },
+            Command::SendSettledBatch {
+                link,
+                payloads,
+                format,
+                reply,
+            } => self.send_settled_batch(link, payloads, format, reply),
             Command::AddCredit { link, credit } => self.engine.add_credit(link, credit),
             Command::Drain { link } => self.engine.drain(link),
             Command::Settle {
@@ -509,6 +527,33 @@ impl Driver {
                 self.engine.close(error);
             }
         }
+    }
+
+    /// Queues every payload as a pre-settled delivery on `link`, in order, then publishes the
+    /// link's credit once. The reply comes once all are queued (or at the first refusal,
+    /// which leaves the rest unsent): after it the published credit accounts for them all.
+    fn send_settled_batch(
+        &mut self,
+        link: LinkId,
+        payloads: Vec<Bytes>,
+        format: u32,
+        reply: oneshot::Sender<SendResult>,
+    ) {
+        for payload in payloads {
+            if let Err(e) = self.engine.send(link, payload, format, true) {
+                let err = self
+                    .routes
+                    .get(&link)
+                    .and_then(|r| r.status.as_ref())
+                    .and_then(|s| s.borrow().detached.clone())
+                    .unwrap_or(Error::Amqp(e));
+                self.publish_credit(link);
+                let _ = reply.send(Err(err));
+                return;
+            }
+        }
+        self.publish_credit(link);
+        let _ = reply.send(Ok(None));
     }
 
     /// Creates the handle-side plumbing for a link that is now attached.
@@ -547,7 +592,13 @@ impl Driver {
     }
 
     fn route_events(&mut self) {
+        // Deliveries of the same link in a row go to its receiver together; any other event
+        // hands them off first, so every handle still sees events in the engine's order.
+        let mut batch: Option<(LinkId, Vec<Delivery>)> = None;
         while let Some(event) = self.engine.poll_event() {
+            if !matches!(event, Event::Delivery { .. }) {
+                self.hand_off(batch.take());
+            }
             match event {
                 Event::Opened { remote } => {
                     if let Some(tx) = self.opened.take() {
@@ -640,17 +691,13 @@ impl Driver {
                     route.end(&Error::LinkDetached(error));
                 }
                 Event::Credit { link, .. } => self.publish_credit(link),
-                Event::Delivery { link, delivery } => {
-                    match self.routes.get(&link).and_then(|r| r.deliveries.as_ref()) {
-                        Some(tx) => {
-                            if tx.send(LinkMsg::Delivery(delivery)).is_err() {
-                                // The receiver handle is gone; release what it can't take.
-                                self.engine.detach(link, true, None);
-                            }
-                        }
-                        None => tracing::debug!("delivery for a link with no receiver handle"),
+                Event::Delivery { link, delivery } => match &mut batch {
+                    Some((l, v)) if *l == link => v.push(delivery),
+                    _ => {
+                        self.hand_off(batch.take());
+                        batch = Some((link, vec![delivery]));
                     }
-                }
+                },
                 Event::Outcome {
                     link,
                     delivery,
@@ -669,6 +716,31 @@ impl Driver {
                 }
                 Event::ReceiverFlow { .. } => {}
             }
+        }
+        self.hand_off(batch);
+    }
+
+    /// Gives a run of one link's deliveries to its receiver handle.
+    fn hand_off(&mut self, batch: Option<(LinkId, Vec<Delivery>)>) {
+        let Some((link, mut deliveries)) = batch else {
+            return;
+        };
+        let msg = if deliveries.len() == 1 {
+            match deliveries.pop() {
+                Some(d) => LinkMsg::Delivery(d),
+                None => return,
+            }
+        } else {
+            LinkMsg::Deliveries(deliveries)
+        };
+        match self.routes.get(&link).and_then(|r| r.deliveries.as_ref()) {
+            Some(tx) => {
+                if tx.send(msg).is_err() {
+                    // The receiver handle is gone; release what it can't take.
+                    self.engine.detach(link, true, None);
+                }
+            }
+            None => tracing::debug!("delivery for a link with no receiver handle"),
         }
     }
 
@@ -701,7 +773,9 @@ fn reject(cmd: Command, err: Error) {
         Command::EndSession { reply, .. } => drop(reply.send(Ok(()))),
         Command::Attach { reply, .. } | Command::Accept { reply, .. } => drop(reply.send(Err(err))),
         Command::Detach { reply, .. } => drop(reply.send(Ok(()))),
-        Command::Send { reply, .. } => drop(reply.send(Err(err))),
+        Command::Send { reply, .. } | Command::SendSettledBatch { reply, .. } => {
+            drop(reply.send(Err(err)))
+        }
         Command::Close { reply, .. } => drop(reply.send(Ok(()))),
         Command::Refuse { .. }
         | Command::AddCredit { .. }

@@ -123,25 +123,26 @@ pub(crate) async fn consume(
             }
             continue;
         }
-        let mut last = None;
-        for e in &events {
-            let payload = if metrics {
-                with_runtime_metrics(e, &partition.info())
-            } else {
-                e.message.clone()
-            };
-            match tx.start_send_bytes(payload, 0, true).await {
-                Ok(p) => last = Some(p),
-                Err(_) => return,
-            }
+        let info = metrics.then(|| partition.info());
+        let payloads = events
+            .iter()
+            .map(|e| match &info {
+                Some(info) => with_runtime_metrics(e, info),
+                None => e.message.clone(),
+            })
+            .collect();
+        if let Some(e) = events.last() {
             next = e.sequence_number + 1;
         }
-        // Once the last send is processed the link's published credit accounts for all of
-        // them, so the next wait sees the truth.
-        if let Some(p) = last {
-            if p.await.is_err() {
-                return;
+        // One request for the whole read; once it is processed the link's published credit
+        // accounts for all of them, so the next wait sees the truth.
+        match tx.send_settled_batch(payloads, 0).await {
+            Ok(p) => {
+                if p.await.is_err() {
+                    return;
+                }
             }
+            Err(_) => return,
         }
     }
 }
