@@ -31,7 +31,10 @@ fn event() -> FeMessage {
         key("x-opt-enqueued-time"),
         Value::Timestamp(Timestamp::from_milliseconds(1_700_000_000_000)),
     );
-    ma.insert(key("x-opt-partition-key"), Value::String("device-42".into()));
+    ma.insert(
+        key("x-opt-partition-key"),
+        Value::String("device-42".into()),
+    );
     let mut ap = OrderedMap::new();
     ap.insert("device-id".to_string(), SimpleValue::from("sensor-0042"));
     ap.insert("temperature".to_string(), SimpleValue::from(21.5f64));
