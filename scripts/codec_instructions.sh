@@ -33,3 +33,14 @@ for op in encode decode encode-frame decode-frame; do
     'BEGIN { printf "%-14s %12.0f %12.0f %8.3f\n", op, b / n, h / n, h / b }'
 done
 echo "base $(git rev-parse --short "$base"), HEAD $(git rev-parse --short HEAD), N=$n"
+# serde_amqp (fe2o3-amqp's types) on the same message: the other side of benches/codec.rs,
+# in instructions (examples/codec_ops_serde.rs; it does not depend on our revision).
+cargo build -q --release --example codec_ops_serde
+printf '\n%-14s %12s %12s %10s\n' op "serde Ir/msg" "HEAD Ir/msg" "serde/HEAD"
+for op in encode decode decode-frame; do
+  s=$(( $(count "$target/release/examples/codec_ops_serde" "$op" "$n") \
+      - $(count "$target/release/examples/codec_ops_serde" "$op" 0) ))
+  h=$(( $(count "$tmp/head" "$op" "$n") - $(count "$tmp/head" "$op" 0) ))
+  awk -v op="$op" -v n="$n" -v s="$s" -v h="$h" \
+    'BEGIN { printf "%-14s %12.0f %12.0f %10.2f\n", op, s / n, h / n, s / h }'
+done

@@ -504,12 +504,31 @@ impl Decoder {
         self.read_descriptor_value()
     }
 
+    /// Consumes `0x00 0x53 <code>` (a described value's small numeric descriptor) if that is
+    /// what comes next, and says whether it did; nothing is consumed otherwise.
+    ///
+    /// The form every section and performative is sent in, recognised without building a
+    /// [`Descriptor`]; any other form goes through [`Decoder::read_descriptor`].
+    #[inline]
+    pub fn eat_small_descriptor(&mut self, code: u64) -> bool {
+        match self.buf.get(self.pos..self.end) {
+            Some(&[fc::DESCRIBED, fc::SMALLULONG, c, ..]) if u64::from(c) == code => {
+                self.pos += 3;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Reads a described list with the given descriptor and returns a reader over its fields.
     pub fn read_composite(
         &mut self,
         code: u64,
         name: &'static str,
     ) -> Result<ListReader, DecodeError> {
+        if self.eat_small_descriptor(code) {
+            return self.read_list(name);
+        }
         let at = self.offset();
         let d = self.read_descriptor()?;
         if !d.matches(code, name) {
@@ -968,26 +987,34 @@ impl Decode for Vec<Symbol> {
 /// A map with typed keys and values, in wire order.
 impl<K: Decode, V: Decode> Decode for Vec<(K, V)> {
     fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let code = d.read_u8()?;
+        d.read_map_with(K::decode, V::decode)
+    }
+}
+
+impl Decoder {
+    /// Reads a map (not null) into pairs in wire order, each key read by `key` and each value
+    /// by `value`: for key types read their own way, straight into the entries with no second
+    /// pass. The count is checked against the map's size before anything is allocated.
+    #[inline]
+    pub fn read_map_with<K, V>(
+        &mut self,
+        mut key: impl FnMut(&mut Decoder) -> Result<K, DecodeError>,
+        mut value: impl FnMut(&mut Decoder) -> Result<V, DecodeError>,
+    ) -> Result<Vec<(K, V)>, DecodeError> {
+        let code = self.read_u8()?;
         if !matches!(code, fc::MAP8 | fc::MAP32) {
-            d.pos -= 1;
-            return Err(d.error(DecodeErrorKind::UnexpectedType {
+            self.pos -= 1;
+            return Err(self.error(DecodeErrorKind::UnexpectedType {
                 expected: "map",
                 found: code,
             }));
         }
-        let (count, count_at, size) = d.compound_header(code)?;
-        if count % 2 != 0 {
-            return Err(DecodeError {
-                offset: count_at,
-                kind: DecodeErrorKind::OddMapCount(count),
-            });
-        }
-        d.in_compound(size, |body| {
+        let (count, size) = self.map_header(code)?;
+        self.in_compound(size, |body| {
             let mut pairs = Vec::with_capacity(count / 2);
             for _ in 0..count / 2 {
-                let k = K::decode(body)?;
-                let v = V::decode(body)?;
+                let k = key(body)?;
+                let v = value(body)?;
                 pairs.push((k, v));
             }
             Ok(pairs)

@@ -633,7 +633,19 @@ impl<K: Encode, V: Encode> Encode for Vec<(K, V)> {
             .sum();
         let (code, len) = compound(fc::MAP8, fc::MAP32, self.len() * 2, content);
         if code == fc::MAP8 {
-            buf.put_slice(&[code, (len - 1) as u8, (self.len() * 2) as u8]);
+            // A map8 is at most 257 bytes with its constructor: it is written into a stack
+            // buffer, where each small write is a plain store, and handed to `buf` in one
+            // write instead of two or three growth-checked writes per entry.
+            let mut small = [0u8; 257];
+            let total = 1 + len;
+            let mut w: &mut [u8] = &mut small[..total];
+            w.put_slice(&[code, (len - 1) as u8, (self.len() * 2) as u8]);
+            for (k, v) in self {
+                k.encode(&mut w);
+                v.encode(&mut w);
+            }
+            buf.put_slice(&small[..total]);
+            return;
         } else {
             buf.put_u8(code);
             write_compound_header(code, len, self.len() * 2, buf);

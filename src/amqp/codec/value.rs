@@ -16,7 +16,7 @@ impl Str {
     /// Wraps bytes after checking that they are UTF-8.
     pub fn from_utf8(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
         // ASCII (nearly every AMQP string and symbol) is checked a word at a time.
-        if !bytes.is_ascii() {
+        if !is_ascii(&bytes) {
             std::str::from_utf8(&bytes)?;
         }
         Ok(Str(bytes))
@@ -41,6 +41,23 @@ impl Str {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// True when every byte is ASCII. The short strings of AMQP (keys, symbols, ids: mostly under
+/// 32 bytes) are checked eight bytes per step with no alignment prologue, which for them costs
+/// about half of what `<[u8]>::is_ascii` does.
+#[inline]
+fn is_ascii(b: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = b.chunks_exact(8);
+    let mut acc = 0u64;
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        acc |= u64::from_ne_bytes(a);
+    }
+    let tail = words.remainder().iter().fold(0u8, |t, &x| t | x);
+    acc & HIGH == 0 && tail & 0x80 == 0
 }
 
 impl From<&str> for Str {
@@ -536,5 +553,31 @@ impl From<Vec<Value>> for Value {
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(v: Option<T>) -> Self {
         v.map_or(Value::Null, Into::into)
+    }
+}
+
+#[cfg(test)]
+mod ascii_tests {
+    use super::*;
+
+    #[test]
+    fn is_ascii_finds_a_high_byte_anywhere() {
+        for len in 0..40 {
+            let plain = vec![b'a'; len];
+            assert!(is_ascii(&plain));
+            for at in 0..len {
+                let mut b = plain.clone();
+                b[at] = 0x80;
+                assert!(!is_ascii(&b), "len {len} at {at}");
+                b[at] = 0xff;
+                assert!(!is_ascii(&b), "len {len} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn from_utf8_still_checks_non_ascii() {
+        assert!(Str::from_utf8(Bytes::from_static("grüße".as_bytes())).is_ok());
+        assert!(Str::from_utf8(Bytes::from_static(&[b'a', 0xc3])).is_err());
     }
 }

@@ -268,16 +268,31 @@ const NAMES: [(u64, &str); 9] = [
 
 impl Decode for Performative {
     fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
-        let at = d.offset();
-        let descriptor = d.read_descriptor()?;
-        let Some(&(code, name)) = NAMES.iter().find(|(c, n)| descriptor.matches(*c, n)) else {
-            return Err(DecodeError {
-                offset: at,
-                kind: DecodeErrorKind::UnexpectedDescriptor {
-                    expected: "a transport performative",
-                    found: describe(&descriptor),
-                },
-            });
+        // Performatives are sent with small numeric descriptors (0x10..=0x18), which index the
+        // table directly; any other form is read and looked up by name.
+        let known = d
+            .peek_descriptor_code()
+            .and_then(|c| c.checked_sub(Open::CODE))
+            .and_then(|i| NAMES.get(usize::try_from(i).ok()?))
+            .filter(|&&(code, _)| d.eat_small_descriptor(code));
+        let (code, name) = match known {
+            Some(&entry) => entry,
+            None => {
+                let at = d.offset();
+                let descriptor = d.read_descriptor()?;
+                match NAMES.iter().find(|(c, n)| descriptor.matches(*c, n)) {
+                    Some(&entry) => entry,
+                    None => {
+                        return Err(DecodeError {
+                            offset: at,
+                            kind: DecodeErrorKind::UnexpectedDescriptor {
+                                expected: "a transport performative",
+                                found: describe(&descriptor),
+                            },
+                        })
+                    }
+                }
+            }
         };
         let f = d.read_list(name)?;
         Ok(match code {

@@ -53,6 +53,9 @@ pub const FOOTER_NAME: &str = "amqp:footer:map";
 
 /// Reads `0x00 <descriptor>` and checks it names the expected section.
 fn expect_section(d: &mut Decoder, code: u64, name: &'static str) -> Result<(), DecodeError> {
+    if d.eat_small_descriptor(code) {
+        return Ok(());
+    }
     let at = d.offset();
     let descriptor = d.read_descriptor()?;
     if descriptor.matches(code, name) {
@@ -292,8 +295,11 @@ impl MapKey for Str {
     }
 
     fn decode_entries(d: &mut Decoder) -> Result<Option<Vec<(Self, Value)>>, DecodeError> {
-        let pairs = Option::<Vec<(PropertyKey, Value)>>::decode(d)?;
-        Ok(pairs.map(|p| p.into_iter().map(|(k, v)| (k.0, v)).collect()))
+        if d.skip_null()? {
+            return Ok(None);
+        }
+        d.read_map_with(|d| PropertyKey::decode(d).map(|k| k.0), Value::decode)
+            .map(Some)
     }
 }
 
