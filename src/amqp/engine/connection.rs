@@ -530,13 +530,22 @@ impl Connection {
     }
 
     pub(super) fn write(&mut self, channel: u16, p: Performative, payload: &[u8]) {
-        // Our close is the last frame we send (commands reacting to events queued before the
-        // close, such as accepting a link, must not put frames after it).
+        if !self.admit(channel, &p, payload.len()) {
+            return;
+        }
+        frame::write_amqp_frame(&mut self.out, channel, &p, payload);
+        self.last_sent = self.now;
+    }
+
+    /// Whether frame `p` may still be written, tracing it either way. Our close is the last
+    /// frame we send (commands reacting to events queued before the close, such as accepting
+    /// a link, must not put frames after it).
+    fn admit(&self, channel: u16, p: &Performative, payload_len: usize) -> bool {
         if (self.close_sent || self.state == ConnectionState::Closed)
             && !matches!(p, Performative::Close(_))
         {
             frame_event!(quiet self.config.frame_trace, conn = %self.config.container_id, performative = p.name(), "dropped after close");
-            return;
+            return false;
         }
         frame_event!(
             loud self.config.frame_trace,
@@ -544,11 +553,10 @@ impl Connection {
             dir = "out",
             channel,
             performative = p.name(),
-            size = p.encoded_len() + payload.len(),
+            size = p.encoded_len() + payload_len,
             frame = ?p,
         );
-        frame::write_amqp_frame(&mut self.out, channel, &p, payload);
-        self.last_sent = self.now;
+        true
     }
 
     /// Writes a transfer frame. A payload of at least [`ZERO_COPY_PAYLOAD`] bytes is not
@@ -559,19 +567,9 @@ impl Connection {
             self.write(channel, p, &payload);
             return;
         }
-        if self.close_sent || self.state == ConnectionState::Closed {
-            frame_event!(quiet self.config.frame_trace, conn = %self.config.container_id, performative = p.name(), "dropped after close");
+        if !self.admit(channel, &p, payload.len()) {
             return;
         }
-        frame_event!(
-            loud self.config.frame_trace,
-            conn = %self.config.container_id,
-            dir = "out",
-            channel,
-            performative = p.name(),
-            size = p.encoded_len() + payload.len(),
-            frame = ?p,
-        );
         frame::write_amqp_frame_head(&mut self.out, channel, &p, payload.len());
         self.out_chunks
             .push_back((self.out.split().freeze(), false));

@@ -500,13 +500,7 @@ impl Driver {
                     self.publish_credit(link);
                 }
                 Err(e) => {
-                    let err = self
-                        .routes
-                        .get(&link)
-                        .and_then(|r| r.status.as_ref())
-                        .and_then(|s| s.borrow().detached.clone())
-                        .unwrap_or(Error::Amqp(e));
-                    let _ = reply.send(Err(err));
+                    let _ = reply.send(Err(self.send_error(link, e)));
                 }
             },
             Command::SendSettledBatch {
@@ -541,12 +535,7 @@ impl Driver {
     ) {
         for payload in payloads {
             if let Err(e) = self.engine.send(link, payload, format, true) {
-                let err = self
-                    .routes
-                    .get(&link)
-                    .and_then(|r| r.status.as_ref())
-                    .and_then(|s| s.borrow().detached.clone())
-                    .unwrap_or(Error::Amqp(e));
+                let err = self.send_error(link, e);
                 self.publish_credit(link);
                 let _ = reply.send(Err(err));
                 return;
@@ -554,6 +543,16 @@ impl Driver {
         }
         self.publish_credit(link);
         let _ = reply.send(Ok(None));
+    }
+
+    /// Why a send the engine refused failed: the link's detach reason when it has one (more
+    /// telling than the engine's "not attached"), else the engine's error.
+    fn send_error(&self, link: LinkId, e: AmqpError) -> Error {
+        self.routes
+            .get(&link)
+            .and_then(|r| r.status.as_ref())
+            .and_then(|s| s.borrow().detached.clone())
+            .unwrap_or(Error::Amqp(e))
     }
 
     /// Creates the handle-side plumbing for a link that is now attached.
