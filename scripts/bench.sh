@@ -54,7 +54,7 @@ awk '
   }
   END {
     if (!n) { print "codec: no results (see the log)"; exit }
-    print "codec (criterion median ns/message; ratio = other/eventhubs, target >= 3x vs serde_amqp)"
+    print "codec (criterion median ns/message; ratio = other/eventhubs; issue 15 targets vs serde_amqp: encode >= 8x, decode >= 5x, frame decode >= 4x)"
     printf "  %-15s %-26s %10s %10s %7s\n", "case", "other", "eventhubs", "other", "ratio"
     for (i = 1; i <= n; i++) {
       split(order[i], p, " ")
@@ -65,6 +65,8 @@ echo
 
 # PIPE <size> <mode> <msgs/s> msgs/s <MB/s> MB/s window <w> rounds [...]
 # PIPE-RATIO <size> pipelined/send-and-wait <ratio>x
+# PIPE-TCP <size> <mode> <share> % of raw TCP bytes/s (...)
+# PIPE-INFLIGHT <size> 4-in-flight/1-in-flight <ratio>x
 awk '
   function median(list,   a, n, i, j, t) {
     n = split(list, a, " ")
@@ -80,6 +82,14 @@ awk '
     if (!($2 in ratio)) rorder[++m] = $2
     r = $4; sub(/x$/, "", r); ratio[$2] = ratio[$2] " " r
   }
+  $1 == "PIPE-TCP" {
+    k = $2 " " $3
+    if (!(k in tcp)) torder[++t] = k
+    tcp[k] = tcp[k] " " $4
+  }
+  $1 == "PIPE-INFLIGHT" {
+    r = $4; sub(/x$/, "", r); inflight[$2] = inflight[$2] " " r
+  }
   END {
     if (!n) { print "amqp_pipeline: no results (see the log)"; exit }
     print "amqp_pipeline (our sender -> our listener, loopback TCP, unsettled, listener accepts each)"
@@ -90,4 +100,10 @@ awk '
     }
     for (i = 1; i <= m; i++)
       printf "  %-8s pipelined / send-and-wait: %.1fx%s\n", rorder[i], median(ratio[rorder[i]]), rorder[i] == "100B" ? " (target >= 10x)" : ""
+    for (i = 1; i <= t; i++) {
+      split(torder[i], p, " ")
+      printf "  %-8s %-14s %.1f %% of raw loopback TCP bytes/s in the same round (target >= 50 %%)\n", p[1], p[2], median(tcp[torder[i]])
+    }
+    for (k in inflight)
+      printf "  %-8s 4 sends in flight / 1: %.2fx (target >= 1)\n", k, median(inflight[k])
   }' "$log"
