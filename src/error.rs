@@ -46,6 +46,11 @@ pub enum ErrorKind {
     /// Another idempotent producer with a higher owner level took this producer id
     /// (`com.microsoft:producer-epoch-stolen`); permanent.
     ProducerEpochStolen,
+    /// An event processor no longer owns the partition (another processor claimed it, or its
+    /// own claim expired without renewal), so it refuses to checkpoint it: the store does not
+    /// make checkpoints conditional on ownership, and a late write could overwrite the new
+    /// owner's.
+    OwnershipLost,
 }
 
 impl ErrorKind {
@@ -65,6 +70,7 @@ impl ErrorKind {
             ErrorKind::Closed => "closed",
             ErrorKind::OutOfOrderSequence => "out-of-order sequence",
             ErrorKind::ProducerEpochStolen => "producer epoch stolen",
+            ErrorKind::OwnershipLost => "partition ownership lost",
         }
     }
 }

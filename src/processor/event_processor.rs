@@ -316,9 +316,26 @@ impl PartitionContext {
         }
     }
 
+    /// Why a checkpoint of a partition lost to another processor is refused.
+    fn lost_error(&self, what: &str) -> Error {
+        Error::new(
+            ErrorKind::OwnershipLost,
+            format!(
+                "partition {} is owned by another processor now: its checkpoints can no longer \
+                 be {what} here",
+                self.partition_id
+            ),
+        )
+    }
+
     /// Records that every event up to and including this one has been processed; durable in
     /// the store when it returns. A background checkpoint still pending is older, so it is
     /// discarded, and one being written is waited for first.
+    ///
+    /// Fails with [`ErrorKind::OwnershipLost`] and writes nothing once another processor has
+    /// taken the partition, or while this processor's claim has expired without a renewal:
+    /// the store does not make checkpoints conditional on ownership, so the write could put
+    /// an older position over the new owner's.
     pub async fn update_checkpoint(
         &self,
         offset: impl Into<String>,
@@ -328,6 +345,25 @@ impl PartitionContext {
         let _write = self.background.write.lock().await;
         {
             let mut s = self.background.lock();
+            // Checked under the write lock, as the background writer does: a loss noticed
+            // while this call waited for the lock still stops the write.
+            if s.ownership_lost {
+                return Err(self.lost_error("written"));
+            }
+            let expired = s
+                .owned_until
+                .is_some_and(|until| tokio::time::Instant::now() >= until);
+            if expired {
+                return Err(Error::new(
+                    ErrorKind::OwnershipLost,
+                    format!(
+                        "partition {}: this processor's claim expired without a renewal, so \
+                         another processor may own it; the checkpoint is not written (it could \
+                         overwrite the new owner's)",
+                        self.partition_id
+                    ),
+                ));
+            }
             s.pending = None;
             s.failed = None;
         }
@@ -374,11 +410,7 @@ impl PartitionContext {
         {
             let mut s = self.background.lock();
             if s.ownership_lost {
-                return Err(Error::invalid_argument(format!(
-                    "partition {} is owned by another processor now: its checkpoints can no \
-                     longer be scheduled here",
-                    self.partition_id
-                )));
+                return Err(self.lost_error("scheduled"));
             }
             if s.closing {
                 return Err(Error::invalid_argument(format!(
@@ -1245,6 +1277,72 @@ mod tests {
             seqs,
             vec![0],
             "the pending 49 is not written over the new owner's"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_awaited_checkpoint_is_refused_once_ownership_is_lost() {
+        let store = Recording::new(Duration::from_millis(5));
+        let (ctx, writer) = partition(&store, Duration::from_secs(1));
+        ctx.update_checkpoint("1", 1).await.unwrap();
+        ctx.background.ownership_lost(&ctx.partition_id);
+        let err = ctx.update_checkpoint("2", 2).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OwnershipLost, "{err}");
+        assert!(
+            err.to_string().contains("owned by another processor"),
+            "{err}"
+        );
+        let err = ctx.checkpoint_in_background("3", 3).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OwnershipLost, "{err}");
+        writer.finish().await;
+        assert_eq!(
+            store.writes().iter().map(|w| w.1).collect::<Vec<_>>(),
+            vec![1],
+            "nothing after the loss"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_awaited_checkpoint_waiting_for_a_write_in_flight_is_refused_when_ownership_is_lost_meanwhile(
+    ) {
+        // A slow background write holds the write lock while the loss is noticed.
+        let store = Recording::new(Duration::from_secs(2));
+        let (ctx, writer) = partition(&store, Duration::ZERO);
+        let ctx = Arc::new(ctx);
+        ctx.checkpoint_in_background("1", 1).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let awaited = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { ctx.update_checkpoint("2", 2).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        ctx.background.ownership_lost(&ctx.partition_id);
+        let err = awaited.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OwnershipLost, "{err}");
+        writer.finish().await;
+        assert_eq!(
+            store.writes().iter().map(|w| w.1).collect::<Vec<_>>(),
+            vec![1],
+            "the write in flight completes; the awaited one after the loss is not made"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_awaited_checkpoint_is_refused_while_the_claim_is_expired_and_written_after_a_renewal(
+    ) {
+        let store = Recording::new(Duration::from_millis(5));
+        let (ctx, writer) = partition(&store, Duration::ZERO);
+        ctx.background.renewed(tokio::time::Instant::now());
+        let err = ctx.update_checkpoint("1", 1).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OwnershipLost, "{err}");
+        assert!(err.to_string().contains("expired"), "{err}");
+        ctx.background
+            .renewed(tokio::time::Instant::now() + Duration::from_secs(30));
+        ctx.update_checkpoint("2", 2).await.unwrap();
+        writer.finish().await;
+        assert_eq!(
+            store.writes().iter().map(|w| w.1).collect::<Vec<_>>(),
+            vec![2]
         );
     }
 
