@@ -114,3 +114,57 @@ async fn stream_ends_after_the_partition_is_taken_over() {
     assert!(poll_next(&mut stream).await.is_none(), "ended");
     assert!(stream.next().await.is_none(), "and stays ended");
 }
+
+/// `receive` cancelled at every point it can be (a `select!` that gives up as soon as the call
+/// waits) still hands out every event exactly once, in order: a batch taken from the link
+/// while the call let the driver send credit comes back on the next call or the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_receive_loses_no_event() {
+    let emu = emulator().await;
+    let client = client(&emu);
+    let producer = client
+        .create_producer(ProducerOptions::partition("1"))
+        .await
+        .unwrap();
+    send_range(&producer, 0..1000).await;
+    let mut consumer = client
+        .create_consumer(
+            "$default",
+            "1",
+            EventPosition::earliest(),
+            ConsumerOptions::default().with_prefetch(300),
+        )
+        .await
+        .unwrap();
+    let mut next = 0i64;
+    let mut cancelled = 0u32;
+    let check = |e: &EventData, next: &mut i64| {
+        assert_eq!(e.sequence_number(), Some(*next), "in order, no gap");
+        assert_eq!(e.body_as_str().unwrap(), format!("e{next}"));
+        *next += 1;
+    };
+    while next < 900 {
+        tokio::select! {
+            biased;
+            r = consumer.receive(300, Duration::from_secs(5)) => {
+                for e in r.unwrap() {
+                    check(&e, &mut next);
+                }
+            }
+            _ = std::future::ready(()) => {
+                cancelled += 1;
+                // Lets the prefetch fill up, so the next call takes a batch large enough to
+                // grant credit.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        assert!(cancelled < 10_000, "no progress at {next}");
+    }
+    assert!(cancelled > 0);
+    // The rest through the stream, which also returns a kept batch first.
+    let mut stream = consumer.stream();
+    while next < 1000 {
+        let e = poll_next(&mut stream).await.unwrap().unwrap();
+        check(&e, &mut next);
+    }
+}

@@ -154,6 +154,8 @@ pub struct Receiver {
     buffered: VecDeque<Delivery>,
     prefetch: u32,
     consumed: u32,
+    /// Credit was granted since the last [`Self::flush_credit`].
+    credit_granted: bool,
     detached: Option<Error>,
 }
 
@@ -177,6 +179,7 @@ impl Receiver {
             buffered: VecDeque::new(),
             prefetch,
             consumed: 0,
+            credit_granted: false,
             detached: None,
         })
     }
@@ -255,6 +258,21 @@ impl Receiver {
                 link: self.link,
                 credit,
             });
+            self.credit_granted = true;
+        }
+    }
+
+    /// Lets the connection's driver send the credit granted since the last call before the
+    /// caller goes on with other work (say, processing the messages it just took).
+    ///
+    /// On tokio's multi-thread runtime a task woken from a worker waits in that worker's
+    /// LIFO slot, where no other worker can take it, until the waking task next waits: the
+    /// driver would send the credit only after the caller's processing, and the sender would
+    /// idle meanwhile. Yielding once runs the driver first. Nothing happens when no credit
+    /// was granted.
+    pub async fn flush_credit(&mut self) {
+        if std::mem::take(&mut self.credit_granted) {
+            tokio::task::yield_now().await;
         }
     }
 
