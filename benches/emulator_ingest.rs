@@ -5,8 +5,8 @@
 //!
 //! `cargo bench --bench emulator_ingest` (env `EHUB_BENCH_EVENTS`: events for the throughput
 //! run, default 3 000 000; `EHUB_BENCH_RETAINED`: events for the memory run, default 1 000 000;
-//! `EHUB_BENCH_DISK_EVENTS`: events per fsync mode, default 1 000 000, written under
-//! `EHUB_BENCH_DATA_DIR`, default a scratch directory in `target/`).
+//! `EHUB_BENCH_DISK_EVENTS`: events per fsync mode, default 1 000 000, 0 to skip the disk
+//! runs, written under `EHUB_BENCH_DATA_DIR`, default a scratch directory in `target/`).
 
 use bytes::{Bytes, BytesMut};
 use eventhubs::amqp::codec::Encode;
@@ -75,7 +75,13 @@ const INGEST_RETENTION: Retention = Retention {
 };
 
 /// Ingest of `events` into partition files under `dir` with `fsync`, printed as one line.
-async fn disk_ingest(dir: &std::path::Path, fsync: Fsync, payload: &Bytes, per_batch: usize) {
+async fn disk_ingest(
+    dir: &std::path::Path,
+    fsync: Fsync,
+    payload: &Bytes,
+    per_batch: usize,
+    events: usize,
+) {
     let _ = std::fs::remove_dir_all(dir);
     let em = Emulator::start(
         EmulatorOptions::ephemeral()
@@ -88,7 +94,7 @@ async fn disk_ingest(dir: &std::path::Path, fsync: Fsync, payload: &Bytes, per_b
     .expect("emulator starts");
     let (conn, sender) = sender_to(&em).await;
     ingest(&sender, payload, 10).await; // warm-up
-    let batches = env_usize("EHUB_BENCH_DISK_EVENTS", 1_000_000).div_ceil(per_batch);
+    let batches = events.div_ceil(per_batch);
     let start = Instant::now();
     ingest(&sender, payload, batches).await;
     let elapsed = start.elapsed().as_secs_f64();
@@ -213,13 +219,20 @@ fn main() {
         || std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("emulator_ingest"),
         std::path::PathBuf::from,
     );
+    let disk_events = env_usize("EHUB_BENCH_DISK_EVENTS", 1_000_000);
+    if disk_events == 0 {
+        // Skipped whole, warm-up included, so that instruction counts of the in-memory runs
+        // carry no disk writes.
+        println!("ingest to disk: skipped (EHUB_BENCH_DISK_EVENTS=0)");
+        return;
+    }
     runtime.block_on(async {
         for fsync in [
             Fsync::Never,
             Fsync::Interval(Fsync::DEFAULT_INTERVAL),
             Fsync::Always,
         ] {
-            disk_ingest(&dir, fsync, &payload, per_batch).await;
+            disk_ingest(&dir, fsync, &payload, per_batch, disk_events).await;
         }
     });
 }
