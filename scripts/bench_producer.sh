@@ -44,6 +44,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# shellcheck source=scripts/bench_common.sh
+source scripts/bench_common.sh
+
 rounds=${1:-3}
 scale=${BENCH_SCALE:-1}
 inflight=${BENCH_INFLIGHT:-4}
@@ -52,20 +55,8 @@ target=${CARGO_TARGET_DIR:-target}
 mkdir -p "$target"
 log=${BENCH_PRODUCER_LOG:-$target/bench_producer.log}
 : >"$log"
-export CLK_TCK
-CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
-python=${EVENTHUBS_PYTHON_CLIENT:-}
-if [[ -z $python && -x /var/lib/eventhubs-ci/pyclient/bin/python ]]; then
-  python=/var/lib/eventhubs-ci/pyclient/bin/python
-fi
-pyversion=
-if [[ -z $python ]]; then
-  echo "python rows skipped: no Python client (set EVENTHUBS_PYTHON_CLIENT to a python with azure-eventhub)" >&2
-elif ! pyversion=$("$python" -c 'import azure.eventhub as e; print(e.__version__)' 2>/dev/null); then
-  echo "python rows skipped: $python cannot import azure.eventhub" >&2
-  python=
-fi
+find_python_client
 
 # Events per run: about 3 s each on an idle 2-core machine. The Python client is ~30x slower
 # per event, so it gets fewer events; the table compares rates.
@@ -79,31 +70,16 @@ cargo build --release --features cli --bin ehub --example bench_send >>"$log" 2>
 ehub=$target/release/ehub
 send=$target/release/examples/bench_send
 
-emu_out=$(mktemp)
-"$ehub" emulator --port 0 --no-auth >"$emu_out" 2>&1 &
-emu_pid=$!
+start_emulator "$ehub"
+emu_pid=$EMU_PID
+port=$EMU_PORT
 cleanup() {
   kill "$emu_pid" 2>/dev/null || true
   wait "$emu_pid" 2>/dev/null || true
-  rm -f "$emu_out"
 }
 trap cleanup EXIT
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$emu_out")
-  [[ -n $port ]] && break
-  sleep 0.1
-done
-if [[ -z $port ]]; then
-  echo "the emulator did not start:" >&2
-  cat "$emu_out" >&2
-  exit 1
-fi
-conn="Endpoint=sb://localhost:$port;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+conn=$(bench_conn "$port")
 
-load() { cut -d' ' -f1-3 /proc/loadavg; }
-# user+sys CPU seconds of the emulator so far.
-emu_cpu() { awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$emu_pid/stat"; }
 
 # run ROUND SIZE COMMAND...: runs one sender, appends "ROW round size load emulator-cpu
 # key=value..." to the log.
@@ -112,12 +88,12 @@ run() {
   shift 2
   local l c0 c1 out
   l=$(cut -d' ' -f1 /proc/loadavg)
-  c0=$(emu_cpu)
+  c0=$(emu_cpu "$emu_pid")
   if ! out=$("$@" 2>>"$log" | grep '^RESULT '); then
     echo "failed: $* (see $log)" >&2
     exit 1
   fi
-  c1=$(emu_cpu)
+  c1=$(emu_cpu "$emu_pid")
   echo "ROW $round $size $l $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }') ${out#RESULT }" >>"$log"
   echo "  ${out#RESULT } (load $l)" >&2
 }
@@ -162,18 +138,7 @@ echo "load average (1/5/15 min): before $load_before, after $load_after; emulato
 echo "rounds: $rounds (figures: median over rounds; ratios: median of per-round ratios, range); raw: $log"
 echo
 
-awk -v K="$inflight" '
-  function median(list,   a, n, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
-  function range(list,   a, n, i, lo, hi) {
-    n = split(list, a, " ")
-    lo = hi = a[1]
-    for (i = 2; i <= n; i++) { if (a[i] + 0 < lo + 0) lo = a[i]; if (a[i] + 0 > hi + 0) hi = a[i] }
-    return sprintf("%.2f-%.2f", lo, hi)
-  }
+awk -v K="$inflight" "$BENCH_AWK_STATS"'
   function label(s) { return s == 100 ? "100 B" : s == 1024 ? "1 KiB" : s == 65536 ? "64 KiB" : s " B" }
   $1 == "ROW" {
     round = $2; size = $3; load = $4; emu = $5

@@ -30,6 +30,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# shellcheck source=scripts/bench_common.sh
+source scripts/bench_common.sh
+
 rounds=${1:-3}
 events=${BENCH_EVENTS:-2000000}
 py_events=${BENCH_PY_EVENTS:-100000}
@@ -38,20 +41,8 @@ target=${CARGO_TARGET_DIR:-target}
 mkdir -p "$target"
 log=${BENCH_RECEIVE_LOG:-$target/bench_receive.log}
 : >"$log"
-export CLK_TCK
-CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
-python=${EVENTHUBS_PYTHON_CLIENT:-}
-if [[ -z $python && -x /var/lib/eventhubs-ci/pyclient/bin/python ]]; then
-  python=/var/lib/eventhubs-ci/pyclient/bin/python
-fi
-pyversion=
-if [[ -z $python ]]; then
-  echo "python rows skipped: no Python client (set EVENTHUBS_PYTHON_CLIENT)" >&2
-elif ! pyversion=$("$python" -c 'import azure.eventhub as e; print(e.__version__)' 2>/dev/null); then
-  echo "python rows skipped: $python cannot import azure.eventhub" >&2
-  python=
-fi
+find_python_client
 
 echo "building ehub and examples/bench_send, bench_recv (release)..." >&2
 cargo build --release --features cli --bin ehub --example bench_send --example bench_recv >>"$log" 2>&1
@@ -75,24 +66,13 @@ cleanup() {
 }
 trap cleanup EXIT
 for i in "${!dirs[@]}"; do
-  out=$(mktemp)
-  "${dirs[$i]}/ehub" emulator --port 0 --no-auth >"$out" 2>&1 &
-  emu_pids[i]=$!
-  port=
-  for _ in $(seq 100); do
-    port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$out")
-    [[ -n $port ]] && break
-    sleep 0.1
-  done
-  rm -f "$out"
-  [[ -n $port ]] || { echo "the ${names[$i]} emulator did not start" >&2; exit 1; }
+  start_emulator "${dirs[$i]}/ehub"
+  emu_pids[i]=$EMU_PID
+  port=$EMU_PORT
   ports[i]=$port
   echo "${names[$i]} emulator on port $port: filling partition 0 with $events events of 100 B" >&2
   "$send" lowlevel --port "$port" --size 100 --count "$events" --inflight 4 >>"$log" 2>&1
 done
-conn() { echo "Endpoint=sb://localhost:$1;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"; }
-load() { cut -d' ' -f1-3 /proc/loadavg; }
-emu_cpu() { awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
 
 # run ROUND INDEX PREFIX COMMAND...: one receiver against emulator INDEX; appends "ROW round
 # load emulator-cpu key=value..." to the log, the impl prefixed with PREFIX.
@@ -122,13 +102,13 @@ for r in $(seq "$rounds"); do
   for i in "${order[@]}"; do
     prefix=
     [[ ${names[$i]} == base ]] && prefix=base-
-    c=$(conn "${ports[$i]}")
+    c=$(bench_conn "${ports[$i]}")
     for mode in consumer consumer-task stream processor; do
       run "$r" "$i" "$prefix" "${dirs[$i]}/examples/bench_recv" "$mode" --conn "$c" --count "$events"
     done
   done
   if [[ -n $python ]]; then
-    run "$r" 0 "" "$python" scripts/bench_receive.py --conn "$(conn "${ports[0]}")" --count "$py_events"
+    run "$r" 0 "" "$python" scripts/bench_receive.py --conn "$(bench_conn "${ports[0]}")" --count "$py_events"
   fi
 done
 load_after=$(load)
@@ -146,18 +126,7 @@ echo "load average (1/5/15 min): before $load_before, after $load_after"
 echo "events: $events (python $py_events) of 100 B; rounds: $rounds; raw: $log"
 echo
 
-awk '
-  function median(list,   a, n, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
-  function range(list,   a, n, i, lo, hi) {
-    n = split(list, a, " ")
-    lo = hi = a[1]
-    for (i = 2; i <= n; i++) { if (a[i] + 0 < lo + 0) lo = a[i]; if (a[i] + 0 > hi + 0) hi = a[i] }
-    return sprintf("%.2f-%.2f", lo, hi)
-  }
+awk "$BENCH_AWK_STATS"'
   $1 == "ROW" {
     round = $2; load = $3; emu = $4
     for (i = 5; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }

@@ -33,6 +33,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# shellcheck source=scripts/bench_common.sh
+source scripts/bench_common.sh
+
 rounds=${1:-3}
 scale=${BENCH_SCALE:-1}
 inflight=${BENCH_INFLIGHT:-4}
@@ -41,7 +44,6 @@ mkdir -p "$target"
 target=$(cd "$target" && pwd)
 log=${BENCH_SDK_LOG:-$target/bench_rust_sdk.log}
 : >"$log"
-CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
 count() { awk -v n="$1" -v s="$scale" 'BEGIN { c = int(n * s); print c < 1 ? 1 : c }'; }
 sizes=(100 65536)
@@ -60,30 +62,16 @@ ehub=$target/release/ehub
 send=$target/release/examples/bench_send
 sdk=$target/rust-sdk-bench/release/eventhubs-rust-sdk-bench
 
-emu_out=$(mktemp)
-"$ehub" emulator --port 0 --no-auth >"$emu_out" 2>&1 &
-emu_pid=$!
+start_emulator "$ehub"
+emu_pid=$EMU_PID
+port=$EMU_PORT
 cleanup() {
   kill "$emu_pid" 2>/dev/null || true
   wait "$emu_pid" 2>/dev/null || true
-  rm -f "$emu_out"
 }
 trap cleanup EXIT
-port=
-for _ in $(seq 100); do
-  port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$emu_out")
-  [[ -n $port ]] && break
-  sleep 0.1
-done
-if [[ -z $port ]]; then
-  echo "the emulator did not start:" >&2
-  cat "$emu_out" >&2
-  exit 1
-fi
-conn="Endpoint=sb://localhost:$port;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;"
+conn=$(bench_conn "$port")
 
-load() { cut -d' ' -f1-3 /proc/loadavg; }
-emu_cpu() { awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$emu_pid/stat"; }
 
 # `ehub bench receive` prints a sentence; turn it into the RESULT line the others print.
 ehub_result() {
@@ -100,7 +88,7 @@ run() {
   shift 3
   local l c0 c1 out
   l=$(cut -d' ' -f1 /proc/loadavg)
-  c0=$(emu_cpu)
+  c0=$(emu_cpu "$emu_pid")
   if [[ $kind == ehub ]]; then
     out=$("$@" 2>>"$log" | ehub_result) || true
   else
@@ -115,7 +103,7 @@ run() {
     echo "failed: $* (see $log)" >&2
     exit 1
   fi
-  c1=$(emu_cpu)
+  c1=$(emu_cpu "$emu_pid")
   echo "ROW $round $size $l $(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }') ${out#RESULT }" >>"$log"
   echo "  ${out#RESULT } (load $l)" >&2
 }
@@ -173,18 +161,7 @@ if grep -q '^FAIL ' "$log"; then
 fi
 echo
 
-awk -v K="$inflight" '
-  function median(list,   a, n, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
-  function range(list,   a, n, i, lo, hi) {
-    n = split(list, a, " ")
-    lo = hi = a[1]
-    for (i = 2; i <= n; i++) { if (a[i] + 0 < lo + 0) lo = a[i]; if (a[i] + 0 > hi + 0) hi = a[i] }
-    return sprintf("%.2f-%.2f", lo, hi)
-  }
+awk -v K="$inflight" "$BENCH_AWK_STATS"'
   function label(s) { return s == 100 ? "100 B" : s == 65536 ? "64 KiB" : s " B" }
   $1 == "ROW" {
     round = $2; size = $3; load = $4; emu = $5
