@@ -22,24 +22,35 @@ async fn send_range(producer: &eventhubs::EventHubProducer, range: std::ops::Ran
     producer.send(events).await.unwrap();
 }
 
+/// Partition `p` given events `e0..e{n}`, and a consumer of it from its start with `prefetch`.
+async fn filled(
+    client: &eventhubs::EventHubClient,
+    p: &str,
+    n: u32,
+    prefetch: u32,
+) -> (eventhubs::EventHubProducer, eventhubs::EventHubConsumer) {
+    let producer = client
+        .create_producer(ProducerOptions::partition(p))
+        .await
+        .unwrap();
+    send_range(&producer, 0..n).await;
+    let consumer = client
+        .create_consumer(
+            "$default",
+            p,
+            EventPosition::earliest(),
+            ConsumerOptions::default().with_prefetch(prefetch),
+        )
+        .await
+        .unwrap();
+    (producer, consumer)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_yields_in_order_and_dropping_it_loses_nothing() {
     let emu = emulator().await;
     let client = client(&emu);
-    let producer = client
-        .create_producer(ProducerOptions::partition("3"))
-        .await
-        .unwrap();
-    send_range(&producer, 0..500).await;
-    let mut consumer = client
-        .create_consumer(
-            "$default",
-            "3",
-            EventPosition::earliest(),
-            ConsumerOptions::default().with_prefetch(40),
-        )
-        .await
-        .unwrap();
+    let (producer, mut consumer) = filled(&client, "3", 500, 40).await;
 
     let mut next = 0i64;
     {
@@ -122,20 +133,7 @@ async fn stream_ends_after_the_partition_is_taken_over() {
 async fn a_cancelled_receive_loses_no_event() {
     let emu = emulator().await;
     let client = client(&emu);
-    let producer = client
-        .create_producer(ProducerOptions::partition("1"))
-        .await
-        .unwrap();
-    send_range(&producer, 0..1000).await;
-    let mut consumer = client
-        .create_consumer(
-            "$default",
-            "1",
-            EventPosition::earliest(),
-            ConsumerOptions::default().with_prefetch(300),
-        )
-        .await
-        .unwrap();
+    let (_producer, mut consumer) = filled(&client, "1", 1000, 300).await;
     let mut next = 0i64;
     let mut cancelled = 0u32;
     let check = |e: &EventData, next: &mut i64| {
