@@ -741,7 +741,9 @@ fn background(
         "$default",
         factory,
         store.clone(),
-        fast_options(),
+        // One processor: a long expiration, so that a balancing cycle delayed by a loaded
+        // machine cannot let the claim lapse and make an awaited checkpoint refuse.
+        fast_options().with_ownership_expiration(Duration::from_secs(60)),
     )
     .unwrap();
     Background {
