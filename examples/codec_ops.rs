@@ -79,6 +79,16 @@ fn main() -> ExitCode {
             let m = Message::decode(black_box(&payload).clone()).expect("message");
             black_box(&m);
         }),
+        "decode-read-all" => (0..n).for_each(|_| {
+            let m = Message::decode(black_box(&payload).clone()).expect("message");
+            for e in m.message_annotations.iter().flat_map(|a| a.iter()) {
+                black_box(e);
+            }
+            for e in m.application_properties.iter().flat_map(|p| p.iter()) {
+                black_box(e);
+            }
+            black_box(&m);
+        }),
         "encode-frame" => (0..n).for_each(|_| {
             out.clear();
             write_amqp_frame(&mut out, 0, black_box(&perf), black_box(&payload));

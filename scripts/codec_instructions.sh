@@ -26,7 +26,7 @@ count() { # binary op n -> instructions
     | awk '/Collected/ {print $4}'
 }
 printf '%-14s %12s %12s %8s\n' op "base Ir/msg" "HEAD Ir/msg" ratio
-for op in encode decode encode-frame decode-frame; do
+for op in encode decode decode-read-all encode-frame decode-frame; do
   b=$(( $(count "$tmp/base-bin" "$op" "$n") - $(count "$tmp/base-bin" "$op" 0) ))
   h=$(( $(count "$tmp/head" "$op" "$n") - $(count "$tmp/head" "$op" 0) ))
   awk -v op="$op" -v n="$n" -v b="$b" -v h="$h" \

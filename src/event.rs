@@ -99,20 +99,29 @@ impl EventData {
         self.message.application_property(key)
     }
 
+    /// A scalar application property, read in place on a received event (see
+    /// [`SectionMap::get_scalar`](crate::amqp::types::section_map::SectionMap::get_scalar)).
+    fn scalar_property(&self, key: &str) -> Option<Value> {
+        self.message
+            .application_properties
+            .as_ref()?
+            .get_scalar(key)
+    }
+
     /// The application property `key` as text, when it is a string or symbol.
     pub fn property_str(&self, key: &str) -> Option<&str> {
-        self.property(key)?.as_str()
+        self.message.application_properties.as_ref()?.get_str(key)
     }
 
     /// The application property `key` as an integer, when it is an AMQP integer of any width
     /// and signedness whose value fits an `i64`.
     pub fn property_i64(&self, key: &str) -> Option<i64> {
-        self.property(key)?.as_i64()
+        self.scalar_property(key)?.as_i64()
     }
 
     /// The application property `key` as a floating-point number (AMQP float or double).
     pub fn property_f64(&self, key: &str) -> Option<f64> {
-        match *self.property(key)? {
+        match self.scalar_property(key)? {
             Value::Double(v) => Some(v),
             Value::Float(v) => Some(v.into()),
             _ => None,
@@ -121,7 +130,7 @@ impl EventData {
 
     /// The application property `key`, when it is a boolean.
     pub fn property_bool(&self, key: &str) -> Option<bool> {
-        match *self.property(key)? {
+        match self.scalar_property(key)? {
             Value::Bool(v) => Some(v),
             _ => None,
         }
@@ -137,7 +146,7 @@ impl EventData {
 
     /// The application property `key` as a point in time, when it is an AMQP timestamp.
     pub fn property_time(&self, key: &str) -> Option<SystemTime> {
-        match *self.property(key)? {
+        match self.scalar_property(key)? {
             Value::Timestamp(t) => Some(timestamp_to_system_time(t)),
             _ => None,
         }
@@ -171,8 +180,9 @@ impl EventData {
     /// The partition key (annotation `x-opt-partition-key`).
     pub fn partition_key(&self) -> Option<&str> {
         self.message
-            .message_annotation(PARTITION_KEY_ANNOTATION)
-            .and_then(Value::as_str)
+            .message_annotations
+            .as_ref()?
+            .get_str(PARTITION_KEY_ANNOTATION)
     }
 
     /// Sets (or with `None` removes) the partition key.
@@ -243,17 +253,18 @@ impl EventData {
     /// The sequence number the service assigned (received events).
     pub fn sequence_number(&self) -> Option<i64> {
         self.message
-            .message_annotation(SEQUENCE_NUMBER_ANNOTATION)
-            .and_then(Value::as_i64)
+            .message_annotations
+            .as_ref()?
+            .get_scalar(SEQUENCE_NUMBER_ANNOTATION)?
+            .as_i64()
     }
 
     /// The offset the service assigned (received events; an opaque string).
     pub fn offset(&self) -> Option<&str> {
-        match self.message.message_annotation(OFFSET_ANNOTATION)? {
-            Value::String(s) => Some(s.as_str()),
-            Value::Symbol(s) => Some(s.as_str()),
-            _ => None,
-        }
+        self.message
+            .message_annotations
+            .as_ref()?
+            .get_str(OFFSET_ANNOTATION)
     }
 
     /// When the service enqueued the event (received events).
@@ -264,7 +275,8 @@ impl EventData {
 
     /// The enqueued time in milliseconds since the Unix epoch (received events).
     pub fn enqueued_time_millis(&self) -> Option<i64> {
-        match self.message.message_annotation(ENQUEUED_TIME_ANNOTATION)? {
+        let annotations = self.message.message_annotations.as_ref()?;
+        match annotations.get_scalar(ENQUEUED_TIME_ANNOTATION)? {
             Value::Timestamp(t) => Some(t.millis()),
             v => v.as_i64(),
         }
@@ -339,6 +351,41 @@ mod tests {
         assert_eq!(e.property_bool("sym"), None);
         assert_eq!(e.property_f64("at"), None);
         assert_eq!(e.property_bytes("at"), None);
+    }
+
+    /// A received event answers its typed getters in place (its maps are not built) with
+    /// what the event it was sent as answers.
+    #[test]
+    fn typed_getters_of_a_decoded_event_match_the_sent_one() {
+        let mut sent = EventData::from("x")
+            .with_property("at", Timestamp(-1500))
+            .with_property("n", 42i32)
+            .with_property("f", 2.5f32)
+            .with_property("b", true)
+            .with_property("s", "text")
+            .with_partition_key("pk");
+        let a = sent.raw_message_mut().message_annotations_mut();
+        a.insert(SEQUENCE_NUMBER_ANNOTATION, 7i64);
+        a.insert(OFFSET_ANNOTATION, "1024");
+        a.insert(ENQUEUED_TIME_ANNOTATION, Timestamp(1_000));
+        let mut wire = bytes::BytesMut::new();
+        sent.raw_message().encode(&mut wire);
+        let got = EventData::from_message(Message::decode(wire.freeze()).unwrap());
+        for k in ["at", "n", "f", "b", "s", "missing"] {
+            assert_eq!(got.property_str(k), sent.property_str(k), "{k}");
+            assert_eq!(got.property_i64(k), sent.property_i64(k), "{k}");
+            assert_eq!(got.property_f64(k), sent.property_f64(k), "{k}");
+            assert_eq!(got.property_bool(k), sent.property_bool(k), "{k}");
+            assert_eq!(got.property_time(k), sent.property_time(k), "{k}");
+        }
+        assert_eq!(got.property_f64("f"), Some(2.5));
+        assert_eq!(got.sequence_number(), Some(7));
+        assert_eq!(got.offset(), Some("1024"));
+        assert_eq!(got.enqueued_time_millis(), Some(1_000));
+        assert_eq!(got.partition_key(), Some("pk"));
+        // Read whole, the same.
+        assert_eq!(got.property("s"), sent.property("s"));
+        assert_eq!(got.raw_message(), sent.raw_message());
     }
 
     #[test]

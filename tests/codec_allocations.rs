@@ -119,11 +119,25 @@ fn codec_allocations_per_message() {
     let shared = Bytes::from(vec.clone());
     drop(shared.clone()); // makes the buffer shared, as a payload cut from the input is
     let (decoded, decode) = count(|| Message::decode(shared.clone()).expect("message"));
-    assert_eq!(decoded, message);
-    let Some(Value::String(offset)) = decoded.message_annotation("x-opt-offset") else {
-        panic!("offset annotation");
-    };
-    assert_eq!(&**offset, "98765432");
+    // The system properties a consumer reads, read in place.
+    let ((offset, sequence_number), read_in_place) = count(|| {
+        let a = decoded.message_annotations.as_ref().expect("annotations");
+        (
+            a.get_str("x-opt-offset").map(String::from),
+            a.get_scalar("x-opt-sequence-number"),
+        )
+    });
+    let offset_allocation = 1; // the String made of it above, to compare
+    assert_eq!(offset.as_deref(), Some("98765432"));
+    assert_eq!(sequence_number, Some(Value::Long(1_234_567)));
+    // Every entry read: the two maps are built, one allocation each.
+    let (_, read_all) = count(|| {
+        assert_eq!(decoded, message);
+        let Some(Value::String(offset)) = decoded.message_annotation("x-opt-offset") else {
+            panic!("offset annotation");
+        };
+        assert_eq!(&**offset, "98765432");
+    });
     drop(decoded);
 
     // Frame decode: cut from an input buffer that already shares its storage (as the
@@ -149,12 +163,25 @@ fn codec_allocations_per_message() {
 
     println!(
         "allocations per event message: encode {encode_vec} (Vec) / {encode_bytes_mut} \
-         (BytesMut), frame encode {encode_frame}, decode {decode}, frame decode {decode_frame}"
+         (BytesMut), frame encode {encode_frame}, decode {decode}, frame decode \
+         {decode_frame}, system properties read in place {}, every entry read {read_all}",
+        read_in_place - offset_allocation
     );
     assert_eq!(encode_vec, 0, "encoding into a Vec allocated");
     assert_eq!(encode_bytes_mut, 0, "encoding into a BytesMut allocated");
     assert_eq!(encode_frame, 0, "encoding a frame allocated");
-    assert!(decode <= 2, "decoding a message made {decode} allocations");
+    assert_eq!(
+        decode, 0,
+        "decoding a message allocated (its maps are built when read)"
+    );
+    assert_eq!(
+        read_in_place, offset_allocation,
+        "reading system properties in place allocated"
+    );
+    assert!(
+        read_all <= 2,
+        "building the two maps made {read_all} allocations"
+    );
     assert!(
         decode_frame <= decode,
         "a frame cost {decode_frame} allocations, its message {decode}"

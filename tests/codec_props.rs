@@ -6,8 +6,9 @@ mod support;
 use bytes::Bytes;
 use common::{for_each_payload, node_count, strategy};
 use eventhubs::amqp::codec::{
-    decode_exact, encode_to_vec, DecodeErrorKind, Decoder, Encode, Value,
+    decode_exact, encode_to_vec, Decode, DecodeErrorKind, Decoder, Encode, Str, Symbol, Value,
 };
+use eventhubs::amqp::types::message::{check_lazy_map, AnnotationKey, Annotations};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -136,6 +137,41 @@ proptest! {
         prop_assert_eq!(read.read_value().map(drop), skip.skip_value());
     }
 
+    /// A message section's map is checked when decoded and built only when read: on maps
+    /// with keys of every kind (the right ones, a lax peer's, wrong ones), mutated or not, the
+    /// check refuses whatever the full reader refuses and builds the same entries.
+    #[test]
+    fn lazy_section_maps_build_what_reading_reads(
+        entries in vec((section_map_key(), strategy::value()), 0..6),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        mutate in any::<bool>(),
+    ) {
+        let mut input = encode_to_vec(&Value::Map(entries));
+        if mutate {
+            let i = at.index(input.len());
+            input[i] = byte;
+        }
+        let input = Bytes::from(input);
+        let annotations = check_lazy_map::<AnnotationKey>(input.clone());
+        prop_assert_eq!(annotations.as_ref().err(), None);
+        prop_assert_eq!(check_lazy_map::<Str>(input.clone()).err(), None);
+        // Lookups in place answer as lookups in the built entries.
+        if let Ok(Some(entries)) = annotations {
+            let lazy = Annotations::decode(&mut Decoder::new(input)).unwrap();
+            let names: Vec<String> = entries
+                .iter()
+                .filter_map(|(k, _)| k.as_str().map(String::from))
+                .chain(["missing".to_string()])
+                .collect();
+            let built = Annotations::from(entries);
+            for name in &names {
+                prop_assert_eq!(lazy.get_str(name), built.get_str(name));
+                prop_assert_eq!(lazy.get_scalar(name), built.get_scalar(name));
+            }
+        }
+    }
+
     /// Arbitrary bytes never panic the decoder.
     #[test]
     fn random_bytes_never_panic(input in vec(any::<u8>(), 0..512)) {
@@ -189,4 +225,16 @@ proptest! {
         let is_count_error = matches!(err.kind, DecodeErrorKind::CountExceedsSize { .. });
         prop_assert!(is_count_error, "{}", err);
     }
+}
+
+/// Keys of a section map: strings, symbols and ulongs (the right key types of one section or
+/// the other), or any primitive.
+fn section_map_key() -> BoxedStrategy<Value> {
+    prop_oneof![
+        3 => "[a-z-]{0,12}".prop_map(|s| Value::String(Str::from(s))),
+        3 => "[a-z-]{0,12}".prop_map(|s| Value::Symbol(Symbol::from(s.as_str()))),
+        2 => any::<u64>().prop_map(Value::Ulong),
+        1 => strategy::primitive(),
+    ]
+    .boxed()
 }

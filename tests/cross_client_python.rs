@@ -275,7 +275,7 @@ fn outgoing(i: usize) -> EventData {
             ..Message::default()
         }),
     };
-    for (k, v) in props_of(i, Sender::Ours).0 {
+    for (k, v) in props_of(i, Sender::Ours) {
         e.set_property(k, v);
     }
     if let Some((message_id, correlation_id)) = ids_of(i) {

@@ -15,13 +15,14 @@ pub mod engine;
 pub mod seeds;
 
 use bytes::{Bytes, BytesMut};
+use eventhubs::amqp::codec::Str;
 use eventhubs::amqp::codec::{decode_exact, Decode, DecodeError, Decoder, Encode, Value};
 use eventhubs::amqp::frame::{
     parse_frame, write_amqp_frame, write_empty_frame, write_sasl_frame, AmqpFrame, FrameError,
     RawFrame, FRAME_HEADER_SIZE, FRAME_TYPE_AMQP, FRAME_TYPE_SASL, MIN_MAX_FRAME_SIZE,
 };
 use eventhubs::amqp::types::error::AmqpError;
-use eventhubs::amqp::types::message::{Message, RawMessage};
+use eventhubs::amqp::types::message::{check_lazy_map, AnnotationKey, Message, RawMessage};
 use eventhubs::amqp::types::messaging::{DeliveryState, Source, Target};
 use eventhubs::amqp::types::sasl::SaslFrameBody;
 use eventhubs::amqp::types::transport::Performative;
@@ -188,6 +189,15 @@ pub fn fuzz_decode_value(data: &[u8]) {
         try_typed::<Source>(&d, data.len());
         try_typed::<Target>(&d, data.len());
         try_typed::<AmqpError>(&d, data.len());
+        // A message section's map is checked when decoded and built when read: the check
+        // must refuse what the full reader refuses, and what it keeps must build the same.
+        let rest = d.clone().take_rest();
+        if let Err(e) = check_lazy_map::<AnnotationKey>(rest.clone()) {
+            panic!("annotations map: {e}");
+        }
+        if let Err(e) = check_lazy_map::<Str>(rest) {
+            panic!("application properties map: {e}");
+        }
         let before = d.remaining();
         match d.read_value() {
             Ok(v) => {

@@ -595,10 +595,10 @@ impl Partition {
         // service's; the offsets' text shares one buffer. Nothing is allocated per event.
         let mut stamps = Annotations::default();
         let stamp = |stamps: &mut Annotations, m: &RawMessage, seq: i64, offset: &Str| {
-            stamps.0.clear();
-            let own = m.message_annotations().filter(|a| !a.0.is_empty());
+            stamps.entries_mut().clear();
+            let own = m.message_annotations().filter(|a| !a.is_empty());
             if let Some(own) = own {
-                stamps.0.extend(own.0.iter().cloned());
+                stamps.entries_mut().extend(own.iter().cloned());
             }
             let service = [
                 (SEQUENCE_NUMBER_KEY, Value::Long(seq)),
@@ -612,7 +612,7 @@ impl Partition {
                 if own.is_some() {
                     stamps.insert(k, v);
                 } else {
-                    stamps.0.push((k, v));
+                    stamps.entries_mut().push((k, v));
                 }
             }
         };
@@ -623,7 +623,7 @@ impl Partition {
             now,
             key: partition_key.map(|k| k.as_str().as_bytes()),
         };
-        let plain = |m: &RawMessage| m.message_annotations().is_none_or(|a| a.0.is_empty());
+        let plain = |m: &RawMessage| m.message_annotations().is_none_or(|a| a.is_empty());
         let mut digits = BytesMut::new();
         let mut offset_text = |offset: i64| {
             use std::io::Write as _;

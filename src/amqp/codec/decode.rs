@@ -3,7 +3,7 @@
 use super::composite::ListReader;
 use super::format_code as fc;
 use super::value::{
-    Array, Described, Descriptor, ElementType, Str, Symbol, Timestamp, Uuid, Value,
+    is_ascii, Array, Described, Descriptor, ElementType, Str, Symbol, Timestamp, Uuid, Value,
 };
 use bytes::Bytes;
 use std::fmt;
@@ -361,10 +361,117 @@ impl Decoder {
                 if !key_ok(found) {
                     return Err(body.error(DecodeErrorKind::UnexpectedType { expected, found }));
                 }
-                body.skip_value()?;
-                body.skip_value()
+                body.skip_element()?;
+                body.skip_element()
             })
         })
+    }
+
+    /// In a map checked before (as by [`Decoder::skip_map`]), finds the first entry whose key
+    /// is a string or symbol equal to `name` and leaves the decoder at its value; `false`
+    /// when there is none (or the input is not such a map).
+    pub fn seek_map_key(&mut self, name: &[u8]) -> bool {
+        let Ok(code @ (fc::MAP8 | fc::MAP32)) = self.read_u8() else {
+            return false;
+        };
+        let Ok((count, size)) = self.map_header(code) else {
+            return false;
+        };
+        self.end = self.pos + size;
+        for _ in 0..count / 2 {
+            if let Some(key) = self.text_range() {
+                if self.buf.get(key) == Some(name) {
+                    return true;
+                }
+            } else if self.skip_element().is_err() {
+                return false;
+            }
+            if self.skip_element().is_err() {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// When the next value is a string or symbol: consumes it and returns where its bytes lie
+    /// in the buffer the decoder was made over; otherwise consumes nothing.
+    pub fn text_range(&mut self) -> Option<std::ops::Range<usize>> {
+        let code = self.peek_u8().ok()?;
+        if !matches!(code, fc::STR8 | fc::STR32 | fc::SYM8 | fc::SYM32) {
+            return None;
+        }
+        let at = self.pos;
+        self.pos += 1;
+        match self.variable_range(code) {
+            Ok(range) => Some(range),
+            Err(_) => {
+                self.pos = at;
+                None
+            }
+        }
+    }
+
+    /// True when the next value is of a fixed-width type (a number, timestamp, uuid, boolean,
+    /// null...), which holds no shared bytes.
+    pub fn at_fixed_width(&self) -> bool {
+        self.peek_u8().is_ok_and(|c| fc::fixed_width(c).is_some())
+    }
+
+    /// [`Decoder::skip_value`] for an element of a compound: the values message sections are
+    /// made of (fixed-width numbers, short ASCII strings and symbols, short binaries) are
+    /// stepped over in place, anything else (or anything in doubt) goes the full way, which
+    /// also names the error.
+    #[inline]
+    fn skip_element(&mut self) -> Result<(), DecodeError> {
+        match self.simple_len() {
+            Some(len) => {
+                self.pos += len;
+                Ok(())
+            }
+            None => self.skip_value(),
+        }
+    }
+
+    /// The encoded length of the value at the position when it is a simple one known good
+    /// (see [`Decoder::skip_element`]), else `None`.
+    #[inline(always)]
+    fn simple_len(&self) -> Option<usize> {
+        let rest = self.buf.get(self.pos..self.end)?;
+        let (&code, after) = rest.split_first()?;
+        let len = match code {
+            fc::SYM8 | fc::STR8 => {
+                let (&n, after) = after.split_first()?;
+                if !is_ascii(after.get(..usize::from(n))?) {
+                    return None;
+                }
+                2 + usize::from(n)
+            }
+            fc::VBIN8 => 2 + usize::from(*after.first()?),
+            // Booleans and chars have invalid contents; they go the full way.
+            fc::BOOL | fc::CHAR => return None,
+            other => 1 + fc::fixed_width(other)?,
+        };
+        (len <= rest.len()).then_some(len)
+    }
+
+    /// [`Decoder::skip_map`], returning what it consumed (map constructor onward) as a slice
+    /// of the input, `None` for a null; on an error nothing is consumed.
+    pub fn take_checked_map(
+        &mut self,
+        key_ok: impl Fn(u8) -> bool,
+        expected: &'static str,
+    ) -> Result<Option<Bytes>, DecodeError> {
+        let start = self.pos;
+        if self.skip_null()? {
+            return Ok(None);
+        }
+        match self.skip_map(key_ok, expected) {
+            Ok(()) => Ok(Some(self.buf.slice(start..self.pos))),
+            Err(e) => {
+                self.pos = start;
+                Err(e)
+            }
+        }
     }
 
     /// Consumes a descriptor (a ulong or a symbol) whose `0x00` was already consumed.
@@ -403,25 +510,31 @@ impl Decoder {
                     Err(self.error(DecodeErrorKind::InvalidChar(c)))
                 }
             }
-            fc::VBIN8 | fc::VBIN32 => self.variable(code).map(drop),
+            fc::VBIN8 | fc::VBIN32 => self.variable_range(code).map(drop),
             fc::STR8 | fc::STR32 | fc::SYM8 | fc::SYM32 => {
                 let at = self.offset();
-                let bytes = self.variable(code)?;
-                match std::str::from_utf8(&bytes) {
-                    Ok(_) => Ok(()),
-                    Err(_) => Err(DecodeError {
+                let range = self.variable_range(code)?;
+                let text = self.buf.get(range).unwrap_or_default();
+                if is_ascii(text) || std::str::from_utf8(text).is_ok() {
+                    Ok(())
+                } else {
+                    Err(DecodeError {
                         offset: at,
                         kind: DecodeErrorKind::InvalidUtf8,
-                    }),
+                    })
                 }
             }
             fc::LIST8 | fc::LIST32 => {
                 let (count, _, size) = self.compound_header(code)?;
-                self.in_compound(size, |body| (0..count).try_for_each(|_| body.skip_value()))
+                self.in_compound(size, |body| {
+                    (0..count).try_for_each(|_| body.skip_element())
+                })
             }
             fc::MAP8 | fc::MAP32 => {
                 let (count, size) = self.map_header(code)?;
-                self.in_compound(size, |body| (0..count).try_for_each(|_| body.skip_value()))
+                self.in_compound(size, |body| {
+                    (0..count).try_for_each(|_| body.skip_element())
+                })
             }
             fc::ARRAY8 | fc::ARRAY32 => {
                 let (count, count_at, size) = self.compound_header(code)?;
@@ -749,6 +862,14 @@ impl Decoder {
     /// field and the bounds checked once against what is left, then one shared slice.
     #[inline]
     fn variable(&mut self, code: u8) -> Result<Bytes, DecodeError> {
+        let range = self.variable_range(code)?;
+        Ok(self.buf.slice(range))
+    }
+
+    /// Consumes a binary, string or symbol of constructor `code` and returns where its bytes
+    /// lie in the buffer (checking skips them with no reference-count round trip).
+    #[inline]
+    fn variable_range(&mut self, code: u8) -> Result<std::ops::Range<usize>, DecodeError> {
         let rest = self.buf.get(self.pos..self.end).unwrap_or_default();
         let (width, len) = match (code, rest) {
             (fc::VBIN8 | fc::STR8 | fc::SYM8, &[n, ..]) => (1, usize::from(n)),
@@ -764,7 +885,7 @@ impl Decoder {
         }
         let start = self.pos + width;
         self.pos = start + len;
-        Ok(self.buf.slice(start..self.pos))
+        Ok(start..self.pos)
     }
 
     #[inline]

@@ -47,7 +47,7 @@ impl Str {
 /// 32 bytes) are checked eight bytes per step with no alignment prologue, which for them costs
 /// about half of what `<[u8]>::is_ascii` does.
 #[inline]
-fn is_ascii(b: &[u8]) -> bool {
+pub(crate) fn is_ascii(b: &[u8]) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut words = b.chunks_exact(8);
     let mut acc = 0u64;

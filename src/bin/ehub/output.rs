@@ -205,7 +205,7 @@ pub fn json_line(partition: &str, e: &EventData) -> Json {
     let system: Map<String, Json> = e
         .system_properties()
         .map(|a| {
-            a.0.iter()
+            a.iter()
                 .map(|(k, v)| {
                     let key = match k {
                         AnnotationKey::Symbol(s) => s.as_str().to_owned(),

@@ -10,6 +10,8 @@ use crate::amqp::codec::{
 };
 use bytes::{BufMut, Bytes};
 
+#[doc(hidden)]
+pub use super::section_map::check_lazy_map;
 pub use super::section_map::{MapKey, SectionMap};
 pub use raw::RawMessage;
 
@@ -194,14 +196,26 @@ pub type Annotations = SectionMap<AnnotationKey>;
 impl Annotations {
     /// The value under numeric `key`.
     pub fn get_code(&self, key: u64) -> Option<&Value> {
-        self.0
-            .iter()
+        self.iter()
             .find(|(k, _)| *k == AnnotationKey::Ulong(key))
             .map(|(_, v)| v)
     }
 }
 
 impl MapKey for AnnotationKey {
+    const EXPECTED: &'static str = "annotation key (symbol or ulong)";
+
+    fn is_own_key_code(code: u8) -> bool {
+        matches!(
+            code,
+            format_code::SYM8
+                | format_code::SYM32
+                | format_code::SMALLULONG
+                | format_code::ULONG
+                | format_code::ULONG0
+        )
+    }
+
     fn is_named(&self, name: &str) -> bool {
         self.as_str() == Some(name)
     }
@@ -290,6 +304,20 @@ map_section!(
 pub type PropertyMap = SectionMap<Str>;
 
 impl MapKey for Str {
+    const EXPECTED: &'static str = "application property key (string)";
+
+    /// Strings only: a symbol key is read as a string, so the map is written anew.
+    fn is_own_key_code(code: u8) -> bool {
+        matches!(code, format_code::STR8 | format_code::STR32)
+    }
+
+    fn is_accepted_key_code(code: u8) -> bool {
+        matches!(
+            code,
+            format_code::STR8 | format_code::STR32 | format_code::SYM8 | format_code::SYM32
+        )
+    }
+
     fn is_named(&self, name: &str) -> bool {
         *self == name
     }

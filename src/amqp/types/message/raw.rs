@@ -23,38 +23,15 @@ pub struct RawMessage {
     annotations: Option<MessageAnnotations>,
 }
 
-fn is_annotation_key(code: u8) -> bool {
-    matches!(
-        code,
-        format_code::SYM8
-            | format_code::SYM32
-            | format_code::SMALLULONG
-            | format_code::ULONG
-            | format_code::ULONG0
-    )
-}
-
-fn is_property_key(code: u8) -> bool {
-    matches!(
-        code,
-        format_code::STR8 | format_code::STR32 | format_code::SYM8 | format_code::SYM32
-    )
-}
-
 /// Checks and consumes an annotations or application-properties section.
-fn skip_map_section(
-    d: &mut Decoder,
-    kind: SectionKind,
-    key_ok: fn(u8) -> bool,
-    expected: &'static str,
-) -> Result<(), DecodeError> {
+fn skip_map_section<K: MapKey>(d: &mut Decoder, kind: SectionKind) -> Result<(), DecodeError> {
     let (code, name) = SectionKind::ALL
         .iter()
         .find(|(k, _, _)| *k == kind)
         .map(|(_, code, name)| (*code, *name))
         .unwrap_or((0, "section"));
     expect_section(d, code, name)?;
-    d.skip_map(key_ok, expected)
+    d.skip_map(K::is_accepted_key_code, K::EXPECTED)
 }
 
 impl RawMessage {
@@ -77,12 +54,9 @@ impl RawMessage {
                 SectionKind::Header => {
                     Header::decode(&mut d)?;
                 }
-                SectionKind::DeliveryAnnotations | SectionKind::Footer => skip_map_section(
-                    &mut d,
-                    kind,
-                    is_annotation_key,
-                    "annotation key (symbol or ulong)",
-                )?,
+                SectionKind::DeliveryAnnotations | SectionKind::Footer => {
+                    skip_map_section::<AnnotationKey>(&mut d, kind)?
+                }
                 SectionKind::MessageAnnotations => {
                     annotations = Some(MessageAnnotations::decode(&mut d)?);
                     (head_end, tail_start) = (Some(at), Some(d.offset()));
@@ -90,12 +64,7 @@ impl RawMessage {
                 SectionKind::Properties => {
                     Properties::decode(&mut d)?;
                 }
-                SectionKind::ApplicationProperties => skip_map_section(
-                    &mut d,
-                    kind,
-                    is_property_key,
-                    "application property key (string)",
-                )?,
+                SectionKind::ApplicationProperties => skip_map_section::<Str>(&mut d, kind)?,
                 SectionKind::Data => {
                     expect_section(&mut d, DATA_CODE, DATA_NAME)?;
                     Bytes::decode(&mut d)?;
