@@ -516,11 +516,30 @@ impl Partition {
     ) -> std::io::Result<Vec<StoredEvent>> {
         let messages = messages.into_iter().map(Into::into).collect();
         let mut log = self.lock();
-        let (stored, seq) = Self::append_locked(&mut log, messages, partition_key, clock)?;
+        let (n, seq) = Self::append_locked(&mut log, messages, partition_key, clock)?;
+        let stored = log
+            .events
+            .range(log.events.len().saturating_sub(n)..)
+            .cloned()
+            .collect();
         self.trim(&mut log);
         drop(log);
         self.tail.send_replace(seq);
         Ok(stored)
+    }
+
+    /// [`Partition::append`] for the ingest node, which needs nothing back.
+    pub(crate) fn store(
+        &self,
+        messages: Vec<RawMessage>,
+        partition_key: Option<&Str>,
+    ) -> std::io::Result<()> {
+        let mut log = self.lock();
+        let (_, seq) = Self::append_locked(&mut log, messages, partition_key, Instant::now())?;
+        self.trim(&mut log);
+        drop(log);
+        self.tail.send_replace(seq);
+        Ok(())
     }
 
     /// The state an idempotent producer's attach gets on this partition (see
@@ -580,14 +599,14 @@ impl Partition {
         Ok(n)
     }
 
-    /// Stamps and stores `messages` on the locked log; returns them and the next sequence
-    /// number. On error nothing is stored.
+    /// Stamps and stores `messages` on the locked log; returns how many were stored and the
+    /// next sequence number. On error nothing is stored.
     fn append_locked(
         log: &mut Log,
         messages: Vec<RawMessage>,
         partition_key: Option<&Str>,
         clock: Instant,
-    ) -> std::io::Result<(Vec<StoredEvent>, i64)> {
+    ) -> std::io::Result<(usize, i64)> {
         let now = Timestamp::now();
         let mut stored = Vec::with_capacity(messages.len());
         let mut disk = BytesMut::new();
@@ -661,26 +680,26 @@ impl Partition {
                 disk.extend_from_slice(&crc32(&message).to_be_bytes());
                 disk.extend_from_slice(&message);
             }
+            let len = message.len();
             stored.push(StoredEvent {
                 sequence_number: seq,
                 offset,
                 enqueued_time: now,
-                message: message.clone(),
+                message,
             });
             seq += 1;
-            offset += message.len() as i64;
+            offset += len as i64;
         }
         // Durable before visible: an event is acknowledged only after it is in the file.
         if let Some(d) = log.disk.as_mut() {
             d.append(&disk, clock)?;
         }
-        for e in &stored {
-            log.bytes += e.message.len();
-            log.events.push_back(e.clone());
-        }
+        let n = stored.len();
+        log.bytes += stored.iter().map(|e| e.message.len()).sum::<usize>();
+        log.events.extend(stored);
         log.next_sequence = seq;
         log.next_offset = offset;
-        Ok((stored, seq))
+        Ok((n, seq))
     }
 
     /// Syncs the file if `Fsync::Interval` has unsynced writes older than its period, so

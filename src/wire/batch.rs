@@ -53,27 +53,30 @@ pub enum SplitError {
 
 /// The events of a batch message (decoded zero-copy from its data sections), in order.
 pub fn split(batch: &Message) -> Result<Vec<Message>, SplitError> {
-    each_event(batch, Message::decode)
-}
-
-/// The events of a batch message as [`RawMessage`]s: each checked and its annotations read,
-/// the rest left encoded (for a relay that only rewrites annotations), in order.
-pub fn split_raw(batch: &Message) -> Result<Vec<RawMessage>, SplitError> {
-    each_event(batch, RawMessage::scan)
-}
-
-/// `read` applied to each event's data section, naming the event that fails.
-fn each_event<T>(
-    batch: &Message,
-    read: impl Fn(Bytes) -> Result<T, DecodeError>,
-) -> Result<Vec<T>, SplitError> {
     let Body::Data(sections) = &batch.body else {
         return Err(SplitError::NotData);
     };
+    each_event(sections.iter().cloned(), Message::decode)
+}
+
+/// The events of a batch message as [`RawMessage`]s: each checked and its annotations read,
+/// the rest left encoded (for a relay that only rewrites annotations), in order. The body is
+/// taken out of `batch` (each event keeps its data section, with no second reference made).
+pub fn split_raw(batch: &mut Message) -> Result<Vec<RawMessage>, SplitError> {
+    let Body::Data(sections) = std::mem::take(&mut batch.body) else {
+        return Err(SplitError::NotData);
+    };
+    each_event(sections.into_iter(), RawMessage::scan)
+}
+
+/// `read` applied to each data section, naming the event that fails.
+fn each_event<T>(
+    sections: impl ExactSizeIterator<Item = Bytes>,
+    read: impl Fn(Bytes) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, SplitError> {
     sections
-        .iter()
         .enumerate()
-        .map(|(index, data)| read(data.clone()).map_err(|error| SplitError::Event { index, error }))
+        .map(|(index, data)| read(data).map_err(|error| SplitError::Event { index, error }))
         .collect()
 }
 

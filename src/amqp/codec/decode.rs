@@ -411,6 +411,23 @@ impl Decoder {
         }
     }
 
+    /// Checks and consumes a binary as [`Bytes::decode`] reads one, without taking a slice of
+    /// it.
+    pub fn skip_binary(&mut self) -> Result<(), DecodeError> {
+        match self.peek_u8()? {
+            code @ (fc::VBIN8 | fc::VBIN32) => {
+                self.pos += 1;
+                self.variable_range(code).map(drop)
+            }
+            _ => Bytes::decode(self).map(drop),
+        }
+    }
+
+    /// The buffer the decoder was made over, whole.
+    pub fn into_buffer(self) -> Bytes {
+        self.buf
+    }
+
     /// True when the next value is of a fixed-width type (a number, timestamp, uuid, boolean,
     /// null...), which holds no shared bytes.
     pub fn at_fixed_width(&self) -> bool {

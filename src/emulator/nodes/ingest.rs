@@ -176,8 +176,8 @@ fn store(
     // The envelope's key is stamped on every event; an event's own key (a batch of mixed
     // keys to one partition, as the buffered producer sends) stays its own.
     let (envelope_key, events) = if delivery.delivery.message_format == BATCH_MESSAGE_FORMAT {
-        let envelope = delivery.message().map_err(|e| decode_error(&e))?;
-        let events = batch::split_raw(&envelope).map_err(|e| decode_error(&e))?;
+        let mut envelope = delivery.message().map_err(|e| decode_error(&e))?;
+        let events = batch::split_raw(&mut envelope).map_err(|e| decode_error(&e))?;
         (key_of(envelope.message_annotations.as_deref()), events)
     } else {
         let event = RawMessage::scan(delivery.payload().clone()).map_err(|e| decode_error(&e))?;
@@ -219,7 +219,7 @@ fn store(
             )),
         };
     }
-    log.append(events, envelope_key.as_ref())
+    log.store(events, envelope_key.as_ref())
         .map_err(|e| err(condition::INTERNAL_ERROR, format!("storing events: {e}")))?;
     Ok(())
 }

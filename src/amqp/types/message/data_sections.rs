@@ -147,7 +147,17 @@ impl Iterator for IntoIter {
             IterRepr::Many(i) => i.next(),
         }
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = match &self.0 {
+            IterRepr::One(b) => usize::from(b.is_some()),
+            IterRepr::Many(i) => i.len(),
+        };
+        (n, Some(n))
+    }
 }
+
+impl ExactSizeIterator for IntoIter {}
 
 impl IntoIterator for DataSections {
     type Item = Bytes;

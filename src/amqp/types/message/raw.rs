@@ -40,7 +40,7 @@ impl RawMessage {
     /// application properties are checked for well-formedness, not built.
     pub fn scan(bytes: Bytes) -> Result<RawMessage, DecodeError> {
         let end = bytes.len();
-        let mut d = Decoder::new(bytes.clone());
+        let mut d = Decoder::new(bytes);
         let mut prev: Option<SectionKind> = None;
         let (mut head_end, mut tail_start) = (None, None);
         let mut annotations = None;
@@ -67,7 +67,7 @@ impl RawMessage {
                 SectionKind::ApplicationProperties => skip_map_section::<Str>(&mut d, kind)?,
                 SectionKind::Data => {
                     expect_section(&mut d, DATA_CODE, DATA_NAME)?;
-                    Bytes::decode(&mut d)?;
+                    d.skip_binary()?;
                 }
                 SectionKind::Sequence => {
                     expect_section(&mut d, AMQP_SEQUENCE_CODE, AMQP_SEQUENCE_NAME)?;
@@ -91,7 +91,7 @@ impl RawMessage {
             prev = Some(kind);
         }
         Ok(RawMessage {
-            bytes,
+            bytes: d.into_buffer(),
             head_end: head_end.unwrap_or(end),
             tail_start: tail_start.unwrap_or(end),
             annotations,
