@@ -301,12 +301,15 @@ impl Decimal {
 struct ServiceSection<'a> {
     now: Timestamp,
     key: Option<&'a [u8]>,
+    /// The event's own annotations as they came (their entries' encoding and the number of
+    /// keys and values), written first; none of them is a key the service writes.
+    own: (&'a [u8], usize),
 }
 
 /// `0x00 0x53 0x72`: a described section, descriptor smallulong 0x72 (message-annotations).
 const MESSAGE_ANNOTATIONS_PREFIX: [u8; 3] = [0x00, 0x53, 0x72];
 
-impl ServiceSection<'_> {
+impl<'a> ServiceSection<'a> {
     fn key_len(k: &str) -> usize {
         2 + k.len()
     }
@@ -321,7 +324,8 @@ impl ServiceSection<'_> {
 
     /// Bytes of the map's pairs.
     fn pairs_len(&self, offset: &Decimal) -> usize {
-        let mut n = Self::key_len(annotation::SEQUENCE_NUMBER)
+        let mut n = self.own.0.len()
+            + Self::key_len(annotation::SEQUENCE_NUMBER)
             + 9
             + Self::key_len(annotation::OFFSET)
             + Self::str_len(offset.as_bytes().len())
@@ -334,10 +338,18 @@ impl ServiceSection<'_> {
     }
 
     fn count(&self) -> usize {
-        if self.key.is_some() {
-            8
-        } else {
-            6
+        self.own.1 + if self.key.is_some() { 8 } else { 6 }
+    }
+
+    /// The same section for an event whose own annotations are `own` (see the field).
+    fn with_own<'b>(&self, own: (&'b [u8], usize)) -> ServiceSection<'b>
+    where
+        'a: 'b,
+    {
+        ServiceSection {
+            now: self.now,
+            key: self.key,
+            own,
         }
     }
 
@@ -374,6 +386,7 @@ impl ServiceSection<'_> {
             buf.put_u32((pairs + 4) as u32);
             buf.put_u32(self.count() as u32);
         }
+        buf.put_slice(self.own.0);
         key(buf, annotation::SEQUENCE_NUMBER);
         buf.put_u8(0x81);
         buf.put_i64(seq);
@@ -635,14 +648,40 @@ impl Partition {
                 }
             }
         };
-        // An event without annotations of its own (the usual case) gets the service's
-        // section written directly ([`ServiceSection`]); one with its own goes through the
-        // map, which keeps its keys and replaces any service key it carries.
+        // An event whose own annotations (if any) hold no key the service writes (the usual
+        // case, and an idempotent producer's events) gets the service's section written
+        // directly after its own entries as they came ([`ServiceSection`]); one that does goes
+        // through the map, which keeps its keys and replaces the service's.
         let section = ServiceSection {
             now,
             key: partition_key.map(|k| k.as_str().as_bytes()),
+            own: (&[], 0),
         };
-        let plain = |m: &RawMessage| m.message_annotations().is_none_or(|a| a.is_empty());
+        let service_keys: &[&str] = match partition_key {
+            Some(_) => &[
+                annotation::SEQUENCE_NUMBER,
+                annotation::OFFSET,
+                annotation::ENQUEUED_TIME,
+                annotation::PARTITION_KEY,
+            ],
+            None => &[
+                annotation::SEQUENCE_NUMBER,
+                annotation::OFFSET,
+                annotation::ENQUEUED_TIME,
+            ],
+        };
+        let direct = |m: &RawMessage| -> bool {
+            m.message_annotations().is_none_or(|a| {
+                a.is_empty() || (a.raw_entries().is_some() && !a.contains_any_key(service_keys))
+            })
+        };
+        fn own_of(m: &RawMessage) -> (&[u8], usize) {
+            m.message_annotations()
+                .and_then(|a| a.raw_entries())
+                .unwrap_or((&[], 0))
+        }
+        // Which events go direct, decided once per event for both passes.
+        let direct: Vec<bool> = messages.iter().map(direct).collect();
         let mut digits = BytesMut::new();
         let mut offset_text = |offset: i64| {
             use std::io::Write as _;
@@ -651,8 +690,9 @@ impl Partition {
         };
         let (mut seq, mut offset) = (log.next_sequence, log.next_offset);
         let mut total = 0usize;
-        for m in &messages {
-            let n = if plain(m) {
+        for (m, &direct) in messages.iter().zip(&direct) {
+            let n = if direct {
+                let section = section.with_own(own_of(m));
                 m.encoded_len_with_section(section.len(&Decimal::new(offset)))
             } else {
                 stamp(&mut stamps, m, seq, &offset_text(offset));
@@ -666,9 +706,10 @@ impl Partition {
         // allocation per batch instead of one per event.
         let mut buf = BytesMut::with_capacity(total);
         (seq, offset) = (log.next_sequence, log.next_offset);
-        for m in &messages {
-            if plain(m) {
+        for (m, &direct) in messages.iter().zip(&direct) {
+            if direct {
                 let text = Decimal::new(offset);
+                let section = section.with_own(own_of(m));
                 m.encode_with_section(&mut buf, |b| section.write(b, seq, &text));
             } else {
                 stamp(&mut stamps, m, seq, &offset_text(offset));
@@ -921,18 +962,90 @@ mod tests {
         );
     }
 
+    /// Events as they come off the wire: own annotations without a service key are kept as
+    /// they came and the service's written after them; with one, the service's replaces it.
+    #[test]
+    fn scanned_events_keep_their_own_annotations_and_get_the_service_ones_once() {
+        use crate::amqp::codec::encode_to_vec;
+        let scanned = |own: &[(&str, Value)]| {
+            let mut m = msg(b"body");
+            for (k, v) in own {
+                m.message_annotations_mut().insert(*k, v.clone());
+            }
+            RawMessage::scan(Bytes::from(encode_to_vec(&m))).unwrap()
+        };
+        let key = Str::from("k");
+        for partition_key in [None, Some(&key)] {
+            let p = Partition::in_memory(Retention::default());
+            let events = vec![
+                scanned(&[("custom", Value::Int(1))]),
+                scanned(&[
+                    ("custom", Value::Int(2)),
+                    (annotation::OFFSET, Value::Long(5)),
+                ]),
+                scanned(&[(annotation::PARTITION_KEY, Value::String(Str::from("own")))]),
+                scanned(&[]),
+            ];
+            let stored = p.append(events, partition_key).unwrap();
+            for (i, e) in stored.iter().enumerate() {
+                let back = Message::decode(e.message.clone()).unwrap();
+                let a = back.message_annotations.unwrap();
+                let count = |k: &str| a.iter().filter(|(x, _)| x.as_str() == Some(k)).count();
+                for k in [
+                    annotation::SEQUENCE_NUMBER,
+                    annotation::OFFSET,
+                    annotation::ENQUEUED_TIME,
+                ] {
+                    assert_eq!(count(k), 1, "event {i} {k}");
+                }
+                assert_eq!(
+                    a.get(annotation::SEQUENCE_NUMBER),
+                    Some(&Value::Long(i as i64))
+                );
+                assert_eq!(
+                    a.get(annotation::OFFSET),
+                    Some(&Value::String(Str::from(e.offset.to_string())))
+                );
+                let custom = [Some(Value::Int(1)), Some(Value::Int(2)), None, None];
+                assert_eq!(a.get("custom").cloned(), custom[i], "event {i}");
+                let want_key = match (partition_key, i) {
+                    (Some(k), _) => Some(k.as_str()),
+                    (None, 2) => Some("own"),
+                    (None, _) => None,
+                };
+                assert_eq!(a.get_str(annotation::PARTITION_KEY), want_key, "event {i}");
+                assert!(count(annotation::PARTITION_KEY) <= 1);
+                if let Some(next) = stored.get(i + 1) {
+                    assert_eq!(next.offset, e.offset + e.message.len() as i64);
+                }
+            }
+        }
+    }
+
     /// The section written straight from the values is the one the map gives: same
     /// annotations, exact size, for short and long keys (str32, map32) and large offsets.
     #[test]
     fn the_direct_service_section_decodes_as_the_map_would() {
-        use crate::amqp::codec::{Decode, Decoder};
+        use crate::amqp::codec::{Decode, Decoder, Encode};
         use crate::amqp::types::message::MessageAnnotations;
         let long_key = "k".repeat(300);
-        for key in [None, Some("pk"), Some(long_key.as_str())] {
+        // An event's own annotations, as they came: written first, as they are.
+        let mut own = Annotations::default();
+        own.insert("x-opt-producer-id", Value::Long(12));
+        own.insert(7u64, Value::String(Str::from("v".repeat(250))));
+        let mut own_wire = BytesMut::new();
+        own.encode(&mut own_wire);
+        let own_decoded = Annotations::decode(&mut Decoder::new(own_wire.freeze())).unwrap();
+        let owns = [None, Some(&own_decoded)];
+        for (key, own) in [None, Some("pk"), Some(long_key.as_str())]
+            .into_iter()
+            .flat_map(|k| owns.iter().map(move |o| (k, *o)))
+        {
             for (seq, offset) in [(0i64, 0i64), (7, 123_456), (i64::MAX, i64::MAX)] {
                 let section = ServiceSection {
                     now: Timestamp(1_700_000_000_123),
                     key: key.map(str::as_bytes),
+                    own: own.map_or((&[], 0), |o| o.raw_entries().unwrap()),
                 };
                 let text = Decimal::new(offset);
                 assert_eq!(text.as_bytes(), offset.to_string().as_bytes());
@@ -942,7 +1055,7 @@ mod tests {
                 let mut d = Decoder::new(buf.freeze());
                 let a = MessageAnnotations::decode(&mut d).unwrap();
                 assert!(d.is_empty());
-                let mut want = Annotations::default();
+                let mut want = own.cloned().unwrap_or_default();
                 want.insert(annotation::SEQUENCE_NUMBER, Value::Long(seq));
                 want.insert(
                     annotation::OFFSET,

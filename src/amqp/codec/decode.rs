@@ -370,27 +370,30 @@ impl Decoder {
     /// In a map checked before (as by [`Decoder::skip_map`]), finds the first entry whose key
     /// is a string or symbol equal to `name` and leaves the decoder at its value; `false`
     /// when there is none (or the input is not such a map).
-    pub fn seek_map_key(&mut self, name: &[u8]) -> bool {
-        let Ok(code @ (fc::MAP8 | fc::MAP32)) = self.read_u8() else {
-            return false;
+    pub fn seek_map_key(&mut self, name: &str) -> bool {
+        self.seek_map_key_of(&[name]).is_some()
+    }
+
+    /// [`Decoder::seek_map_key`] for the first entry whose key is any of `names`; which one
+    /// it is.
+    pub fn seek_map_key_of(&mut self, names: &[&str]) -> Option<usize> {
+        let code @ (fc::MAP8 | fc::MAP32) = self.read_u8().ok()? else {
+            return None;
         };
-        let Ok((count, size)) = self.map_header(code) else {
-            return false;
-        };
+        let (count, size) = self.map_header(code).ok()?;
         self.end = self.pos + size;
         for _ in 0..count / 2 {
             if let Some(key) = self.text_range() {
-                if self.buf.get(key) == Some(name) {
-                    return true;
+                let key = self.buf.get(key)?;
+                if let Some(i) = names.iter().position(|n| n.as_bytes() == key) {
+                    return Some(i);
                 }
-            } else if self.skip_element().is_err() {
-                return false;
+            } else {
+                self.skip_element().ok()?;
             }
-            if self.skip_element().is_err() {
-                return false;
-            }
+            self.skip_element().ok()?;
         }
-        false
+        None
     }
 
     /// When the next value is a string or symbol: consumes it and returns where its bytes lie

@@ -6,6 +6,7 @@
 //! reads the body and one annotation of one event in a batch builds nothing for the others,
 //! and a relay that forwards a message unchanged writes the map's bytes back as they came.
 
+use crate::amqp::codec::format_code as fc;
 use crate::amqp::codec::{Decode, DecodeError, Decoder, Encode, Value};
 use bytes::{BufMut, Bytes};
 use std::fmt;
@@ -123,7 +124,7 @@ impl<K: MapKey> SectionMap<K> {
         match self.unbuilt() {
             Some(raw) => {
                 let mut d = Decoder::new(raw.clone());
-                if !d.seek_map_key(key.as_bytes()) {
+                if !d.seek_map_key(key) {
                     return None;
                 }
                 // Checked when decoded; checked again rather than trusted.
@@ -152,12 +153,33 @@ impl<K: MapKey> SectionMap<K> {
         match self.unbuilt() {
             Some(raw) => {
                 let mut d = Decoder::new(raw.clone());
-                if !d.seek_map_key(key.as_bytes()) || !d.at_fixed_width() {
+                if !d.seek_map_key(key) || !d.at_fixed_width() {
                     return None;
                 }
                 d.read_value().ok().filter(scalar)
             }
             None => self.get(key).filter(|v| scalar(v)).cloned(),
+        }
+    }
+
+    /// True when some entry's key is one of `keys` (searched in place when not built).
+    pub fn contains_any_key(&self, keys: &[&str]) -> bool {
+        match self.unbuilt() {
+            Some(raw) => Decoder::new(raw.clone()).seek_map_key_of(keys).is_some(),
+            None => keys.iter().any(|k| self.get(k).is_some()),
+        }
+    }
+
+    /// For a decoded map not built nor changed: its entries' encoding (what follows the map's
+    /// size and count) and the number of keys and values, for a writer that appends entries
+    /// to the map as it came.
+    pub fn raw_entries(&self) -> Option<(&[u8], usize)> {
+        match self.unbuilt()?.as_ref() {
+            [fc::MAP8, _, count, rest @ ..] => Some((rest, usize::from(*count))),
+            [fc::MAP32, _, _, _, _, a, b, c, d, rest @ ..] => {
+                Some((rest, u32::from_be_bytes([*a, *b, *c, *d]) as usize))
+            }
+            _ => None,
         }
     }
 
@@ -195,14 +217,17 @@ impl<K: MapKey> SectionMap<K> {
         self.entries().iter()
     }
 
-    /// Number of entries.
+    /// Number of entries (read from the map's header when not built).
     pub fn len(&self) -> usize {
-        self.entries().len()
+        match self.raw_entries() {
+            Some((_, count)) => count / 2,
+            None => self.entries().len(),
+        }
     }
 
     /// True when there are no entries.
     pub fn is_empty(&self) -> bool {
-        self.entries().is_empty()
+        self.len() == 0
     }
 }
 
