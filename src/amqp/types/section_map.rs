@@ -170,11 +170,11 @@ impl<K: MapKey> SectionMap<K> {
         }
     }
 
-    /// For a decoded map not built nor changed: its entries' encoding (what follows the map's
+    /// For a decoded map not changed since: its entries' encoding (what follows the map's
     /// size and count) and the number of keys and values, for a writer that appends entries
     /// to the map as it came.
     pub fn raw_entries(&self) -> Option<(&[u8], usize)> {
-        match self.unbuilt()?.as_ref() {
+        match self.decoded.as_ref()?.raw.as_ref() {
             [fc::MAP8, _, count, rest @ ..] => Some((rest, usize::from(*count))),
             [fc::MAP32, _, _, _, _, a, b, c, d, rest @ ..] => {
                 Some((rest, u32::from_be_bytes([*a, *b, *c, *d]) as usize))
