@@ -7,11 +7,14 @@
 //! time (a later send must not overtake an earlier one that is being resent).
 
 use crate::amqp::codec::Encode;
-use crate::amqp::types::message::Message;
+use crate::amqp::types::message::{Message, RawMessage};
 use crate::batch::{envelope, BATCH_MESSAGE_FORMAT};
 use crate::error::{Error, ErrorKind};
 use crate::producer::SendPayload;
-use crate::wire::idempotent::{next_sequence, stamp, PublishingState, Stamp};
+use crate::wire::batch::{data_section_len, write_data_section_header};
+use crate::wire::idempotent::{
+    next_sequence, stamp, stamp_entries, stamp_keys, PublishingState, Stamp,
+};
 use bytes::{Bytes, BytesMut};
 
 /// The starting state of an idempotent producer on one partition, e.g. what
@@ -139,11 +142,91 @@ pub(crate) fn stamp_batch_payload(
     state: PublishingState,
     max: usize,
 ) -> Result<Option<Stamped>, Error> {
-    let m = Message::decode(payload)
-        .map_err(|e| Error::new(ErrorKind::EventData, format!("re-reading the batch: {e}")))?;
-    let events = crate::wire::batch::split(&m)
-        .map_err(|e| Error::new(ErrorKind::EventData, format!("re-reading the batch: {e}")))?;
-    stamp_messages(events, Some(m), state, max)
+    let reread = |e: &dyn std::fmt::Display| {
+        Error::new(ErrorKind::EventData, format!("re-reading the batch: {e}"))
+    };
+    let mut env = Message::decode(payload).map_err(|e| reread(&e))?;
+    let events = crate::wire::batch::split_raw(&mut env).map_err(|e| reread(&e))?;
+    if events.is_empty() {
+        return Ok(None);
+    }
+    // Each event as it was encoded with the stamp appended to its own annotations, straight
+    // into the new batch; one whose annotations already carry a stamp key goes through the
+    // map, which replaces them.
+    let keys = stamp_keys();
+    let keys = keys.each_ref().map(|k| k.as_str());
+    let mut seq = state.last_sequence;
+    let mut parts = Vec::with_capacity(events.len());
+    for raw in events {
+        seq = next_sequence(seq);
+        let st = Stamp {
+            producer_id: state.producer_id,
+            owner_level: state.owner_level,
+            sequence: seq,
+        };
+        let carries_stamp = raw
+            .message_annotations()
+            .is_some_and(|a| a.contains_any_key(&keys));
+        match raw.encoded_len_appending(&stamp_entries(st)) {
+            Some(len) if !carries_stamp => parts.push(Part::Appended(raw, st, len)),
+            _ => {
+                let mut m = raw.decode().map_err(|e| reread(&e))?;
+                stamp(&mut m, st);
+                let mut buf = BytesMut::with_capacity(m.encoded_len());
+                m.encode(&mut buf);
+                parts.push(Part::Encoded(buf.freeze()));
+            }
+        }
+    }
+    let size = env.before_body_len()
+        + parts
+            .iter()
+            .map(|p| data_section_len(p.len()))
+            .sum::<usize>()
+        + env.after_body_len();
+    if size > max {
+        return Err(too_big(size, max));
+    }
+    let mut buf = BytesMut::with_capacity(size);
+    env.encode_before_body(&mut buf);
+    for p in &parts {
+        write_data_section_header(&mut buf, p.len());
+        match p {
+            Part::Appended(raw, st, _) => raw.encode_appending(&stamp_entries(*st), &mut buf),
+            Part::Encoded(b) => buf.extend_from_slice(b),
+        }
+    }
+    env.encode_after_body(&mut buf);
+    Ok(Some(Stamped {
+        payload: buf.freeze(),
+        format: BATCH_MESSAGE_FORMAT,
+        last_sequence: seq,
+    }))
+}
+
+/// One event of a re-stamped batch: written with the stamp appended (its size known), or
+/// encoded whole.
+enum Part {
+    Appended(RawMessage, Stamp, usize),
+    Encoded(Bytes),
+}
+
+impl Part {
+    fn len(&self) -> usize {
+        match self {
+            Part::Appended(_, _, len) => *len,
+            Part::Encoded(b) => b.len(),
+        }
+    }
+}
+
+fn too_big(size: usize, max: usize) -> Error {
+    Error::new(
+        ErrorKind::EventData,
+        format!(
+            "{size} bytes with the idempotent-producer stamps exceed the link's max-message-size of {max} bytes"
+        ),
+    )
 }
 
 /// Numbers and encodes `events`: one plain message without an envelope, a batch with one.
@@ -180,17 +263,76 @@ fn stamp_messages(
         ),
     };
     if payload.len() > max {
-        return Err(Error::new(
-            ErrorKind::EventData,
-            format!(
-                "{} bytes with the idempotent-producer stamps exceed the link's max-message-size of {max} bytes",
-                payload.len()
-            ),
-        ));
+        return Err(too_big(payload.len(), max));
     }
     Ok(Some(Stamped {
         payload,
         format,
         last_sequence: seq,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amqp::codec::Value;
+    use crate::wire::idempotent::read_stamp;
+
+    /// A batch is stamped event by event as the map would stamp it: own annotations kept,
+    /// an old stamp replaced, numbers consecutive, the envelope's key kept.
+    #[test]
+    fn a_batch_is_stamped_in_place_as_the_map_stamps_it() {
+        let plain = Message::with_data(Bytes::from_static(b"plain"));
+        let mut own = Message::with_data(Bytes::from_static(b"own"));
+        own.message_annotations_mut()
+            .insert("custom", Value::Int(1));
+        own.application_properties_mut().insert("p", "v");
+        let mut old = Message::with_data(Bytes::from_static(b"stamped before"));
+        stamp(
+            &mut old,
+            Stamp {
+                producer_id: 1,
+                owner_level: 1,
+                sequence: 99,
+            },
+        );
+        let events = [plain, own, old];
+        let encoded: Vec<Bytes> = events
+            .iter()
+            .map(|m| Bytes::from(crate::amqp::codec::encode_to_vec(m)))
+            .collect();
+        let env = envelope(Some("key"));
+        let payload = crate::wire::batch::build(&env, &encoded);
+        let state = PublishingState {
+            producer_id: 42,
+            owner_level: 3,
+            last_sequence: i32::MAX,
+        };
+        let got = stamp_batch_payload(payload, state, 1 << 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.format, BATCH_MESSAGE_FORMAT);
+        assert_eq!(got.last_sequence, 2, "wrapped from i32::MAX: 0, 1, 2");
+        let batch = Message::decode(got.payload).unwrap();
+        assert_eq!(
+            batch.message_annotation(crate::wire::annotations::PARTITION_KEY),
+            Some(&Value::from("key"))
+        );
+        let out = crate::wire::batch::split(&batch).unwrap();
+        assert_eq!(out.len(), 3);
+        for (i, (mut want, got)) in events.into_iter().zip(out).enumerate() {
+            let st = Stamp {
+                producer_id: 42,
+                owner_level: 3,
+                sequence: i as i32,
+            };
+            stamp(&mut want, st);
+            assert_eq!(read_stamp(&got), Ok(Some(st)), "event {i}");
+            assert_eq!(got, want, "event {i}");
+        }
+        // Too big for the link: refused, naming the sizes.
+        let payload = crate::wire::batch::build(&env, &encoded);
+        let err = stamp_batch_payload(payload, state, 100).err().unwrap();
+        assert!(err.to_string().contains("max-message-size of 100"), "{err}");
+    }
 }

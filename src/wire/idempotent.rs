@@ -7,7 +7,7 @@
 
 use crate::amqp::codec::{Symbol, Value};
 use crate::amqp::types::definitions::Fields;
-use crate::amqp::types::message::{Annotations, Message};
+use crate::amqp::types::message::{AnnotationKey, Annotations, Message};
 use crate::wire::link_props::{PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQUENCE_NUMBER};
 
 /// A producer's state on one partition: its id (producer group), owner level (epoch) and the
@@ -109,9 +109,24 @@ fn integer<T: TryFrom<i64>>(v: &Value, key: &Symbol) -> Result<T, String> {
 /// Stamps `message` with the three idempotent-producer annotations.
 pub fn stamp(message: &mut Message, stamp: Stamp) {
     let a = message.message_annotations_mut();
-    a.insert(PRODUCER_ID, Value::Long(stamp.producer_id));
-    a.insert(PRODUCER_EPOCH, Value::Short(stamp.owner_level));
-    a.insert(PRODUCER_SEQUENCE_NUMBER, Value::Int(stamp.sequence));
+    for (k, v) in stamp_entries(stamp) {
+        a.insert(k, v);
+    }
+}
+
+/// The stamp as the three annotation entries [`stamp`] sets, for a writer that appends them
+/// to an event's own annotations as they came.
+pub fn stamp_entries(stamp: Stamp) -> [(AnnotationKey, Value); 3] {
+    [
+        (PRODUCER_ID.into(), Value::Long(stamp.producer_id)),
+        (PRODUCER_EPOCH.into(), Value::Short(stamp.owner_level)),
+        (PRODUCER_SEQUENCE_NUMBER.into(), Value::Int(stamp.sequence)),
+    ]
+}
+
+/// The three annotation keys of a stamp.
+pub fn stamp_keys() -> [Symbol; 3] {
+    [PRODUCER_ID, PRODUCER_EPOCH, PRODUCER_SEQUENCE_NUMBER]
 }
 
 /// The stamp on `message`: `Ok(None)` when it carries none of the three annotations.
@@ -121,9 +136,12 @@ pub fn read_stamp(message: &Message) -> Result<Option<Stamp>, String> {
 
 /// The stamp in a message's annotations ([`read_stamp`] for a message not decoded whole).
 pub fn read_stamp_in(annotations: Option<&Annotations>) -> Result<Option<Stamp>, String> {
+    // Read in place when the values are numbers, as they should be; anything else is read
+    // from the built map, for its error.
     let get = |k: &Symbol| {
-        annotations
-            .and_then(|a| a.get(k.as_str()))
+        let a = annotations?;
+        a.get_scalar(k.as_str())
+            .or_else(|| a.get(k.as_str()).cloned())
             .filter(|v| !matches!(v, Value::Null))
     };
     match (
@@ -133,9 +151,9 @@ pub fn read_stamp_in(annotations: Option<&Annotations>) -> Result<Option<Stamp>,
     ) {
         (None, None, None) => Ok(None),
         (Some(id), Some(epoch), Some(seq)) => Ok(Some(Stamp {
-            producer_id: integer(id, &PRODUCER_ID)?,
-            owner_level: integer(epoch, &PRODUCER_EPOCH)?,
-            sequence: integer::<i32>(seq, &PRODUCER_SEQUENCE_NUMBER).and_then(|s| {
+            producer_id: integer(&id, &PRODUCER_ID)?,
+            owner_level: integer(&epoch, &PRODUCER_EPOCH)?,
+            sequence: integer::<i32>(&seq, &PRODUCER_SEQUENCE_NUMBER).and_then(|s| {
                 if s < 0 {
                     Err(format!("{} is negative", PRODUCER_SEQUENCE_NUMBER.as_str()))
                 } else {

@@ -147,12 +147,70 @@ impl RawMessage {
         buf.put_slice(&self.bytes[self.tail_start..]);
     }
 
+    /// Its own message annotations as they came (their entries' encoding and the number of
+    /// keys and values; none when it has none), or `None` when they were changed since.
+    fn own_entries(&self) -> Option<(&[u8], usize)> {
+        match &self.annotations {
+            None => Some((&[], 0)),
+            Some(a) => a.raw_entries(),
+        }
+    }
+
+    /// Size of the message written with [`RawMessage::encode_appending`], or `None` when its
+    /// annotations were changed since it was scanned (write it through the map then).
+    pub fn encoded_len_appending(&self, extra: &[(AnnotationKey, Value)]) -> Option<usize> {
+        let (own, count) = self.own_entries()?;
+        let (pairs, count) = appended(own, count, extra);
+        let map = if count <= 0xff && pairs < 0xff {
+            3 + pairs
+        } else {
+            9 + pairs
+        };
+        Some(self.head_end + SECTION_PREFIX_LEN + map + (self.bytes.len() - self.tail_start))
+    }
+
+    /// Writes the message with its own message annotations as they came followed by
+    /// `extra`, with no map built (exactly [`RawMessage::encoded_len_appending`] bytes; nothing
+    /// when that is `None`). No key of `extra` may be among its own: the caller checks
+    /// ([`SectionMap::contains_any_key`]).
+    pub fn encode_appending<B: BufMut>(&self, extra: &[(AnnotationKey, Value)], buf: &mut B) {
+        let Some((own, count)) = self.own_entries() else {
+            return;
+        };
+        let (pairs, count) = appended(own, count, extra);
+        buf.put_slice(&self.bytes[..self.head_end]);
+        write_section_prefix(buf, MESSAGE_ANNOTATIONS_CODE);
+        if count <= 0xff && pairs < 0xff {
+            buf.put_slice(&[format_code::MAP8, (pairs + 1) as u8, count as u8]);
+        } else {
+            buf.put_u8(format_code::MAP32);
+            buf.put_u32((pairs + 4) as u32);
+            buf.put_u32(count as u32);
+        }
+        buf.put_slice(own);
+        for (k, v) in extra {
+            k.encode(buf);
+            v.encode(buf);
+        }
+        buf.put_slice(&self.bytes[self.tail_start..]);
+    }
+
     /// The whole message decoded (the annotations as they are now).
     pub fn decode(&self) -> Result<Message, DecodeError> {
         let mut m = Message::decode(self.bytes.clone())?;
         m.message_annotations = self.annotations.clone();
         Ok(m)
     }
+}
+
+/// Bytes and count (keys and values) of a map made of `own` (`count` keys and values) and
+/// `extra`.
+fn appended(own: &[u8], count: usize, extra: &[(AnnotationKey, Value)]) -> (usize, usize) {
+    let extra_len: usize = extra
+        .iter()
+        .map(|(k, v)| k.encoded_len() + v.encoded_len())
+        .sum();
+    (own.len() + extra_len, count + 2 * extra.len())
 }
 
 impl From<Message> for RawMessage {
