@@ -11,7 +11,6 @@ use crate::amqp::types::message::{Message, RawMessage};
 use crate::batch::{envelope, BATCH_MESSAGE_FORMAT};
 use crate::error::{Error, ErrorKind};
 use crate::producer::SendPayload;
-use crate::wire::batch::{data_section_len, write_data_section_header};
 use crate::wire::idempotent::{
     next_sequence, stamp, stamp_entries, stamp_keys, PublishingState, Stamp,
 };
@@ -178,27 +177,16 @@ pub(crate) fn stamp_batch_payload(
             }
         }
     }
-    let size = env.before_body_len()
-        + parts
-            .iter()
-            .map(|p| data_section_len(p.len()))
-            .sum::<usize>()
-        + env.after_body_len();
+    let size = crate::wire::batch::built_len(&env, &parts, Part::len);
     if size > max {
         return Err(too_big(size, max));
     }
-    let mut buf = BytesMut::with_capacity(size);
-    env.encode_before_body(&mut buf);
-    for p in &parts {
-        write_data_section_header(&mut buf, p.len());
-        match p {
-            Part::Appended(raw, st, _) => raw.encode_appending(&stamp_entries(*st), &mut buf),
-            Part::Encoded(b) => buf.extend_from_slice(b),
-        }
-    }
-    env.encode_after_body(&mut buf);
+    let payload = crate::wire::batch::build_with(&env, &parts, Part::len, |p, buf| match p {
+        Part::Appended(raw, st, _) => raw.encode_appending(&stamp_entries(*st), buf),
+        Part::Encoded(b) => buf.extend_from_slice(b),
+    });
     Ok(Some(Stamped {
-        payload: buf.freeze(),
+        payload,
         format: BATCH_MESSAGE_FORMAT,
         last_sequence: seq,
     }))

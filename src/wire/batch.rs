@@ -19,17 +19,33 @@ pub use crate::amqp::types::message::{data_section_len, write_data_section_heade
 
 /// The whole batch payload: `envelope` around `events` (each already an encoded message).
 pub fn build(envelope: &Message, events: &[Bytes]) -> Bytes {
-    let size = envelope.before_body_len()
+    build_with(envelope, events, Bytes::len, |e, buf| {
+        buf.extend_from_slice(e)
+    })
+}
+
+/// The size of the batch payload [`build_with`] writes.
+pub fn built_len<T>(envelope: &Message, events: &[T], len: impl Fn(&T) -> usize) -> usize {
+    envelope.before_body_len()
         + events
             .iter()
-            .map(|e| data_section_len(e.len()))
+            .map(|e| data_section_len(len(e)))
             .sum::<usize>()
-        + envelope.after_body_len();
-    let mut buf = BytesMut::with_capacity(size);
+        + envelope.after_body_len()
+}
+
+/// [`build`] for events that write themselves: `len` is the exact size `write` writes.
+pub fn build_with<T>(
+    envelope: &Message,
+    events: &[T],
+    len: impl Fn(&T) -> usize,
+    write: impl Fn(&T, &mut BytesMut),
+) -> Bytes {
+    let mut buf = BytesMut::with_capacity(built_len(envelope, events, &len));
     envelope.encode_before_body(&mut buf);
     for e in events {
-        write_data_section_header(&mut buf, e.len());
-        buf.extend_from_slice(e);
+        write_data_section_header(&mut buf, len(e));
+        write(e, &mut buf);
     }
     envelope.encode_after_body(&mut buf);
     buf.freeze()
