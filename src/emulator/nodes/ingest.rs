@@ -3,7 +3,7 @@
 //! attach reply, and its deliveries are checked against it; a higher epoch attaching for its
 //! producer id detaches it (see [`crate::emulator::store::producers`]).
 
-use crate::amqp::codec::Value;
+use crate::amqp::codec::Str;
 use crate::amqp::engine::LinkAcceptance;
 use crate::amqp::types::definitions::ReceiverSettleMode;
 use crate::amqp::types::error::{condition, AmqpError};
@@ -169,10 +169,8 @@ fn store(
     delivery: &ReceivedMessage,
 ) -> Result<(), AmqpError> {
     let decode_error = |e: &dyn std::fmt::Display| err(condition::DECODE_ERROR, e.to_string());
-    let key_of = |m: Option<&Annotations>| match m.and_then(|a| a.get(PARTITION_KEY)) {
-        Some(Value::String(s)) => Some(s.clone()),
-        _ => None,
-    };
+    // Read in place: most events carry no key, and their annotations stay unbuilt.
+    let key_of = |m: Option<&Annotations>| m.and_then(|a| a.get_str(PARTITION_KEY)).map(Str::from);
     // The envelope's key is stamped on every event; an event's own key (a batch of mixed
     // keys to one partition, as the buffered producer sends) stays its own.
     let (envelope_key, events) = if delivery.delivery.message_format == BATCH_MESSAGE_FORMAT {
