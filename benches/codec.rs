@@ -11,7 +11,7 @@
 //! - serde_amqp runs fe2o3-amqp's own `Message<Data>` and `Transfer` types (fe2o3-amqp-types
 //!   0.18, built on serde_amqp 0.18), holding the same sections and values as ours. The setup
 //!   checks that each side decodes the other's encoding to the same values.
-//! - Encode writes into a fresh buffer on both sides (ours sized by `encoded_len`, theirs by
+//! - Encode writes into a fresh buffer on both sides (ours exactly sized, theirs by
 //!   `serde_amqp::to_vec`); decode reads the same input bytes into typed values on both sides
 //!   (ours: `Message` whose bytes/strings are slices of the input; theirs: owned values).
 //! - Frame decode gives serde_amqp its fastest reader (`SliceReader`); the reader fe2o3-amqp's
@@ -73,11 +73,10 @@ fn our_transfer() -> Transfer {
     }
 }
 
-/// What `Sender::start_send` does: the message into its own exactly-sized buffer.
+/// What `Sender::start_send` does: the message into its own exactly-sized buffer
+/// (`Message::to_bytes`: the head written once on the stack, its size sizing the buffer).
 fn our_encode_message(m: &Message) -> Bytes {
-    let mut buf = BytesMut::with_capacity(m.encoded_len());
-    m.encode(&mut buf);
-    buf.freeze()
+    m.to_bytes()
 }
 
 /// What a send costs up to the socket buffer: the message encoded (as `start_send` does), then
@@ -264,6 +263,9 @@ fn check_setup(ours: &Message, theirs: &FeMessage) -> (Bytes, BytesMut) {
     let our_bytes = our_encode_message(ours);
     let their_bytes = fe_encode_message(theirs);
     assert_eq!(our_bytes.len(), ours.encoded_len(), "encoded_len is exact");
+    let mut sized = BytesMut::with_capacity(ours.encoded_len());
+    ours.encode(&mut sized);
+    assert_eq!(our_bytes, sized, "to_bytes writes what encode writes");
     // Each side reads the other's encoding back as the same values.
     assert_eq!(
         &Message::decode(Bytes::from(their_bytes.clone())).unwrap(),

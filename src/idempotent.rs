@@ -6,7 +6,6 @@
 //! acknowledgement is dropped instead of duplicated. Sends of such a producer go one at a
 //! time (a later send must not overtake an earlier one that is being resent).
 
-use crate::amqp::codec::Encode;
 use crate::amqp::types::message::{Message, RawMessage};
 use crate::batch::{envelope, BATCH_MESSAGE_FORMAT};
 use crate::error::{Error, ErrorKind};
@@ -14,7 +13,7 @@ use crate::producer::SendPayload;
 use crate::wire::idempotent::{
     next_sequence, stamp, stamp_entries, stamp_keys, PublishingState, Stamp,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 /// The starting state of an idempotent producer on one partition, e.g. what
 /// [`crate::EventHubProducer::get_partition_publishing_properties`] reported before a
@@ -171,9 +170,7 @@ pub(crate) fn stamp_batch_payload(
             _ => {
                 let mut m = raw.decode().map_err(|e| reread(&e))?;
                 stamp(&mut m, st);
-                let mut buf = BytesMut::with_capacity(m.encoded_len());
-                m.encode(&mut buf);
-                parts.push(Part::Encoded(buf.freeze()));
+                parts.push(Part::Encoded(m.to_bytes()));
             }
         }
     }
@@ -239,9 +236,7 @@ fn stamp_messages(
                 sequence: seq,
             },
         );
-        let mut buf = BytesMut::with_capacity(m.encoded_len());
-        m.encode(&mut buf);
-        encoded.push(buf.freeze());
+        encoded.push(m.to_bytes());
     }
     let (payload, format) = match env {
         None => (encoded.swap_remove(0), 0),

@@ -6,9 +6,12 @@ mod support;
 use bytes::Bytes;
 use common::{for_each_payload, node_count, strategy};
 use eventhubs::amqp::codec::{
-    decode_exact, encode_to_vec, Decode, DecodeErrorKind, Decoder, Encode, Str, Symbol, Value,
+    decode_exact, encode_to_vec, Decode, DecodeErrorKind, Decoder, Encode, SliceWriter, Str,
+    Symbol, Value,
 };
-use eventhubs::amqp::types::message::{check_lazy_map, AnnotationKey, Annotations};
+use eventhubs::amqp::types::message::{
+    check_lazy_map, AnnotationKey, Annotations, Body, DataSections, Header, Message, Properties,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -172,6 +175,22 @@ proptest! {
         }
     }
 
+    /// Writing into a slice gives the bytes `encode` gives, and a slice one byte short of
+    /// `encoded_len` leaves the writer full (never a panic, never a short encoding).
+    #[test]
+    fn slice_writer_writes_what_encode_writes(v in strategy::value(), short in 1usize..4) {
+        let bytes = encode_to_vec(&v);
+        let mut room = vec![0u8; bytes.len() + 3];
+        let mut w = SliceWriter::new(&mut room);
+        v.write_to(&mut w);
+        prop_assert!(!w.is_full());
+        prop_assert_eq!(w.written(), &bytes[..]);
+        let mut small = vec![0u8; bytes.len().saturating_sub(short)];
+        let mut w = SliceWriter::new(&mut small);
+        v.write_to(&mut w);
+        prop_assert!(w.is_full());
+    }
+
     /// Arbitrary bytes never panic the decoder.
     #[test]
     fn random_bytes_never_panic(input in vec(any::<u8>(), 0..512)) {
@@ -227,6 +246,85 @@ proptest! {
     }
 }
 
+proptest! {
+    // Messages and maps of up to a dozen entries, some of long strings: fewer cases.
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A typed map written in one pass (its header patched, or widened to a map32, after its
+    /// entries) is byte for byte the map `Value::Map` sizes first and then writes.
+    #[test]
+    fn typed_maps_in_one_pass_match_sized_maps(
+        entries in vec(("[a-z-]{0,40}", long_or_any_value()), 0..12),
+    ) {
+        let typed: Vec<(Str, Value)> =
+            entries.iter().map(|(k, v)| (Str::from(k.as_str()), v.clone())).collect();
+        let untyped = Value::Map(
+            entries.into_iter().map(|(k, v)| (Value::String(Str::from(k)), v)).collect(),
+        );
+        let expected = encode_to_vec(&untyped);
+        prop_assert_eq!(typed.encoded_len(), expected.len());
+        prop_assert_eq!(encode_to_vec(&typed), expected.clone());
+        let mut room = vec![0u8; expected.len()];
+        let mut w = SliceWriter::new(&mut room);
+        typed.write_to(&mut w);
+        prop_assert!(!w.is_full());
+        prop_assert_eq!(w.written(), &expected[..]);
+    }
+
+    /// `Message::to_bytes` and `encode` (head written once on the stack) give the bytes the
+    /// sized path gives (each section sized, then written), for messages with every section,
+    /// heads too large for the stack room, and bodies of several data sections.
+    #[test]
+    fn one_pass_message_encoding_matches_the_sized_path(
+        annotations in vec(("[a-z-]{1,30}", long_or_any_value()), 0..10),
+        properties in vec(("[a-z-]{0,30}", long_or_any_value()), 0..10),
+        bodies in vec(vec(any::<u8>(), 0..300), 0..3),
+        header in any::<bool>(),
+        with_properties in any::<bool>(),
+        footer in any::<bool>(),
+    ) {
+        let mut m = Message {
+            body: if bodies.is_empty() {
+                Body::Empty
+            } else {
+                let mut sections = DataSections::new();
+                for b in bodies {
+                    sections.push(Bytes::from(b));
+                }
+                Body::Data(sections)
+            },
+            ..Message::default()
+        };
+        for (k, v) in annotations {
+            m.message_annotations_mut().insert(k.as_str(), v);
+        }
+        for (k, v) in properties {
+            m.application_properties_mut().insert(k.as_str(), v);
+        }
+        if header {
+            m.header = Some(Header { durable: true, ttl: Some(60_000), ..Header::default() });
+        }
+        if with_properties {
+            m.properties = Some(Properties {
+                subject: Some(Str::from("subject")),
+                ..Properties::default()
+            });
+        }
+        if footer {
+            m.footer = Some(Annotations::from(vec![(AnnotationKey::from("x-hash"), Value::Uint(7))]).into());
+        }
+        let mut sized = Vec::new();
+        m.encode_before_body(&mut sized);
+        m.body.encode(&mut sized);
+        m.encode_after_body(&mut sized);
+        prop_assert_eq!(sized.len(), m.encoded_len());
+        prop_assert_eq!(&m.to_bytes()[..], &sized[..]);
+        prop_assert_eq!(encode_to_vec(&m), sized.clone());
+        let back = Message::decode(Bytes::from(sized)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(back, m);
+    }
+}
+
 /// Keys of a section map: strings, symbols and ulongs (the right key types of one section or
 /// the other), or any primitive.
 fn section_map_key() -> BoxedStrategy<Value> {
@@ -235,6 +333,15 @@ fn section_map_key() -> BoxedStrategy<Value> {
         3 => "[a-z-]{0,12}".prop_map(|s| Value::Symbol(Symbol::from(s.as_str()))),
         2 => any::<u64>().prop_map(Value::Ulong),
         1 => strategy::primitive(),
+    ]
+    .boxed()
+}
+
+/// Map values: any value, or a long string (so that maps cross the map8 limit).
+fn long_or_any_value() -> BoxedStrategy<Value> {
+    prop_oneof![
+        4 => strategy::value(),
+        1 => "[a-z]{100,300}".prop_map(|s| Value::String(Str::from(s))),
     ]
     .boxed()
 }

@@ -1,6 +1,6 @@
 //! The sending link handle and its options.
 
-use super::codec::{Encode, Symbol};
+use super::codec::Symbol;
 use super::engine::LinkId;
 use super::error::Error;
 use super::io::driver::{Attached, Command, DriverHandle, LinkStatus, SendResult};
@@ -10,7 +10,7 @@ use super::types::error::AmqpError;
 use super::types::message::Message;
 use super::types::messaging::{DeliveryState, Source, Target};
 use super::types::transport::Attach;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -212,9 +212,7 @@ impl Sender {
     /// form: many sends are on the wire before the first outcome returns. Waits only when
     /// `max_in_flight` sends are already unsettled.
     pub async fn start_send(&self, message: &Message) -> Result<PendingSend, Error> {
-        let mut buf = BytesMut::with_capacity(message.encoded_len());
-        message.encode(&mut buf);
-        self.start_send_bytes(buf.freeze(), 0, false).await
+        self.start_send_bytes(message.to_bytes(), 0, false).await
     }
 
     /// Sends an already-encoded message (e.g. an Event Hubs batch with its message format);

@@ -1,6 +1,7 @@
 //! Encoding: smallest primitive forms, exact sizes known before writing.
 
 use super::format_code as fc;
+use super::slice_writer::SliceWriter;
 use super::value::{Array, Descriptor, ElementType, Str, Symbol, Timestamp, Uuid, Value};
 use bytes::{BufMut, Bytes};
 
@@ -13,6 +14,13 @@ pub trait Encode {
     fn encoded_len(&self) -> usize;
     /// Writes the encoding to `buf`.
     fn encode<B: BufMut>(&self, buf: &mut B);
+    /// Writes the same encoding into a slice writer. The types a message's head is made of
+    /// (scalars, strings, symbols, maps, map sections) write themselves in one pass; the
+    /// default sizes the value and encodes it into the room.
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        w.put_encoded(self);
+    }
 }
 
 /// Chooses a constructor for a value and says how many bytes follow it.
@@ -330,6 +338,31 @@ impl Encode for Value {
             }
         }
     }
+
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        match self {
+            Value::Null => w.put_u8(fc::NULL),
+            Value::Bool(b) => b.write_to(w),
+            Value::Uint(n) => n.write_to(w),
+            Value::Ulong(n) => n.write_to(w),
+            Value::Int(n) => n.write_to(w),
+            Value::Long(n) => n.write_to(w),
+            Value::Double(f) => put_tagged_in(w, fc::DOUBLE, f.to_bits().to_be_bytes()),
+            Value::Timestamp(t) => t.write_to(w),
+            Value::Binary(b) => b.write_to(w),
+            Value::String(s) => s.write_to(w),
+            Value::Symbol(s) => s.write_to(w),
+            _ => w.put_encoded(self),
+        }
+    }
+}
+
+/// A constructor and its fixed-width big-endian data, into a slice writer.
+#[inline]
+fn put_tagged_in<const N: usize>(w: &mut SliceWriter<'_>, code: u8, data: [u8; N]) {
+    w.put_u8(code);
+    w.put_array(data);
 }
 
 impl Encode for Descriptor {
@@ -366,6 +399,10 @@ impl<T: Encode + ?Sized> Encode for &T {
     fn encode<B: BufMut>(&self, buf: &mut B) {
         (**self).encode(buf)
     }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        (**self).write_to(w)
+    }
 }
 
 impl<T: Encode> Encode for Option<T> {
@@ -398,6 +435,10 @@ impl Encode for bool {
     }
     fn encode<B: BufMut>(&self, buf: &mut B) {
         buf.put_u8(if *self { fc::BOOL_TRUE } else { fc::BOOL_FALSE });
+    }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        w.put_u8(if *self { fc::BOOL_TRUE } else { fc::BOOL_FALSE });
     }
 }
 
@@ -445,6 +486,14 @@ impl Encode for u32 {
             }
         }
     }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        match *self {
+            0 => w.put_u8(fc::UINT0),
+            n @ 1..=0xff => w.put_array([fc::SMALLUINT, n as u8]),
+            n => put_tagged_in(w, fc::UINT, n.to_be_bytes()),
+        }
+    }
 }
 
 impl Encode for u64 {
@@ -457,6 +506,14 @@ impl Encode for u64 {
             0 => buf.put_u8(fc::ULONG0),
             n @ 1..=0xff => buf.put_slice(&[fc::SMALLULONG, n as u8]),
             n => put_tagged(buf, fc::ULONG, n.to_be_bytes()),
+        }
+    }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        match *self {
+            0 => w.put_u8(fc::ULONG0),
+            n @ 1..=0xff => w.put_array([fc::SMALLULONG, n as u8]),
+            n => put_tagged_in(w, fc::ULONG, n.to_be_bytes()),
         }
     }
 }
@@ -498,6 +555,13 @@ impl Encode for i32 {
             Err(_) => put_tagged(buf, fc::INT, self.to_be_bytes()),
         }
     }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        match i8::try_from(*self) {
+            Ok(n) => w.put_array([fc::SMALLINT, n as u8]),
+            Err(_) => put_tagged_in(w, fc::INT, self.to_be_bytes()),
+        }
+    }
 }
 
 impl Encode for i64 {
@@ -515,6 +579,13 @@ impl Encode for i64 {
             Err(_) => put_tagged(buf, fc::LONG, self.to_be_bytes()),
         }
     }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        match i8::try_from(*self) {
+            Ok(n) => w.put_array([fc::SMALLLONG, n as u8]),
+            Err(_) => put_tagged_in(w, fc::LONG, self.to_be_bytes()),
+        }
+    }
 }
 
 impl Encode for Timestamp {
@@ -525,6 +596,10 @@ impl Encode for Timestamp {
     #[inline]
     fn encode<B: BufMut>(&self, buf: &mut B) {
         put_tagged(buf, fc::TIMESTAMP, self.0.to_be_bytes());
+    }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        put_tagged_in(w, fc::TIMESTAMP, self.0.to_be_bytes());
     }
 }
 
@@ -557,6 +632,10 @@ impl Encode for Bytes {
     fn encode<B: BufMut>(&self, buf: &mut B) {
         put_variable(buf, fc::VBIN8, fc::VBIN32, self);
     }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        w.put_variable(fc::VBIN8, fc::VBIN32, self);
+    }
 }
 
 impl Encode for Str {
@@ -567,6 +646,10 @@ impl Encode for Str {
     #[inline]
     fn encode<B: BufMut>(&self, buf: &mut B) {
         put_variable(buf, fc::STR8, fc::STR32, self.as_bytes());
+    }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        w.put_variable(fc::STR8, fc::STR32, self.as_bytes());
     }
 }
 
@@ -579,6 +662,10 @@ impl Encode for str {
     fn encode<B: BufMut>(&self, buf: &mut B) {
         put_variable(buf, fc::STR8, fc::STR32, self.as_bytes());
     }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        w.put_variable(fc::STR8, fc::STR32, self.as_bytes());
+    }
 }
 
 impl Encode for Symbol {
@@ -589,6 +676,10 @@ impl Encode for Symbol {
     #[inline]
     fn encode<B: BufMut>(&self, buf: &mut B) {
         put_variable(buf, fc::SYM8, fc::SYM32, self.as_bytes());
+    }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        w.put_variable(fc::SYM8, fc::SYM32, self.as_bytes());
     }
 }
 
@@ -627,32 +718,34 @@ impl<K: Encode, V: Encode> Encode for Vec<(K, V)> {
         1 + compound(fc::MAP8, fc::MAP32, self.len() * 2, content).1
     }
     fn encode<B: BufMut>(&self, buf: &mut B) {
+        // Nearly every map is a map8, at most 257 bytes with its constructor: written into a
+        // stack buffer in one pass (no sizing first) and handed to `buf` in one write.
+        let mut small = [0u8; 257];
+        let mut w = SliceWriter::new(&mut small);
+        self.write_to(&mut w);
+        if !w.is_full() {
+            buf.put_slice(w.written());
+            return;
+        }
         let content = self
             .iter()
             .map(|(k, v)| k.encoded_len() + v.encoded_len())
             .sum();
         let (code, len) = compound(fc::MAP8, fc::MAP32, self.len() * 2, content);
-        if code == fc::MAP8 {
-            // A map8 is at most 257 bytes with its constructor: it is written into a stack
-            // buffer, where each small write is a plain store, and handed to `buf` in one
-            // write instead of two or three growth-checked writes per entry.
-            let mut small = [0u8; 257];
-            let total = 1 + len;
-            let mut w: &mut [u8] = &mut small[..total];
-            w.put_slice(&[code, (len - 1) as u8, (self.len() * 2) as u8]);
-            for (k, v) in self {
-                k.encode(&mut w);
-                v.encode(&mut w);
-            }
-            buf.put_slice(&small[..total]);
-            return;
-        } else {
-            buf.put_u8(code);
-            write_compound_header(code, len, self.len() * 2, buf);
-        }
+        buf.put_u8(code);
+        write_compound_header(code, len, self.len() * 2, buf);
         for (k, v) in self {
             k.encode(buf);
             v.encode(buf);
         }
+    }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        let start = w.begin_map();
+        for (k, v) in self {
+            k.write_to(w);
+            v.write_to(w);
+        }
+        w.end_map(start, self.len());
     }
 }

@@ -9,12 +9,14 @@ mod composite;
 mod decode;
 mod encode;
 pub mod format_code;
+mod slice_writer;
 mod value;
 
 pub(crate) use composite::composite_type;
 pub use composite::{composite_len, write_composite_header, ListReader};
 pub use decode::{Decode, DecodeError, DecodeErrorKind, Decoder, MAX_DEPTH};
 pub use encode::Encode;
+pub use slice_writer::{MapStart, SliceWriter};
 pub use value::{
     Array, ArrayTypeError, Described, Descriptor, ElementType, Str, Symbol, Timestamp, Uuid, Value,
 };

@@ -7,7 +7,7 @@
 //! and a relay that forwards a message unchanged writes the map's bytes back as they came.
 
 use crate::amqp::codec::format_code as fc;
-use crate::amqp::codec::{Decode, DecodeError, Decoder, Encode, Value};
+use crate::amqp::codec::{Decode, DecodeError, Decoder, Encode, SliceWriter, Value};
 use bytes::{BufMut, Bytes};
 use std::fmt;
 use std::sync::OnceLock;
@@ -273,6 +273,13 @@ impl<K: MapKey> Encode for SectionMap<K> {
         match &self.decoded {
             Some(d) => buf.put_slice(&d.raw),
             None => self.entries.encode(buf),
+        }
+    }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        match &self.decoded {
+            Some(d) => w.put_slice(&d.raw),
+            None => self.entries.write_to(w),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The consume node: a consumer group's partition that clients receive events from, with
 //! selector filters, owner levels (epochs) and runtime metrics.
 
-use crate::amqp::codec::{Encode, Timestamp};
+use crate::amqp::codec::Timestamp;
 use crate::amqp::engine::LinkAcceptance;
 use crate::amqp::types::definitions::SenderSettleMode;
 use crate::amqp::types::error::condition;
@@ -15,7 +15,7 @@ use crate::wire::annotations::RuntimeMetrics;
 use crate::wire::condition as eventhubs_condition;
 use crate::wire::link_props::{has_capability, read_owner_level, ENABLE_RECEIVER_RUNTIME_METRIC};
 use crate::wire::selector::filter_expression;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,7 +158,5 @@ fn with_runtime_metrics(e: &StoredEvent, info: &PartitionInfo) -> Bytes {
         retrieval_time: Some(Timestamp::now()),
     }
     .write_to(m.delivery_annotations_mut());
-    let mut buf = BytesMut::with_capacity(m.encoded_len());
-    m.encode(&mut buf);
-    buf.freeze()
+    m.to_bytes()
 }

@@ -3,7 +3,6 @@
 
 use super::cbs::put_token;
 use super::management::management;
-use crate::amqp::codec::Encode;
 use crate::amqp::engine::LinkAcceptance;
 use crate::amqp::types::definitions::ReceiverSettleMode;
 use crate::amqp::types::message::{Message, Properties};
@@ -11,7 +10,6 @@ use crate::amqp::IncomingLink;
 use crate::amqp::Receiver;
 use crate::emulator::routing::{Conn, Node};
 use crate::wire::rpc::Status;
-use bytes::BytesMut;
 use std::sync::Arc;
 
 pub(crate) async fn accept_requests(link: IncomingLink) -> Option<Receiver> {
@@ -45,10 +43,8 @@ pub(crate) async fn serve_requests(conn: Arc<Conn>, mut rx: Receiver, node: Node
             ..Default::default()
         });
         let reply_to = request_props.reply_to.map(|r| r.as_str().to_owned());
-        let mut buf = BytesMut::with_capacity(reply.encoded_len());
-        reply.encode(&mut buf);
         conn.replies
-            .deliver(&node, reply_to.as_deref(), buf.freeze())
+            .deliver(&node, reply_to.as_deref(), reply.to_bytes())
             .await;
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::amqp::codec::{
     composite_len, composite_type, format_code, write_composite_header, Decode, DecodeError,
-    DecodeErrorKind, Decoder, Descriptor, Encode, Str, Symbol, Timestamp, Uuid, Value,
+    DecodeErrorKind, Decoder, Descriptor, Encode, SliceWriter, Str, Symbol, Timestamp, Uuid, Value,
 };
 use bytes::{BufMut, Bytes};
 
@@ -75,6 +75,11 @@ fn expect_section(d: &mut Decoder, code: u64, name: &'static str) -> Result<(), 
 
 /// Size of `0x00 <small ulong code>`: every section code fits a smallulong.
 const SECTION_PREFIX_LEN: usize = 3;
+
+/// `0x00 <small ulong code>` as bytes (every section code is below 0x100).
+const fn section_prefix(code: u64) -> [u8; SECTION_PREFIX_LEN] {
+    [0x00, format_code::SMALLULONG, code as u8]
+}
 
 fn write_section_prefix<B: BufMut>(buf: &mut B, code: u64) {
     buf.put_u8(0x00);
@@ -167,6 +172,13 @@ impl Encode for AnnotationKey {
             AnnotationKey::Ulong(n) => n.encode(buf),
         }
     }
+    #[inline]
+    fn write_to(&self, w: &mut SliceWriter<'_>) {
+        match self {
+            AnnotationKey::Symbol(s) => s.write_to(w),
+            AnnotationKey::Ulong(n) => n.write_to(w),
+        }
+    }
 }
 
 impl Decode for AnnotationKey {
@@ -257,6 +269,11 @@ macro_rules! map_section {
             fn encode<B: BufMut>(&self, buf: &mut B) {
                 write_section_prefix(buf, $code);
                 self.0.encode(buf)
+            }
+            #[inline]
+            fn write_to(&self, w: &mut SliceWriter<'_>) {
+                w.put_array(section_prefix($code));
+                self.0.write_to(w)
             }
         }
 
@@ -711,15 +728,112 @@ fn put_section<T: Encode, B: BufMut>(section: &Option<T>, buf: &mut B) {
     }
 }
 
+/// Room on the stack for a message's head: the sections before the body and the first data
+/// section's header. An event's head is rarely over a few hundred bytes; a larger one is
+/// written by the sized path.
+const HEAD_ROOM: usize = 512;
+
+impl Message {
+    /// Writes the head into `w`: the sections before the body, then the first data section's
+    /// header, whose bytes are returned to follow it.
+    fn write_head<'m>(&'m self, w: &mut SliceWriter<'_>) -> Option<&'m Bytes> {
+        if let Some(h) = &self.header {
+            w.put_encoded(h);
+        }
+        if let Some(a) = &self.delivery_annotations {
+            a.write_to(w);
+        }
+        if let Some(a) = &self.message_annotations {
+            a.write_to(w);
+        }
+        if let Some(p) = &self.properties {
+            w.put_encoded(p);
+        }
+        if let Some(a) = &self.application_properties {
+            a.write_to(w);
+        }
+        let Body::Data(sections) = &self.body else {
+            return None;
+        };
+        let first = sections.first()?;
+        w.put_array(section_prefix(DATA_CODE));
+        w.put_variable_header(format_code::VBIN8, format_code::VBIN32, first.len());
+        Some(first)
+    }
+}
+
+impl Message {
+    /// The encoding in a buffer of its own, exactly its size. The head is written once, on
+    /// the stack, and its size is what sizes the buffer: no pass over the sections to size
+    /// them first (as `encoded_len` then `encode` would make).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut room = [0u8; HEAD_ROOM];
+        let mut head = SliceWriter::new(&mut room);
+        let first = self.write_head(&mut head);
+        // A `Vec` of exactly its length becomes `Bytes` without a copy or a reallocation.
+        let buf = if head.is_full() {
+            let mut buf = Vec::with_capacity(self.encoded_len());
+            self.encode(&mut buf);
+            buf
+        } else {
+            let mut buf = Vec::with_capacity(head.written().len() + self.after_head_len(first));
+            buf.extend_from_slice(head.written());
+            self.write_after_head(first, &mut buf);
+            buf
+        };
+        Bytes::from(buf)
+    }
+
+    /// Size of what follows a head written by `write_head` that returned `first`.
+    fn after_head_len(&self, first: Option<&Bytes>) -> usize {
+        let body = match (first, &self.body) {
+            (Some(first), Body::Data(sections)) => {
+                first.len()
+                    + sections
+                        .iter()
+                        .skip(1)
+                        .map(|b| data_section_len(b.len()))
+                        .sum::<usize>()
+            }
+            _ => self.body.encoded_len(),
+        };
+        body + self.after_body_len()
+    }
+
+    /// Writes what follows a head written by `write_head` that returned `first`: the rest of
+    /// the body and the footer.
+    fn write_after_head<B: BufMut>(&self, first: Option<&Bytes>, buf: &mut B) {
+        match (first, &self.body) {
+            (Some(first), Body::Data(sections)) => {
+                buf.put_slice(first);
+                for b in sections.iter().skip(1) {
+                    write_data_section_header(buf, b.len());
+                    buf.put_slice(b);
+                }
+            }
+            _ => self.body.encode(buf),
+        }
+        self.encode_after_body(buf);
+    }
+}
+
 impl Encode for Message {
     fn encoded_len(&self) -> usize {
         self.before_body_len() + self.body.encoded_len() + self.after_body_len()
     }
 
     fn encode<B: BufMut>(&self, buf: &mut B) {
-        self.encode_before_body(buf);
-        self.body.encode(buf);
-        self.encode_after_body(buf);
+        let mut room = [0u8; HEAD_ROOM];
+        let mut head = SliceWriter::new(&mut room);
+        let first = self.write_head(&mut head);
+        if head.is_full() {
+            self.encode_before_body(buf);
+            self.body.encode(buf);
+            self.encode_after_body(buf);
+        } else {
+            buf.put_slice(head.written());
+            self.write_after_head(first, buf);
+        }
     }
 }
 

@@ -219,10 +219,8 @@ impl From<Message> for RawMessage {
         let annotations = m.message_annotations.take();
         let head_end =
             m.header.encoded_len_if_some() + m.delivery_annotations.encoded_len_if_some();
-        let mut buf = bytes::BytesMut::with_capacity(m.encoded_len());
-        m.encode(&mut buf);
         RawMessage {
-            bytes: buf.freeze(),
+            bytes: m.to_bytes(),
             head_end,
             tail_start: head_end,
             annotations,
