@@ -97,8 +97,17 @@ impl<'a> SliceWriter<'a> {
     /// Writes a binary, string or symbol with the smallest of its two constructors.
     #[inline]
     pub fn put_variable(&mut self, small: u8, large: u8, bytes: &[u8]) {
-        self.put_variable_header(small, large, bytes.len());
-        self.put_slice(bytes);
+        let Ok(n) = u8::try_from(bytes.len()) else {
+            self.put_variable_header(small, large, bytes.len());
+            self.put_slice(bytes);
+            return;
+        };
+        // Constructor, length and content in one reservation.
+        if let Some([code, len, content @ ..]) = self.take(2 + bytes.len()) {
+            *code = small;
+            *len = n;
+            copy_short(content, bytes);
+        }
     }
 
     /// Writes the constructor and length of a binary, string or symbol of `len` bytes whose

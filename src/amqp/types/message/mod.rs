@@ -9,6 +9,7 @@ use crate::amqp::codec::{
     DecodeErrorKind, Decoder, Descriptor, Encode, SliceWriter, Str, Symbol, Timestamp, Uuid, Value,
 };
 use bytes::{BufMut, Bytes};
+use std::cell::RefCell;
 
 #[doc(hidden)]
 pub use super::section_map::check_lazy_map;
@@ -728,12 +729,40 @@ fn put_section<T: Encode, B: BufMut>(section: &Option<T>, buf: &mut B) {
     }
 }
 
-/// Room on the stack for a message's head: the sections before the body and the first data
-/// section's header. An event's head is rarely over a few hundred bytes; a larger one is
-/// written by the sized path.
-const HEAD_ROOM: usize = 512;
+/// Room for a message's head: the sections before the body and the first data section's
+/// header. An event's head is rarely over a few hundred bytes; a larger one is written by the
+/// sized path.
+const HEAD_ROOM: usize = 1024;
+/// Room on the stack, for a head written while the thread's room is in use or gone.
+const STACK_HEAD_ROOM: usize = 256;
+
+thread_local! {
+    /// Each thread's room for heads, reused so that no encode clears a fresh buffer.
+    static HEAD: RefCell<[u8; HEAD_ROOM]> = const { RefCell::new([0; HEAD_ROOM]) };
+}
 
 impl Message {
+    /// Calls `f` with the message's head written in one pass (`None` when it did not fit)
+    /// and the first data section, whose bytes follow the head.
+    fn with_head<R>(&self, mut f: impl FnMut(Option<&[u8]>, Option<&Bytes>) -> R) -> R {
+        let mut run = |room: &mut [u8]| {
+            let mut head = SliceWriter::new(room);
+            let first = self.write_head(&mut head);
+            f((!head.is_full()).then(|| head.written()), first)
+        };
+        let in_thread_room = HEAD.try_with(|room| {
+            room.try_borrow_mut()
+                .ok()
+                .map(|mut room| run(&mut room[..]))
+        });
+        match in_thread_room {
+            Ok(Some(done)) => done,
+            // The thread's room is already gone (thread teardown), or in use, which nothing
+            // does today: no section writes a message of its own.
+            _ => run(&mut [0u8; STACK_HEAD_ROOM]),
+        }
+    }
+
     /// Writes the head into `w`: the sections before the body, then the first data section's
     /// header, whose bytes are returned to follow it.
     fn write_head<'m>(&'m self, w: &mut SliceWriter<'_>) -> Option<&'m Bytes> {
@@ -767,21 +796,29 @@ impl Message {
     /// the stack, and its size is what sizes the buffer: no pass over the sections to size
     /// them first (as `encoded_len` then `encode` would make).
     pub fn to_bytes(&self) -> Bytes {
-        let mut room = [0u8; HEAD_ROOM];
-        let mut head = SliceWriter::new(&mut room);
-        let first = self.write_head(&mut head);
         // A `Vec` of exactly its length becomes `Bytes` without a copy or a reallocation.
-        let buf = if head.is_full() {
-            let mut buf = Vec::with_capacity(self.encoded_len());
-            self.encode(&mut buf);
-            buf
-        } else {
-            let mut buf = Vec::with_capacity(head.written().len() + self.after_head_len(first));
-            buf.extend_from_slice(head.written());
-            self.write_after_head(first, &mut buf);
-            buf
-        };
+        let buf = self.with_head(|head, first| match head {
+            Some(head) => {
+                let mut buf = Vec::with_capacity(head.len() + self.after_head_len(first));
+                buf.extend_from_slice(head);
+                self.write_after_head(first, &mut buf);
+                buf
+            }
+            None => {
+                let mut buf = Vec::with_capacity(self.encoded_len());
+                self.encode_by_parts(&mut buf);
+                buf
+            }
+        });
         Bytes::from(buf)
+    }
+
+    /// Writes the message section by section, each sized first: for heads too large for the
+    /// room.
+    fn encode_by_parts<B: BufMut>(&self, buf: &mut B) {
+        self.encode_before_body(buf);
+        self.body.encode(buf);
+        self.encode_after_body(buf);
     }
 
     /// Size of what follows a head written by `write_head` that returned `first`.
@@ -823,17 +860,13 @@ impl Encode for Message {
     }
 
     fn encode<B: BufMut>(&self, buf: &mut B) {
-        let mut room = [0u8; HEAD_ROOM];
-        let mut head = SliceWriter::new(&mut room);
-        let first = self.write_head(&mut head);
-        if head.is_full() {
-            self.encode_before_body(buf);
-            self.body.encode(buf);
-            self.encode_after_body(buf);
-        } else {
-            buf.put_slice(head.written());
-            self.write_after_head(first, buf);
-        }
+        self.with_head(|head, first| match head {
+            Some(head) => {
+                buf.put_slice(head);
+                self.write_after_head(first, buf);
+            }
+            None => self.encode_by_parts(buf),
+        })
     }
 }
 
