@@ -83,8 +83,7 @@ const fn section_prefix(code: u64) -> [u8; SECTION_PREFIX_LEN] {
 }
 
 fn write_section_prefix<B: BufMut>(buf: &mut B, code: u64) {
-    buf.put_u8(0x00);
-    code.encode(buf);
+    buf.put_slice(&section_prefix(code));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -729,6 +728,13 @@ fn put_section<T: Encode, B: BufMut>(section: &Option<T>, buf: &mut B) {
     }
 }
 
+/// [`put_section`] into a slice writer.
+fn write_section_in<T: Encode>(section: &Option<T>, w: &mut SliceWriter<'_>) {
+    if let Some(s) = section {
+        s.write_to(w);
+    }
+}
+
 /// Room for a message's head: the sections before the body and the first data section's
 /// header. An event's head is rarely over a few hundred bytes; a larger one is written by the
 /// sized path.
@@ -766,21 +772,11 @@ impl Message {
     /// Writes the head into `w`: the sections before the body, then the first data section's
     /// header, whose bytes are returned to follow it.
     fn write_head<'m>(&'m self, w: &mut SliceWriter<'_>) -> Option<&'m Bytes> {
-        if let Some(h) = &self.header {
-            w.put_encoded(h);
-        }
-        if let Some(a) = &self.delivery_annotations {
-            a.write_to(w);
-        }
-        if let Some(a) = &self.message_annotations {
-            a.write_to(w);
-        }
-        if let Some(p) = &self.properties {
-            w.put_encoded(p);
-        }
-        if let Some(a) = &self.application_properties {
-            a.write_to(w);
-        }
+        write_section_in(&self.header, w);
+        write_section_in(&self.delivery_annotations, w);
+        write_section_in(&self.message_annotations, w);
+        write_section_in(&self.properties, w);
+        write_section_in(&self.application_properties, w);
         let Body::Data(sections) = &self.body else {
             return None;
         };
@@ -792,9 +788,9 @@ impl Message {
 }
 
 impl Message {
-    /// The encoding in a buffer of its own, exactly its size. The head is written once, on
-    /// the stack, and its size is what sizes the buffer: no pass over the sections to size
-    /// them first (as `encoded_len` then `encode` would make).
+    /// The encoding in a buffer of its own, exactly its size. The head is written once, into
+    /// the thread's room, and its size is what sizes the buffer: no pass over the sections to
+    /// size them first (as `encoded_len` then `encode` would make).
     pub fn to_bytes(&self) -> Bytes {
         // A `Vec` of exactly its length becomes `Bytes` without a copy or a reallocation.
         let buf = self.with_head(|head, first| match head {
