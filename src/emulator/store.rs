@@ -3,7 +3,7 @@
 
 use crate::amqp::codec::Symbol;
 use crate::amqp::codec::{Str, Timestamp, Value};
-use crate::amqp::types::message::{AnnotationKey, Annotations, RawMessage};
+use crate::amqp::types::message::{AnnotationKey, Annotations, EventLayout, RawMessage};
 use bytes::BufMut;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
@@ -294,6 +294,84 @@ impl Decimal {
     }
 }
 
+/// An event the store stamps: scanned into a [`RawMessage`], or read in place in the
+/// buffer it came in ([`EventLayout`], whose bytes are `within`).
+trait Stampable {
+    /// The scanned message, whose annotations may go through the map; `None` for an event
+    /// that is always written with the service's section after its own entries.
+    fn as_raw(&self) -> Option<&RawMessage>;
+    /// Its own annotations' entries as they came, and their number of keys and values.
+    fn own_entries<'a>(&'a self, within: &'a [u8]) -> (&'a [u8], usize);
+    /// Its size with a message-annotations section of `section_len` bytes in place of its own.
+    fn len_with_section(&self, within: &[u8], section_len: usize) -> usize;
+    /// Writes it with the section `write_section` writes in place of its own annotations.
+    fn write_with_section(
+        &self,
+        within: &[u8],
+        buf: &mut BytesMut,
+        write_section: impl FnOnce(&mut BytesMut),
+    );
+}
+
+impl Stampable for RawMessage {
+    fn as_raw(&self) -> Option<&RawMessage> {
+        Some(self)
+    }
+
+    fn own_entries<'a>(&'a self, _: &'a [u8]) -> (&'a [u8], usize) {
+        self.message_annotations()
+            .and_then(|a| a.raw_entries())
+            .unwrap_or((&[], 0))
+    }
+
+    fn len_with_section(&self, _: &[u8], section_len: usize) -> usize {
+        self.encoded_len_with_section(section_len)
+    }
+
+    fn write_with_section(
+        &self,
+        _: &[u8],
+        buf: &mut BytesMut,
+        write_section: impl FnOnce(&mut BytesMut),
+    ) {
+        self.encode_with_section(buf, write_section);
+    }
+}
+
+impl Stampable for EventLayout {
+    fn as_raw(&self) -> Option<&RawMessage> {
+        None
+    }
+
+    fn own_entries<'a>(&'a self, within: &'a [u8]) -> (&'a [u8], usize) {
+        EventLayout::own_entries(self, within)
+    }
+
+    fn len_with_section(&self, _: &[u8], section_len: usize) -> usize {
+        EventLayout::len_with_section(self, section_len)
+    }
+
+    fn write_with_section(
+        &self,
+        within: &[u8],
+        buf: &mut BytesMut,
+        write_section: impl FnOnce(&mut BytesMut),
+    ) {
+        let part = |r: std::ops::Range<usize>| within.get(r).unwrap_or_default();
+        buf.put_slice(part(self.range.start..self.head_end));
+        write_section(buf);
+        buf.put_slice(part(self.tail_start..self.range.end));
+    }
+}
+
+/// True when a scanned event's own annotations (if any) hold no key of `service_keys` and
+/// are as they came: it is written with the service's section after its own entries.
+fn goes_direct(m: &RawMessage, service_keys: &[&str]) -> bool {
+    m.message_annotations().is_none_or(|a| {
+        a.is_empty() || (a.raw_entries().is_some() && !a.contains_any_key(service_keys))
+    })
+}
+
 /// The message-annotations section the service gives an event with no annotations of its
 /// own: sequence number, offset (as text), enqueued time and, when the batch had one, the
 /// partition key; encoded straight from the values (a map of `Value`s would be built, sized
@@ -527,9 +605,9 @@ impl Partition {
         partition_key: Option<&Str>,
         clock: Instant,
     ) -> std::io::Result<Vec<StoredEvent>> {
-        let messages = messages.into_iter().map(Into::into).collect();
+        let messages: Vec<RawMessage> = messages.into_iter().map(Into::into).collect();
         let mut log = self.lock();
-        let (n, seq) = Self::append_locked(&mut log, messages, partition_key, clock)?;
+        let (n, seq) = Self::append_locked(&mut log, &messages, &[], partition_key, clock)?;
         let stored = log
             .events
             .range(log.events.len().saturating_sub(n)..)
@@ -548,7 +626,27 @@ impl Partition {
         partition_key: Option<&Str>,
     ) -> std::io::Result<()> {
         let mut log = self.lock();
-        let (_, seq) = Self::append_locked(&mut log, messages, partition_key, Instant::now())?;
+        let (_, seq) =
+            Self::append_locked(&mut log, &messages, &[], partition_key, Instant::now())?;
+        self.trim(&mut log);
+        drop(log);
+        self.tail.send_replace(seq);
+        Ok(())
+    }
+
+    /// [`Partition::store`] for events read in place in `within` (a delivery's payload, see
+    /// [`EventLayout::scan`]); none of their own annotations may hold a key the service
+    /// writes (the ingest node checks). No event is sliced out of the payload or scanned
+    /// again: each is written stamped straight from it.
+    pub(crate) fn store_in_place(
+        &self,
+        events: &[EventLayout],
+        within: &[u8],
+        partition_key: Option<&Str>,
+    ) -> std::io::Result<()> {
+        let mut log = self.lock();
+        let (_, seq) =
+            Self::append_locked(&mut log, events, within, partition_key, Instant::now())?;
         self.trim(&mut log);
         drop(log);
         self.tail.send_replace(seq);
@@ -603,7 +701,7 @@ impl Partition {
             return Ok(0);
         };
         let n = fresh.len();
-        let (_, seq) = Self::append_locked(&mut log, fresh, partition_key, Instant::now())
+        let (_, seq) = Self::append_locked(&mut log, &fresh, &[], partition_key, Instant::now())
             .map_err(IdempotentError::Io)?;
         log.producers.commit(last);
         self.trim(&mut log);
@@ -614,9 +712,10 @@ impl Partition {
 
     /// Stamps and stores `messages` on the locked log; returns how many were stored and the
     /// next sequence number. On error nothing is stored.
-    fn append_locked(
+    fn append_locked<E: Stampable>(
         log: &mut Log,
-        messages: Vec<RawMessage>,
+        messages: &[E],
+        within: &[u8],
         partition_key: Option<&Str>,
         clock: Instant,
     ) -> std::io::Result<(usize, i64)> {
@@ -670,18 +769,12 @@ impl Partition {
                 annotation::ENQUEUED_TIME,
             ],
         };
-        let direct = |m: &RawMessage| -> bool {
-            m.message_annotations().is_none_or(|a| {
-                a.is_empty() || (a.raw_entries().is_some() && !a.contains_any_key(service_keys))
-            })
-        };
-        fn own_of(m: &RawMessage) -> (&[u8], usize) {
-            m.message_annotations()
-                .and_then(|a| a.raw_entries())
-                .unwrap_or((&[], 0))
-        }
-        // Which events go direct, decided once per event for both passes.
-        let direct: Vec<bool> = messages.iter().map(direct).collect();
+        // Which events go direct, decided once per event for both passes (an event read in
+        // place always does: the ingest node reads it in place only then).
+        let direct: Vec<bool> = messages
+            .iter()
+            .map(|m| m.as_raw().is_none_or(|m| goes_direct(m, service_keys)))
+            .collect();
         let mut digits = BytesMut::new();
         let mut offset_text = |offset: i64| {
             use std::io::Write as _;
@@ -691,12 +784,15 @@ impl Partition {
         let (mut seq, mut offset) = (log.next_sequence, log.next_offset);
         let mut total = 0usize;
         for (m, &direct) in messages.iter().zip(&direct) {
-            let n = if direct {
-                let section = section.with_own(own_of(m));
-                m.encoded_len_with_section(section.len(&Decimal::new(offset)))
-            } else {
-                stamp(&mut stamps, m, seq, &offset_text(offset));
-                m.encoded_len_with(&stamps)
+            let n = match m.as_raw() {
+                Some(m) if !direct => {
+                    stamp(&mut stamps, m, seq, &offset_text(offset));
+                    m.encoded_len_with(&stamps)
+                }
+                _ => {
+                    let section = section.with_own(m.own_entries(within));
+                    m.len_with_section(within, section.len(&Decimal::new(offset)))
+                }
             };
             total = total.saturating_add(n);
             seq += 1;
@@ -707,13 +803,16 @@ impl Partition {
         let mut buf = BytesMut::with_capacity(total);
         (seq, offset) = (log.next_sequence, log.next_offset);
         for (m, &direct) in messages.iter().zip(&direct) {
-            if direct {
-                let text = Decimal::new(offset);
-                let section = section.with_own(own_of(m));
-                m.encode_with_section(&mut buf, |b| section.write(b, seq, &text));
-            } else {
-                stamp(&mut stamps, m, seq, &offset_text(offset));
-                m.encode_with(&stamps, &mut buf);
+            match m.as_raw() {
+                Some(m) if !direct => {
+                    stamp(&mut stamps, m, seq, &offset_text(offset));
+                    m.encode_with(&stamps, &mut buf);
+                }
+                _ => {
+                    let text = Decimal::new(offset);
+                    let section = section.with_own(m.own_entries(within));
+                    m.write_with_section(within, &mut buf, |b| section.write(b, seq, &text));
+                }
             }
             let message = buf.split().freeze();
             if log.disk.is_some() {
@@ -926,6 +1025,105 @@ mod tests {
 
     fn msg(body: &'static [u8]) -> Message {
         Message::with_data(Bytes::from_static(body))
+    }
+
+    /// A batch read in place is stored byte for byte as the general path stores it (scanned
+    /// events), for events of every section and with or without annotations of their own,
+    /// with and without a partition key; the service's timestamp is the one difference, so
+    /// it is compared with the enqueued time cut out.
+    #[test]
+    fn events_read_in_place_are_stored_as_scanned_ones_are() {
+        use crate::amqp::codec::Decoder;
+        use crate::amqp::types::message::{Header, Properties};
+        use crate::wire::batch;
+        let mut events = vec![msg(b"plain"), msg(b"")];
+        let mut rich = msg(b"rich");
+        rich.header = Some(Header {
+            durable: true,
+            ..Default::default()
+        });
+        rich.message_annotations_mut().insert("x-opt-own", 7i64);
+        rich.properties = Some(Properties {
+            message_id: Some(crate::amqp::types::message::MessageId::Ulong(41)),
+            ..Default::default()
+        });
+        rich.application_properties_mut().insert("app", "v");
+        events.push(rich);
+        let encoded: Vec<Bytes> = events.iter().map(|m| m.to_bytes()).collect();
+        let mut envelope = Message::default();
+        for key in [None, Some("k")] {
+            if let Some(k) = key {
+                envelope
+                    .message_annotations_mut()
+                    .insert(annotation::PARTITION_KEY, k);
+            }
+            let payload = batch::build(&envelope, &encoded);
+            let mut d = Decoder::new(payload.clone());
+            let (mut ranges, mut layouts) = (Vec::new(), Vec::new());
+            let found = batch::read_in_place(&mut d, &mut ranges, &mut layouts)
+                .expect("the usual shape")
+                .map(Str::from);
+            assert_eq!(found.as_ref().map(Str::as_str), key);
+            assert_eq!(layouts.len(), events.len());
+            let (a, b) = (
+                Partition::in_memory(Retention::default()),
+                Partition::in_memory(Retention::default()),
+            );
+            a.store_in_place(&layouts, &payload, found.as_ref())
+                .unwrap();
+            let mut decoded = Message::decode(payload.clone()).unwrap();
+            b.store(batch::split_raw(&mut decoded).unwrap(), found.as_ref())
+                .unwrap();
+            let untimed = |e: &StoredEvent| {
+                let mut m = Message::decode(e.message.clone()).unwrap();
+                assert!(m
+                    .message_annotations_mut()
+                    .entries_mut()
+                    .iter()
+                    .any(|(k, _)| k.as_str() == Some(annotation::ENQUEUED_TIME)));
+                m.message_annotations_mut()
+                    .insert(annotation::ENQUEUED_TIME, Value::Null);
+                (e.sequence_number, e.offset, m.to_bytes(), e.message.len())
+            };
+            let (a, b) = (a.read(0, 10), b.read(0, 10));
+            assert_eq!(a.len(), events.len());
+            assert_eq!(
+                a.iter().map(untimed).collect::<Vec<_>>(),
+                b.iter().map(untimed).collect::<Vec<_>>()
+            );
+            // The event's own annotation stays, before the service's.
+            let own = Message::decode(a[2].message.clone()).unwrap();
+            let keys: Vec<_> = own
+                .message_annotations
+                .as_ref()
+                .unwrap()
+                .entries()
+                .iter()
+                .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+                .collect();
+            assert_eq!(keys[0], "x-opt-own");
+            assert_eq!(keys.len(), if key.is_some() { 5 } else { 4 });
+        }
+    }
+
+    /// A batch this does not read in place (an event that is not a message, a body of
+    /// another kind) is left to the general path, which names the error.
+    #[test]
+    fn unusual_batches_are_left_to_the_general_path() {
+        use crate::amqp::codec::Decoder;
+        use crate::wire::batch;
+        let (mut ranges, mut layouts) = (Vec::new(), Vec::new());
+        let broken = batch::build(&Message::default(), &[Bytes::from_static(b"\x00\x53")]);
+        assert!(
+            batch::read_in_place(&mut Decoder::new(broken.clone()), &mut ranges, &mut layouts)
+                .is_none()
+        );
+        let mut m = Message::decode(broken).unwrap();
+        assert!(batch::split_raw(&mut m).is_err());
+        let not_data = Message::with_value(Value::Long(1)).to_bytes();
+        assert!(
+            batch::read_in_place(&mut Decoder::new(not_data), &mut ranges, &mut layouts).is_none()
+        );
     }
 
     /// An event that already carries service annotations (say, one read and sent again)

@@ -6,8 +6,12 @@
 //! a writer can encode events straight into the transfer buffer and know every byte's size
 //! before it writes it.
 
-use crate::amqp::codec::DecodeError;
-use crate::amqp::types::message::{Body, Message, RawMessage};
+use crate::amqp::codec::{DecodeError, Decoder};
+use crate::amqp::types::message::{
+    expect_section, walk_sections, AnnotationKey, Body, EventLayout, MapKey, Message, RawMessage,
+    MESSAGE_ANNOTATIONS_CODE, MESSAGE_ANNOTATIONS_NAME,
+};
+use crate::wire::annotations::PARTITION_KEY;
 use bytes::{Bytes, BytesMut};
 
 /// AMQP message format of an Event Hubs batch (Microsoft vendor code `0x800137`, version 0).
@@ -83,6 +87,54 @@ pub fn split_raw(batch: &mut Message) -> Result<Vec<RawMessage>, SplitError> {
         return Err(SplitError::NotData);
     };
     each_event(sections.into_iter(), RawMessage::scan)
+}
+
+/// Reads a batch payload in place: fills `events` with where each event's parts lie in it
+/// ([`EventLayout::scan`]) and returns the envelope's partition key, building nothing per
+/// event (for a relay that writes each event again with annotations of its own). `None` when
+/// the batch is not of the usual shape this reads (a lax or malformed encoding, a body that
+/// is not data sections, no events): the caller reads it with [`split_raw`], which accepts
+/// or names the error. `events` is cleared first and its capacity kept for the next batch.
+pub fn read_in_place<'a>(
+    d: &'a mut Decoder,
+    ranges: &mut Vec<std::ops::Range<usize>>,
+    events: &mut Vec<EventLayout>,
+) -> Option<Option<&'a str>> {
+    ranges.clear();
+    events.clear();
+    let mut envelope_map = None;
+    let mut null_section = false;
+    walk_sections(
+        d,
+        |d| {
+            expect_section(d, MESSAGE_ANNOTATIONS_CODE, MESSAGE_ANNOTATIONS_NAME)?;
+            envelope_map = d.checked_map_range(AnnotationKey::is_own_key_code, "")?;
+            Ok(())
+        },
+        |data| match data {
+            Some(r) => ranges.push(r),
+            None => null_section = true,
+        },
+    )
+    .ok()?;
+    if null_section || ranges.is_empty() {
+        return None;
+    }
+    for r in ranges.iter() {
+        events.push(EventLayout::scan(d, r.clone())?);
+    }
+    match envelope_map {
+        None => Some(None),
+        Some(map) => {
+            d.set_window(map);
+            if !d.seek_map_key(PARTITION_KEY) {
+                return Some(None);
+            }
+            let key = d.text_range()?;
+            let d: &'a Decoder = d;
+            std::str::from_utf8(d.bytes_at(key)).ok().map(Some)
+        }
+    }
 }
 
 /// `read` applied to each data section, naming the event that fails.

@@ -474,6 +474,55 @@ impl Decoder {
         (len <= rest.len()).then_some(len)
     }
 
+    /// Confines the decoder to `range` of its buffer (cut to the buffer) and moves to its
+    /// start: a relay that walks many messages packed in one buffer reads each in place, with
+    /// no slice (and no reference-count round trip) per message. Offsets stay those of the
+    /// whole buffer.
+    pub fn set_window(&mut self, range: std::ops::Range<usize>) {
+        self.end = range.end.min(self.buf.len());
+        self.pos = range.start.min(self.end);
+        self.depth = 0;
+    }
+
+    /// The bytes of `range` of the decoder's buffer (empty when out of it), for a reader
+    /// that found the range with [`Decoder::binary_range`] or [`Decoder::checked_map_range`].
+    pub fn bytes_at(&self, range: std::ops::Range<usize>) -> &[u8] {
+        self.buf.get(range).unwrap_or_default()
+    }
+
+    /// Checks and consumes a binary as [`Decoder::skip_binary`] does and returns where its
+    /// content lies in the buffer; `None` for a binary of another encoding (a null), which is
+    /// consumed as [`Bytes::decode`] reads it.
+    pub fn binary_range(&mut self) -> Result<Option<std::ops::Range<usize>>, DecodeError> {
+        match self.peek_u8()? {
+            code @ (fc::VBIN8 | fc::VBIN32) => {
+                self.pos += 1;
+                self.variable_range(code).map(Some)
+            }
+            _ => Bytes::decode(self).map(|_| None),
+        }
+    }
+
+    /// [`Decoder::take_checked_map`] returning where the map lies in the buffer (constructor
+    /// onward) instead of a slice of it.
+    pub fn checked_map_range(
+        &mut self,
+        key_ok: impl Fn(u8) -> bool,
+        expected: &'static str,
+    ) -> Result<Option<std::ops::Range<usize>>, DecodeError> {
+        let start = self.pos;
+        if self.skip_null()? {
+            return Ok(None);
+        }
+        match self.skip_map(key_ok, expected) {
+            Ok(()) => Ok(Some(start..self.pos)),
+            Err(e) => {
+                self.pos = start;
+                Err(e)
+            }
+        }
+    }
+
     /// [`Decoder::skip_map`], returning what it consumed (map constructor onward) as a slice
     /// of the input, `None` for a null; on an error nothing is consumed.
     pub fn take_checked_map(

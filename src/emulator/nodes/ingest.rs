@@ -3,11 +3,11 @@
 //! attach reply, and its deliveries are checked against it; a higher epoch attaching for its
 //! producer id detaches it (see [`crate::emulator::store::producers`]).
 
-use crate::amqp::codec::Str;
+use crate::amqp::codec::{Decoder, Str};
 use crate::amqp::engine::LinkAcceptance;
 use crate::amqp::types::definitions::ReceiverSettleMode;
 use crate::amqp::types::error::{condition, AmqpError};
-use crate::amqp::types::message::{Annotations, RawMessage};
+use crate::amqp::types::message::{Annotations, EventLayout, RawMessage};
 use crate::amqp::IncomingLink;
 use crate::amqp::ReceivedMessage;
 use crate::emulator::hub::Hub;
@@ -106,6 +106,8 @@ pub(crate) async fn ingest(
     let Ok(mut rx) = link.accept_receiver(acceptance, 1000).await else {
         return;
     };
+    // Kept across deliveries, so that reading a batch in place allocates nothing.
+    let mut scratch = Scratch::default();
     loop {
         let delivery = tokio::select! {
             d = rx.recv() => match d {
@@ -125,7 +127,13 @@ pub(crate) async fn ingest(
             let _ = rx.reject(&delivery, Some(fault));
             continue;
         }
-        match store(&hub, fixed, idempotent, &delivery) {
+        let in_place = match (idempotent, delivery.delivery.message_format) {
+            (false, BATCH_MESSAGE_FORMAT) => {
+                store_in_place(&hub, fixed, delivery.payload(), &mut scratch)
+            }
+            _ => None,
+        };
+        match in_place.unwrap_or_else(|| store(&hub, fixed, idempotent, &delivery)) {
             Ok(()) => {
                 let _ = rx.accept(&delivery);
             }
@@ -158,6 +166,67 @@ async fn taken_over(owner: &mut Option<(PublishingState, watch::Receiver<i16>)>)
         Err(_) => std::future::pending().await,
     }
 }
+
+/// What a link reads batches in place with, reused from one delivery to the next.
+#[derive(Default)]
+struct Scratch {
+    ranges: Vec<std::ops::Range<usize>>,
+    events: Vec<EventLayout>,
+}
+
+/// Stores a batch read in place ([`batch::read_in_place`]): each event written stamped
+/// straight from the payload, nothing built or sliced per event. `None` when the batch is not
+/// of the usual shape, or an event's own annotations hold a key the service writes: [`store`]
+/// then reads it the general way.
+fn store_in_place(
+    hub: &Hub,
+    fixed: Option<u32>,
+    payload: &bytes::Bytes,
+    scratch: &mut Scratch,
+) -> Option<Result<(), AmqpError>> {
+    let mut d = Decoder::new(payload.clone());
+    let envelope_key =
+        batch::read_in_place(&mut d, &mut scratch.ranges, &mut scratch.events)?.map(Str::from);
+    let service_keys: &[&str] = match envelope_key {
+        Some(_) => &SERVICE_KEYS,
+        None => &SERVICE_KEYS[..3],
+    };
+    let mut event_key = None;
+    for e in scratch.events.iter().filter(|e| !e.annotations.is_empty()) {
+        d.set_window(e.annotations.clone());
+        if d.seek_map_key_of(service_keys).is_some() {
+            return None;
+        }
+        if event_key.is_none() && envelope_key.is_none() && fixed.is_none() {
+            d.set_window(e.annotations.clone());
+            if d.seek_map_key(PARTITION_KEY) {
+                let key = d.text_range()?;
+                event_key = Some(Str::from(std::str::from_utf8(d.bytes_at(key)).ok()?));
+            }
+        }
+    }
+    let partition = match (fixed, envelope_key.as_ref().or(event_key.as_ref())) {
+        (Some(p), _) => p,
+        (None, Some(k)) => hub.partition_for_key(k.as_str()),
+        (None, None) => hub.next_partition(),
+    };
+    let Some(log) = hub.partitions.get(partition as usize) else {
+        return Some(Err(err(condition::INTERNAL_ERROR, "partition vanished")));
+    };
+    Some(
+        log.store_in_place(&scratch.events, payload, envelope_key.as_ref())
+            .map_err(|e| err(condition::INTERNAL_ERROR, format!("storing events: {e}"))),
+    )
+}
+
+/// The annotation keys the service writes on a stored event; the partition key only when
+/// the batch has one.
+const SERVICE_KEYS: [&str; 4] = [
+    crate::wire::annotations::SEQUENCE_NUMBER,
+    crate::wire::annotations::OFFSET,
+    crate::wire::annotations::ENQUEUED_TIME,
+    PARTITION_KEY,
+];
 
 /// Unpacks a delivery into events and stores them on one partition; on an idempotent link,
 /// under the producer rules of [`crate::emulator::store::producers`]. Events are scanned, not

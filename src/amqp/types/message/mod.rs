@@ -14,7 +14,8 @@ use std::cell::RefCell;
 #[doc(hidden)]
 pub use super::section_map::check_lazy_map;
 pub use super::section_map::{MapKey, SectionMap};
-pub use raw::RawMessage;
+pub(crate) use raw::walk_sections;
+pub use raw::{EventLayout, RawMessage};
 
 /// Numeric descriptor of the `header` section.
 pub const HEADER_CODE: u64 = 0x70;
@@ -55,7 +56,11 @@ pub const AMQP_VALUE_NAME: &str = "amqp:amqp-value:*";
 pub const FOOTER_NAME: &str = "amqp:footer:map";
 
 /// Reads `0x00 <descriptor>` and checks it names the expected section.
-fn expect_section(d: &mut Decoder, code: u64, name: &'static str) -> Result<(), DecodeError> {
+pub(crate) fn expect_section(
+    d: &mut Decoder,
+    code: u64,
+    name: &'static str,
+) -> Result<(), DecodeError> {
     if d.eat_small_descriptor(code) {
         return Ok(());
     }

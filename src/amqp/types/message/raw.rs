@@ -34,66 +34,161 @@ fn skip_map_section<K: MapKey>(d: &mut Decoder, kind: SectionKind) -> Result<(),
     d.skip_map(K::is_accepted_key_code, K::EXPECTED)
 }
 
+/// Where a message's sections lie in the buffer it was walked in.
+pub(crate) struct Walk {
+    /// End of the sections before the message annotations (header, delivery annotations).
+    pub(crate) head_end: usize,
+    /// Start of the sections after the message annotations (properties onward).
+    pub(crate) tail_start: usize,
+}
+
+/// Checks one whole message from the decoder's position to its end as [`RawMessage::scan`]
+/// does: `annotations` reads the message-annotations section (its descriptor not yet
+/// consumed) and `data` is given each data section's content as a range of the buffer
+/// (`None` for a null binary).
+pub(crate) fn walk_sections(
+    d: &mut Decoder,
+    mut annotations: impl FnMut(&mut Decoder) -> Result<(), DecodeError>,
+    mut data: impl FnMut(Option<std::ops::Range<usize>>),
+) -> Result<Walk, DecodeError> {
+    let mut prev: Option<SectionKind> = None;
+    let (mut head_end, mut tail_start) = (None, None);
+    while !d.is_empty() {
+        let at = d.offset();
+        let kind = next_section(d, prev)?;
+        if head_end.is_none() && kind.rank() > SectionKind::MessageAnnotations.rank() {
+            (head_end, tail_start) = (Some(at), Some(at));
+        }
+        match kind {
+            SectionKind::Header => {
+                Header::decode(d)?;
+            }
+            SectionKind::DeliveryAnnotations | SectionKind::Footer => {
+                skip_map_section::<AnnotationKey>(d, kind)?
+            }
+            SectionKind::MessageAnnotations => {
+                annotations(d)?;
+                (head_end, tail_start) = (Some(at), Some(d.offset()));
+            }
+            SectionKind::Properties => {
+                Properties::decode(d)?;
+            }
+            SectionKind::ApplicationProperties => skip_map_section::<Str>(d, kind)?,
+            SectionKind::Data => {
+                expect_section(d, DATA_CODE, DATA_NAME)?;
+                data(d.binary_range()?);
+            }
+            SectionKind::Sequence => {
+                expect_section(d, AMQP_SEQUENCE_CODE, AMQP_SEQUENCE_NAME)?;
+                let found = d.peek_u8()?;
+                if !matches!(
+                    found,
+                    format_code::LIST0 | format_code::LIST8 | format_code::LIST32
+                ) {
+                    return Err(d.error(DecodeErrorKind::UnexpectedType {
+                        expected: "list",
+                        found,
+                    }));
+                }
+                d.skip_value()?;
+            }
+            SectionKind::Value => {
+                expect_section(d, AMQP_VALUE_CODE, AMQP_VALUE_NAME)?;
+                d.skip_value()?;
+            }
+        }
+        prev = Some(kind);
+    }
+    let end = d.offset();
+    Ok(Walk {
+        head_end: head_end.unwrap_or(end),
+        tail_start: tail_start.unwrap_or(end),
+    })
+}
+
+/// Where one event's parts lie in the buffer it was scanned in (a batch it came in), as
+/// [`EventLayout::scan`] finds them: for a relay that writes the event again with annotations
+/// of its own after the event's, building nothing per event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventLayout {
+    /// The whole event.
+    pub range: std::ops::Range<usize>,
+    /// End of the sections before the message annotations.
+    pub head_end: usize,
+    /// Start of the sections after the message annotations.
+    pub tail_start: usize,
+    /// Its message-annotations map (constructor onward; empty when it has none).
+    pub annotations: std::ops::Range<usize>,
+}
+
+impl EventLayout {
+    /// Checks the message in `range` of `d`'s buffer as [`RawMessage::scan`] would and finds
+    /// its parts. `None` when the event is not of the usual shape this reads in place: its
+    /// annotations have a key of a lax type, or some encoding is refused. The caller then
+    /// scans it with [`RawMessage::scan`], which accepts the one and names the error of the
+    /// other, so this never accepts what that refuses.
+    pub fn scan(d: &mut Decoder, range: std::ops::Range<usize>) -> Option<EventLayout> {
+        d.set_window(range.clone());
+        let mut annotations = 0..0;
+        let walk = walk_sections(
+            d,
+            |d| {
+                expect_section(d, MESSAGE_ANNOTATIONS_CODE, MESSAGE_ANNOTATIONS_NAME)?;
+                let map = d.checked_map_range(AnnotationKey::is_own_key_code, "")?;
+                annotations = map.unwrap_or(0..0);
+                Ok(())
+            },
+            |_| {},
+        )
+        .ok()?;
+        Some(EventLayout {
+            range,
+            head_end: walk.head_end,
+            tail_start: walk.tail_start,
+            annotations,
+        })
+    }
+
+    /// The entries of its message annotations as they came in `buf` (the buffer it was
+    /// scanned in; after the map's size and count, empty when it has none), and their number
+    /// of keys and values.
+    pub fn own_entries<'a>(&self, buf: &'a [u8]) -> (&'a [u8], usize) {
+        let map = buf.get(self.annotations.clone()).unwrap_or_default();
+        match map {
+            [format_code::MAP8, _, count, rest @ ..] => (rest, usize::from(*count)),
+            [format_code::MAP32, _, _, _, _, a, b, c, d, rest @ ..] => {
+                (rest, u32::from_be_bytes([*a, *b, *c, *d]) as usize)
+            }
+            _ => (&[], 0),
+        }
+    }
+
+    /// The stamped event's size when its message-annotations section is replaced by one of
+    /// `section_len` bytes (section prefix included).
+    pub fn len_with_section(&self, section_len: usize) -> usize {
+        (self.head_end - self.range.start) + section_len + (self.range.end - self.tail_start)
+    }
+}
+
 impl RawMessage {
     /// Checks `bytes` as one whole message and finds its message annotations; refuses what
     /// [`Message::decode`] refuses for structure (see the module docs). The body and the
     /// application properties are checked for well-formedness, not built.
     pub fn scan(bytes: Bytes) -> Result<RawMessage, DecodeError> {
-        let end = bytes.len();
         let mut d = Decoder::new(bytes);
-        let mut prev: Option<SectionKind> = None;
-        let (mut head_end, mut tail_start) = (None, None);
         let mut annotations = None;
-        while !d.is_empty() {
-            let at = d.offset();
-            let kind = next_section(&d, prev)?;
-            if head_end.is_none() && kind.rank() > SectionKind::MessageAnnotations.rank() {
-                (head_end, tail_start) = (Some(at), Some(at));
-            }
-            match kind {
-                SectionKind::Header => {
-                    Header::decode(&mut d)?;
-                }
-                SectionKind::DeliveryAnnotations | SectionKind::Footer => {
-                    skip_map_section::<AnnotationKey>(&mut d, kind)?
-                }
-                SectionKind::MessageAnnotations => {
-                    annotations = Some(MessageAnnotations::decode(&mut d)?);
-                    (head_end, tail_start) = (Some(at), Some(d.offset()));
-                }
-                SectionKind::Properties => {
-                    Properties::decode(&mut d)?;
-                }
-                SectionKind::ApplicationProperties => skip_map_section::<Str>(&mut d, kind)?,
-                SectionKind::Data => {
-                    expect_section(&mut d, DATA_CODE, DATA_NAME)?;
-                    d.skip_binary()?;
-                }
-                SectionKind::Sequence => {
-                    expect_section(&mut d, AMQP_SEQUENCE_CODE, AMQP_SEQUENCE_NAME)?;
-                    let found = d.peek_u8()?;
-                    if !matches!(
-                        found,
-                        format_code::LIST0 | format_code::LIST8 | format_code::LIST32
-                    ) {
-                        return Err(d.error(DecodeErrorKind::UnexpectedType {
-                            expected: "list",
-                            found,
-                        }));
-                    }
-                    d.skip_value()?;
-                }
-                SectionKind::Value => {
-                    expect_section(&mut d, AMQP_VALUE_CODE, AMQP_VALUE_NAME)?;
-                    d.skip_value()?;
-                }
-            }
-            prev = Some(kind);
-        }
+        let walk = walk_sections(
+            &mut d,
+            |d| {
+                annotations = Some(MessageAnnotations::decode(d)?);
+                Ok(())
+            },
+            |_| {},
+        )?;
         Ok(RawMessage {
             bytes: d.into_buffer(),
-            head_end: head_end.unwrap_or(end),
-            tail_start: tail_start.unwrap_or(end),
+            head_end: walk.head_end,
+            tail_start: walk.tail_start,
             annotations,
         })
     }
