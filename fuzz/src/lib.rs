@@ -22,7 +22,9 @@ use eventhubs::amqp::frame::{
     RawFrame, FRAME_HEADER_SIZE, FRAME_TYPE_AMQP, FRAME_TYPE_SASL, MIN_MAX_FRAME_SIZE,
 };
 use eventhubs::amqp::types::error::AmqpError;
-use eventhubs::amqp::types::message::{check_lazy_map, AnnotationKey, Message, RawMessage};
+use eventhubs::amqp::types::message::{
+    check_lazy_map, AnnotationKey, EventLayout, Message, RawMessage,
+};
 use eventhubs::amqp::types::messaging::{DeliveryState, Source, Target};
 use eventhubs::amqp::types::sasl::SaslFrameBody;
 use eventhubs::amqp::types::transport::Performative;
@@ -216,6 +218,7 @@ pub fn fuzz_decode_value(data: &[u8]) {
 /// Target `decode_message`: a message that decodes re-encodes exactly and round-trips.
 pub fn fuzz_decode_message(data: &[u8]) {
     let input = Bytes::copy_from_slice(data);
+    check_read_in_place(&input);
     match Message::decode(input.clone()) {
         Ok(m) => {
             if let eventhubs::amqp::types::message::Body::Data(sections) = &m.body {
@@ -244,6 +247,29 @@ pub fn fuzz_decode_message(data: &[u8]) {
                 let _ = encode_exact(&raw);
             }
         }
+    }
+}
+
+/// Reading an event in place ([`EventLayout::scan`]) accepts only what the scan accepts, and
+/// finds the same parts: the event written around an empty section is what the scan writes
+/// around one, and its own annotation entries are the scan's as they came.
+pub fn check_read_in_place(input: &Bytes) {
+    let mut d = Decoder::new(input.clone());
+    let Some(layout) = EventLayout::scan(&mut d, 0..input.len()) else {
+        return;
+    };
+    let raw = RawMessage::scan(input.clone())
+        .unwrap_or_else(|e| panic!("read in place but does not scan: {e}"));
+    let mut in_place = Vec::new();
+    in_place.extend_from_slice(&input[layout.range.start..layout.head_end]);
+    in_place.extend_from_slice(&input[layout.tail_start..layout.range.end]);
+    let mut scanned = BytesMut::new();
+    raw.encode_with_section(&mut scanned, |_| {});
+    assert_eq!(in_place, &scanned[..], "in place and scanned parts differ");
+    assert_eq!(layout.len_with_section(0), scanned.len());
+    if !layout.annotations.is_empty() {
+        let own = raw.message_annotations().and_then(|a| a.raw_entries());
+        assert_eq!(Some(layout.own_entries(input)), own, "own entries differ");
     }
 }
 

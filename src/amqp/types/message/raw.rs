@@ -166,7 +166,10 @@ impl EventLayout {
     /// The stamped event's size when its message-annotations section is replaced by one of
     /// `section_len` bytes (section prefix included).
     pub fn len_with_section(&self, section_len: usize) -> usize {
-        (self.head_end - self.range.start) + section_len + (self.range.end - self.tail_start)
+        // Saturating: the fields are public, and a hand-made layout must not panic here.
+        self.head_end.saturating_sub(self.range.start)
+            + section_len
+            + self.range.end.saturating_sub(self.tail_start)
     }
 }
 
