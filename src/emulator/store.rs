@@ -625,13 +625,7 @@ impl Partition {
         messages: Vec<RawMessage>,
         partition_key: Option<&Str>,
     ) -> std::io::Result<()> {
-        let mut log = self.lock();
-        let (_, seq) =
-            Self::append_locked(&mut log, &messages, &[], partition_key, Instant::now())?;
-        self.trim(&mut log);
-        drop(log);
-        self.tail.send_replace(seq);
-        Ok(())
+        self.store_stamped(&messages, &[], partition_key)
     }
 
     /// [`Partition::store`] for events read in place in `within` (a delivery's payload, see
@@ -641,6 +635,17 @@ impl Partition {
     pub(crate) fn store_in_place(
         &self,
         events: &[EventLayout],
+        within: &[u8],
+        partition_key: Option<&Str>,
+    ) -> std::io::Result<()> {
+        self.store_stamped(events, within, partition_key)
+    }
+
+    /// Stamps and stores `events` (whose bytes are `within` for events read in place), trims
+    /// to the retention and wakes the readers.
+    fn store_stamped<E: Stampable>(
+        &self,
+        events: &[E],
         within: &[u8],
         partition_key: Option<&Str>,
     ) -> std::io::Result<()> {
