@@ -6,7 +6,7 @@ use crate::amqp::codec::{Str, Timestamp, Value};
 use crate::amqp::types::message::{AnnotationKey, Annotations, EventLayout, RawMessage};
 use bytes::BufMut;
 use bytes::{Bytes, BytesMut};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -18,8 +18,10 @@ use crate::amqp::types::error::AmqpError;
 /// Service annotation keys stamped on every stored event.
 use crate::wire::annotations as annotation;
 use crate::wire::idempotent::{self, PublishingState, Stamp};
+use events::Events;
 use producers::Producers;
 
+mod events;
 pub(crate) mod producers;
 
 /// An event as stored: the encoded message with the service's annotations.
@@ -131,6 +133,9 @@ struct Disk {
     /// Set when a failed append could not be cut back: writing after the partial record
     /// would hide acknowledged events from recovery, so every later append is refused.
     poisoned: bool,
+    /// The records of the batch being written, kept between batches so that its memory is
+    /// written again rather than allocated (and zeroed by the kernel) for every batch.
+    records: BytesMut,
 }
 
 impl Disk {
@@ -209,10 +214,9 @@ impl Drop for Disk {
 }
 
 struct Log {
-    events: VecDeque<StoredEvent>,
+    events: Events,
     next_sequence: i64,
     next_offset: i64,
-    bytes: usize,
     disk: Option<Disk>,
     producers: Producers,
     /// Per producer id with a link attached, its current epoch, watched by those links so
@@ -488,10 +492,9 @@ impl Partition {
     pub fn in_memory(retention: Retention) -> Self {
         Self::with_log(
             Log {
-                events: VecDeque::new(),
+                events: Events::default(),
                 next_sequence: 0,
                 next_offset: 0,
-                bytes: 0,
                 disk: None,
                 producers: Producers::default(),
                 owners: HashMap::new(),
@@ -533,15 +536,17 @@ impl Partition {
         file.read_to_end(&mut data)?;
         let data = Bytes::from(data);
         let mut log = Log {
-            events: VecDeque::new(),
+            events: Events::default(),
             next_sequence: 0,
             next_offset: 0,
-            bytes: 0,
             disk: None,
             producers: Producers::default(),
             owners: HashMap::new(),
         };
         let mut pos = 0usize;
+        // Records are gathered into runs that were (or could have been) one stored batch:
+        // consecutive events of one enqueued time, each starting where the one before ended.
+        let mut run: Vec<StoredEvent> = Vec::new();
         while let Some(event) = read_record(&data, pos) {
             if let Ok(Some(stamp)) = RawMessage::scan(event.message.clone())
                 .map_err(|e| e.to_string())
@@ -550,11 +555,19 @@ impl Partition {
                 log.producers.recover(stamp);
             }
             pos += RECORD_HEADER + event.message.len();
+            let follows = run.last().is_none_or(|last| {
+                last.enqueued_time == event.enqueued_time
+                    && last.sequence_number + 1 == event.sequence_number
+                    && last.offset + last.message.len() as i64 == event.offset
+            });
+            if !follows {
+                Self::restore(&mut log, &mut run);
+            }
             log.next_sequence = event.sequence_number + 1;
             log.next_offset = event.offset + event.message.len() as i64;
-            log.bytes += event.message.len();
-            log.events.push_back(event);
+            run.push(event);
         }
+        Self::restore(&mut log, &mut run);
         if pos < data.len() {
             tracing::warn!(
                 path = %path.display(),
@@ -572,10 +585,30 @@ impl Partition {
             synced_at: None,
             dirty: false,
             poisoned: false,
+            records: BytesMut::new(),
         });
         let p = Self::with_log(log, retention);
         p.trim(&mut p.lock());
         Ok(p)
+    }
+
+    /// Stores a run of events read back from the file (see [`Partition::open_with`]) as one
+    /// batch, copying them out of the file's buffer.
+    fn restore(log: &mut Log, run: &mut Vec<StoredEvent>) {
+        let Some(first) = run.first() else {
+            return;
+        };
+        let (seq, offset, time) = (first.sequence_number, first.offset, first.enqueued_time);
+        let total = run.iter().map(|e| e.message.len()).sum();
+        // A run is at most what the file held, far below the 4 GiB a batch may take.
+        if let Some(mut batch) = log.events.begin(total, run.len()) {
+            for e in run.iter() {
+                log.events.start_event(&mut batch);
+                log.events.buf().extend_from_slice(&e.message);
+            }
+            log.events.commit(batch, seq, offset, time);
+        }
+        run.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
@@ -608,11 +641,7 @@ impl Partition {
         let messages: Vec<RawMessage> = messages.into_iter().map(Into::into).collect();
         let mut log = self.lock();
         let (n, seq) = Self::append_locked(&mut log, &messages, &[], partition_key, clock)?;
-        let stored = log
-            .events
-            .range(log.events.len().saturating_sub(n)..)
-            .cloned()
-            .collect();
+        let stored = log.events.read(seq - n as i64, n);
         self.trim(&mut log);
         drop(log);
         self.tail.send_replace(seq);
@@ -725,8 +754,6 @@ impl Partition {
         clock: Instant,
     ) -> std::io::Result<(usize, i64)> {
         let now = Timestamp::now();
-        let mut stored = Vec::with_capacity(messages.len());
-        let mut disk = BytesMut::new();
         // One map, reused for every event, holds an event's own annotations plus the
         // service's; the offsets' text shares one buffer. Nothing is allocated per event.
         let mut stamps = Annotations::default();
@@ -803,45 +830,56 @@ impl Partition {
             seq += 1;
             offset += n as i64;
         }
-        // The whole batch goes into one buffer that every stored event is a slice of: one
-        // allocation per batch instead of one per event.
-        let mut buf = BytesMut::with_capacity(total);
+        // The whole batch goes into one buffer (cut from a reused segment, see [`Events`]),
+        // indexed by where each event starts: nothing is allocated per event.
+        let Some(mut batch) = log.events.begin(total, messages.len()) else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("a batch of {total} bytes is more than a partition stores at once"),
+            ));
+        };
+        let mut records = log.disk.as_mut().map(|d| {
+            d.records.clear();
+            &mut d.records
+        });
         (seq, offset) = (log.next_sequence, log.next_offset);
         for (m, &direct) in messages.iter().zip(&direct) {
+            log.events.start_event(&mut batch);
+            let buf = log.events.buf();
+            let start = buf.len();
             match m.as_raw() {
                 Some(m) if !direct => {
                     stamp(&mut stamps, m, seq, &offset_text(offset));
-                    m.encode_with(&stamps, &mut buf);
+                    m.encode_with(&stamps, buf);
                 }
                 _ => {
                     let text = Decimal::new(offset);
                     let section = section.with_own(m.own_entries(within));
-                    m.write_with_section(within, &mut buf, |b| section.write(b, seq, &text));
+                    m.write_with_section(within, buf, |b| section.write(b, seq, &text));
                 }
             }
-            let message = buf.split().freeze();
-            if log.disk.is_some() {
-                disk.extend_from_slice(&(message.len() as u32).to_be_bytes());
-                disk.extend_from_slice(&crc32(&message).to_be_bytes());
-                disk.extend_from_slice(&message);
+            let message = buf.get(start..).unwrap_or_default();
+            if let Some(records) = records.as_mut() {
+                records.extend_from_slice(&(message.len() as u32).to_be_bytes());
+                records.extend_from_slice(&crc32(message).to_be_bytes());
+                records.extend_from_slice(message);
             }
-            let len = message.len();
-            stored.push(StoredEvent {
-                sequence_number: seq,
-                offset,
-                enqueued_time: now,
-                message,
-            });
             seq += 1;
-            offset += len as i64;
+            offset += message.len() as i64;
         }
         // Durable before visible: an event is acknowledged only after it is in the file.
         if let Some(d) = log.disk.as_mut() {
-            d.append(&disk, clock)?;
+            let records = std::mem::take(&mut d.records);
+            let written = d.append(&records, clock);
+            d.records = records;
+            if let Err(e) = written {
+                log.events.abandon(batch);
+                return Err(e);
+            }
         }
-        let n = stored.len();
-        log.bytes += stored.iter().map(|e| e.message.len()).sum::<usize>();
-        log.events.extend(stored);
+        let n = messages.len();
+        log.events
+            .commit(batch, log.next_sequence, log.next_offset, now);
         log.next_sequence = seq;
         log.next_offset = offset;
         Ok((n, seq))
@@ -859,10 +897,10 @@ impl Partition {
 
     fn trim(&self, log: &mut Log) {
         while log.events.len() > self.retention.max_events
-            || (log.bytes > self.retention.max_bytes && log.events.len() > 1)
+            || (log.events.bytes() > self.retention.max_bytes && log.events.len() > 1)
         {
-            if let Some(e) = log.events.pop_front() {
-                log.bytes -= e.message.len();
+            if log.events.pop_front().is_none() {
+                break;
             }
         }
     }
@@ -870,15 +908,9 @@ impl Partition {
     /// The sequence number a reader starting at `start` reads first.
     pub fn resolve(&self, start: Start) -> i64 {
         let log = self.lock();
-        let first = log
-            .events
-            .front()
-            .map_or(log.next_sequence, |e| e.sequence_number);
-        let find = |pred: &dyn Fn(&StoredEvent) -> bool| {
-            let i = log.events.partition_point(|e| !pred(e));
-            log.events
-                .get(i)
-                .map_or(log.next_sequence, |e| e.sequence_number)
+        let first = log.events.first_sequence().unwrap_or(log.next_sequence);
+        let find = |pred: &dyn Fn(i64, Timestamp) -> bool| {
+            log.events.first_where(pred).unwrap_or(log.next_sequence)
         };
         match start {
             Start::Earliest => first,
@@ -891,20 +923,14 @@ impl Partition {
                 if o < 0 {
                     first
                 } else {
-                    find(&|e| {
-                        if inclusive {
-                            e.offset >= o
-                        } else {
-                            e.offset > o
-                        }
-                    })
+                    find(&|offset, _| if inclusive { offset >= o } else { offset > o })
                 }
             }
-            Start::EnqueuedTime(t, inclusive) => find(&|e| {
+            Start::EnqueuedTime(t, inclusive) => find(&|_, time| {
                 if inclusive {
-                    e.enqueued_time.0 >= t
+                    time.0 >= t
                 } else {
-                    e.enqueued_time.0 > t
+                    time.0 > t
                 }
             }),
         }
@@ -912,12 +938,7 @@ impl Partition {
 
     /// Up to `max` events from sequence number `from` (later ones if those expired).
     pub fn read(&self, from: i64, max: usize) -> Vec<StoredEvent> {
-        let log = self.lock();
-        let Some(first) = log.events.front().map(|e| e.sequence_number) else {
-            return Vec::new();
-        };
-        let start = usize::try_from(from.max(first) - first).unwrap_or(usize::MAX);
-        log.events.iter().skip(start).take(max).cloned().collect()
+        self.lock().events.read(from, max)
     }
 
     /// A receiver that changes whenever events are appended (its value: the next sequence).
@@ -948,7 +969,7 @@ impl Partition {
 
     /// Bytes of event data retained in memory.
     pub fn retained_bytes(&self) -> usize {
-        self.lock().bytes
+        self.lock().events.bytes()
     }
 }
 
@@ -1346,6 +1367,42 @@ mod tests {
         assert_eq!(p.info().begin_sequence_number, 1);
         assert_eq!(p.resolve(Start::Earliest), 1);
         assert_eq!(p.read(0, 10)[0].sequence_number, 1);
+    }
+
+    /// Events read back from the file are the events stored: same numbers, times and bytes,
+    /// whether the file's runs of records came from one batch or several.
+    #[test]
+    fn reopened_events_are_the_stored_ones() {
+        let dir = std::env::temp_dir().join(format!("ehub-store-runs-{}", std::process::id()));
+        let path = partition_path(&dir, "eh1", 0);
+        let _ = std::fs::remove_file(&path);
+        let mut stored = Vec::new();
+        {
+            let p = Partition::open(&path, Retention::default(), Fsync::Never).unwrap();
+            for (i, batch) in [&[b"a" as &[u8], b"bb", b""][..], &[b"ccc"], &[b"d", b"e"]]
+                .iter()
+                .enumerate()
+            {
+                let key = Str::from(format!("k{i}"));
+                let msgs = batch
+                    .iter()
+                    .map(|b| Message::with_data(Bytes::copy_from_slice(b)));
+                stored.extend(p.append(msgs.collect(), Some(&key)).unwrap());
+            }
+        }
+        let p = Partition::open(&path, Retention::default(), Fsync::Never).unwrap();
+        let back = p.read(0, 100);
+        assert_eq!(back.len(), stored.len());
+        for (a, b) in stored.iter().zip(&back) {
+            assert_eq!(
+                (a.sequence_number, a.offset, a.enqueued_time, &a.message),
+                (b.sequence_number, b.offset, b.enqueued_time, &b.message)
+            );
+        }
+        let total: usize = stored.iter().map(|e| e.message.len()).sum();
+        assert_eq!(p.retained_bytes(), total);
+        assert_eq!(p.resolve(Start::Offset(stored[4].offset, true)), 4);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
