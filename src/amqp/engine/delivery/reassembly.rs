@@ -25,6 +25,8 @@ struct Partial {
     state: Option<DeliveryState>,
     body: Body,
     size: u64,
+    /// Whether `body` is a buffer of ours the parts were copied into (not the input's).
+    copied: bool,
 }
 
 /// The payload of a delivery so far.
@@ -39,25 +41,40 @@ enum Body {
 }
 
 impl Partial {
-    /// Appends a frame's payload.
-    fn push(&mut self, payload: InPayload) {
+    /// Appends a frame's payload (copied into `spare` when that can take the delivery).
+    fn push(&mut self, payload: InPayload, spare: &mut BytesMut) {
         self.body = match (std::mem::replace(&mut self.body, Body::Empty), payload) {
             (Body::Empty, InPayload::Shared(b)) => Body::Shared(b),
             (Body::Empty, InPayload::Owned(b)) => Body::Owned(b),
             (Body::Shared(first), next) => {
-                let mut buf = BytesMut::with_capacity(first.len() + next.len());
+                let mut buf = reclaimed(spare, first.len() + next.len())
+                    .unwrap_or_else(|| BytesMut::with_capacity(first.len() + next.len()));
                 buf.extend_from_slice(&first);
-                extend(&mut buf, next);
+                extend(&mut buf, next, spare);
+                self.copied = true;
                 Body::Owned(buf)
             }
             (Body::Owned(mut buf), next) => {
-                extend(&mut buf, next);
+                self.copied |= extend(&mut buf, next, spare);
                 Body::Owned(buf)
             }
         };
     }
 
-    fn finish(self) -> Delivery {
+    /// The whole delivery; a buffer it was copied into is remembered in `spare`, to be
+    /// written again once the delivery has been dropped.
+    fn finish(self, spare: &mut BytesMut) -> Delivery {
+        let body = match self.body {
+            Body::Owned(mut b) if self.copied && b.capacity() <= SPARE_LIMIT => {
+                *spare = b.split_off(b.len());
+                Body::Owned(b)
+            }
+            body => body,
+        };
+        Partial { body, ..self }.into_delivery()
+    }
+
+    fn into_delivery(self) -> Delivery {
         Delivery {
             delivery_id: self.delivery_id,
             tag: self.tag,
@@ -73,14 +90,26 @@ impl Partial {
     }
 }
 
+/// Largest buffer a link keeps between deliveries for the next one to be copied into.
+const SPARE_LIMIT: usize = 8 << 20;
+
+/// `spare`, emptied, when nothing refers to it any more and it can take `len` bytes.
+fn reclaimed(spare: &mut BytesMut, len: usize) -> Option<BytesMut> {
+    spare.clear();
+    spare.try_reclaim(len).then(|| std::mem::take(spare))
+}
+
 /// Appends `next` to `buf`: without a copy when `next` is the memory right behind `buf`
 /// (a continuation frame compacted behind the frame before, see
-/// [`crate::amqp::frame::cut_frame_split`]), else copied, growing `buf` at least twofold so
-/// that a long delivery is not copied over and over.
-fn extend(buf: &mut BytesMut, next: InPayload) {
+/// [`crate::amqp::frame::cut_frame_split`]), else copied: into `spare` when that is free
+/// and large enough (a buffer an earlier delivery was copied into: its memory is written
+/// again rather than allocated anew and zeroed by the kernel), else into `buf` grown at
+/// least twofold so that a long delivery is not copied over and over. True when `buf` is
+/// now a buffer the parts were copied into.
+fn extend(buf: &mut BytesMut, next: InPayload, spare: &mut BytesMut) -> bool {
     let next = match next {
         InPayload::Owned(next) => match buf.try_unsplit(next) {
-            Ok(()) => return,
+            Ok(()) => return false,
             Err(next) => InPayload::Owned(next),
         },
         shared => shared,
@@ -89,10 +118,18 @@ fn extend(buf: &mut BytesMut, next: InPayload) {
         InPayload::Shared(b) => b,
         InPayload::Owned(b) => b,
     };
-    if buf.capacity() - buf.len() < slice.len() {
-        buf.reserve(slice.len().max(buf.len()));
+    let moved = buf.capacity() - buf.len() < slice.len();
+    if moved {
+        match reclaimed(spare, buf.len() + slice.len()) {
+            Some(mut into) => {
+                into.extend_from_slice(buf);
+                *buf = into;
+            }
+            None => buf.reserve(slice.len().max(buf.len())),
+        }
     }
     buf.extend_from_slice(slice);
+    moved
 }
 
 /// A receiving link's reassembly state.
@@ -103,6 +140,8 @@ pub(crate) struct Reassembly {
     discarding: bool,
     /// Largest message we reassemble.
     pub max_message_size: u64,
+    /// What is left of the last buffer a delivery was copied into (see [`extend`]).
+    spare: BytesMut,
 }
 
 impl Default for Reassembly {
@@ -111,6 +150,7 @@ impl Default for Reassembly {
             partial: None,
             discarding: false,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            spare: BytesMut::new(),
         }
     }
 }
@@ -175,6 +215,7 @@ impl Reassembly {
                     state: None,
                     body: Body::Empty,
                     size: 0,
+                    copied: false,
                 });
             }
         }
@@ -198,11 +239,11 @@ impl Reassembly {
         if t.state.is_some() {
             p.state = t.state;
         }
-        p.push(payload);
+        p.push(payload, &mut self.spare);
         if t.more {
             return Ok(None);
         }
-        Ok(self.partial.take().map(Partial::finish))
+        Ok(self.partial.take().map(|p| p.finish(&mut self.spare)))
     }
 
     /// Drops the delivery in progress and whatever frames of it still come.
@@ -378,6 +419,42 @@ mod tests {
             .is_none());
         let d = r.on_transfer(frame(None, false), Bytes::from_static(b"c"), &mut c);
         assert_eq!(d.unwrap().unwrap().payload, Bytes::from_static(b"abc"));
+    }
+
+    /// A delivery of three separate frames, its parts `[1; 1000]`, `[2; 1000]`, `[3; 1000]`.
+    fn three_parts(r: &mut Reassembly, c: &mut Credit, id: u32) -> Bytes {
+        r.on_transfer(frame(Some(id), true), Bytes::from(vec![1; 1000]), c)
+            .unwrap();
+        r.on_transfer(frame(None, true), Bytes::from(vec![2; 1000]), c)
+            .unwrap();
+        let d = r.on_transfer(frame(None, false), Bytes::from(vec![3; 1000]), c);
+        let payload = d.unwrap().unwrap().payload;
+        let want: Vec<u8> = [1u8, 2, 3].iter().flat_map(|&b| [b; 1000]).collect();
+        assert_eq!(payload, want);
+        payload
+    }
+
+    /// The buffer a delivery was copied into is written again for the next one, but only
+    /// once the first has been dropped: a delivery still held is never overwritten.
+    #[test]
+    fn a_copied_delivery_buffer_is_reused_once_dropped() {
+        let mut r = Reassembly::default();
+        let mut c = credit(10);
+        let first = three_parts(&mut r, &mut c, 0);
+        let at = first.as_ptr();
+        // The link kept what is left of that buffer (malloc alone could hand the same memory
+        // back, so the pointer below would not prove the reuse by itself).
+        assert_eq!(r.spare.as_ptr(), at.wrapping_add(first.len()));
+        drop(first);
+        let second = three_parts(&mut r, &mut c, 1);
+        assert_eq!(
+            second.as_ptr(),
+            at,
+            "the dropped delivery's buffer is reused"
+        );
+        let third = three_parts(&mut r, &mut c, 2);
+        assert_ne!(third.as_ptr(), second.as_ptr());
+        assert_eq!(second[1500], 2, "the held delivery is intact");
     }
 
     #[test]
