@@ -20,9 +20,11 @@ use crate::wire::annotations as annotation;
 use crate::wire::idempotent::{self, PublishingState, Stamp};
 use events::Events;
 use producers::Producers;
+use section::{DigitCount, OffsetText, SectionTemplate, ServiceSection};
 
 mod events;
 pub(crate) mod producers;
+mod section;
 
 /// An event as stored: the encoded message with the service's annotations.
 #[derive(Clone, Debug)]
@@ -271,58 +273,6 @@ const ENQUEUED_TIME_KEY: AnnotationKey =
 const PARTITION_KEY_KEY: AnnotationKey =
     AnnotationKey::Symbol(Symbol::from_static(annotation::PARTITION_KEY));
 
-/// A non-negative number's decimal digits, made without allocating.
-struct Decimal {
-    digits: [u8; 20],
-    start: usize,
-}
-
-impl Decimal {
-    /// How many digits `n` has.
-    fn len_of(n: i64) -> usize {
-        n.unsigned_abs()
-            .checked_ilog10()
-            .map_or(1, |l| l as usize + 1)
-    }
-
-    fn new(n: i64) -> Self {
-        let mut digits = [b'0'; 20];
-        let mut n = n.unsigned_abs();
-        // Up to 16 digits (every offset a partition reaches) are made in a register and
-        // stored at once: written byte by byte they would be read back, a moment later, by
-        // a wider load that cannot be forwarded from those stores, a stall on every event.
-        let mut word = 0u128;
-        let mut len = 0;
-        while len < 16 {
-            word |= u128::from(b'0' + (n % 10) as u8) << (8 * len);
-            n /= 10;
-            len += 1;
-            if n == 0 {
-                digits[4..].copy_from_slice(&word.to_be_bytes());
-                return Decimal {
-                    digits,
-                    start: 20 - len,
-                };
-            }
-        }
-        digits[4..].copy_from_slice(&word.to_be_bytes());
-        let mut start = 4;
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 || start == 0 {
-                break;
-            }
-        }
-        Decimal { digits, start }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.digits[self.start..]
-    }
-}
-
 /// An event the store stamps: scanned into a [`RawMessage`], or read in place in the
 /// buffer it came in ([`EventLayout`], whose bytes are `within`).
 trait Stampable {
@@ -399,114 +349,6 @@ fn goes_direct(m: &RawMessage, service_keys: &[&str]) -> bool {
     m.message_annotations().is_none_or(|a| {
         a.is_empty() || (a.raw_entries().is_some() && !a.contains_any_key(service_keys))
     })
-}
-
-/// The message-annotations section the service gives an event with no annotations of its
-/// own: sequence number, offset (as text), enqueued time and, when the batch had one, the
-/// partition key; encoded straight from the values (a map of `Value`s would be built, sized
-/// and encoded for every event).
-struct ServiceSection<'a> {
-    now: Timestamp,
-    key: Option<&'a [u8]>,
-    /// The event's own annotations as they came (their entries' encoding and the number of
-    /// keys and values), written first; none of them is a key the service writes.
-    own: (&'a [u8], usize),
-}
-
-/// `0x00 0x53 0x72`: a described section, descriptor smallulong 0x72 (message-annotations).
-const MESSAGE_ANNOTATIONS_PREFIX: [u8; 3] = [0x00, 0x53, 0x72];
-
-impl<'a> ServiceSection<'a> {
-    fn key_len(k: &str) -> usize {
-        2 + k.len()
-    }
-
-    fn str_len(n: usize) -> usize {
-        if n <= 0xff {
-            2 + n
-        } else {
-            5 + n
-        }
-    }
-
-    /// Bytes of the map's pairs.
-    fn pairs_len(&self, offset_digits: usize) -> usize {
-        let mut n = self.own.0.len()
-            + Self::key_len(annotation::SEQUENCE_NUMBER)
-            + 9
-            + Self::key_len(annotation::OFFSET)
-            + Self::str_len(offset_digits)
-            + Self::key_len(annotation::ENQUEUED_TIME)
-            + 9;
-        if let Some(k) = self.key {
-            n += Self::key_len(annotation::PARTITION_KEY) + Self::str_len(k.len());
-        }
-        n
-    }
-
-    fn count(&self) -> usize {
-        self.own.1 + if self.key.is_some() { 8 } else { 6 }
-    }
-
-    /// The same section for an event whose own annotations are `own` (see the field).
-    fn with_own<'b>(&self, own: (&'b [u8], usize)) -> ServiceSection<'b>
-    where
-        'a: 'b,
-    {
-        ServiceSection {
-            now: self.now,
-            key: self.key,
-            own,
-        }
-    }
-
-    /// The whole section's size.
-    fn len(&self, offset_digits: usize) -> usize {
-        let pairs = self.pairs_len(offset_digits);
-        MESSAGE_ANNOTATIONS_PREFIX.len() + if pairs < 0xff { 3 + pairs } else { 9 + pairs }
-    }
-
-    fn write<B: BufMut>(&self, buf: &mut B, seq: i64, offset: &Decimal) {
-        fn key<B: BufMut>(buf: &mut B, k: &str) {
-            buf.put_u8(0xa3);
-            buf.put_u8(k.len() as u8);
-            buf.put_slice(k.as_bytes());
-        }
-        fn string<B: BufMut>(buf: &mut B, s: &[u8]) {
-            if s.len() <= 0xff {
-                buf.put_u8(0xa1);
-                buf.put_u8(s.len() as u8);
-            } else {
-                buf.put_u8(0xb1);
-                buf.put_u32(s.len() as u32);
-            }
-            buf.put_slice(s);
-        }
-        let pairs = self.pairs_len(offset.as_bytes().len());
-        buf.put_slice(&MESSAGE_ANNOTATIONS_PREFIX);
-        if pairs < 0xff {
-            buf.put_u8(0xc1);
-            buf.put_u8((pairs + 1) as u8);
-            buf.put_u8(self.count() as u8);
-        } else {
-            buf.put_u8(0xd1);
-            buf.put_u32((pairs + 4) as u32);
-            buf.put_u32(self.count() as u32);
-        }
-        buf.put_slice(self.own.0);
-        key(buf, annotation::SEQUENCE_NUMBER);
-        buf.put_u8(0x81);
-        buf.put_i64(seq);
-        key(buf, annotation::OFFSET);
-        string(buf, offset.as_bytes());
-        key(buf, annotation::ENQUEUED_TIME);
-        buf.put_u8(0x83);
-        buf.put_i64(self.now.0);
-        if let Some(k) = self.key {
-            key(buf, annotation::PARTITION_KEY);
-            string(buf, k);
-        }
-    }
 }
 
 /// Frames on disk: `len:u32 crc:u32 bytes`.
@@ -833,22 +675,23 @@ impl Partition {
             .map(|m| m.as_raw().is_none_or(|m| goes_direct(m, service_keys)))
             .collect();
         let mut digits = BytesMut::new();
-        let mut offset_text = |offset: i64| {
+        let mut offset_str = |offset: i64| {
             use std::io::Write as _;
             let _ = write!((&mut digits).writer(), "{offset}");
             Str::from_utf8(digits.split().freeze()).unwrap_or_default()
         };
         let (mut seq, mut offset) = (log.next_sequence, log.next_offset);
+        let mut digit_count = DigitCount::new(offset);
         let mut total = 0usize;
         for (m, &direct) in messages.iter().zip(&direct) {
             let n = match m.as_raw() {
                 Some(m) if !direct => {
-                    stamp(&mut stamps, m, seq, &offset_text(offset));
+                    stamp(&mut stamps, m, seq, &offset_str(offset));
                     m.encoded_len_with(&stamps)
                 }
                 _ => {
                     let section = section.with_own(m.own_entries(within));
-                    m.len_with_section(within, section.len(Decimal::len_of(offset)))
+                    m.len_with_section(within, section.len(digit_count.of(offset)))
                 }
             };
             total = total.saturating_add(n);
@@ -867,20 +710,29 @@ impl Partition {
             d.records.clear();
             &mut d.records
         });
-        (seq, offset) = (log.next_sequence, log.next_offset);
+        seq = log.next_sequence;
+        let mut offset = OffsetText::new(log.next_offset);
+        let mut template = SectionTemplate::default();
         for (m, &direct) in messages.iter().zip(&direct) {
             log.events.start_event(&mut batch);
             let buf = log.events.buf();
             let start = buf.len();
             match m.as_raw() {
                 Some(m) if !direct => {
-                    stamp(&mut stamps, m, seq, &offset_text(offset));
+                    stamp(&mut stamps, m, seq, &offset_str(offset.value()));
                     m.encode_with(&stamps, buf);
                 }
                 _ => {
-                    let text = Decimal::new(offset);
-                    let section = section.with_own(m.own_entries(within));
-                    m.write_with_section(within, buf, |b| section.write(b, seq, &text));
+                    let text = offset.text();
+                    match m.own_entries(within) {
+                        ([], 0) => m.write_with_section(within, buf, |b| {
+                            template.write(&section, b, seq, &text)
+                        }),
+                        own => {
+                            let section = section.with_own(own);
+                            m.write_with_section(within, buf, |b| section.write(b, seq, &text));
+                        }
+                    }
                 }
             }
             let message = buf.get(start..).unwrap_or_default();
@@ -890,7 +742,7 @@ impl Partition {
                 records.extend_from_slice(message);
             }
             seq += 1;
-            offset += message.len() as i64;
+            offset.advance(message.len());
         }
         // Durable before visible: an event is acknowledged only after it is in the file.
         if let Some(d) = log.disk.as_mut() {
@@ -906,7 +758,7 @@ impl Partition {
         log.events
             .commit(batch, log.next_sequence, log.next_offset, now);
         log.next_sequence = seq;
-        log.next_offset = offset;
+        log.next_offset = offset.value();
         Ok((n, seq))
     }
 
@@ -1273,65 +1125,6 @@ mod tests {
 
     /// The section written straight from the values is the one the map gives: same
     /// annotations, exact size, for short and long keys (str32, map32) and large offsets.
-    #[test]
-    fn the_direct_service_section_decodes_as_the_map_would() {
-        use crate::amqp::codec::{Decode, Decoder, Encode};
-        use crate::amqp::types::message::MessageAnnotations;
-        let long_key = "k".repeat(300);
-        // An event's own annotations, as they came: written first, as they are.
-        let mut own = Annotations::default();
-        own.insert("x-opt-producer-id", Value::Long(12));
-        own.insert(7u64, Value::String(Str::from("v".repeat(250))));
-        let mut own_wire = BytesMut::new();
-        own.encode(&mut own_wire);
-        let own_decoded = Annotations::decode(&mut Decoder::new(own_wire.freeze())).unwrap();
-        let owns = [None, Some(&own_decoded)];
-        for (key, own) in [None, Some("pk"), Some(long_key.as_str())]
-            .into_iter()
-            .flat_map(|k| owns.iter().map(move |o| (k, *o)))
-        {
-            for (seq, offset) in [
-                (0i64, 0i64),
-                (7, 123_456),
-                (8, 9_999_999_999_999_999),
-                (9, 10_000_000_000_000_000),
-                (i64::MAX, i64::MAX),
-            ] {
-                let section = ServiceSection {
-                    now: Timestamp(1_700_000_000_123),
-                    key: key.map(str::as_bytes),
-                    own: own.map_or((&[], 0), |o| o.raw_entries().unwrap()),
-                };
-                let text = Decimal::new(offset);
-                assert_eq!(text.as_bytes(), offset.to_string().as_bytes());
-                let mut buf = BytesMut::new();
-                section.write(&mut buf, seq, &text);
-                assert_eq!(
-                    buf.len(),
-                    section.len(Decimal::len_of(offset)),
-                    "{key:?} {offset}"
-                );
-                let mut d = Decoder::new(buf.freeze());
-                let a = MessageAnnotations::decode(&mut d).unwrap();
-                assert!(d.is_empty());
-                let mut want = own.cloned().unwrap_or_default();
-                want.insert(annotation::SEQUENCE_NUMBER, Value::Long(seq));
-                want.insert(
-                    annotation::OFFSET,
-                    Value::String(Str::from(offset.to_string())),
-                );
-                want.insert(
-                    annotation::ENQUEUED_TIME,
-                    Value::Timestamp(Timestamp(1_700_000_000_123)),
-                );
-                if let Some(k) = key {
-                    want.insert(annotation::PARTITION_KEY, Value::String(Str::from(k)));
-                }
-                assert_eq!(a.0, want, "{key:?} {offset}");
-            }
-        }
-    }
-
     /// Offsets are byte positions: each stored event's offset is the sum of the sizes
     /// before it, whichever way its annotations were written.
     #[test]

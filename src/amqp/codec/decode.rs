@@ -702,6 +702,31 @@ impl Decoder {
         }
     }
 
+    /// Consumes a value described by the small ulong `code` whose value is a binary (vbin8 or
+    /// vbin32) lying whole in the input, and returns where its content lies in the buffer, as
+    /// [`Decoder::eat_small_descriptor`] and [`Decoder::binary_range`] would in turn. `None`,
+    /// consuming nothing, for anything else: the caller reads it the general way, which names
+    /// the error if there is one. For runs of data sections, read once per event.
+    #[inline]
+    pub fn eat_described_binary(&mut self, code: u8) -> Option<std::ops::Range<usize>> {
+        let rest = self.buf.get(self.pos..self.end)?;
+        let (header, len) = match *rest {
+            [fc::DESCRIBED, fc::SMALLULONG, c, fc::VBIN8, n, ..] if c == code => {
+                (5, usize::from(n))
+            }
+            [fc::DESCRIBED, fc::SMALLULONG, c, fc::VBIN32, a, b, c2, d, ..] if c == code => {
+                (8, u32::from_be_bytes([a, b, c2, d]) as usize)
+            }
+            _ => return None,
+        };
+        if rest.len() - header < len {
+            return None;
+        }
+        let start = self.pos + header;
+        self.pos = start + len;
+        Some(start..self.pos)
+    }
+
     /// Reads a described list with the given descriptor and returns a reader over its fields.
     pub fn read_composite(
         &mut self,

@@ -27,6 +27,8 @@ struct Partial {
     size: u64,
     /// Whether `body` is a buffer of ours the parts were copied into (not the input's).
     copied: bool,
+    /// Frames taken in so far.
+    parts: u32,
 }
 
 /// The payload of a delivery so far.
@@ -43,6 +45,7 @@ enum Body {
 impl Partial {
     /// Appends a frame's payload (copied into `spare` when that can take the delivery).
     fn push(&mut self, payload: InPayload, spare: &mut BytesMut) {
+        self.parts = self.parts.saturating_add(1);
         self.body = match (std::mem::replace(&mut self.body, Body::Empty), payload) {
             (Body::Empty, InPayload::Shared(b)) => Body::Shared(b),
             (Body::Empty, InPayload::Owned(b)) => Body::Owned(b),
@@ -216,6 +219,7 @@ impl Reassembly {
                     body: Body::Empty,
                     size: 0,
                     copied: false,
+                    parts: 0,
                 });
             }
         }
@@ -246,6 +250,14 @@ impl Reassembly {
         Ok(self.partial.take().map(|p| p.finish(&mut self.spare)))
     }
 
+    /// True when the delivery in progress is one frame's payload still lying in the input
+    /// buffer: its next frame, compacted behind it, joins it without a copy (see
+    /// [`crate::amqp::frame::cut_frame_split`]). A third frame could not join so (the second
+    /// frame's header is left between them), so compacting it would only add a copy.
+    pub(crate) fn joins_next_in_place(&self) -> bool {
+        matches!(&self.partial, Some(p) if p.parts == 1 && !p.copied && matches!(p.body, Body::Owned(_)))
+    }
+
     /// Drops the delivery in progress and whatever frames of it still come.
     pub(crate) fn discard(&mut self) {
         self.partial = None;
@@ -261,8 +273,10 @@ impl Connection {
         payload: InPayload,
     ) {
         // The next frame is likely this delivery's continuation (a sender finishes a started
-        // delivery before others on the session): it is cut to join this one in place.
-        self.continuation_expected = t.more && !t.aborted;
+        // delivery before others on the session): it is cut to join this one in place when
+        // that can work (set below).
+        self.continuation_expected = false;
+        let more = t.more && !t.aborted;
         let Some(s) = self.sessions.get_mut(&local) else {
             return;
         };
@@ -301,7 +315,10 @@ impl Connection {
         }
         let delivery = match l.incoming.on_transfer(t, payload, &mut l.credit) {
             Ok(Some(d)) => d,
-            Ok(None) => return,
+            Ok(None) => {
+                self.continuation_expected = more && l.incoming.joins_next_in_place();
+                return;
+            }
             Err(e) => {
                 self.fail_link(id, e);
                 return;
@@ -455,6 +472,31 @@ mod tests {
         let third = three_parts(&mut r, &mut c, 2);
         assert_ne!(third.as_ptr(), second.as_ptr());
         assert_eq!(second[1500], 2, "the held delivery is intact");
+    }
+
+    /// Only a delivery's second frame is worth compacting behind the first: once two frames
+    /// are joined, the next one cannot be (and a copied one never can).
+    #[test]
+    fn only_the_second_frame_can_join_in_place() {
+        let mut r = Reassembly::default();
+        let mut c = credit(3);
+        assert!(!r.joins_next_in_place(), "no delivery");
+        let mut input = BytesMut::from(&[7u8; 300][..]);
+        let first = input.split_to(100);
+        r.on_transfer(frame(Some(0), true), first, &mut c).unwrap();
+        assert!(r.joins_next_in_place(), "one frame in the input buffer");
+        r.on_transfer(frame(None, true), input.split_to(100), &mut c)
+            .unwrap();
+        assert!(!r.joins_next_in_place(), "two frames joined");
+        let d = r.on_transfer(frame(None, false), input, &mut c).unwrap();
+        assert_eq!(d.unwrap().payload.len(), 300);
+        assert!(!r.joins_next_in_place(), "delivered");
+        r.on_transfer(frame(Some(1), true), Bytes::from(vec![1; 10]), &mut c)
+            .unwrap();
+        assert!(
+            !r.joins_next_in_place(),
+            "a shared frame is copied to be joined"
+        );
     }
 
     #[test]

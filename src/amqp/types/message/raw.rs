@@ -55,6 +55,18 @@ pub(crate) fn walk_sections(
     let (mut head_end, mut tail_start) = (None, None);
     while !d.is_empty() {
         let at = d.offset();
+        // A data section of a binary, the usual body and each event of a batch, is read in
+        // place in one step.
+        if prev.is_none_or(|p| SectionKind::Data.may_follow(p)) {
+            if let Some(range) = d.eat_described_binary(DATA_CODE as u8) {
+                if head_end.is_none() {
+                    (head_end, tail_start) = (Some(at), Some(at));
+                }
+                data(Some(range));
+                prev = Some(SectionKind::Data);
+                continue;
+            }
+        }
         let kind = next_section(d, prev)?;
         if head_end.is_none() && kind.rank() > SectionKind::MessageAnnotations.rank() {
             (head_end, tail_start) = (Some(at), Some(at));
@@ -128,6 +140,17 @@ impl EventLayout {
     /// scans it with [`RawMessage::scan`], which accepts the one and names the error of the
     /// other, so this never accepts what that refuses.
     pub fn scan(d: &mut Decoder, range: std::ops::Range<usize>) -> Option<EventLayout> {
+        d.set_window(range.clone());
+        // An event that is one data section (a batch's usual event) is known at a glance.
+        let at = d.offset();
+        if d.eat_described_binary(DATA_CODE as u8).is_some() && d.is_empty() {
+            return Some(EventLayout {
+                range,
+                head_end: at,
+                tail_start: at,
+                annotations: 0..0,
+            });
+        }
         d.set_window(range.clone());
         let mut annotations = 0..0;
         let walk = walk_sections(
