@@ -5,7 +5,7 @@
 
 use crate::amqp::codec::Timestamp;
 use crate::wire::annotations as annotation;
-use bytes::BufMut;
+use bytes::{BufMut, BytesMut};
 
 /// A non-negative number's decimal digits, made without allocating.
 pub(super) struct Decimal {
@@ -341,7 +341,7 @@ impl SectionTemplate {
     pub(super) fn write(
         &mut self,
         section: &ServiceSection,
-        buf: &mut impl BufMut,
+        buf: &mut BytesMut,
         seq: i64,
         offset: &Decimal,
     ) {
@@ -349,22 +349,25 @@ impl SectionTemplate {
         if digits.len() != self.digits {
             self.make(section, digits.len());
         }
-        let (seq_at, digits_at) = (self.seq_at, self.digits_at);
-        let patched = match self.bytes.get_mut(seq_at..digits_at + digits.len()) {
+        let start = buf.len();
+        buf.extend_from_slice(&self.bytes);
+        // Patched where it was written: patched in the template and then copied, the fresh
+        // bytes would be read back at once by the copy's wide loads, which the processor
+        // cannot serve from its store buffer (a stall on every event).
+        let (seq_at, digits_at) = (start + self.seq_at, start + self.digits_at);
+        let patched = match buf.get_mut(seq_at..digits_at + digits.len()) {
             Some(place) if digits_at >= seq_at + 8 => {
                 let (seq_bytes, rest) = place.split_at_mut(8);
                 seq_bytes.copy_from_slice(&seq.to_be_bytes());
-                let at = digits_at - seq_at - 8;
-                rest.get_mut(at..)
+                rest.get_mut(digits_at - seq_at - 8..)
                     .map(|d| d.copy_from_slice(digits))
                     .is_some()
             }
             _ => false,
         };
-        if patched {
-            buf.put_slice(&self.bytes);
-        } else {
+        if !patched {
             // Not reached: `places` matches `write`, as a test checks.
+            buf.truncate(start);
             section.write(buf, seq, offset);
         }
     }
@@ -375,7 +378,6 @@ mod tests {
     use super::*;
     use crate::amqp::codec::{Str, Value};
     use crate::amqp::types::message::Annotations;
-    use bytes::BytesMut;
 
     #[test]
     fn the_direct_service_section_decodes_as_the_map_would() {

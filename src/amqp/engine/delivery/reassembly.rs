@@ -99,7 +99,12 @@ const SPARE_LIMIT: usize = 8 << 20;
 /// `spare`, emptied, when nothing refers to it any more and it can take `len` bytes.
 fn reclaimed(spare: &mut BytesMut, len: usize) -> Option<BytesMut> {
     spare.clear();
-    spare.try_reclaim(len).then(|| std::mem::take(spare))
+    // Asked for more than it holds, a free spare goes back to the start of its allocation
+    // (its whole capacity); asked for `len` alone, it could stay the tail it is, too short
+    // for the delivery, which would then be copied again to grow.
+    spare
+        .try_reclaim(len.max(spare.capacity() + 1))
+        .then(|| std::mem::take(spare))
 }
 
 /// Appends `next` to `buf`: without a copy when `next` is the memory right behind `buf`
@@ -472,6 +477,45 @@ mod tests {
         let third = three_parts(&mut r, &mut c, 2);
         assert_ne!(third.as_ptr(), second.as_ptr());
         assert_eq!(second[1500], 2, "the held delivery is intact");
+    }
+
+    /// A long delivery (sixteen 64 KiB frames with headers between them, as a 1 MiB batch
+    /// comes) is copied into the buffer the one before it grew to, from its start: the
+    /// buffer is not left at the short tail the last delivery did not use, which would be
+    /// outgrown and copied again within the delivery.
+    #[test]
+    fn a_long_delivery_reuses_the_whole_buffer_of_the_one_before() {
+        let mut r = Reassembly::default();
+        let mut c = credit(10);
+        let mut first = None;
+        for id in 0..3u32 {
+            let mut input = BytesMut::from(&vec![id as u8; 17 * 65_536][..]);
+            let mut got = None;
+            for i in 0..17 {
+                let mut t = frame((i == 0).then_some(id), i < 16);
+                t.delivery_tag = (i == 0).then(|| Bytes::from_static(b"t"));
+                let _header = input.split_to(30);
+                got = r.on_transfer(t, input.split_to(65_000), &mut c).unwrap();
+                // Where the parts are copied to from the second frame on: the start of the
+                // first delivery's buffer (a copy back to it at the end would look the same).
+                let copied_to = match r.partial.as_ref().map(|p| &p.body) {
+                    Some(Body::Owned(b)) if id > 0 && i >= 1 => Some(b.as_ptr() as usize),
+                    _ => None,
+                };
+                if let (Some(at), Some(first)) = (copied_to, first) {
+                    assert_eq!(at, first, "delivery {id}, frame {i}");
+                }
+            }
+            let d = got.unwrap();
+            assert_eq!(d.payload.len(), 17 * 65_000);
+            assert!(d.payload.iter().all(|&b| b == id as u8));
+            let at = d.payload.as_ptr() as usize;
+            assert_eq!(
+                *first.get_or_insert(at),
+                at,
+                "delivery {id} in the first's buffer"
+            );
+        }
     }
 
     /// Only a delivery's second frame is worth compacting behind the first: once two frames
