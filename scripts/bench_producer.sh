@@ -20,9 +20,12 @@
 #                 work; the best of them in each round is the reference for the 64 KiB target
 # and prints events/s, MB/s (body bytes, 10^6), client CPU seconds in the timed window
 # (first batch to last acknowledgement), CPU µs per event, peak RSS of the sending process and
-# the emulator's CPU seconds over the same run. The summary shows medians over the rounds; the
-# ratios are computed within each round (median and range), which is what holds up on a busy
-# machine. CPU times come in clock ticks (10 ms), so tiny BENCH_SCALEs make them coarse.
+# the emulator's CPU seconds (and µs per event) over the same run; then the emulator's CPU per
+# ingested event over the client's per sent event, per round (issue 15: below 1 for
+# rust-producer-x1 at 100 B, so that the client, not the emulator, sets the pace). The summary
+# shows medians over the rounds; the ratios are computed within each round (median and range),
+# which is what holds up on a busy machine. CPU times come in clock ticks (10 ms), so tiny
+# BENCH_SCALEs make them coarse.
 #
 # Environment:
 #   EVENTHUBS_PYTHON_CLIENT  python with azure-eventhub (default
@@ -152,6 +155,8 @@ awk -v K="$inflight" "$BENCH_AWK_STATS"'
     us[k] = us[k] " " (f["cpu"] / f["events"] * 1e6)
     rss[k] = rss[k] " " (f["maxrss_kib"] / 1024)
     ecpu[k] = ecpu[k] " " emu
+    eus[k] = eus[k] " " (emu / f["events"] * 1e6)
+    pereus[round, k] = emu / f["events"] * 1e6
     loads[k] = loads[k] " " load
     per[round, k] = r
     if (f["impl"] ~ /^rust-lowlevel/ && r > per[round, size SUBSEP "lowlevel-best"]) per[round, size SUBSEP "lowlevel-best"] = r
@@ -166,6 +171,13 @@ awk -v K="$inflight" "$BENCH_AWK_STATS"'
     m = median(list)
     printf "  %-50s %6.2fx (per round %s)%s\n", what, m, range(list), target == "" ? "" : (m >= target ? "  target >= " target "x: MET" : "  target >= " target "x: NOT MET")
   }
+  function emuratio(k, what, below,   rr, list, m) {
+    list = ""
+    for (rr in rounds) if ((rr, k) in pereus && (rr, k) in perus && perus[rr, k] > 0) list = list " " pereus[rr, k] / perus[rr, k]
+    if (list == "") return
+    m = median(list)
+    printf "  %-50s %6.2fx (per round %s)%s\n", what, m, range(list), below == "" ? "" : (m < below ? "  target < " below "x: MET" : "  target < " below "x: NOT MET")
+  }
   function cpuratio(num, den, what,   rr, list) {
     list = ""
     for (rr in rounds) if ((rr, num) in perus && (rr, den) in perus && perus[rr, den] > 0) list = list " " perus[rr, num] / perus[rr, den]
@@ -174,10 +186,10 @@ awk -v K="$inflight" "$BENCH_AWK_STATS"'
   }
   END {
     if (!n) { print "no results (see the log)"; exit 1 }
-    printf "%-7s %-17s %10s %8s %7s %9s %8s %7s %5s\n", "size", "client", "events/s", "MB/s", "CPU s", "CPU us/ev", "RSS MiB", "emu CPU", "load"
+    printf "%-7s %-17s %10s %8s %7s %9s %8s %7s %9s %5s\n", "size", "client", "events/s", "MB/s", "CPU s", "CPU us/ev", "RSS MiB", "emu CPU", "emu us/ev", "load"
     for (i = 1; i <= n; i++) {
       split(order[i], p, SUBSEP)
-      printf "%-7s %-17s %10.0f %8.1f %7.2f %9.3f %8.1f %7.2f %5s\n", label(p[1]), p[2], median(rate[order[i]]), median(mbs[order[i]]), median(cpu[order[i]]), median(us[order[i]]), median(rss[order[i]]), median(ecpu[order[i]]), median(loads[order[i]])
+      printf "%-7s %-17s %10.0f %8.1f %7.2f %9.3f %8.1f %7.2f %9.3f %5s\n", label(p[1]), p[2], median(rate[order[i]]), median(mbs[order[i]]), median(cpu[order[i]]), median(us[order[i]]), median(rss[order[i]]), median(ecpu[order[i]]), median(eus[order[i]]), median(loads[order[i]])
     }
     print ""
     x1 = "rust-producer-x1"; xk = "rust-producer-x" K; ll = "lowlevel-best"
@@ -191,6 +203,11 @@ awk -v K="$inflight" "$BENCH_AWK_STATS"'
     ratios(65536 SUBSEP x1, 65536 SUBSEP ll, "64 KiB: rust-producer-x1 / " ll, 0.5)
     ratios(65536 SUBSEP xk, 65536 SUBSEP ll, "64 KiB: " xk " / " ll, 0.5)
     ratios(100 SUBSEP ll, 100 SUBSEP "python", "100 B: lowlevel-best / python (emulator cap)", "")
+    print "emulator CPU per ingested event / client CPU per sent event (within each round; the emulator must not set the pace):"
+    emuratio(100 SUBSEP x1, "100 B: emulator / rust-producer-x1", 1)
+    emuratio(100 SUBSEP xk, "100 B: emulator / " xk, "")
+    emuratio(1024 SUBSEP x1, "1 KiB: emulator / rust-producer-x1", "")
+    emuratio(65536 SUBSEP x1, "64 KiB: emulator / rust-producer-x1", "")
     if (!havepy) exit
     print "client CPU per event, python / rust-producer-x1:"
     cpuratio(100 SUBSEP "python", 100 SUBSEP x1, "100 B")
