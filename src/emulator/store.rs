@@ -588,7 +588,29 @@ impl Partition {
     /// were stored.
     pub(crate) fn append_idempotent(
         &self,
-        mut messages: Vec<RawMessage>,
+        messages: &[RawMessage],
+        stamps: &[Stamp],
+        partition_key: Option<&Str>,
+    ) -> Result<usize, IdempotentError> {
+        self.append_idempotent_from(messages, &[], stamps, partition_key)
+    }
+
+    /// [`Partition::append_idempotent`] for events read in place in the delivery `within`
+    /// ([`Partition::store_in_place`]).
+    pub(crate) fn append_idempotent_in_place(
+        &self,
+        events: &[EventLayout],
+        within: &[u8],
+        stamps: &[Stamp],
+        partition_key: Option<&Str>,
+    ) -> Result<usize, IdempotentError> {
+        self.append_idempotent_from(events, within, stamps, partition_key)
+    }
+
+    fn append_idempotent_from<E: Stampable>(
+        &self,
+        messages: &[E],
+        within: &[u8],
         stamps: &[Stamp],
         partition_key: Option<&Str>,
     ) -> Result<usize, IdempotentError> {
@@ -597,12 +619,12 @@ impl Partition {
             .producers
             .check(stamps)
             .map_err(IdempotentError::Refused)?;
-        let fresh = messages.split_off(resent.min(messages.len()));
+        let fresh = messages.get(resent..).unwrap_or_default();
         let (Some(last), false) = (stamps.last().copied(), fresh.is_empty()) else {
             return Ok(0);
         };
         let n = fresh.len();
-        let (_, seq) = Self::append_locked(&mut log, &fresh, &[], partition_key, Instant::now())
+        let (_, seq) = Self::append_locked(&mut log, fresh, within, partition_key, Instant::now())
             .map_err(IdempotentError::Io)?;
         log.producers.commit(last);
         self.trim(&mut log);
@@ -1007,6 +1029,78 @@ mod tests {
             assert_eq!(keys[0], "x-opt-own");
             assert_eq!(keys.len(), if key.is_some() { 5 } else { 4 });
         }
+    }
+
+    /// An idempotent batch read in place is checked and stored as the scanned one is: the
+    /// same events kept (a resent prefix dropped), byte for byte but the enqueued time, the
+    /// same producer state after it, and the same refusal of a gap.
+    #[test]
+    fn idempotent_events_read_in_place_are_stored_as_scanned_ones_are() {
+        use crate::amqp::codec::Decoder;
+        use crate::wire::{batch, idempotent};
+        let (a, b) = (
+            Partition::in_memory(Retention::default()),
+            Partition::in_memory(Retention::default()),
+        );
+        let (state, _epochs) = a.attach_producer(None).unwrap();
+        let _b_epochs = b.attach_producer(Some(state)).unwrap();
+        let stamped = |first: i32, n: i32| -> Vec<Bytes> {
+            (first..first + n)
+                .map(|sequence| {
+                    let mut m = msg(b"event");
+                    idempotent::stamp(
+                        &mut m,
+                        Stamp {
+                            producer_id: state.producer_id,
+                            owner_level: state.owner_level,
+                            sequence,
+                        },
+                    );
+                    m.to_bytes()
+                })
+                .collect()
+        };
+        let untimed = |e: &StoredEvent| {
+            let mut m = Message::decode(e.message.clone()).unwrap();
+            m.message_annotations_mut()
+                .insert(annotation::ENQUEUED_TIME, Value::Null);
+            (e.sequence_number, e.offset, m.to_bytes())
+        };
+        // A first batch, the same again with two more (the first three are resent), a gap.
+        for (first, n, stored) in [(0, 3, Some(3)), (0, 5, Some(2)), (7, 1, None)] {
+            let payload = batch::build(&Message::default(), &stamped(first, n));
+            let mut d = Decoder::new(payload.clone());
+            let (mut ranges, mut layouts) = (Vec::new(), Vec::new());
+            batch::read_in_place(&mut d, &mut ranges, &mut layouts).expect("the usual shape");
+            let stamps: Vec<Stamp> = layouts
+                .iter()
+                .map(|e| idempotent::read_stamp_at(&mut d, e.annotations.clone()).unwrap())
+                .collect();
+            let in_place = a.append_idempotent_in_place(&layouts, &payload, &stamps, None);
+            let mut decoded = Message::decode(payload.clone()).unwrap();
+            let scanned =
+                b.append_idempotent(&batch::split_raw(&mut decoded).unwrap(), &stamps, None);
+            match stored {
+                Some(n) => {
+                    assert_eq!(in_place.ok(), Some(n));
+                    assert_eq!(scanned.ok(), Some(n));
+                }
+                None => {
+                    let (Err(IdempotentError::Refused(x)), Err(IdempotentError::Refused(y))) =
+                        (in_place, scanned)
+                    else {
+                        panic!("a gap is refused on both paths");
+                    };
+                    assert_eq!(x.condition, y.condition);
+                }
+            }
+        }
+        let (a, b) = (a.read(0, 100), b.read(0, 100));
+        assert_eq!(a.len(), 5);
+        assert_eq!(
+            a.iter().map(untimed).collect::<Vec<_>>(),
+            b.iter().map(untimed).collect::<Vec<_>>()
+        );
     }
 
     /// A batch this does not read in place (an event that is not a message, a body of

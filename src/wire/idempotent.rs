@@ -5,7 +5,7 @@
 //! Sequence numbers live in `0..=i32::MAX` and wrap from `i32::MAX` to 0; `-1` as the last
 //! sequence number means "nothing published yet" (the first event then gets 0).
 
-use crate::amqp::codec::{Symbol, Value};
+use crate::amqp::codec::{Decode, Decoder, Symbol, Value};
 use crate::amqp::types::definitions::Fields;
 use crate::amqp::types::message::{AnnotationKey, Annotations, Message};
 use crate::wire::link_props::{PRODUCER_EPOCH, PRODUCER_ID, PRODUCER_SEQUENCE_NUMBER};
@@ -165,6 +165,31 @@ pub fn read_stamp_in(annotations: Option<&Annotations>) -> Result<Option<Stamp>,
     }
 }
 
+/// The stamp of an event whose message-annotations map (constructor onward) lies at `map` in
+/// `d`'s buffer, read in place: for a batch read without decoding its events. `None` unless
+/// all three annotations are there as integers in range; [`read_stamp_in`] then reads the
+/// event decoded, and names what is wrong.
+pub fn read_stamp_at(d: &mut Decoder, map: std::ops::Range<usize>) -> Option<Stamp> {
+    d.set_window(map.clone());
+    let [id, epoch, seq] = d.map_value_positions([
+        PRODUCER_ID.as_str(),
+        PRODUCER_EPOCH.as_str(),
+        PRODUCER_SEQUENCE_NUMBER.as_str(),
+    ])?;
+    let mut value = |at: Option<usize>| {
+        d.set_window(at?..map.end);
+        Value::decode(d).ok()?.as_i64()
+    };
+    let producer_id = value(id)?;
+    let owner_level = i16::try_from(value(epoch)?).ok()?;
+    let sequence = i32::try_from(value(seq)?).ok().filter(|&s| s >= 0)?;
+    Some(Stamp {
+        producer_id,
+        owner_level,
+        sequence,
+    })
+}
+
 /// The most bytes [`stamp`] can add to an encoded message (widest values, a new annotations
 /// section, and a data section header that may grow from its short to its long form): what
 /// a batch for an idempotent producer keeps free per event.
@@ -186,6 +211,61 @@ pub fn max_stamp_len() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Read in place, a stamp is what the decoded annotations give, and anything unusual
+    /// (missing, null, out of range, not a number) is left to [`read_stamp_in`].
+    #[test]
+    fn stamps_read_in_place_are_the_decoded_ones_or_none() {
+        use crate::amqp::codec::Encode;
+        let stamp_of = |entries: &[(&Symbol, Value)]| {
+            let mut a = Annotations::default();
+            a.insert("x-opt-other", Value::Long(1));
+            for (k, v) in entries {
+                a.insert(k.as_str(), v.clone());
+            }
+            let mut buf = bytes::BytesMut::new();
+            a.encode(&mut buf);
+            let bytes = buf.freeze();
+            let len = bytes.len();
+            let decoded = Annotations::decode(&mut Decoder::new(bytes.clone())).unwrap();
+            let general = read_stamp_in(Some(&decoded));
+            (read_stamp_at(&mut Decoder::new(bytes), 0..len), general)
+        };
+        let (id, epoch, seq) = (&PRODUCER_ID, &PRODUCER_EPOCH, &PRODUCER_SEQUENCE_NUMBER);
+        let (got, general) = stamp_of(&[
+            (id, Value::Long(5)),
+            (epoch, Value::Short(2)),
+            (seq, Value::Int(77)),
+        ]);
+        assert_eq!(got, Some(general.unwrap().unwrap()));
+        for unusual in [
+            vec![(id, Value::Long(5)), (epoch, Value::Short(2))],
+            vec![
+                (id, Value::Long(5)),
+                (epoch, Value::Short(2)),
+                (seq, Value::Null),
+            ],
+            vec![
+                (id, Value::Long(5)),
+                (epoch, Value::Long(1 << 20)),
+                (seq, Value::Int(1)),
+            ],
+            vec![
+                (id, Value::Long(5)),
+                (epoch, Value::Short(2)),
+                (seq, Value::Int(-1)),
+            ],
+            vec![
+                (id, Value::from("5")),
+                (epoch, Value::Short(2)),
+                (seq, Value::Int(1)),
+            ],
+        ] {
+            let (got, general) = stamp_of(&unusual);
+            assert_eq!(got, None, "{unusual:?}");
+            assert!(!matches!(general, Ok(Some(_))), "{unusual:?}");
+        }
+    }
     use bytes::Bytes;
 
     #[test]

@@ -374,6 +374,40 @@ impl Decoder {
         self.seek_map_key_of(&[name]).is_some()
     }
 
+    /// Where the values of the first entries keyed `names[0]`, `names[1]`, … lie in the
+    /// buffer (the value's constructor onward), found in one pass over the map at the
+    /// cursor, which is consumed as [`Decoder::seek_map_key_of`] reads it. `None` when no map
+    /// is there or it is malformed.
+    pub fn map_value_positions<const N: usize>(
+        &mut self,
+        names: [&str; N],
+    ) -> Option<[Option<usize>; N]> {
+        let code @ (fc::MAP8 | fc::MAP32) = self.read_u8().ok()? else {
+            return None;
+        };
+        let (count, size) = self.map_header(code).ok()?;
+        self.end = self.pos + size;
+        let mut found = [None; N];
+        for _ in 0..count / 2 {
+            match self.text_range() {
+                Some(key) => {
+                    let key = self.buf.get(key)?;
+                    let at = self.pos;
+                    if let Some(slot) = names
+                        .iter()
+                        .position(|n| n.as_bytes() == key)
+                        .and_then(|i| found.get_mut(i))
+                    {
+                        slot.get_or_insert(at);
+                    }
+                }
+                None => self.skip_element().ok()?,
+            }
+            self.skip_element().ok()?;
+        }
+        Some(found)
+    }
+
     /// [`Decoder::seek_map_key`] for the first entry whose key is any of `names`; which one
     /// it is.
     pub fn seek_map_key_of(&mut self, names: &[&str]) -> Option<usize> {

@@ -18,7 +18,7 @@ use crate::wire::annotations::PARTITION_KEY;
 use crate::wire::batch::{self, BATCH_MESSAGE_FORMAT};
 use crate::wire::condition::{ARGUMENT_ERROR, PRODUCER_EPOCH_STOLEN};
 use crate::wire::idempotent::{
-    link_properties, read_link_properties, read_stamp_in, PublishingState,
+    link_properties, read_link_properties, read_stamp_at, read_stamp_in, PublishingState, Stamp,
 };
 use crate::wire::link_props::{has_capability, IDEMPOTENT_PRODUCER};
 use std::sync::Arc;
@@ -131,6 +131,9 @@ pub(crate) async fn ingest(
             (false, BATCH_MESSAGE_FORMAT) => {
                 store_in_place(&hub, fixed, delivery.payload(), &mut scratch)
             }
+            (true, BATCH_MESSAGE_FORMAT) => {
+                store_idempotent_in_place(&hub, fixed, delivery.payload(), &mut scratch)
+            }
             _ => None,
         };
         match in_place.unwrap_or_else(|| store(&hub, fixed, idempotent, &delivery)) {
@@ -172,6 +175,7 @@ async fn taken_over(owner: &mut Option<(PublishingState, watch::Receiver<i16>)>)
 struct Scratch {
     ranges: Vec<std::ops::Range<usize>>,
     events: Vec<EventLayout>,
+    stamps: Vec<Stamp>,
 }
 
 /// Stores a batch read in place ([`batch::read_in_place`]): each event written stamped
@@ -217,6 +221,61 @@ fn store_in_place(
         log.store_in_place(&scratch.events, payload, envelope_key.as_ref())
             .map_err(|e| err(condition::INTERNAL_ERROR, format!("storing events: {e}"))),
     )
+}
+
+/// [`store_in_place`] for an idempotent link (its partition is fixed): each event's stamp is
+/// read in place from its own annotations, and the events are checked and stored as
+/// [`crate::emulator::store::Partition::append_idempotent`] does. `None` when an event has no
+/// stamp of the usual shape or holds a key the service writes: [`store`] then reads the batch
+/// the general way and gives the answer (an error naming what is wrong, if anything is).
+fn store_idempotent_in_place(
+    hub: &Hub,
+    fixed: Option<u32>,
+    payload: &bytes::Bytes,
+    scratch: &mut Scratch,
+) -> Option<Result<(), AmqpError>> {
+    let partition = fixed?;
+    let mut d = Decoder::new(payload.clone());
+    let envelope_key =
+        batch::read_in_place(&mut d, &mut scratch.ranges, &mut scratch.events)?.map(Str::from);
+    let service_keys: &[&str] = match envelope_key {
+        Some(_) => &SERVICE_KEYS,
+        None => &SERVICE_KEYS[..3],
+    };
+    scratch.stamps.clear();
+    for e in &scratch.events {
+        if e.annotations.is_empty() {
+            return None;
+        }
+        d.set_window(e.annotations.clone());
+        if d.seek_map_key_of(service_keys).is_some() {
+            return None;
+        }
+        scratch
+            .stamps
+            .push(read_stamp_at(&mut d, e.annotations.clone())?);
+    }
+    let Some(log) = hub.partitions.get(partition as usize) else {
+        return Some(Err(err(condition::INTERNAL_ERROR, "partition vanished")));
+    };
+    Some(idempotent_outcome(log.append_idempotent_in_place(
+        &scratch.events,
+        payload,
+        &scratch.stamps,
+        envelope_key.as_ref(),
+    )))
+}
+
+/// What an idempotent link answers for a delivery the partition stored (or refused).
+fn idempotent_outcome(stored: Result<usize, IdempotentError>) -> Result<(), AmqpError> {
+    match stored {
+        Ok(_) => Ok(()),
+        Err(IdempotentError::Refused(e)) => Err(e),
+        Err(IdempotentError::Io(e)) => Err(err(
+            condition::INTERNAL_ERROR,
+            format!("storing events: {e}"),
+        )),
+    }
 }
 
 /// The annotation keys the service writes on a stored event; the partition key only when
@@ -277,14 +336,7 @@ fn store(
                 Err(e) => Err(err(condition::INVALID_FIELD, e)),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        return match log.append_idempotent(events, &stamps, envelope_key.as_ref()) {
-            Ok(_) => Ok(()),
-            Err(IdempotentError::Refused(e)) => Err(e),
-            Err(IdempotentError::Io(e)) => Err(err(
-                condition::INTERNAL_ERROR,
-                format!("storing events: {e}"),
-            )),
-        };
+        return idempotent_outcome(log.append_idempotent(&events, &stamps, envelope_key.as_ref()));
     }
     log.store(events, envelope_key.as_ref())
         .map_err(|e| err(condition::INTERNAL_ERROR, format!("storing events: {e}")))?;
