@@ -178,6 +178,23 @@ struct Scratch {
     stamps: Vec<Stamp>,
 }
 
+/// Reads a batch in place into `scratch.events`: the decoder over it, the envelope's
+/// partition key, and the annotation keys an event of it must not hold to be stored so (the
+/// service's, the partition key only when the envelope has one).
+fn read_batch(
+    payload: &bytes::Bytes,
+    scratch: &mut Scratch,
+) -> Option<(Decoder, Option<Str>, &'static [&'static str])> {
+    let mut d = Decoder::new(payload.clone());
+    let envelope_key =
+        batch::read_in_place(&mut d, &mut scratch.ranges, &mut scratch.events)?.map(Str::from);
+    let service_keys: &'static [&'static str] = match envelope_key {
+        Some(_) => &SERVICE_KEYS,
+        None => &SERVICE_KEYS[..3],
+    };
+    Some((d, envelope_key, service_keys))
+}
+
 /// Stores a batch read in place ([`batch::read_in_place`]): each event written stamped
 /// straight from the payload, nothing built or sliced per event. `None` when the batch is not
 /// of the usual shape, or an event's own annotations hold a key the service writes: [`store`]
@@ -188,13 +205,7 @@ fn store_in_place(
     payload: &bytes::Bytes,
     scratch: &mut Scratch,
 ) -> Option<Result<(), AmqpError>> {
-    let mut d = Decoder::new(payload.clone());
-    let envelope_key =
-        batch::read_in_place(&mut d, &mut scratch.ranges, &mut scratch.events)?.map(Str::from);
-    let service_keys: &[&str] = match envelope_key {
-        Some(_) => &SERVICE_KEYS,
-        None => &SERVICE_KEYS[..3],
-    };
+    let (mut d, envelope_key, service_keys) = read_batch(payload, scratch)?;
     let mut event_key = None;
     for e in scratch.events.iter().filter(|e| !e.annotations.is_empty()) {
         d.set_window(e.annotations.clone());
@@ -235,13 +246,7 @@ fn store_idempotent_in_place(
     scratch: &mut Scratch,
 ) -> Option<Result<(), AmqpError>> {
     let partition = fixed?;
-    let mut d = Decoder::new(payload.clone());
-    let envelope_key =
-        batch::read_in_place(&mut d, &mut scratch.ranges, &mut scratch.events)?.map(Str::from);
-    let service_keys: &[&str] = match envelope_key {
-        Some(_) => &SERVICE_KEYS,
-        None => &SERVICE_KEYS[..3],
-    };
+    let (mut d, envelope_key, service_keys) = read_batch(payload, scratch)?;
     scratch.stamps.clear();
     for e in &scratch.events {
         if e.annotations.is_empty() {
